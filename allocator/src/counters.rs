@@ -1,0 +1,306 @@
+//! The counters every slot holds, as atomics ([`CounterCells`]) and as a plain
+//! value read out of them ([`Counters`]).
+//!
+//! # Writers
+//!
+//! A slot owned by one thread is written only by that thread, with a load and a
+//! store ([`Owned`]): no read-modify-write, so no `lock`-prefixed instruction
+//! and no cache line shared with another writer. The shared fallback slot is
+//! written by any thread and uses `fetch_add` ([`Shared`]).
+//!
+//! Stores use `Release` ordering. On x86-64 a `Release` store is the same plain
+//! `mov` as a `Relaxed` one; it buys a guarantee for readers (see below).
+//!
+//! # Readers
+//!
+//! Every counter only ever grows (wrapping after 2^64, which no process reaches),
+//! and a reader sees each one grow monotonically. There is no snapshot across
+//! counters: a reader may see a thread's byte counter already bumped and its
+//! size-class counter not yet. What readers *can* rely on is this: the free side
+//! of all slots is read first, with `Acquire`, and the allocation side after.
+//! A free of a block always happens after its allocation (in program order on
+//! one thread, or through whatever synchronisation handed the pointer to the
+//! freeing thread), so a reader that sees a free also sees the allocation that
+//! preceded it, and `allocated - freed` never goes below zero.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::size_class::NUM_SIZE_CLASSES;
+
+/// How a counter is bumped: by its single owner, or by anyone.
+pub(crate) trait Bump {
+    /// Adds `v` to `cell`.
+    fn add(cell: &AtomicU64, v: u64);
+}
+
+/// The owner of a slot: load + store, never a read-modify-write.
+pub(crate) struct Owned;
+
+impl Bump for Owned {
+    #[inline(always)]
+    fn add(cell: &AtomicU64, v: u64) {
+        // Only the owning thread stores to this cell, so no increment can be lost
+        // between the load and the store. Release: see the module docs.
+        cell.store(cell.load(Ordering::Relaxed).wrapping_add(v), Ordering::Release);
+    }
+}
+
+/// Any thread, on the shared fallback slot: an atomic read-modify-write.
+pub(crate) struct Shared;
+
+impl Bump for Shared {
+    #[inline(always)]
+    fn add(cell: &AtomicU64, v: u64) {
+        cell.fetch_add(v, Ordering::Release);
+    }
+}
+
+/// A plain copy of one set of counters. `wrapping_sub` gives deltas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub alloc_bytes: u64,
+    pub free_bytes: u64,
+    pub alloc_by_class: [u64; NUM_SIZE_CLASSES],
+    pub free_by_class: [u64; NUM_SIZE_CLASSES],
+    pub grown_in_place: u64,
+    pub shrunk_in_place: u64,
+    pub moved: u64,
+    pub grown_bytes: u64,
+    pub shrunk_bytes: u64,
+    pub failures: u64,
+}
+
+impl Counters {
+    /// `self - earlier`, field by field (wrapping, so it cannot panic).
+    pub fn wrapping_sub(&self, earlier: &Counters) -> Counters {
+        let mut out = *self;
+        out.zip_with(earlier, u64::wrapping_sub);
+        out
+    }
+
+    fn zip_with(&mut self, other: &Counters, f: fn(u64, u64) -> u64) {
+        let pairs = [
+            (&mut self.alloc_bytes, other.alloc_bytes),
+            (&mut self.free_bytes, other.free_bytes),
+            (&mut self.grown_in_place, other.grown_in_place),
+            (&mut self.shrunk_in_place, other.shrunk_in_place),
+            (&mut self.moved, other.moved),
+            (&mut self.grown_bytes, other.grown_bytes),
+            (&mut self.shrunk_bytes, other.shrunk_bytes),
+            (&mut self.failures, other.failures),
+        ];
+        for (a, b) in pairs {
+            *a = f(*a, b);
+        }
+        for (a, b) in self.alloc_by_class.iter_mut().zip(other.alloc_by_class) {
+            *a = f(*a, b);
+        }
+        for (a, b) in self.free_by_class.iter_mut().zip(other.free_by_class) {
+            *a = f(*a, b);
+        }
+    }
+}
+
+/// The atomic counters of one slot.
+///
+/// Field order puts what every allocation and free touches first, so that an
+/// operation on a small block writes at most two cache lines.
+#[repr(C)]
+pub(crate) struct CounterCells {
+    alloc_bytes: AtomicU64,
+    free_bytes: AtomicU64,
+    alloc_by_class: [AtomicU64; NUM_SIZE_CLASSES],
+    free_by_class: [AtomicU64; NUM_SIZE_CLASSES],
+    grown_in_place: AtomicU64,
+    shrunk_in_place: AtomicU64,
+    moved: AtomicU64,
+    grown_bytes: AtomicU64,
+    shrunk_bytes: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// How a successful `realloc` was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReallocKind {
+    /// Same address, larger size.
+    GrownInPlace,
+    /// Same address, same or smaller size.
+    ShrunkInPlace,
+    /// The block moved to a new address.
+    Moved,
+}
+
+impl CounterCells {
+    /// All zero; usable in a `static`.
+    pub const fn new() -> Self {
+        // `AtomicU64` is not `Copy`, so arrays are built with a `const` item.
+        const Z: AtomicU64 = AtomicU64::new(0);
+        CounterCells {
+            alloc_bytes: Z,
+            free_bytes: Z,
+            alloc_by_class: [Z; NUM_SIZE_CLASSES],
+            free_by_class: [Z; NUM_SIZE_CLASSES],
+            grown_in_place: Z,
+            shrunk_in_place: Z,
+            moved: Z,
+            grown_bytes: Z,
+            shrunk_bytes: Z,
+            failures: Z,
+        }
+    }
+
+    /// One allocation of `size` bytes in class `class`.
+    #[inline(always)]
+    pub fn alloc<B: Bump>(&self, size: u64, class: usize) {
+        B::add(&self.alloc_bytes, size);
+        if let Some(cell) = self.alloc_by_class.get(class) {
+            B::add(cell, 1);
+        }
+    }
+
+    /// One free of `size` bytes in class `class`.
+    #[inline(always)]
+    pub fn free<B: Bump>(&self, size: u64, class: usize) {
+        B::add(&self.free_bytes, size);
+        if let Some(cell) = self.free_by_class.get(class) {
+            B::add(cell, 1);
+        }
+    }
+
+    /// One successful realloc from `old` to `new` bytes. It counts as the
+    /// allocation of the new block and the free of the old one (as growing a
+    /// slice does in Go), plus its kind and byte delta. The allocation side is
+    /// written first, so a reader that sees the free also sees the allocation.
+    #[inline(always)]
+    pub fn realloc<B: Bump>(&self, old: usize, new: usize, kind: ReallocKind) {
+        self.alloc::<B>(new as u64, crate::size_class::class_of(new));
+        let kind_cell = match kind {
+            ReallocKind::GrownInPlace => &self.grown_in_place,
+            ReallocKind::ShrunkInPlace => &self.shrunk_in_place,
+            ReallocKind::Moved => &self.moved,
+        };
+        let delta_cell = if new >= old {
+            &self.grown_bytes
+        } else {
+            &self.shrunk_bytes
+        };
+        B::add(kind_cell, 1);
+        B::add(delta_cell, new.abs_diff(old) as u64);
+        self.free::<B>(old as u64, crate::size_class::class_of(old));
+    }
+
+    /// One request the inner allocator refused (returned null).
+    #[inline(always)]
+    pub fn failure<B: Bump>(&self) {
+        B::add(&self.failures, 1);
+    }
+
+    /// Adds the free side of these cells into `out` (`Acquire`; see module docs).
+    pub fn read_free_side(&self, out: &mut Counters) {
+        let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
+        out.free_bytes = out.free_bytes.wrapping_add(ld(&self.free_bytes));
+        for (o, c) in out.free_by_class.iter_mut().zip(&self.free_by_class) {
+            *o = o.wrapping_add(ld(c));
+        }
+    }
+
+    /// Adds everything but the free side into `out` (`Acquire`).
+    pub fn read_alloc_side(&self, out: &mut Counters) {
+        let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
+        out.alloc_bytes = out.alloc_bytes.wrapping_add(ld(&self.alloc_bytes));
+        for (o, c) in out.alloc_by_class.iter_mut().zip(&self.alloc_by_class) {
+            *o = o.wrapping_add(ld(c));
+        }
+        out.grown_in_place = out.grown_in_place.wrapping_add(ld(&self.grown_in_place));
+        out.shrunk_in_place = out.shrunk_in_place.wrapping_add(ld(&self.shrunk_in_place));
+        out.moved = out.moved.wrapping_add(ld(&self.moved));
+        out.grown_bytes = out.grown_bytes.wrapping_add(ld(&self.grown_bytes));
+        out.shrunk_bytes = out.shrunk_bytes.wrapping_add(ld(&self.shrunk_bytes));
+        out.failures = out.failures.wrapping_add(ld(&self.failures));
+    }
+
+    /// A copy of these cells (free side first).
+    pub fn read(&self) -> Counters {
+        let mut out = Counters::default();
+        self.read_free_side(&mut out);
+        self.read_alloc_side(&mut out);
+        out
+    }
+
+    /// Overwrites every cell with `value`. Only the owner of the cells may call
+    /// this (used for a slot's baseline, which only its owner reads).
+    pub fn store(&self, value: &Counters) {
+        let st = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
+        st(&self.alloc_bytes, value.alloc_bytes);
+        st(&self.free_bytes, value.free_bytes);
+        for (c, v) in self.alloc_by_class.iter().zip(value.alloc_by_class) {
+            st(c, v);
+        }
+        for (c, v) in self.free_by_class.iter().zip(value.free_by_class) {
+            st(c, v);
+        }
+        st(&self.grown_in_place, value.grown_in_place);
+        st(&self.shrunk_in_place, value.shrunk_in_place);
+        st(&self.moved, value.moved);
+        st(&self.grown_bytes, value.grown_bytes);
+        st(&self.shrunk_bytes, value.shrunk_bytes);
+        st(&self.failures, value.failures);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_class::class_of;
+
+    #[test]
+    fn owned_and_shared_writers_count_the_same() {
+        let (a, b) = (CounterCells::new(), CounterCells::new());
+        for size in [1usize, 8, 9, 100, 4096, 1 << 20] {
+            a.alloc::<Owned>(size as u64, class_of(size));
+            b.alloc::<Shared>(size as u64, class_of(size));
+            a.free::<Owned>(size as u64, class_of(size));
+            b.free::<Shared>(size as u64, class_of(size));
+        }
+        a.realloc::<Owned>(10, 20, ReallocKind::GrownInPlace);
+        b.realloc::<Shared>(10, 20, ReallocKind::GrownInPlace);
+        a.failure::<Owned>();
+        b.failure::<Shared>();
+        assert_eq!(a.read(), b.read());
+    }
+
+    #[test]
+    fn realloc_is_a_free_of_the_old_and_an_alloc_of_the_new_block() {
+        let c = CounterCells::new();
+        c.realloc::<Owned>(100, 40, ReallocKind::Moved);
+        c.realloc::<Owned>(40, 50, ReallocKind::GrownInPlace);
+        c.realloc::<Owned>(50, 50, ReallocKind::ShrunkInPlace);
+        let r = c.read();
+        assert_eq!(r.alloc_bytes, 40 + 50 + 50);
+        assert_eq!(r.free_bytes, 100 + 40 + 50);
+        assert_eq!((r.moved, r.grown_in_place, r.shrunk_in_place), (1, 1, 1));
+        assert_eq!((r.grown_bytes, r.shrunk_bytes), (10, 60));
+        // 40 and 50 share the class (32, 64]; 100 is in (64, 128].
+        assert_eq!(class_of(40), class_of(50));
+        assert_eq!(r.alloc_by_class[class_of(40)], 3);
+        assert_eq!(r.alloc_by_class.iter().sum::<u64>(), 3);
+        assert_eq!(r.free_by_class[class_of(100)], 1);
+        assert_eq!(r.free_by_class[class_of(50)], 2);
+    }
+
+    #[test]
+    fn store_then_read_round_trips_and_sub_subtracts() {
+        let c = CounterCells::new();
+        let mut v = Counters {
+            alloc_bytes: 7,
+            failures: 3,
+            ..Counters::default()
+        };
+        v.alloc_by_class[4] = 9;
+        v.free_by_class[NUM_SIZE_CLASSES - 1] = u64::MAX;
+        c.store(&v);
+        assert_eq!(c.read(), v);
+        assert_eq!(v.wrapping_sub(&v), Counters::default());
+        assert_eq!(v.wrapping_sub(&Counters::default()), v);
+    }
+}

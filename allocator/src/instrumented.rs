@@ -1,0 +1,162 @@
+//! [`Instrumented`], the `GlobalAlloc` wrapper.
+
+use core::alloc::{GlobalAlloc, Layout};
+
+use crate::counters::{Bump, CounterCells, ReallocKind};
+use crate::local::{self, Op};
+use crate::size_class::class_of;
+
+/// A global allocator that forwards every request to `A` and records it.
+///
+/// Put it around the allocator the service already uses:
+///
+/// ```
+/// use std::alloc::System;
+/// use allocmeter::Instrumented;
+///
+/// #[global_allocator]
+/// static GLOBAL: Instrumented<System> = Instrumented::new(System);
+///
+/// let v = vec![0u8; 1000];
+/// assert!(allocmeter::stats().alloc_bytes >= 1000);
+/// # drop(v);
+/// ```
+///
+/// Every `GlobalAlloc` method goes to the inner allocator's method of the same
+/// name: `realloc` stays a `realloc` (so in-place growth survives) and
+/// `alloc_zeroed` stays `alloc_zeroed` (so calloc's zero pages survive). Blocks
+/// carry no header: the inner allocator sees exactly the layouts the program
+/// asked for.
+///
+/// What is recorded, into the calling thread's own slot (see [`crate::stats`]):
+/// each allocation and free with its requested size and size class, each
+/// realloc by kind, and each null the inner allocator returned. Recording costs
+/// one thread-local read and a few plain stores; it never locks, allocates,
+/// makes a system call or panics.
+///
+/// All `Instrumented` values in a process record into the same counters, so a
+/// process should have one, as its `#[global_allocator]`.
+#[derive(Debug, Default)]
+pub struct Instrumented<A> {
+    inner: A,
+}
+
+impl<A> Instrumented<A> {
+    /// Wraps `inner`. `const`, so it can initialise a `static`.
+    pub const fn new(inner: A) -> Self {
+        Instrumented { inner }
+    }
+
+    /// The wrapped allocator, for allocator-specific calls (statistics,
+    /// tuning) that `GlobalAlloc` does not have.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+struct Alloc(usize);
+impl Op for Alloc {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.alloc::<B>(self.0 as u64, class_of(self.0));
+    }
+}
+
+struct Free(usize);
+impl Op for Free {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.free::<B>(self.0 as u64, class_of(self.0));
+    }
+}
+
+struct Realloc {
+    old: usize,
+    new: usize,
+    kind: ReallocKind,
+}
+impl Op for Realloc {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.realloc::<B>(self.old, self.new, self.kind);
+    }
+}
+
+struct Failure;
+impl Op for Failure {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.failure::<B>();
+    }
+}
+
+/// Records an allocation of `size` bytes, or a failure if `ptr` is null.
+#[inline(always)]
+fn after_alloc(ptr: *mut u8, size: usize) {
+    if ptr.is_null() {
+        local::record(Failure);
+    } else {
+        local::record(Alloc(size));
+    }
+}
+
+// SAFETY: every method forwards to the inner allocator's method of the same
+// name with the caller's arguments unchanged and returns its result unchanged,
+// so `Instrumented<A>` upholds exactly the contract `A` upholds. Recording
+// touches only memory this crate owns (thread-locals and `static` slots); it
+// never allocates, unwinds or blocks.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract for
+        // `layout`, which is what the inner allocator requires.
+        let ptr = unsafe { self.inner.alloc(layout) };
+        after_alloc(ptr, layout.size());
+        ptr
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let ptr = unsafe { self.inner.alloc_zeroed(layout) };
+        after_alloc(ptr, layout.size());
+        ptr
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Recorded before the block is handed back, so that no other thread
+        // can be given the same address and record it before this free.
+        local::record(Free(layout.size()));
+        // SAFETY: the caller guarantees `ptr` was allocated by this allocator
+        // (hence by the inner one, which served it) with `layout`.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract: `ptr`
+        // came from this allocator (so from the inner one) with `layout`, and
+        // `new_size` is valid for `layout.align()`.
+        let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if new_ptr.is_null() {
+            // The old block is untouched and still the caller's.
+            local::record(Failure);
+        } else {
+            let old = layout.size();
+            let kind = if new_ptr != ptr {
+                ReallocKind::Moved
+            } else if new_size > old {
+                ReallocKind::GrownInPlace
+            } else {
+                ReallocKind::ShrunkInPlace
+            };
+            local::record(Realloc {
+                old,
+                new: new_size,
+                kind,
+            });
+        }
+        new_ptr
+    }
+}

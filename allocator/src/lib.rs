@@ -1,0 +1,84 @@
+//! # allocmeter
+//!
+//! An instrumented global allocator: put it around the allocator your service
+//! already uses and read exact allocation statistics, shaped like Go's
+//! `runtime.MemStats`, while the service runs.
+//!
+//! ## Why
+//!
+//! "How much does this service allocate, how fast, in what sizes, and is the
+//! heap growing?" Go answers that out of the box; Rust services usually answer
+//! it with a heap profiler run once on a laptop. allocmeter answers it in
+//! production: its per-operation cost is a thread-local read and a few plain
+//! stores into the calling thread's own cache lines, cheap enough to leave on.
+//! The companion crate `allocmeter-exporter` serves the numbers to Prometheus.
+//!
+//! ## Setting it up
+//!
+//! ```
+//! use std::alloc::System;
+//! use allocmeter::Instrumented;
+//!
+//! #[global_allocator]
+//! static GLOBAL: Instrumented<System> = Instrumented::new(System);
+//!
+//! fn main() {
+//!     let names: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+//!     let s = allocmeter::stats();
+//!     println!("{} bytes live in {} blocks", s.live_bytes, s.live_objects);
+//!     # assert!(s.allocs >= 101);
+//!     # drop(names);
+//! }
+//! ```
+//!
+//! Any [`GlobalAlloc`](core::alloc::GlobalAlloc) can be the inner allocator:
+//! `System`, `mimalloc::MiMalloc`, `tikv_jemallocator::Jemalloc`.
+//!
+//! ## Reading the numbers
+//!
+//! - [`stats`] gives process-wide [`MemStats`]: live bytes and objects,
+//!   cumulative allocations and frees (count and bytes), reallocs by kind,
+//!   failures, and a histogram by power-of-two [size class](size_class).
+//! - [`thread_stats`] and [`measure`] give the calling thread's own exact
+//!   numbers, for tests such as "this request path allocates at most N times".
+//!
+//! All sizes are requested sizes (`Layout::size`). A `realloc` counts as a free
+//! of the old block plus an allocation of the new one, and is also counted by
+//! kind (grown in place, shrunk in place, moved).
+//!
+//! ## How it works, and what it promises
+//!
+//! - Each thread records into its own cache-padded *slot*, claimed on its first
+//!   allocation from a fixed registry of [`slot::MAX_SLOTS`] and released when
+//!   the thread exits. The next thread reuses the slot and keeps adding to the
+//!   same totals, so no count is lost when threads exit and memory is bounded by
+//!   the peak number of concurrent threads.
+//! - Threads beyond that, and allocations made during a thread's teardown after
+//!   its slot was released, go to one shared fallback slot (atomic
+//!   read-modify-writes: slower, still exact).
+//! - A null from the inner allocator goes back to the caller and is counted in
+//!   [`MemStats::failures`]; the allocator never panics, aborts or unwinds.
+//! - Readers never stop writers. Each counter is exact and monotonic, but a
+//!   read is not a snapshot across counters (see [`MemStats`]).
+//!
+//! ## Pitfalls
+//!
+//! - The optimiser may remove an allocation whose result is never used, so
+//!   tests that count allocations should pass values through
+//!   [`std::hint::black_box`].
+//! - All [`Instrumented`] values share one set of counters; install one, as the
+//!   `#[global_allocator]`.
+//! - Memory allocated by C code through `malloc` does not pass through a Rust
+//!   global allocator and is not counted.
+
+#![warn(missing_docs)]
+
+mod counters;
+mod instrumented;
+mod local;
+pub mod size_class;
+pub mod slot;
+mod stats;
+
+pub use instrumented::Instrumented;
+pub use stats::{MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, thread_stats};

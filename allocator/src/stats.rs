@@ -1,0 +1,248 @@
+//! The read API: [`stats`], [`thread_stats`] and [`measure`].
+
+use crate::counters::Counters;
+use crate::size_class::{NUM_SIZE_CLASSES, upper_bound};
+use crate::{local, slot};
+
+/// Reallocations, by how the inner allocator served them.
+///
+/// Each successful `realloc` is also counted as one free of the old block and
+/// one allocation of the new one in the other counters (as growing a slice is
+/// in Go), so live bytes and objects stay exact. These fields say how the
+/// reallocs went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reallocs {
+    /// Reallocs that returned the same address with a larger size.
+    pub grown_in_place: u64,
+    /// Reallocs that returned the same address with the same or a smaller size.
+    pub shrunk_in_place: u64,
+    /// Reallocs that returned a different address (the inner allocator copied
+    /// the block).
+    pub moved: u64,
+    /// Bytes added by reallocs that grew a block (in place or moved): the sum of
+    /// `new_size - old_size` over them.
+    pub grown_bytes: u64,
+    /// Bytes given back by reallocs that shrank a block (in place or moved): the
+    /// sum of `old_size - new_size` over them.
+    pub shrunk_bytes: u64,
+}
+
+impl Reallocs {
+    /// All reallocs, whatever their kind.
+    pub const fn total(&self) -> u64 {
+        self.grown_in_place + self.shrunk_in_place + self.moved
+    }
+}
+
+/// Allocations and frees in one size class.
+///
+/// Go analogue: one entry of `runtime.MemStats.BySize`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SizeClassStats {
+    /// Largest request size (bytes, inclusive) in this class; `None` for the
+    /// open-ended top class. The previous class's bound, exclusive, is the
+    /// floor. Go: `BySize[i].Size`.
+    pub max_size: Option<u64>,
+    /// Allocations (including the new block of each realloc) in this class.
+    /// Go: `BySize[i].Mallocs`.
+    pub allocs: u64,
+    /// Frees (including the old block of each realloc) in this class.
+    /// Go: `BySize[i].Frees`.
+    pub frees: u64,
+}
+
+fn by_size(c: &Counters) -> [SizeClassStats; NUM_SIZE_CLASSES] {
+    core::array::from_fn(|i| SizeClassStats {
+        max_size: upper_bound(i),
+        allocs: c.alloc_by_class[i],
+        frees: c.free_by_class[i],
+    })
+}
+
+/// Process-wide allocation statistics, like Go's `runtime.MemStats`.
+///
+/// Sizes are the sizes programs *requested* (`Layout::size`), not what the
+/// inner allocator rounded them up to. Every counter only grows; the live
+/// figures are derived from them.
+///
+/// Consistency: each field is exact for the operations it has seen, but the
+/// fields are read one after another while other threads keep allocating, so
+/// two fields may be a few operations apart (for example `allocs` and the sum
+/// of `by_size`). Frees are read before allocations, so `live_bytes` and
+/// `live_objects` are never below the truth at any moment during the read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemStats {
+    /// Bytes in blocks allocated and not yet freed: `alloc_bytes - free_bytes`.
+    /// Go: `HeapAlloc` (and `Alloc`).
+    pub live_bytes: u64,
+    /// Blocks allocated and not yet freed: `allocs - frees`. Go: `HeapObjects`.
+    pub live_objects: u64,
+    /// Bytes allocated since the process started, freed or not (each realloc
+    /// adds its new size). Go: `TotalAlloc`.
+    pub alloc_bytes: u64,
+    /// Blocks allocated since the process started (each realloc adds one).
+    /// Go: `Mallocs`.
+    pub allocs: u64,
+    /// Blocks freed since the process started (each realloc adds one).
+    /// Go: `Frees`.
+    pub frees: u64,
+    /// Bytes freed since the process started (each realloc adds its old size).
+    /// Go has no field; `TotalAlloc - HeapAlloc` is the same quantity.
+    pub free_bytes: u64,
+    /// Reallocations by kind. No Go analogue (Go has no realloc).
+    pub reallocs: Reallocs,
+    /// Requests the inner allocator refused (returned null). The caller got
+    /// null; nothing else was counted. No Go analogue (Go aborts).
+    pub failures: u64,
+    /// Allocations and frees per power-of-two size class. Go: `BySize`.
+    pub by_size: [SizeClassStats; NUM_SIZE_CLASSES],
+    /// Threads that own a slot now. Threads that never allocated, or that
+    /// record into the shared fallback slot, are not counted.
+    pub threads: u64,
+    /// Slots ever claimed: the peak number of threads that owned a slot at the
+    /// same time (slots are reused, never freed).
+    pub slots_used: u64,
+    /// Bytes of memory the instrumentation itself holds (slots in use). Go's
+    /// closest field is `BuckHashSys`.
+    pub telemetry_bytes: u64,
+}
+
+impl MemStats {
+    fn from_counters(c: &Counters) -> Self {
+        let allocs = c.alloc_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+        let frees = c.free_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+        let occ = slot::occupancy();
+        MemStats {
+            live_bytes: c.alloc_bytes.saturating_sub(c.free_bytes),
+            live_objects: allocs.saturating_sub(frees),
+            alloc_bytes: c.alloc_bytes,
+            allocs,
+            frees,
+            free_bytes: c.free_bytes,
+            reallocs: Reallocs {
+                grown_in_place: c.grown_in_place,
+                shrunk_in_place: c.shrunk_in_place,
+                moved: c.moved,
+                grown_bytes: c.grown_bytes,
+                shrunk_bytes: c.shrunk_bytes,
+            },
+            failures: c.failures,
+            by_size: by_size(c),
+            threads: occ.live as u64,
+            slots_used: occ.used as u64,
+            telemetry_bytes: slot::touched_bytes() as u64,
+        }
+    }
+}
+
+/// Reads the process-wide statistics.
+///
+/// Cheap enough to call often: it reads the slots of the threads that have
+/// allocated (a few hundred relaxed loads per thread), takes no lock, never
+/// allocates and never blocks an allocating thread. Works whether or not the
+/// exporter runs. Go: `runtime.ReadMemStats`, minus the stop-the-world.
+///
+/// The numbers count only what went through an [`Instrumented`](crate::Instrumented)
+/// allocator; without one installed they stay zero.
+///
+/// ```
+/// let before = allocmeter::stats();
+/// let after = allocmeter::stats();
+/// assert!(after.alloc_bytes >= before.alloc_bytes);
+/// assert_eq!(after.live_bytes, after.alloc_bytes - after.free_bytes);
+/// ```
+pub fn stats() -> MemStats {
+    MemStats::from_counters(&slot::sum())
+}
+
+/// What one thread allocated and freed, from [`thread_stats`] or [`measure`].
+///
+/// Exact: nothing is sampled or estimated, and a thread's own operations are
+/// always visible to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadStats {
+    /// Bytes allocated (each realloc adds its new size).
+    pub alloc_bytes: u64,
+    /// Blocks allocated (each realloc adds one).
+    pub allocs: u64,
+    /// Bytes freed (each realloc adds its old size). Blocks this thread frees
+    /// may have been allocated by another thread.
+    pub free_bytes: u64,
+    /// Blocks freed (each realloc adds one).
+    pub frees: u64,
+    /// Reallocations by kind.
+    pub reallocs: Reallocs,
+    /// Requests the inner allocator refused.
+    pub failures: u64,
+    /// Allocations and frees per size class.
+    pub by_size: [SizeClassStats; NUM_SIZE_CLASSES],
+}
+
+impl ThreadStats {
+    fn from_counters(c: &Counters) -> Self {
+        ThreadStats {
+            alloc_bytes: c.alloc_bytes,
+            allocs: c.alloc_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b)),
+            free_bytes: c.free_bytes,
+            frees: c.free_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b)),
+            reallocs: Reallocs {
+                grown_in_place: c.grown_in_place,
+                shrunk_in_place: c.shrunk_in_place,
+                moved: c.moved,
+                grown_bytes: c.grown_bytes,
+                shrunk_bytes: c.shrunk_bytes,
+            },
+            failures: c.failures,
+            by_size: by_size(c),
+        }
+    }
+
+    /// Bytes allocated minus bytes freed: how much this thread's work grew
+    /// (positive) or shrank (negative) the heap.
+    pub const fn net_bytes(&self) -> i128 {
+        self.alloc_bytes as i128 - self.free_bytes as i128
+    }
+}
+
+/// What the calling thread has allocated and freed since it started.
+///
+/// The thread gets its own slot if it has none yet, so the numbers are exact
+/// from this call on. The exception is a thread that finds all
+/// [`MAX_SLOTS`](crate::slot::MAX_SLOTS) slots taken: it records into the shared
+/// fallback slot and this returns zeros.
+pub fn thread_stats() -> ThreadStats {
+    let counters = match local::current_slot() {
+        Some(slot) => slot.since_claim(),
+        None => Counters::default(),
+    };
+    ThreadStats::from_counters(&counters)
+}
+
+/// Runs `f` and returns its result with what the calling thread allocated and
+/// freed while it ran. Exact, so it can serve tests:
+///
+/// ```
+/// # use std::alloc::System;
+/// # #[global_allocator]
+/// # static GLOBAL: allocmeter::Instrumented<System> = allocmeter::Instrumented::new(System);
+/// let (v, used) = allocmeter::measure(|| {
+///     let mut v = Vec::with_capacity(10);
+///     v.push(1u64);
+///     v
+/// });
+/// assert_eq!(used.allocs, 1);
+/// assert_eq!(used.alloc_bytes, 80);
+/// assert_eq!(used.frees, 0);
+/// # drop(v);
+/// ```
+///
+/// Only the calling thread is measured: work `f` hands to other threads is not
+/// included (measure it there). The compiler may remove allocations whose
+/// result is unused; pass such values through [`std::hint::black_box`].
+pub fn measure<R>(f: impl FnOnce() -> R) -> (R, ThreadStats) {
+    let slot = local::current_slot();
+    let before = slot.map(|s| s.counters.read()).unwrap_or_default();
+    let result = f();
+    let after = slot.map(|s| s.counters.read()).unwrap_or_default();
+    (result, ThreadStats::from_counters(&after.wrapping_sub(&before)))
+}
