@@ -41,7 +41,10 @@ impl Bump for Owned {
     fn add(cell: &AtomicU64, v: u64) {
         // Only the owning thread stores to this cell, so no increment can be lost
         // between the load and the store. Release: see the module docs.
-        cell.store(cell.load(Ordering::Relaxed).wrapping_add(v), Ordering::Release);
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(v),
+            Ordering::Release,
+        );
     }
 }
 
@@ -133,19 +136,17 @@ pub(crate) enum ReallocKind {
 impl CounterCells {
     /// All zero; usable in a `static`.
     pub const fn new() -> Self {
-        // `AtomicU64` is not `Copy`, so arrays are built with a `const` item.
-        const Z: AtomicU64 = AtomicU64::new(0);
         CounterCells {
-            alloc_bytes: Z,
-            free_bytes: Z,
-            alloc_by_class: [Z; NUM_SIZE_CLASSES],
-            free_by_class: [Z; NUM_SIZE_CLASSES],
-            grown_in_place: Z,
-            shrunk_in_place: Z,
-            moved: Z,
-            grown_bytes: Z,
-            shrunk_bytes: Z,
-            failures: Z,
+            alloc_bytes: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(0),
+            alloc_by_class: [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES],
+            free_by_class: [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES],
+            grown_in_place: AtomicU64::new(0),
+            shrunk_in_place: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            grown_bytes: AtomicU64::new(0),
+            shrunk_bytes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 

@@ -81,7 +81,9 @@ pub(crate) trait Op {
 /// blocks or panics.
 #[inline(always)]
 pub(crate) fn record<O: Op>(op: O) {
-    let slot = LOCAL.try_with(|local| local.slot.get()).unwrap_or(ptr::null());
+    let slot = LOCAL
+        .try_with(|local| local.slot.get())
+        .unwrap_or(ptr::null());
     // SAFETY: `Local::slot` is non-null only while this thread owns that slot,
     // and every slot lives in a `static`, so the reference is valid.
     match unsafe { slot.as_ref() } {
@@ -133,4 +135,3 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
     }
     Some(slot)
 }
-

@@ -71,11 +71,17 @@ mod tests {
             let class = class_of(size);
             assert!(class < NUM_SIZE_CLASSES);
             if let Some(hi) = upper_bound(class) {
-                assert!(size as u64 <= hi, "size {size} above class {class} bound {hi}");
+                assert!(
+                    size as u64 <= hi,
+                    "size {size} above class {class} bound {hi}"
+                );
             }
             if class > 0 {
                 let lo = upper_bound(class - 1).unwrap();
-                assert!(size as u64 > lo, "size {size} not above class {class} floor {lo}");
+                assert!(
+                    size as u64 > lo,
+                    "size {size} not above class {class} floor {lo}"
+                );
             }
         }
     }

@@ -109,7 +109,10 @@ pub struct MemStats {
 
 impl MemStats {
     fn from_counters(c: &Counters) -> Self {
-        let allocs = c.alloc_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+        let allocs = c
+            .alloc_by_class
+            .iter()
+            .fold(0u64, |a, b| a.wrapping_add(*b));
         let frees = c.free_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b));
         let occ = slot::occupancy();
         MemStats {
@@ -182,7 +185,10 @@ impl ThreadStats {
     fn from_counters(c: &Counters) -> Self {
         ThreadStats {
             alloc_bytes: c.alloc_bytes,
-            allocs: c.alloc_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b)),
+            allocs: c
+                .alloc_by_class
+                .iter()
+                .fold(0u64, |a, b| a.wrapping_add(*b)),
             free_bytes: c.free_bytes,
             frees: c.free_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b)),
             reallocs: Reallocs {
@@ -244,5 +250,8 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> (R, ThreadStats) {
     let before = slot.map(|s| s.counters.read()).unwrap_or_default();
     let result = f();
     let after = slot.map(|s| s.counters.read()).unwrap_or_default();
-    (result, ThreadStats::from_counters(&after.wrapping_sub(&before)))
+    (
+        result,
+        ThreadStats::from_counters(&after.wrapping_sub(&before)),
+    )
 }

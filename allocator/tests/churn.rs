@@ -65,7 +65,11 @@ fn ten_thousand_threads_lose_no_count_and_reuse_slots() {
     // Process-wide, the workers' class moved by exactly their operations.
     let n = THREADS as u64;
     let c = (&after.by_size[class], &before.by_size[class]);
-    assert_eq!(c.0.allocs - c.1.allocs, 4 * n, "allocs in the workers' class");
+    assert_eq!(
+        c.0.allocs - c.1.allocs,
+        4 * n,
+        "allocs in the workers' class"
+    );
     assert_eq!(c.0.frees - c.1.frees, 4 * n, "frees in the workers' class");
     assert_eq!(after.reallocs.total() - before.reallocs.total(), n);
     // Every byte the workers allocated is in the total, and everything every
@@ -81,7 +85,10 @@ fn ten_thousand_threads_lose_no_count_and_reuse_slots() {
         before.slots_used,
         after.slots_used
     );
-    assert_eq!(after.threads, before.threads, "exited threads gave their slots back");
+    assert_eq!(
+        after.threads, before.threads,
+        "exited threads gave their slots back"
+    );
 }
 
 fn main() {

@@ -64,23 +64,46 @@ impl Expect {
         let d = |a: u64, b: u64| a.wrapping_sub(b);
         assert_eq!(d(after.alloc_bytes, before.alloc_bytes), self.alloc_bytes);
         assert_eq!(d(after.free_bytes, before.free_bytes), self.free_bytes);
-        assert_eq!(d(after.allocs, before.allocs), self.allocs.iter().sum::<u64>());
+        assert_eq!(
+            d(after.allocs, before.allocs),
+            self.allocs.iter().sum::<u64>()
+        );
         assert_eq!(d(after.frees, before.frees), self.frees.iter().sum::<u64>());
         assert_eq!(
             after.live_bytes as i128 - before.live_bytes as i128,
             self.alloc_bytes as i128 - self.free_bytes as i128
         );
         let r = (&after.reallocs, &before.reallocs);
-        assert_eq!(d(r.0.grown_in_place, r.1.grown_in_place), self.reallocs.grown_in_place);
-        assert_eq!(d(r.0.shrunk_in_place, r.1.shrunk_in_place), self.reallocs.shrunk_in_place);
+        assert_eq!(
+            d(r.0.grown_in_place, r.1.grown_in_place),
+            self.reallocs.grown_in_place
+        );
+        assert_eq!(
+            d(r.0.shrunk_in_place, r.1.shrunk_in_place),
+            self.reallocs.shrunk_in_place
+        );
         assert_eq!(d(r.0.moved, r.1.moved), self.reallocs.moved);
-        assert_eq!(d(r.0.grown_bytes, r.1.grown_bytes), self.reallocs.grown_bytes);
-        assert_eq!(d(r.0.shrunk_bytes, r.1.shrunk_bytes), self.reallocs.shrunk_bytes);
+        assert_eq!(
+            d(r.0.grown_bytes, r.1.grown_bytes),
+            self.reallocs.grown_bytes
+        );
+        assert_eq!(
+            d(r.0.shrunk_bytes, r.1.shrunk_bytes),
+            self.reallocs.shrunk_bytes
+        );
         assert_eq!(after.failures, before.failures);
         for i in 0..NUM_SIZE_CLASSES {
             let (a, b) = (&after.by_size[i], &before.by_size[i]);
-            assert_eq!(d(a.allocs, b.allocs), self.allocs[i], "global allocs in class {i}");
-            assert_eq!(d(a.frees, b.frees), self.frees[i], "global frees in class {i}");
+            assert_eq!(
+                d(a.allocs, b.allocs),
+                self.allocs[i],
+                "global allocs in class {i}"
+            );
+            assert_eq!(
+                d(a.frees, b.frees),
+                self.frees[i],
+                "global frees in class {i}"
+            );
         }
     }
 }
@@ -241,8 +264,14 @@ fn main() {
                 "thread_and_global_counters_move_by_exactly_the_sequence",
                 thread_and_global_counters_move_by_exactly_the_sequence,
             ),
-            ("measure_reports_exactly_the_sequence", measure_reports_exactly_the_sequence),
-            ("measure_counts_ordinary_collections", measure_counts_ordinary_collections),
+            (
+                "measure_reports_exactly_the_sequence",
+                measure_reports_exactly_the_sequence,
+            ),
+            (
+                "measure_counts_ordinary_collections",
+                measure_counts_ordinary_collections,
+            ),
             (
                 "frees_on_another_thread_balance_the_live_count",
                 frees_on_another_thread_balance_the_live_count,

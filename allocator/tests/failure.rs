@@ -111,7 +111,10 @@ fn main() {
                 "null_from_realloc_keeps_the_old_block_and_counts_nothing_else",
                 null_from_realloc_keeps_the_old_block_and_counts_nothing_else,
             ),
-            ("try_reserve_sees_an_error_not_an_abort", try_reserve_sees_an_error_not_an_abort),
+            (
+                "try_reserve_sees_an_error_not_an_abort",
+                try_reserve_sees_an_error_not_an_abort,
+            ),
         ],
         Duration::from_secs(60),
     );

@@ -1,0 +1,1 @@
+//! Benchmarks for allocmeter live in `benches/`; this library is empty.

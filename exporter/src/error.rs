@@ -1,0 +1,54 @@
+//! Why an exporter could not start.
+
+use std::fmt;
+use std::io;
+
+/// An exporter could not start. The message names the address involved.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The bind address is not `IP:PORT` or `HOST:PORT`, or names no address.
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Listening on the address failed: typically the port is taken
+    /// ([`io::ErrorKind::AddrInUse`]) or needs privileges.
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A background thread could not be started.
+    Thread(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::InvalidAddress { addr, reason } => {
+                write!(f, "invalid bind address {addr:?}: {reason}")
+            }
+            StartError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
+                write!(
+                    f,
+                    "cannot listen on {addr}: address already in use ({source})"
+                )
+            }
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Thread(e) => write!(f, "cannot start an exporter thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } | StartError::Thread(source) => Some(source),
+            StartError::InvalidAddress { .. } => None,
+        }
+    }
+}

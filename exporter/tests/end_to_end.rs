@@ -1,0 +1,214 @@
+//! End to end: a real exporter on a real port, scraped over real HTTP.
+
+mod http_client;
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::net::TcpListener;
+
+use allocmeter::Instrumented;
+use allocmeter_exporter::{Exporter, METRICS_CONTENT_TYPE, StartError};
+use http_client::{parse_samples, request};
+
+#[global_allocator]
+static GLOBAL: Instrumented<System> = Instrumented::new(System);
+
+const COUNTERS: &[&str] = &[
+    "allocmeter_alloc_bytes_total",
+    "allocmeter_allocs_total",
+    "allocmeter_frees_total",
+    "allocmeter_free_bytes_total",
+    "allocmeter_alloc_failures_total",
+];
+
+fn start() -> Exporter {
+    Exporter::builder()
+        .bind("127.0.0.1:0")
+        .start()
+        .expect("exporter starts on a free port")
+}
+
+#[test]
+fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
+    let exporter = start();
+    let addr = exporter.local_addr();
+    assert!(addr.ip().is_loopback());
+    assert_ne!(addr.port(), 0);
+
+    let before = parse_samples(&request(addr, "GET", "/metrics").body);
+
+    const BLOCK: usize = 1 << 20;
+    const BLOCKS: usize = 16;
+    let worker = std::thread::spawn(|| {
+        let (blocks, used) = allocmeter::measure(|| {
+            (0..BLOCKS)
+                .map(|_| black_box(vec![1u8; BLOCK]))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(used.allocs, BLOCKS as u64 + 1);
+        blocks
+    });
+    let blocks = worker.join().unwrap();
+
+    let reply = request(addr, "GET", "/metrics");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some(METRICS_CONTENT_TYPE));
+    let after = parse_samples(&reply.body);
+
+    let moved = |name: &str| after[name] - before[name];
+    let known = (BLOCK * BLOCKS) as f64;
+    assert!(
+        moved("allocmeter_alloc_bytes_total") >= known,
+        "alloc bytes moved {}",
+        moved("allocmeter_alloc_bytes_total")
+    );
+    assert!(moved("allocmeter_allocs_total") >= BLOCKS as f64);
+    assert!(
+        after["allocmeter_heap_live_bytes"] >= known,
+        "the blocks are still held"
+    );
+    // The size histogram saw the 1 MiB blocks in the (512 KiB, 1 MiB] bucket.
+    let le_1m = "allocmeter_alloc_size_bytes_bucket{le=\"1048576\"}";
+    let le_512k = "allocmeter_alloc_size_bytes_bucket{le=\"524288\"}";
+    let in_bucket = |s: &std::collections::BTreeMap<String, f64>| s[le_1m] - s[le_512k];
+    assert!(in_bucket(&after) - in_bucket(&before) >= BLOCKS as f64);
+    assert_eq!(
+        after["allocmeter_alloc_size_bytes_count"],
+        after["allocmeter_alloc_size_bytes_bucket{le=\"+Inf\"}"],
+        "_count equals the +Inf bucket"
+    );
+    // Process metrics are served beside ours.
+    assert!(after.contains_key("process_resident_memory_bytes"));
+    assert!(after.contains_key("process_start_time_seconds"));
+    drop(blocks);
+}
+
+#[test]
+fn counters_never_go_down_between_scrapes() {
+    let exporter = start();
+    let addr = exporter.local_addr();
+    let churn = std::thread::spawn(|| {
+        for i in 0..2000usize {
+            let v: Vec<u64> = black_box((0..(i % 300)).map(|x| x as u64).collect());
+            let mut s = String::new();
+            for _ in 0..(i % 50) {
+                s.push('x');
+            }
+            drop(black_box((v, s)));
+        }
+    });
+    let mut previous = parse_samples(&request(addr, "GET", "/metrics").body);
+    for _ in 0..25 {
+        let current = parse_samples(&request(addr, "GET", "/metrics").body);
+        for (series, value) in &current {
+            let monotonic = COUNTERS.iter().any(|c| series.starts_with(c))
+                || series.starts_with("allocmeter_reallocs_total")
+                || series.starts_with("allocmeter_realloc_delta_bytes_total")
+                || series.starts_with("allocmeter_alloc_size_bytes")
+                || series.starts_with("allocmeter_free_size_bytes");
+            if monotonic {
+                let before = previous.get(series).copied().unwrap_or(0.0);
+                assert!(value >= &before, "{series} went down: {before} -> {value}");
+            }
+        }
+        previous = current;
+    }
+    churn.join().unwrap();
+}
+
+#[test]
+fn unknown_paths_and_methods_get_clear_errors() {
+    let exporter = start();
+    let addr = exporter.local_addr();
+    assert_eq!(request(addr, "GET", "/nope").status, 404);
+    let post = request(addr, "POST", "/metrics");
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    let page = request(addr, "GET", "/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.body.contains("href=\"metrics\""),
+        "the page links the metrics endpoint"
+    );
+    // Still serving after the errors.
+    assert_eq!(request(addr, "GET", "/metrics?x=1").status, 200);
+}
+
+#[test]
+fn a_taken_port_is_an_error_naming_the_address() {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let err = Exporter::builder()
+        .bind(taken.clone())
+        .start()
+        .expect_err("port is taken");
+    match &err {
+        StartError::Bind { addr, source } => {
+            assert_eq!(addr, &taken);
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&taken), "{message}");
+    assert!(message.contains("already in use"), "{message}");
+}
+
+#[test]
+fn an_unparsable_address_is_an_error_naming_it() {
+    for bad in ["nonsense", "127.0.0.1:notaport", "300.1.1.1:80"] {
+        let err = Exporter::builder()
+            .bind(bad)
+            .start()
+            .expect_err("address is invalid");
+        assert!(
+            matches!(err, StartError::InvalidAddress { .. }),
+            "{bad}: {err:?}"
+        );
+        assert!(err.to_string().contains(bad), "{}", err);
+    }
+}
+
+#[test]
+fn shutdown_stops_serving_and_frees_the_port() {
+    let exporter = start();
+    let addr = exporter.local_addr();
+    assert_eq!(request(addr, "GET", "/metrics").status, 200);
+    let history = exporter.history();
+    assert!(!history.is_empty());
+    assert!(exporter.snapshot().stats.alloc_bytes > 0);
+    exporter.shutdown();
+    // The port can be bound again: the listener is gone.
+    let again = Exporter::builder()
+        .bind(addr.to_string())
+        .start()
+        .expect("port free after shutdown");
+    assert_eq!(again.local_addr(), addr);
+}
+
+#[test]
+fn the_aggregator_keeps_a_bounded_history() {
+    let exporter = Exporter::builder()
+        .bind("127.0.0.1:0")
+        .interval(std::time::Duration::from_millis(10))
+        .history(5)
+        .start()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let history = exporter.history();
+    assert_eq!(history.len(), 5, "history is full and no longer");
+    assert!(
+        history.windows(2).all(|w| w[0].uptime < w[1].uptime),
+        "oldest first"
+    );
+    assert!(
+        history
+            .windows(2)
+            .all(|w| w[0].stats.alloc_bytes <= w[1].stats.alloc_bytes)
+    );
+}
