@@ -104,16 +104,24 @@ impl Counters {
     }
 }
 
+/// The allocation and free counts of one size class, side by side, so that
+/// an alloc+free pair of one size writes one cache line for its class.
+#[repr(C)]
+struct ClassCells {
+    allocs: AtomicU64,
+    frees: AtomicU64,
+}
+
 /// The atomic counters of one slot.
 ///
-/// Field order puts what every allocation and free touches first, so that an
-/// operation on a small block writes at most two cache lines.
+/// Field order puts what every allocation and free touches first: the two
+/// byte counters, then the class counts, smallest classes first, so that an
+/// alloc+free pair of a block up to 64 bytes writes a single cache line.
 #[repr(C)]
 pub(crate) struct CounterCells {
     alloc_bytes: AtomicU64,
     free_bytes: AtomicU64,
-    alloc_by_class: [AtomicU64; NUM_SIZE_CLASSES],
-    free_by_class: [AtomicU64; NUM_SIZE_CLASSES],
+    by_class: [ClassCells; NUM_SIZE_CLASSES],
     grown_in_place: AtomicU64,
     shrunk_in_place: AtomicU64,
     moved: AtomicU64,
@@ -139,8 +147,12 @@ impl CounterCells {
         CounterCells {
             alloc_bytes: AtomicU64::new(0),
             free_bytes: AtomicU64::new(0),
-            alloc_by_class: [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES],
-            free_by_class: [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES],
+            by_class: [const {
+                ClassCells {
+                    allocs: AtomicU64::new(0),
+                    frees: AtomicU64::new(0),
+                }
+            }; NUM_SIZE_CLASSES],
             grown_in_place: AtomicU64::new(0),
             shrunk_in_place: AtomicU64::new(0),
             moved: AtomicU64::new(0),
@@ -154,8 +166,8 @@ impl CounterCells {
     #[inline(always)]
     pub fn alloc<B: Bump>(&self, size: u64, class: usize) {
         B::add(&self.alloc_bytes, size);
-        if let Some(cell) = self.alloc_by_class.get(class) {
-            B::add(cell, 1);
+        if let Some(cells) = self.by_class.get(class) {
+            B::add(&cells.allocs, 1);
         }
     }
 
@@ -163,8 +175,8 @@ impl CounterCells {
     #[inline(always)]
     pub fn free<B: Bump>(&self, size: u64, class: usize) {
         B::add(&self.free_bytes, size);
-        if let Some(cell) = self.free_by_class.get(class) {
-            B::add(cell, 1);
+        if let Some(cells) = self.by_class.get(class) {
+            B::add(&cells.frees, 1);
         }
     }
 
@@ -200,8 +212,8 @@ impl CounterCells {
     pub fn read_free_side(&self, out: &mut Counters) {
         let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
         out.free_bytes = out.free_bytes.wrapping_add(ld(&self.free_bytes));
-        for (o, c) in out.free_by_class.iter_mut().zip(&self.free_by_class) {
-            *o = o.wrapping_add(ld(c));
+        for (o, c) in out.free_by_class.iter_mut().zip(&self.by_class) {
+            *o = o.wrapping_add(ld(&c.frees));
         }
     }
 
@@ -209,8 +221,8 @@ impl CounterCells {
     pub fn read_alloc_side(&self, out: &mut Counters) {
         let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
         out.alloc_bytes = out.alloc_bytes.wrapping_add(ld(&self.alloc_bytes));
-        for (o, c) in out.alloc_by_class.iter_mut().zip(&self.alloc_by_class) {
-            *o = o.wrapping_add(ld(c));
+        for (o, c) in out.alloc_by_class.iter_mut().zip(&self.by_class) {
+            *o = o.wrapping_add(ld(&c.allocs));
         }
         out.grown_in_place = out.grown_in_place.wrapping_add(ld(&self.grown_in_place));
         out.shrunk_in_place = out.shrunk_in_place.wrapping_add(ld(&self.shrunk_in_place));
@@ -234,11 +246,9 @@ impl CounterCells {
         let st = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
         st(&self.alloc_bytes, value.alloc_bytes);
         st(&self.free_bytes, value.free_bytes);
-        for (c, v) in self.alloc_by_class.iter().zip(value.alloc_by_class) {
-            st(c, v);
-        }
-        for (c, v) in self.free_by_class.iter().zip(value.free_by_class) {
-            st(c, v);
+        for (i, c) in self.by_class.iter().enumerate() {
+            st(&c.allocs, value.alloc_by_class[i]);
+            st(&c.frees, value.free_by_class[i]);
         }
         st(&self.grown_in_place, value.grown_in_place);
         st(&self.shrunk_in_place, value.shrunk_in_place);

@@ -1,0 +1,218 @@
+//! The cost of one alloc+free pair through `allocmeter::Instrumented<A>`,
+//! next to the same pair through `A` alone.
+//!
+//! Every allocator is a `static` called through the [`GlobalAlloc`] trait, so
+//! the four variants run exactly the same loop and differ only in the
+//! allocator:
+//!
+//! - `System`, `Instrumented<System>`, `MiMalloc`, `Instrumented<MiMalloc>`;
+//! - two workloads: a fixed 64 B block, and mixed sizes from 16 B to 4 KiB
+//!   (log-uniform, from a precomputed table) with a ring of
+//!   [`RING`] live blocks, each freed [`RING`] steps after it was allocated;
+//! - one thread, and two threads running the same loop at the same time.
+//!   Both run on threads spawned for each sample (after a short untimed
+//!   warm-up that claims the thread's allocmeter slot), so the one-thread
+//!   case does not run on criterion's main thread or glibc's main arena.
+//!
+//! The figure criterion reports is nanoseconds per pair per thread: every
+//! thread performs `iters` pairs and the slowest thread's time is returned.
+//! The design budget (DESIGN.md, "Performance budget") is at most 2 ns added
+//! per pair, flat from 1 to N threads. `benches/report.py` turns criterion's
+//! output into a table of added ns and ratios.
+//!
+//! Run with `cargo bench -p allocmeter-benches --bench pairs`.
+
+use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
+use std::hint::black_box;
+use std::sync::{Barrier, LazyLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use allocmeter::Instrumented;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use mimalloc::MiMalloc;
+
+static SYSTEM: System = System;
+static INSTRUMENTED_SYSTEM: Instrumented<System> = Instrumented::new(System);
+static MIMALLOC: MiMalloc = MiMalloc;
+static INSTRUMENTED_MIMALLOC: Instrumented<MiMalloc> = Instrumented::new(MiMalloc);
+
+/// Alignment of every block (that of a `u64`, like most Rust collections).
+const ALIGN: usize = 8;
+/// How many blocks the mixed workload keeps live: each block is freed this
+/// many steps after it was allocated.
+const RING: usize = 8;
+/// Entries in the table of mixed sizes (a power of two, so indexing is a mask).
+const TABLE_LEN: usize = 4096;
+/// Pairs each thread runs before timing starts (claims the allocmeter slot,
+/// sets up the inner allocator's thread cache).
+const WARM_UP_PAIRS: u64 = 1024;
+
+/// Sizes from 16 B to 4 KiB, log-uniform, from a fixed-seed xorshift64 so
+/// every run and every allocator sees the same sequence.
+static SIZES: LazyLock<[u16; TABLE_LEN]> = LazyLock::new(|| {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut table = [0u16; TABLE_LEN];
+    for entry in &mut table {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Uniform in [0, 1) from the top 53 bits.
+        let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+        // 2^(4 + 8u): log2 uniform in [4, 12], so 16 B ..= 4096 B.
+        let size = (4.0 + 8.0 * u).exp2().round() as u16;
+        *entry = size.clamp(16, 4096);
+    }
+    table
+});
+
+#[derive(Clone, Copy)]
+enum Workload {
+    /// Allocate 64 B and free it at once.
+    Fixed64,
+    /// Allocate a size from [`SIZES`], free the block from [`RING`] steps ago.
+    Mixed,
+}
+
+impl Workload {
+    /// Runs `iters` pairs on the calling thread and returns how long they took.
+    fn run<A: GlobalAlloc>(self, a: &A, iters: u64) -> Duration {
+        match self {
+            Workload::Fixed64 => fixed_64(a, iters),
+            Workload::Mixed => mixed(a, &SIZES, iters),
+        }
+    }
+}
+
+/// Allocates with `a`; never returns null.
+#[inline(always)]
+fn alloc<A: GlobalAlloc>(a: &A, layout: Layout) -> *mut u8 {
+    // SAFETY: every layout used here has a non-zero size (at least 16 B).
+    let p = unsafe { a.alloc(layout) };
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    // Hide the pointer from the optimiser, so the pair cannot be elided.
+    black_box(p)
+}
+
+#[inline(never)]
+fn fixed_64<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
+    let layout = Layout::new::<[u64; 8]>();
+    let start = Instant::now();
+    for _ in 0..iters {
+        // The size is opaque, as it is behind `__rust_alloc`, so that no
+        // per-size work can be hoisted out of the loop.
+        let layout = black_box(layout);
+        let p = alloc(a, layout);
+        // SAFETY: `p` was just allocated by `a` with `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    start.elapsed()
+}
+
+#[inline(never)]
+fn mixed<A: GlobalAlloc>(a: &A, sizes: &[u16; TABLE_LEN], iters: u64) -> Duration {
+    let layout_at = |i: usize| {
+        Layout::from_size_align(usize::from(sizes[i % TABLE_LEN]), ALIGN).expect("sizes are small")
+    };
+    let mut ring: [(*mut u8, Layout); RING] = core::array::from_fn(|i| {
+        let layout = layout_at(i);
+        (alloc(a, layout), layout)
+    });
+    let start = Instant::now();
+    for i in 0..iters as usize {
+        let layout = layout_at(i + RING);
+        let p = alloc(a, layout);
+        let (old, old_layout) = core::mem::replace(&mut ring[i % RING], (p, layout));
+        // SAFETY: `old` was allocated by `a` with `old_layout` (in the ring
+        // prefill or RING steps ago) and is freed exactly once, here.
+        unsafe { a.dealloc(old, old_layout) };
+    }
+    let elapsed = start.elapsed();
+    for (p, layout) in ring {
+        // SAFETY: the blocks still in the ring came from `a` with `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    elapsed
+}
+
+/// Runs `iters` pairs on each of `threads` new threads, started together, and
+/// returns the slowest thread's time.
+fn run_threads<A: GlobalAlloc + Sync>(
+    a: &A,
+    work: Workload,
+    threads: usize,
+    iters: u64,
+) -> Duration {
+    let barrier = Barrier::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    work.run(a, WARM_UP_PAIRS);
+                    barrier.wait();
+                    work.run(a, iters)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread panicked"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+fn bench_one<A: GlobalAlloc + Sync>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    a: &'static A,
+    work: Workload,
+    threads: usize,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| run_threads(a, work, threads, iters))
+    });
+}
+
+fn pairs(c: &mut Criterion) {
+    LazyLock::force(&SIZES);
+    let workloads = [
+        ("pair_64B", Workload::Fixed64),
+        ("pair_mixed_16B-4KiB", Workload::Mixed),
+    ];
+    for (workload_name, work) in workloads {
+        for (threads, threads_name) in [(1, "1thread"), (2, "2threads")] {
+            let mut group = c.benchmark_group(format!("{workload_name}/{threads_name}"));
+            bench_one(&mut group, "System", &SYSTEM, work, threads);
+            bench_one(
+                &mut group,
+                "Instrumented<System>",
+                &INSTRUMENTED_SYSTEM,
+                work,
+                threads,
+            );
+            bench_one(&mut group, "MiMalloc", &MIMALLOC, work, threads);
+            bench_one(
+                &mut group,
+                "Instrumented<MiMalloc>",
+                &INSTRUMENTED_MIMALLOC,
+                work,
+                threads,
+            );
+            group.finish();
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = pairs
+}
+criterion_main!(benches);
