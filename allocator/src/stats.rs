@@ -141,7 +141,7 @@ impl MemStats {
 /// Reads the process-wide statistics.
 ///
 /// Cheap enough to call often: it reads the slots of the threads that have
-/// allocated (a few hundred relaxed loads per thread), takes no lock, never
+/// allocated (about a hundred plain loads per slot), takes no lock, never
 /// allocates and never blocks an allocating thread. Works whether or not the
 /// exporter runs. Go: `runtime.ReadMemStats`, minus the stop-the-world.
 ///
