@@ -4,6 +4,7 @@ use core::alloc::{GlobalAlloc, Layout};
 
 use crate::counters::{Bump, CounterCells, ReallocKind};
 use crate::local::{self, Op};
+use crate::sampled;
 use crate::size_class::class_of;
 
 /// A global allocator that forwards every request to `A` and records it.
@@ -32,7 +33,9 @@ use crate::size_class::class_of;
 /// each allocation and free with its requested size and size class, each
 /// realloc by kind, and each null the inner allocator returned. Recording costs
 /// one thread-local read and a few plain stores; it never locks, allocates,
-/// makes a system call or panics.
+/// makes a system call or panics. About one allocation per
+/// [`sample_rate`](crate::sample_rate) bytes is also sampled with its call
+/// stack (see [`crate::profile`]).
 ///
 /// All `Instrumented` values in a process record into the same counters, so a
 /// process should have one, as its `#[global_allocator]`.
@@ -54,6 +57,7 @@ impl<A> Instrumented<A> {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Alloc(usize);
 impl Op for Alloc {
     #[inline(always)]
@@ -62,6 +66,7 @@ impl Op for Alloc {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Free(usize);
 impl Op for Free {
     #[inline(always)]
@@ -70,6 +75,7 @@ impl Op for Free {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Realloc {
     old: usize,
     new: usize,
@@ -82,6 +88,7 @@ impl Op for Realloc {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Failure;
 impl Op for Failure {
     #[inline(always)]
@@ -90,21 +97,44 @@ impl Op for Failure {
     }
 }
 
-/// Records an allocation of `size` bytes, or a failure if `ptr` is null.
+/// Records an allocation of `size` bytes at `ptr`, or a failure if null.
 #[inline(always)]
 fn after_alloc(ptr: *mut u8, size: usize) {
     if ptr.is_null() {
         local::record(Failure);
     } else {
-        local::record(Alloc(size));
+        local::record_alloc(Alloc(size), ptr, size);
     }
+}
+
+/// If `ptr` is a sampled block, removes it from the sampled-pointer table and
+/// returns its sample id. Must run before the block goes back to the inner
+/// allocator, which could hand the address to another thread at once.
+#[inline(always)]
+fn take_if_sampled(ptr: *mut u8) -> Option<u64> {
+    if sampled::maybe_sampled(ptr) {
+        take_sampled(ptr)
+    } else {
+        None
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take_sampled(ptr: *mut u8) -> Option<u64> {
+    if local::busy() {
+        // A free from inside the sampler (or a signal handler interrupting
+        // it): looking the table up could wait on a lock this thread holds.
+        return None;
+    }
+    sampled::remove(ptr).ok().flatten()
 }
 
 // SAFETY: every method forwards to the inner allocator's method of the same
 // name with the caller's arguments unchanged and returns its result unchanged,
 // so `Instrumented<A>` upholds exactly the contract `A` upholds. Recording
-// touches only memory this crate owns (thread-locals and `static` slots); it
-// never allocates, unwinds or blocks.
+// touches only memory this crate owns (thread-locals, `static` slots and
+// tables, rings from the system allocator); it never unwinds or blocks.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -127,6 +157,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Recorded before the block is handed back, so that no other thread
         // can be given the same address and record it before this free.
+        if let Some(id) = take_if_sampled(ptr) {
+            local::report_sampled_free(id);
+        }
         local::record(Free(layout.size()));
         // SAFETY: the caller guarantees `ptr` was allocated by this allocator
         // (hence by the inner one, which served it) with `layout`.
@@ -135,14 +168,23 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // A sampled block leaves the table before the inner realloc can free
+        // its address; whatever comes back is a new allocation for sampling.
+        let sampled_id = take_if_sampled(ptr);
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract: `ptr`
         // came from this allocator (so from the inner one) with `layout`, and
         // `new_size` is valid for `layout.align()`.
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if new_ptr.is_null() {
-            // The old block is untouched and still the caller's.
+            // The old block is untouched and still the caller's: put it back.
+            if let Some(id) = sampled_id {
+                restore_sampled(ptr, id);
+            }
             local::record(Failure);
         } else {
+            if let Some(id) = sampled_id {
+                local::report_sampled_free(id);
+            }
             let old = layout.size();
             let kind = if new_ptr != ptr {
                 ReallocKind::Moved
@@ -151,12 +193,28 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
             } else {
                 ReallocKind::ShrunkInPlace
             };
-            local::record(Realloc {
-                old,
-                new: new_size,
-                kind,
-            });
+            local::record_alloc(
+                Realloc {
+                    old,
+                    new: new_size,
+                    kind,
+                },
+                new_ptr,
+                new_size,
+            );
         }
         new_ptr
+    }
+}
+
+/// Puts a sampled block back after a failed realloc. If the table cannot take
+/// it back (full, or busy), the block is reported as freed instead: its
+/// in-use estimate then errs low rather than staying up forever.
+#[cold]
+fn restore_sampled(ptr: *mut u8, id: u64) {
+    match sampled::insert(ptr, id) {
+        Ok(None) => {}
+        Ok(Some(stale)) => local::report_sampled_free(stale),
+        Err(_) => local::report_sampled_free(id),
     }
 }

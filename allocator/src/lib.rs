@@ -76,9 +76,18 @@
 mod counters;
 mod instrumented;
 mod local;
+pub mod profile;
+mod ring;
+mod sampled;
+mod sampler;
 pub mod size_class;
 pub mod slot;
+pub mod stack;
 mod stats;
 
 pub use instrumented::Instrumented;
+pub use sampler::{
+    DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, OFF_RECHECK_BYTES, sample_rate, sample_weight,
+    set_sample_rate, set_stack_depth, stack_depth,
+};
 pub use stats::{MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, thread_stats};

@@ -1,4 +1,5 @@
-//! The calling thread's state: which slot it records into.
+//! The calling thread's state: which slot it records into, and where it is in
+//! its sampling countdown.
 //!
 //! This is the only thread-local the hot path touches. It is `const`-initialised
 //! and has no destructor, so `thread_local!` compiles it to a bare TLS slot: no
@@ -13,12 +14,18 @@
 //! therefore records into the new slot like any other, instead of recursing
 //! into the claim path. The [`State::Claiming`] state covers the instant
 //! before that.
+//!
+//! Reentrancy in the sampler is explicit too: [`Local::busy`] is set while a
+//! sample is taken, and an allocation made meanwhile (by the unwinder, or a
+//! signal handler) is counted but not sampled, and a free it makes of a
+//! sampled block is not looked up (so no shard lock can be taken twice).
 
 use core::cell::Cell;
 use core::ptr;
 
 use crate::counters::{Bump, CounterCells, Owned, Shared};
-use crate::slot::{self, Slot};
+use crate::slot::{self, SamplingCells, Slot};
+use crate::{ring, sampled, sampler, stack};
 
 /// Where a thread is in its life, as far as recording goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,11 +47,35 @@ pub(crate) struct Local {
     /// The owned slot, or null unless `state == Owner`.
     slot: Cell<*const Slot>,
     state: Cell<State>,
+    /// Bytes left before the next sample; the allocation that takes it below
+    /// zero is the sampling point.
+    countdown: Cell<i64>,
+    /// The rate the countdown was drawn with (0: sampling was off, and the
+    /// countdown only schedules a recheck of the rate).
+    drawn_rate: Cell<u64>,
+    /// Random state for sampling distances.
+    rng: Cell<u64>,
+    /// Set while this thread is inside the sampler.
+    busy: Cell<bool>,
+    /// Internal threads (the exporter's) are counted, never sampled.
+    internal: Cell<bool>,
+    /// This thread's stack bounds for the frame-pointer walk; (0, 0) until
+    /// first needed, (1, 1) if unknown.
+    stack: Cell<(usize, usize)>,
 }
 
 thread_local! {
     static LOCAL: Local = const {
-        Local { slot: Cell::new(ptr::null()), state: Cell::new(State::Unclaimed) }
+        Local {
+            slot: Cell::new(ptr::null()),
+            state: Cell::new(State::Unclaimed),
+            countdown: Cell::new(0),
+            drawn_rate: Cell::new(0),
+            rng: Cell::new(0),
+            busy: Cell::new(false),
+            internal: Cell::new(false),
+            stack: Cell::new((0, 0)),
+        }
     };
 }
 
@@ -70,8 +101,8 @@ thread_local! {
     static GUARD: SlotGuard = const { SlotGuard };
 }
 
-/// One recording operation, generic over how counters are bumped.
-pub(crate) trait Op {
+/// One counting operation, generic over how counters are bumped.
+pub(crate) trait Op: Copy {
     /// Applies the operation to `cells`.
     fn apply<B: Bump>(self, cells: &CounterCells);
 }
@@ -89,6 +120,30 @@ pub(crate) fn record<O: Op>(op: O) {
     match unsafe { slot.as_ref() } {
         Some(slot) => op.apply::<Owned>(&slot.counters),
         None => record_slow(op),
+    }
+}
+
+/// Applies `op` (an allocation of `size` bytes that returned `ptr`) and runs
+/// the sampling countdown: one thread-local access for both.
+#[inline(always)]
+pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
+    let done = LOCAL
+        .try_with(|local| {
+            // SAFETY: as in `record`.
+            let Some(slot) = (unsafe { local.slot.get().as_ref() }) else {
+                return false;
+            };
+            op.apply::<Owned>(&slot.counters);
+            let left = local.countdown.get().wrapping_sub(size as i64);
+            local.countdown.set(left);
+            if left < 0 {
+                sampling_point(local, slot, ptr, size);
+            }
+            true
+        })
+        .unwrap_or(false);
+    if !done {
+        record_slow(op);
     }
 }
 
@@ -122,6 +177,12 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
         local.state.set(State::Fallback);
         return None;
     };
+    // Seed the sampling generator from the slot and the TLS block's address
+    // (distinct per live thread), then draw the first countdown.
+    let seed = (slot::index_of(slot) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (local as *const Local as u64);
+    local.rng.set(seed | 1);
+    draw_countdown(local);
     local.slot.set(slot);
     local.state.set(State::Owner);
     // Register the exit guard. Allocations it makes record into `slot`.
@@ -134,4 +195,127 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
         return None;
     }
     Some(slot)
+}
+
+/// Draws the next sampling distance with the current rate.
+fn draw_countdown(local: &Local) {
+    let rate = sampler::sample_rate();
+    let mut rng = local.rng.get();
+    let distance = if rate == 0 {
+        sampler::OFF_RECHECK_BYTES as i64
+    } else {
+        sampler::next_distance(&mut rng, rate)
+    };
+    local.rng.set(rng);
+    local.countdown.set(distance);
+    local.drawn_rate.set(rate);
+}
+
+/// The countdown crossed zero at the allocation of `size` bytes at `ptr`.
+#[cold]
+#[inline(never)]
+fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
+    let drawn = local.drawn_rate.get();
+    // Sample only if the distance was drawn for the rate in force now, so that
+    // every sample's weight matches the process that chose it. Otherwise (the
+    // rate changed, or sampling was off) just start a new countdown.
+    if drawn != 0 && drawn == sampler::sample_rate() && !local.busy.get() && !local.internal.get() {
+        local.busy.set(true);
+        take_sample(local, slot, ptr, size, drawn);
+        local.busy.set(false);
+    }
+    draw_countdown(local);
+}
+
+/// Captures the stack and hands the sample to the slot's ring.
+fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64) {
+    let dropped = || SamplingCells::bump::<Owned>(&slot.sampling.dropped);
+    let Some(ring) = slot.ring_or_allocate() else {
+        return dropped();
+    };
+    const HEAD: usize = 6;
+    let depth = sampler::stack_depth();
+    if ring.free_words() < HEAD + depth + ring::FREE_RESERVE {
+        return dropped();
+    }
+    let mut record = [0u64; HEAD + stack::MAX_DEPTH];
+    let mut frames = [0usize; stack::MAX_DEPTH];
+    let n = stack::capture(
+        &mut frames[..depth.min(stack::MAX_DEPTH)],
+        stack_bounds(local),
+    );
+    for (w, f) in record[HEAD..].iter_mut().zip(&frames[..n]) {
+        *w = *f as u64;
+    }
+    let id = sampler::next_sample_id();
+    match sampled::insert(ptr, id) {
+        Ok(None) => {}
+        Ok(Some(stale)) => report_sampled_free(stale),
+        Err(_) => return dropped(),
+    }
+    let len = HEAD + n;
+    record[0] = ring::header(ring::KIND_ALLOC, len);
+    record[1] = id;
+    record[2] = ptr as u64;
+    record[3] = size as u64;
+    record[4] = rate;
+    record[5] = slot::index_of(slot) as u64;
+    // Fits: the space was checked above and only this thread pushes.
+    if ring.push(&record[..len], 0) {
+        SamplingCells::bump::<Owned>(&slot.sampling.taken);
+    } else {
+        let _ = sampled::remove(ptr);
+        dropped();
+    }
+}
+
+/// The thread's stack bounds, looked up on first use.
+fn stack_bounds(local: &Local) -> Option<(usize, usize)> {
+    let (lo, hi) = local.stack.get();
+    if lo == 0 && hi == 0 {
+        let bounds = stack::current_thread_stack().unwrap_or((1, 1));
+        local.stack.set(bounds);
+        return stack_bounds(local);
+    }
+    (hi > lo + 1).then_some((lo, hi))
+}
+
+/// A sampled block at `ptr` is being freed (its table entry already removed,
+/// with `id`): report the free through the calling thread's ring, or the
+/// fallback slot's.
+pub(crate) fn report_sampled_free(id: u64) {
+    let record = [ring::header(ring::KIND_FREE, 2), id];
+    let owned = current_slot();
+    let pushed = match owned {
+        Some(slot) => slot.ring_or_allocate().is_some_and(|r| r.push(&record, 0)),
+        None => slot::fallback()
+            .ring_or_allocate()
+            .and_then(|r| r.with_producer_lock(|r| r.push(&record, 0)))
+            .unwrap_or(false),
+    };
+    if !pushed {
+        match owned {
+            Some(slot) => SamplingCells::bump::<Owned>(&slot.sampling.frees_lost),
+            None => SamplingCells::bump::<Shared>(&slot::fallback().sampling.frees_lost),
+        }
+    }
+}
+
+/// Draws a new countdown for the calling thread with the rate in force now.
+pub(crate) fn restart_countdown() {
+    let _ = LOCAL.try_with(|local| {
+        if local.state.get() == State::Owner {
+            draw_countdown(local);
+        }
+    });
+}
+
+/// Whether the calling thread is inside the sampler right now.
+pub(crate) fn busy() -> bool {
+    LOCAL.try_with(|l| l.busy.get()).unwrap_or(true)
+}
+
+/// Marks the calling thread as internal (counted, never sampled) or not.
+pub(crate) fn set_internal(internal: bool) {
+    let _ = LOCAL.try_with(|l| l.internal.set(internal));
 }

@@ -16,9 +16,10 @@
 //! was released during its teardown, are recorded in one shared [`fallback`]
 //! slot with atomic read-modify-writes: slower, but nothing is lost.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::counters::{CounterCells, Counters};
+use crate::counters::{Bump, CounterCells, Counters};
+use crate::ring::Ring;
 
 /// How many threads can own a slot at the same time. Further threads record
 /// into the shared fallback slot.
@@ -37,8 +38,40 @@ pub(crate) struct Slot {
     /// [`crate::thread_stats`] reports this thread's own work. Written and read
     /// only by the owner.
     pub baseline: CounterCells,
+    /// Sampling counters, written like `counters`.
+    pub sampling: SamplingCells,
+    /// The slot's sample ring, allocated on its first sample; null before.
+    /// Written once by the owner (Release), read by the drainer (Acquire).
+    ring: AtomicPtr<Ring>,
     /// `FREE` or `LIVE`.
     state: AtomicU32,
+}
+
+/// Per-slot sampling counters.
+pub(crate) struct SamplingCells {
+    /// Allocations sampled and handed to the ring.
+    pub taken: AtomicU64,
+    /// Samples lost: ring full, sampled-pointer table full or busy.
+    pub dropped: AtomicU64,
+    /// Frees of sampled blocks that could not be reported (ring full, table
+    /// busy): their in-use estimate stays up.
+    pub frees_lost: AtomicU64,
+}
+
+impl SamplingCells {
+    const fn new() -> Self {
+        SamplingCells {
+            taken: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            frees_lost: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds one to `cell` with writer `B`.
+    #[inline]
+    pub fn bump<B: Bump>(cell: &AtomicU64) {
+        B::add(cell, 1);
+    }
 }
 
 impl Slot {
@@ -46,6 +79,8 @@ impl Slot {
         Slot {
             counters: CounterCells::new(),
             baseline: CounterCells::new(),
+            sampling: SamplingCells::new(),
+            ring: AtomicPtr::new(core::ptr::null_mut()),
             state: AtomicU32::new(FREE),
         }
     }
@@ -55,6 +90,36 @@ impl Slot {
         // Release: the next owner's Acquire CAS in `claim` then sees every count
         // this owner stored, so its load + store increments continue from them.
         self.state.store(FREE, Ordering::Release);
+    }
+
+    /// The slot's ring, if it has one.
+    pub fn ring(&self) -> Option<&'static Ring> {
+        // SAFETY: the pointer is null or points to a ring that is never freed.
+        unsafe { self.ring.load(Ordering::Acquire).as_ref() }
+    }
+
+    /// The slot's ring, allocating it on first use. Owner only (or, for the
+    /// fallback slot, whoever wins the race: a loser frees nothing, it just
+    /// leaks its ring, which happens at most once per racing thread).
+    pub fn ring_or_allocate(&self) -> Option<&'static Ring> {
+        if let Some(ring) = self.ring() {
+            return Some(ring);
+        }
+        let ring = Ring::allocate()?;
+        let fresh = ring as *const Ring as *mut Ring;
+        match self.ring.compare_exchange(
+            core::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                RINGS.fetch_add(1, Ordering::Relaxed);
+                Some(ring)
+            }
+            // SAFETY: as in `ring`.
+            Err(existing) => unsafe { existing.as_ref() },
+        }
     }
 
     /// This thread's counters since it claimed the slot. Owner only.
@@ -107,8 +172,11 @@ pub(crate) fn claim() -> Option<&'static Slot> {
     None
 }
 
+/// Rings allocated so far.
+static RINGS: AtomicUsize = AtomicUsize::new(0);
+
 /// Calls `f` on every slot that was ever claimed, then on the fallback slot.
-fn for_each_used(mut f: impl FnMut(&Slot)) {
+pub(crate) fn for_each_used(mut f: impl FnMut(&Slot)) {
     let used = REGISTRY.high_water.load(Ordering::Acquire);
     for slot in REGISTRY.slots.iter().take(used) {
         f(slot);
@@ -149,7 +217,29 @@ pub(crate) fn occupancy() -> Occupancy {
 }
 
 /// Bytes of memory the registry has touched: the slots ever claimed plus the
-/// fallback slot.
+/// fallback slot, the sample rings allocated, and the sampled-pointer table.
 pub(crate) fn touched_bytes() -> usize {
     (occupancy().used + 1) * core::mem::size_of::<Slot>()
+        + RINGS.load(Ordering::Relaxed) * Ring::bytes()
+        + crate::sampled::bytes()
+}
+
+/// The index of `slot` in the registry (`MAX_SLOTS` for the fallback slot).
+pub(crate) fn index_of(slot: &Slot) -> usize {
+    let base = REGISTRY.slots.as_ptr() as usize;
+    let offset = (slot as *const Slot as usize).wrapping_sub(base);
+    let index = offset / core::mem::size_of::<Slot>();
+    index.min(MAX_SLOTS)
+}
+
+/// Sampling totals over every slot: (taken, dropped, frees lost).
+pub(crate) fn sampling_sum() -> (u64, u64, u64) {
+    let mut t = (0u64, 0u64, 0u64);
+    for_each_used(|s| {
+        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        t.0 = t.0.wrapping_add(ld(&s.sampling.taken));
+        t.1 = t.1.wrapping_add(ld(&s.sampling.dropped));
+        t.2 = t.2.wrapping_add(ld(&s.sampling.frees_lost));
+    });
+    t
 }

@@ -1,0 +1,151 @@
+//! Reading the samples: the API the exporter (or any other consumer) drains
+//! the per-thread rings through.
+//!
+//! Each sampled allocation produces one [`SampleEvent::Alloc`] carrying its
+//! call stack, and, when the block is freed (or moved by `realloc`), one
+//! [`SampleEvent::Free`] with the same id. Events of one thread arrive in
+//! order; events of different threads may interleave either way, so a `Free`
+//! can be drained before the `Alloc` it matches (a block allocated on one
+//! thread and freed on another). Consumers should keep such frees until the
+//! allocation shows up, which is within the next drain.
+//!
+//! Nothing here symbolizes: stacks are raw return addresses.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::ring::{self, KIND_ALLOC, KIND_FREE};
+use crate::slot::{self, MAX_SLOTS};
+use crate::stack::MAX_DEPTH;
+
+/// A sampled allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct AllocSample<'a> {
+    /// Process-unique id, matching the block's later [`SampleEvent::Free`].
+    pub id: u64,
+    /// The block's address.
+    pub address: usize,
+    /// Requested size in bytes.
+    pub size: u64,
+    /// The sample rate it was taken at (mean bytes between samples).
+    pub rate: u64,
+    /// The slot of the allocating thread (threads reuse slots of exited
+    /// threads); `MAX_SLOTS` for threads without one.
+    pub thread: usize,
+    /// Return addresses, innermost first, starting in allocmeter's own code.
+    pub stack: &'a [usize],
+}
+
+impl AllocSample<'_> {
+    /// How many allocations of this size this sample stands for
+    /// (see [`crate::sample_weight`]).
+    pub fn weight(&self) -> f64 {
+        crate::sample_weight(self.size, self.rate)
+    }
+}
+
+/// One event read from the rings.
+#[derive(Clone, Copy, Debug)]
+pub enum SampleEvent<'a> {
+    /// An allocation was sampled.
+    Alloc(AllocSample<'a>),
+    /// The sampled block with this id was freed (or moved by `realloc`).
+    Free {
+        /// The id of its [`SampleEvent::Alloc`].
+        id: u64,
+    },
+}
+
+/// How many sampled blocks can be live at once. Beyond it, new samples are
+/// dropped (and counted in [`SamplingStats::dropped`]) until some are freed.
+pub const MAX_LIVE_SAMPLES: usize = crate::sampled::CAPACITY;
+
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Reads every pending event from every thread's ring, calling `f` for each.
+/// Returns how many events were read.
+///
+/// Only one drainer runs at a time (the rings are single-consumer): a
+/// concurrent call returns `None` at once without reading anything. Never
+/// blocks an allocating thread. `f` may allocate; allocations it makes are
+/// recorded like any other.
+pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
+    if DRAINING.swap(true, Ordering::Acquire) {
+        return None;
+    }
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            DRAINING.store(false, Ordering::Release);
+        }
+    }
+    let _release = Release;
+    let mut buf = [0u64; 8 + MAX_DEPTH];
+    let mut stack = [0usize; MAX_DEPTH];
+    let mut count = 0;
+    slot::for_each_used(|s| {
+        let Some(ring) = s.ring() else { return };
+        while let Some(len) = ring.pop(&mut buf) {
+            count += 1;
+            let (kind, _) = ring::split_header(buf[0]);
+            if len > buf.len() {
+                continue;
+            }
+            match kind {
+                KIND_ALLOC if len >= 6 => {
+                    let n = (len - 6).min(MAX_DEPTH);
+                    for (d, w) in stack.iter_mut().zip(&buf[6..6 + n]) {
+                        *d = *w as usize;
+                    }
+                    f(SampleEvent::Alloc(AllocSample {
+                        id: buf[1],
+                        address: buf[2] as usize,
+                        size: buf[3],
+                        rate: buf[4],
+                        thread: (buf[5] as usize).min(MAX_SLOTS),
+                        stack: &stack[..n],
+                    }));
+                }
+                KIND_FREE if len >= 2 => f(SampleEvent::Free { id: buf[1] }),
+                _ => {}
+            }
+        }
+    });
+    Some(count)
+}
+
+/// Sampling counters, process-wide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SamplingStats {
+    /// The sample rate in force (mean bytes between samples; 0 = off).
+    pub rate: u64,
+    /// Allocations sampled (and handed to a ring) since the process started.
+    pub samples: u64,
+    /// Samples lost since the process started: a ring or the sampled-pointer
+    /// table was full, or its lock busy.
+    pub dropped: u64,
+    /// Frees of sampled blocks that could not be reported: their blocks keep
+    /// counting as in use in the estimates.
+    pub frees_lost: u64,
+    /// Sampled blocks live now (entries in the sampled-pointer table).
+    pub live_samples: u64,
+}
+
+/// Reads the sampling counters.
+pub fn sampling_stats() -> SamplingStats {
+    let (samples, dropped, frees_lost) = slot::sampling_sum();
+    SamplingStats {
+        rate: crate::sample_rate(),
+        samples,
+        dropped,
+        frees_lost,
+        live_samples: crate::sampled::live() as u64,
+    }
+}
+
+/// Marks the calling thread as internal: its allocations are still counted,
+/// but never sampled, so that a profiler's own work (aggregating, encoding,
+/// serving) does not show up in the profiles it serves or feed back into
+/// them. The exporter marks its threads this way.
+pub fn mark_thread_internal() {
+    crate::local::set_internal(true);
+}

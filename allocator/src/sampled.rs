@@ -1,0 +1,332 @@
+//! The sampled-pointer table: which live blocks were sampled, so that their
+//! frees can be reported and in-use estimates fall when they are freed.
+//!
+//! Every free asks [`maybe_sampled`] first. That is a multiply, a shift and
+//! one load from a 16 KiB bit filter that only changes when a sampled block
+//! is allocated or freed, so on the common path the filter's cache lines are
+//! shared read-only by all cores and nothing is written. A clear bit means
+//! "not sampled", for certain. A set bit means "perhaps": the table is
+//! consulted under its shard's lock (a short, bounded try-lock that never
+//! waits long and never allocates).
+//!
+//! Layout: a pointer hashes to a filter bit `b`; `b` picks the shard and the
+//! home bucket inside it (linear probing, deletion by backward shift, so no
+//! tombstones). All blocks whose bit is `b` therefore live in one probe run
+//! of one shard, and a removal can tell whether `b` must stay set by scanning
+//! that run. Every table mutation happens under the shard lock; only the
+//! filter is read without it.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// log2 of the number of filter bits.
+const FILTER_BITS_LOG2: u32 = 17;
+const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
+/// Number of shards (a power of two).
+const SHARDS: usize = 64;
+/// Buckets per shard (a power of two).
+const BUCKETS: usize = 1024;
+/// A shard refuses inserts beyond this many entries (75 % load), so probe
+/// runs stay short.
+const MAX_PER_SHARD: usize = BUCKETS * 3 / 4;
+
+/// How many sampled blocks can be live at once (further samples are dropped).
+pub(crate) const CAPACITY: usize = SHARDS * MAX_PER_SHARD;
+
+static FILTER: [AtomicU64; FILTER_WORDS] = [const { AtomicU64::new(0) }; FILTER_WORDS];
+
+struct Entry {
+    /// The block's address; 0 = empty bucket.
+    ptr: AtomicUsize,
+    /// The sample's id.
+    id: AtomicU64,
+}
+
+#[repr(align(128))]
+struct Shard {
+    lock: AtomicBool,
+    len: AtomicUsize,
+    entries: [Entry; BUCKETS],
+}
+
+static SHARDS_TABLE: [Shard; SHARDS] = [const {
+    Shard {
+        lock: AtomicBool::new(false),
+        len: AtomicUsize::new(0),
+        entries: [const {
+            Entry {
+                ptr: AtomicUsize::new(0),
+                id: AtomicU64::new(0),
+            }
+        }; BUCKETS],
+    }
+}; SHARDS];
+
+/// Live entries in all shards.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any entry was ever inserted (until then the table's pages are
+/// untouched and cost no memory).
+static TOUCHED: AtomicBool = AtomicBool::new(false);
+
+/// The filter bit of `ptr`.
+#[inline(always)]
+fn filter_bit(ptr: usize) -> usize {
+    // Fibonacci hashing: the top bits of a multiply by 2^64/φ mix every
+    // address bit, including the low ones that alignment leaves at zero.
+    ((ptr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS_LOG2)) as usize
+}
+
+fn shard_of(bit: usize) -> usize {
+    bit % SHARDS
+}
+
+fn home_of(bit: usize) -> usize {
+    (bit / SHARDS) % BUCKETS
+}
+
+/// Whether `ptr` may be a live sampled block. `false` is certain.
+#[inline(always)]
+pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
+    let bit = filter_bit(ptr as usize);
+    // Relaxed suffices: a block is inserted (and its bit set) before the
+    // allocation returns it, and whoever frees it got the pointer through
+    // the program's own synchronisation, which orders the bit's store
+    // before this load.
+    let word = FILTER[bit / 64].load(Ordering::Relaxed);
+    word & (1 << (bit % 64)) != 0
+}
+
+/// Runs `f` with the shard locked; `None` if the lock could not be had in a
+/// bounded number of spins (then the caller drops what it was doing).
+fn with_shard<R>(shard: &Shard, f: impl FnOnce(&Shard) -> R) -> Option<R> {
+    for attempt in 0..10_000u32 {
+        if shard
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            let r = f(shard);
+            shard.lock.store(false, Ordering::Release);
+            return Some(r);
+        }
+        if attempt > 100 {
+            std::thread::yield_now();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+    None
+}
+
+/// Why a block could not be inserted.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InsertError {
+    /// The shard is at its load limit.
+    Full,
+    /// The shard lock could not be had in time.
+    Busy,
+}
+
+/// Records that `ptr` is a sampled block with `id`.
+///
+/// If the table still holds `ptr` (its free was not seen: it happened inside
+/// the sampler, from a signal handler), the stale entry is replaced and its
+/// id returned, so the caller can report that block as freed.
+pub(crate) fn insert(ptr: *mut u8, id: u64) -> Result<Option<u64>, InsertError> {
+    let addr = ptr as usize;
+    let bit = filter_bit(addr);
+    let shard = &SHARDS_TABLE[shard_of(bit)];
+    with_shard(shard, |s| {
+        let mut i = home_of(bit);
+        // The load limit keeps an empty bucket, so this ends.
+        loop {
+            let e = &s.entries[i];
+            let p = e.ptr.load(Ordering::Relaxed);
+            if p == addr {
+                return Ok(Some(e.id.swap(id, Ordering::Relaxed)));
+            }
+            if p == 0 {
+                break;
+            }
+            i = (i + 1) % BUCKETS;
+        }
+        if s.len.load(Ordering::Relaxed) >= MAX_PER_SHARD {
+            return Err(InsertError::Full);
+        }
+        let e = &s.entries[i];
+        e.id.store(id, Ordering::Relaxed);
+        e.ptr.store(addr, Ordering::Relaxed);
+        s.len
+            .store(s.len.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        FILTER[bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+        TOUCHED.store(true, Ordering::Relaxed);
+        Ok(None)
+    })
+    .unwrap_or(Err(InsertError::Busy))
+}
+
+/// Removes `ptr` if it is a sampled block and returns its id.
+///
+/// `Err(())` if the shard lock could not be had in time: the caller cannot
+/// tell, and the free goes unreported.
+pub(crate) fn remove(ptr: *mut u8) -> Result<Option<u64>, ()> {
+    let addr = ptr as usize;
+    if addr == 0 {
+        return Ok(None);
+    }
+    let bit = filter_bit(addr);
+    let shard = &SHARDS_TABLE[shard_of(bit)];
+    with_shard(shard, |s| {
+        let mut i = home_of(bit);
+        let found = loop {
+            let p = s.entries[i].ptr.load(Ordering::Relaxed);
+            if p == 0 {
+                return None;
+            }
+            if p == addr {
+                break i;
+            }
+            i = (i + 1) % BUCKETS;
+        };
+        let id = s.entries[found].id.load(Ordering::Relaxed);
+        backward_shift_delete(s, found);
+        s.len
+            .store(s.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        // Clear the filter bit unless another live block shares it; such a
+        // block lies in the probe run starting at the same home bucket.
+        let mut j = home_of(bit);
+        let mut shared = false;
+        loop {
+            let p = s.entries[j].ptr.load(Ordering::Relaxed);
+            if p == 0 {
+                break;
+            }
+            if filter_bit(p) == bit {
+                shared = true;
+                break;
+            }
+            j = (j + 1) % BUCKETS;
+        }
+        if !shared {
+            FILTER[bit / 64].fetch_and(!(1 << (bit % 64)), Ordering::Relaxed);
+        }
+        Some(id)
+    })
+    .ok_or(())
+}
+
+/// Empties bucket `hole` and moves later entries of its probe run back so
+/// that every entry stays reachable from its home bucket.
+fn backward_shift_delete(s: &Shard, mut hole: usize) {
+    let mut i = hole;
+    loop {
+        i = (i + 1) % BUCKETS;
+        let p = s.entries[i].ptr.load(Ordering::Relaxed);
+        if p == 0 {
+            break;
+        }
+        let home = home_of(filter_bit(p));
+        // The entry at `i` may move into `hole` if its home is not in the
+        // cyclic range (hole, i].
+        let dist_home = i.wrapping_sub(home) % BUCKETS;
+        let dist_hole = i.wrapping_sub(hole) % BUCKETS;
+        if dist_home >= dist_hole {
+            let id = s.entries[i].id.load(Ordering::Relaxed);
+            s.entries[hole].id.store(id, Ordering::Relaxed);
+            s.entries[hole].ptr.store(p, Ordering::Relaxed);
+            hole = i;
+        }
+    }
+    s.entries[hole].ptr.store(0, Ordering::Relaxed);
+}
+
+/// Sampled blocks live now.
+pub(crate) fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Bytes the filter and the table occupy once used (0 before the first
+/// sample: their pages are untouched).
+pub(crate) fn bytes() -> usize {
+    if TOUCHED.load(Ordering::Relaxed) {
+        core::mem::size_of::<[AtomicU64; FILTER_WORDS]>() + core::mem::size_of::<[Shard; SHARDS]>()
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The table is a process-wide static; these tests use addresses no real
+    // allocation has (small odd multiples in an unmapped range) and serialise
+    // on a lock so they do not see each other's entries.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn fake(i: usize) -> *mut u8 {
+        (0x7e00_0000_0000usize + i * 16) as *mut u8
+    }
+
+    #[test]
+    fn inserted_pointers_are_found_once_and_others_never() {
+        let _g = SERIAL.lock().unwrap();
+        let n = 5000;
+        for i in 0..n {
+            assert_eq!(insert(fake(i), i as u64 + 1), Ok(None));
+        }
+        // Inserting a pointer that is already there replaces its id.
+        assert_eq!(insert(fake(0), 1000), Ok(Some(1)));
+        assert_eq!(insert(fake(0), 1), Ok(Some(1000)));
+        for i in 0..n {
+            assert!(maybe_sampled(fake(i)), "filter must not miss {i}");
+        }
+        // Pointers never inserted are not found (the filter may say maybe).
+        for i in n..2 * n {
+            assert_eq!(remove(fake(i)), Ok(None));
+        }
+        // Remove in a scrambled order; each id comes back exactly once.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (i * 7919) % n);
+        for &i in &order {
+            assert_eq!(remove(fake(i)), Ok(Some(i as u64 + 1)), "entry {i}");
+            assert_eq!(remove(fake(i)), Ok(None));
+        }
+        // Everything removed: every filter bit these pointers set is clear.
+        for i in 0..2 * n {
+            assert!(!maybe_sampled(fake(i)), "stale filter bit for {i}");
+        }
+    }
+
+    #[test]
+    fn a_full_shard_refuses_inserts() {
+        let _g = SERIAL.lock().unwrap();
+        // Find pointers that all land in shard 0.
+        let mut ptrs = Vec::new();
+        let mut i = 100_000;
+        while ptrs.len() < MAX_PER_SHARD + 10 {
+            if shard_of(filter_bit(fake(i) as usize)) == 0 {
+                ptrs.push(fake(i));
+            }
+            i += 1;
+        }
+        let mut refused = 0;
+        for (k, &p) in ptrs.iter().enumerate() {
+            match insert(p, k as u64) {
+                Ok(None) => {}
+                Ok(Some(_)) => panic!("fresh pointer reported as present"),
+                Err(e) => {
+                    assert_eq!(e, InsertError::Full);
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 10);
+        for (k, &p) in ptrs.iter().enumerate().take(MAX_PER_SHARD) {
+            assert_eq!(remove(p), Ok(Some(k as u64)));
+        }
+        assert!(ptrs.iter().all(|&p| !maybe_sampled(p)));
+    }
+}

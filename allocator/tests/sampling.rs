@@ -1,0 +1,233 @@
+//! Sampling on the hot path: what gets sampled, the events the rings carry,
+//! and switching sampling off and on at run time.
+
+mod support;
+
+use std::alloc::System;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use allocmeter::Instrumented;
+use allocmeter::profile::{SampleEvent, drain, sampling_stats};
+
+#[global_allocator]
+static GLOBAL: Instrumented<System> = Instrumented::new(System);
+
+/// A drained event, owned.
+#[derive(Debug)]
+enum Event {
+    Alloc {
+        id: u64,
+        address: usize,
+        size: u64,
+        weight: f64,
+        stack: Vec<usize>,
+    },
+    Free(u64),
+}
+
+fn drain_all() -> Vec<Event> {
+    let mut out = Vec::new();
+    drain(|e| {
+        out.push(match e {
+            SampleEvent::Alloc(a) => Event::Alloc {
+                id: a.id,
+                address: a.address,
+                size: a.size,
+                weight: a.weight(),
+                stack: a.stack.to_vec(),
+            },
+            SampleEvent::Free { id } => Event::Free(id),
+        })
+    })
+    .expect("no other drainer");
+    out
+}
+
+#[inline(never)]
+fn allocate_here(size: usize) -> Vec<u8> {
+    black_box(Vec::with_capacity(size))
+}
+
+fn symbol_names(stack: &[usize]) -> Vec<String> {
+    let mut names = Vec::new();
+    for &ip in stack {
+        backtrace::resolve(ip.saturating_sub(1) as *mut std::ffi::c_void, |s| {
+            if let Some(n) = s.name() {
+                names.push(n.to_string());
+            }
+        });
+    }
+    names
+}
+
+fn rate_one_samples_every_allocation_and_reports_its_free() {
+    drain_all();
+    allocmeter::set_sample_rate(1);
+    let blocks: Vec<Vec<u8>> = (1..=50).map(|i| allocate_here(i * 1000)).collect();
+    let addresses: HashMap<usize, usize> = blocks
+        .iter()
+        .map(|b| (b.as_ptr() as usize, b.capacity()))
+        .collect();
+    allocmeter::set_sample_rate(0);
+    let events = drain_all();
+    let mut ids = HashMap::new();
+    for e in &events {
+        if let Event::Alloc {
+            id,
+            address,
+            size,
+            weight,
+            stack,
+        } = e
+            && let Some(&cap) = addresses.get(address)
+        {
+            assert_eq!(*size, cap as u64);
+            assert_eq!(*weight, 1.0, "rate 1 weighs exactly one");
+            let names = symbol_names(stack);
+            assert!(
+                names.iter().any(|n| n.contains("allocate_here")),
+                "stack names the allocating function: {names:?}"
+            );
+            ids.insert(*id, *address);
+        }
+    }
+    assert_eq!(ids.len(), 50, "every block was sampled once");
+    drop(blocks);
+    let frees: Vec<u64> = drain_all()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Free(id) if ids.contains_key(&id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frees.len(), 50, "every sampled block's free was reported");
+    println!("stack capture method: {:?}", allocmeter::stack::method());
+}
+
+fn both_capture_methods_name_the_allocating_function() {
+    let probed = allocmeter::stack::method();
+    for method in [allocmeter::stack::Method::Unwind, probed] {
+        allocmeter::stack::force_method(method);
+        drain_all();
+        allocmeter::set_sample_rate(1);
+        let block = allocate_here(12345);
+        allocmeter::set_sample_rate(0);
+        let address = block.as_ptr() as usize;
+        let stack = drain_all()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Alloc {
+                    address: a, stack, ..
+                } if a == address => Some(stack),
+                _ => None,
+            })
+            .expect("block sampled");
+        let names = symbol_names(&stack);
+        assert!(
+            names.iter().any(|n| n.contains("allocate_here")),
+            "{method:?}: {names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .any(|n| n.contains("both_capture_methods_name_the_allocating_function")),
+            "{method:?} reaches the caller: {names:?}"
+        );
+        drop(block);
+    }
+    assert_eq!(allocmeter::stack::method(), probed);
+}
+
+fn sampled_realloc_reports_a_free_and_may_sample_the_new_block() {
+    drain_all();
+    allocmeter::set_sample_rate(1);
+    let mut v: Vec<u8> = allocate_here(64);
+    let first = v.as_ptr() as usize;
+    v.reserve_exact(1 << 20); // moves: a new, much larger block
+    let second = v.as_ptr() as usize;
+    allocmeter::set_sample_rate(0);
+    let events = drain_all();
+    let first_id = events.iter().find_map(|e| match e {
+        Event::Alloc { id, address, .. } if *address == first => Some(*id),
+        _ => None,
+    });
+    let first_id = first_id.expect("first block sampled");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Free(id) if *id == first_id))
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::Alloc { address, size, .. } if *address == second && *size >= 1 << 20)));
+    drop(v);
+}
+
+fn switching_sampling_off_and_on_while_threads_allocate() {
+    drain_all();
+    allocmeter::set_sample_rate(4096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let v: Vec<u64> = black_box(vec![n; 64]);
+                    n += v.len() as u64;
+                }
+            })
+        })
+        .collect();
+    let samples = || sampling_stats().samples;
+    let count_for = |d: Duration| {
+        let start = samples();
+        let t = Instant::now();
+        while t.elapsed() < d {
+            drain_all();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        samples() - start
+    };
+    let on = count_for(Duration::from_millis(200));
+    assert!(on > 100, "sampling on: {on} samples");
+    allocmeter::set_sample_rate(0);
+    std::thread::sleep(Duration::from_millis(50)); // each thread's pending countdown ends
+    let off = count_for(Duration::from_millis(200));
+    assert_eq!(off, 0, "sampling off: no samples");
+    allocmeter::set_sample_rate(4096);
+    let again = count_for(Duration::from_millis(200));
+    assert!(again > 100, "sampling back on: {again} samples");
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    allocmeter::set_sample_rate(0);
+    drain_all();
+}
+
+fn main() {
+    support::run(
+        &[
+            (
+                "rate_one_samples_every_allocation_and_reports_its_free",
+                rate_one_samples_every_allocation_and_reports_its_free,
+            ),
+            (
+                "both_capture_methods_name_the_allocating_function",
+                both_capture_methods_name_the_allocating_function,
+            ),
+            (
+                "sampled_realloc_reports_a_free_and_may_sample_the_new_block",
+                sampled_realloc_reports_a_free_and_may_sample_the_new_block,
+            ),
+            (
+                "switching_sampling_off_and_on_while_threads_allocate",
+                switching_sampling_off_and_on_while_threads_allocate,
+            ),
+        ],
+        Duration::from_secs(120),
+    );
+}
