@@ -1,8 +1,10 @@
-//! The aggregator thread: reads every slot once per interval into a snapshot
-//! and appends it to the bounded history.
+//! The aggregator thread: drains the sample rings into the site table every
+//! [`DRAIN_EVERY`], and reads every slot once per interval into a snapshot
+//! for the bounded history.
 //!
-//! It reads with [`allocmeter::stats`], which takes no lock an allocating
-//! thread could wait on; the history's lock is taken only by exporter threads.
+//! It reads with [`allocmeter::stats`] and [`allocmeter::profile::drain`],
+//! which take no lock an allocating thread could wait on; the locks here are
+//! taken only by exporter threads.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -10,19 +12,137 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
+use crate::collector::ProfileFigures;
+use crate::sites::{SiteTable, SortBy};
 use crate::snapshot::{History, Snapshot};
+
+/// How often the rings are drained. A ring holds about a hundred samples, so
+/// this keeps up with a thread allocating a few hundred MB/s at the default
+/// rate.
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(50);
+
+/// The most sites the opt-in per-site Prometheus gauges may cover.
+pub const MAX_SITE_METRICS: usize = 50;
+
+/// The site table and what renderers need from it.
+pub(crate) struct ProfileState {
+    pub sites: Mutex<SiteTable>,
+    /// How many top sites get Prometheus series (0 = none).
+    pub site_metrics: usize,
+}
+
+impl ProfileState {
+    pub fn new(max_sites: usize, site_metrics: usize) -> Self {
+        ProfileState {
+            sites: Mutex::new(SiteTable::new(max_sites)),
+            site_metrics: site_metrics.min(MAX_SITE_METRICS),
+        }
+    }
+
+    /// Drains pending samples into the table.
+    pub fn drain(&self) {
+        self.sites.lock().drain();
+    }
+
+    /// The figures one scrape reports.
+    pub fn figures(&self) -> ProfileFigures {
+        let mut table = self.sites.lock();
+        table.drain();
+        let mut top: Vec<(String, f64, f64)> = Vec::new();
+        if self.site_metrics > 0 {
+            let ranked: Vec<_> = table
+                .top(self.site_metrics, SortBy::InuseSpace)
+                .into_iter()
+                .map(|(_, s)| (s.stack.first().copied(), s.values))
+                .collect();
+            for (leaf, values) in ranked {
+                let name = match leaf {
+                    Some(address) => short_name(&table.symbolizer.resolve(address).frames),
+                    None => "(other)".to_string(),
+                };
+                // Sites sharing a short name share a series.
+                match top.iter_mut().find(|(n, ..)| *n == name) {
+                    Some(entry) => {
+                        entry.1 += values.inuse_bytes;
+                        entry.2 += values.alloc_bytes;
+                    }
+                    None => top.push((name, values.inuse_bytes, values.alloc_bytes)),
+                }
+            }
+        }
+        ProfileFigures {
+            sites: table.len(),
+            overflowed: table.overflowed,
+            table_bytes: table.approximate_bytes(),
+            top,
+        }
+    }
+}
+
+/// A short, bounded label for a site: the last two path segments of its
+/// program function, at most 64 characters.
+fn short_name(frames: &[crate::symbolize::Frame]) -> String {
+    let Some(frame) = crate::symbolize::program_frames(frames).first() else {
+        return "(unknown)".to_string();
+    };
+    // `<demo::Report as core::fmt::Display>::fmt` → `demo::Report::fmt`.
+    let mut name = frame.function.clone();
+    if name.starts_with('<')
+        && let Some(end) = matching_bracket(&name)
+    {
+        let inner = &name[1..end];
+        let ty = inner.split(" as ").next().unwrap_or(inner);
+        name = format!("{ty}{}", &name[end + 1..]);
+    }
+    // Drop generic arguments, then keep `type::function` or `module::function`.
+    let mut depth = 0usize;
+    let base: String = name
+        .chars()
+        .filter(|&c| {
+            match c {
+                '<' => depth += 1,
+                '>' => depth = depth.saturating_sub(1),
+                _ => return depth == 0,
+            }
+            false
+        })
+        .collect();
+    let parts: Vec<&str> = base.rsplit("::").take(2).collect();
+    let short = parts.into_iter().rev().collect::<Vec<_>>().join("::");
+    short.chars().take(64).collect()
+}
+
+/// The index of the `>` closing the `<` at index 0.
+fn matching_bracket(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
 
 /// State shared between the aggregator, the HTTP thread and the handle.
 pub(crate) struct Shared {
     pub history: Mutex<History>,
     pub started: Instant,
+    pub profile: Arc<ProfileState>,
 }
 
 impl Shared {
-    pub fn new(history_len: usize) -> Self {
+    pub fn new(history_len: usize, profile: Arc<ProfileState>) -> Self {
         Shared {
             history: Mutex::new(History::new(history_len)),
             started: Instant::now(),
+            profile,
         }
     }
 
@@ -37,13 +157,65 @@ impl Shared {
     }
 }
 
-/// Ticks every `interval` until `stop` is signalled or dropped.
+/// Drains every [`DRAIN_EVERY`] and snapshots every `interval` until `stop`
+/// is signalled or dropped.
 pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Receiver<()>) {
+    allocmeter::profile::mark_thread_internal();
+    // Load the debug info now rather than on the first drain, so that the
+    // first samples do not wait behind it.
+    shared
+        .profile
+        .sites
+        .lock()
+        .symbolizer
+        .resolve(run as *const () as u64);
+    let mut next_snapshot = Instant::now() + interval;
     loop {
-        shared.tick();
-        match stop.recv_timeout(interval) {
+        shared.profile.drain();
+        if Instant::now() >= next_snapshot {
+            shared.tick();
+            next_snapshot += interval;
+            if next_snapshot < Instant::now() {
+                next_snapshot = Instant::now() + interval;
+            }
+        }
+        let wait = DRAIN_EVERY.min(next_snapshot.saturating_duration_since(Instant::now()));
+        match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => continue,
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbolize::Frame;
+
+    #[test]
+    fn short_names_are_bounded_and_drop_generics() {
+        let f = |name: &str| Frame {
+            function: name.to_string(),
+            file: None,
+            line: None,
+        };
+        assert_eq!(
+            short_name(&[f("demo::orders::build_report")]),
+            "orders::build_report"
+        );
+        assert_eq!(short_name(&[f("main")]), "main");
+        assert_eq!(
+            short_name(&[
+                f("alloc::vec::Vec<T>::with_capacity"),
+                f("svc::Handler<T>::run")
+            ]),
+            "Handler::run"
+        );
+        assert_eq!(
+            short_name(&[f("<demo::Report as core::fmt::Display>::fmt")]),
+            "Report::fmt"
+        );
+        assert_eq!(short_name(&[f(&"x".repeat(500))]).len(), 64);
+        assert_eq!(short_name(&[]), "(unknown)");
     }
 }

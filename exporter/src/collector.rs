@@ -1,30 +1,59 @@
 //! [`AllocCollector`]: allocmeter's statistics as Prometheus metric families.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use allocmeter::MemStats;
+use allocmeter::profile::SamplingStats;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricType};
 
+use crate::aggregator::ProfileState;
+
+/// What one scrape renders: the statistics, read fresh, and what the
+/// exporter's site table knows (absent for a collector used on its own).
+pub(crate) struct Inputs {
+    pub stats: MemStats,
+    pub sampling: SamplingStats,
+    pub profile: Option<ProfileFigures>,
+}
+
+/// The site table's figures for one scrape.
+pub(crate) struct ProfileFigures {
+    /// Sites in the table.
+    pub sites: usize,
+    /// Samples merged into "(other)" because the table was full.
+    pub overflowed: u64,
+    /// Bytes the site table and symbol cache hold.
+    pub table_bytes: usize,
+    /// The opt-in top-K sites: short function name, in-use bytes, allocated
+    /// bytes (estimates). Empty unless enabled.
+    pub top: Vec<(String, f64, f64)>,
+}
+
 /// One metric family this collector exports: name, help, type, and how to
-/// build its samples from a [`MemStats`].
+/// build its samples. A family with no samples is left out of the scrape.
 struct Family {
     name: &'static str,
     help: &'static str,
     kind: MetricType,
     /// The variable label, if the family has one (`kind` of realloc, …).
     label: Option<&'static str>,
-    samples: fn(&MemStats) -> Vec<Sample>,
+    samples: fn(&Inputs) -> Vec<Sample>,
 }
 
 /// One sample of a family: a label value (if the family has a label) and a value.
 enum Sample {
-    Plain(Option<&'static str>, f64),
+    Plain(Option<String>, f64),
     Histogram(proto::Histogram),
 }
 
 fn one(v: u64) -> Vec<Sample> {
     vec![Sample::Plain(None, v as f64)]
+}
+
+fn labelled(label: &str, v: u64) -> Sample {
+    Sample::Plain(Some(label.to_string()), v as f64)
 }
 
 /// A histogram over the size classes, using `count(class)` per class and
@@ -62,53 +91,54 @@ const FAMILIES: &[Family] = &[
         help: "Bytes allocated since the process started, freed or not (requested sizes; a realloc adds its new size). Go: go_memstats_alloc_bytes_total.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: |s| one(s.alloc_bytes),
+        samples: |i| one(i.stats.alloc_bytes),
     },
     Family {
         name: "allocmeter_allocs_total",
         help: "Heap blocks allocated since the process started (a realloc counts one). Go: go_memstats_mallocs_total.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: |s| one(s.allocs),
+        samples: |i| one(i.stats.allocs),
     },
     Family {
         name: "allocmeter_frees_total",
         help: "Heap blocks freed since the process started (a realloc counts one). Go: go_memstats_frees_total.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: |s| one(s.frees),
+        samples: |i| one(i.stats.frees),
     },
     Family {
         name: "allocmeter_free_bytes_total",
         help: "Bytes freed since the process started (requested sizes; a realloc adds its old size).",
         kind: MetricType::COUNTER,
         label: None,
-        samples: |s| one(s.free_bytes),
+        samples: |i| one(i.stats.free_bytes),
     },
     Family {
         name: "allocmeter_heap_live_bytes",
         help: "Bytes in heap blocks allocated and not yet freed (requested sizes). Go: go_memstats_heap_alloc_bytes.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: |s| one(s.live_bytes),
+        samples: |i| one(i.stats.live_bytes),
     },
     Family {
         name: "allocmeter_heap_live_objects",
         help: "Heap blocks allocated and not yet freed. Go: go_memstats_heap_objects.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: |s| one(s.live_objects),
+        samples: |i| one(i.stats.live_objects),
     },
     Family {
         name: "allocmeter_reallocs_total",
         help: "Reallocations by how they were served: grown_in_place, shrunk_in_place (same address), moved (new address).",
         kind: MetricType::COUNTER,
         label: Some("kind"),
-        samples: |s| {
+        samples: |i| {
+            let r = &i.stats.reallocs;
             vec![
-                Sample::Plain(Some("grown_in_place"), s.reallocs.grown_in_place as f64),
-                Sample::Plain(Some("shrunk_in_place"), s.reallocs.shrunk_in_place as f64),
-                Sample::Plain(Some("moved"), s.reallocs.moved as f64),
+                labelled("grown_in_place", r.grown_in_place),
+                labelled("shrunk_in_place", r.shrunk_in_place),
+                labelled("moved", r.moved),
             ]
         },
     },
@@ -117,10 +147,11 @@ const FAMILIES: &[Family] = &[
         help: "Bytes by which reallocations grew (direction=grow) or shrank (direction=shrink) their blocks, in place or moved.",
         kind: MetricType::COUNTER,
         label: Some("direction"),
-        samples: |s| {
+        samples: |i| {
+            let r = &i.stats.reallocs;
             vec![
-                Sample::Plain(Some("grow"), s.reallocs.grown_bytes as f64),
-                Sample::Plain(Some("shrink"), s.reallocs.shrunk_bytes as f64),
+                labelled("grow", r.grown_bytes),
+                labelled("shrink", r.shrunk_bytes),
             ]
         },
     },
@@ -129,35 +160,115 @@ const FAMILIES: &[Family] = &[
         help: "Allocation requests the inner allocator refused (returned null to the caller).",
         kind: MetricType::COUNTER,
         label: None,
-        samples: |s| one(s.failures),
+        samples: |i| one(i.stats.failures),
     },
     Family {
         name: "allocmeter_alloc_size_bytes",
         help: "Allocations by requested size in bytes (power-of-two buckets; a realloc counts its new size). Go: go_gc_heap_allocs_by_size_bytes.",
         kind: MetricType::HISTOGRAM,
         label: None,
-        samples: |s| size_histogram(s, |c| c.allocs, s.alloc_bytes),
+        samples: |i| size_histogram(&i.stats, |c| c.allocs, i.stats.alloc_bytes),
     },
     Family {
         name: "allocmeter_free_size_bytes",
         help: "Frees by requested size in bytes (power-of-two buckets; a realloc counts its old size). Go: go_gc_heap_frees_by_size_bytes.",
         kind: MetricType::HISTOGRAM,
         label: None,
-        samples: |s| size_histogram(s, |c| c.frees, s.free_bytes),
+        samples: |i| size_histogram(&i.stats, |c| c.frees, i.stats.free_bytes),
     },
     Family {
         name: "allocmeter_threads",
         help: "Threads that currently record into their own allocmeter slot.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: |s| one(s.threads),
+        samples: |i| one(i.stats.threads),
     },
     Family {
         name: "allocmeter_telemetry_bytes",
-        help: "Bytes of memory allocmeter itself holds for its counters (slots in use). Go: go_memstats_buck_hash_sys_bytes.",
+        help: "Bytes of memory allocmeter itself holds: per-thread slots, sample rings, the sampled-pointer table, and the exporter's site table and symbol cache. Go: go_memstats_buck_hash_sys_bytes.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: |s| one(s.telemetry_bytes),
+        samples: |i| {
+            let extra = i.profile.as_ref().map_or(0, |p| p.table_bytes as u64);
+            one(i.stats.telemetry_bytes + extra)
+        },
+    },
+    Family {
+        name: "allocmeter_profile_rate_bytes",
+        help: "Mean bytes allocated between two sampled allocations (0: sampling off, 1: every allocation). Go: runtime.MemProfileRate.",
+        kind: MetricType::GAUGE,
+        label: None,
+        samples: |i| one(i.sampling.rate),
+    },
+    Family {
+        name: "allocmeter_profile_samples_total",
+        help: "Allocations sampled with their call stack since the process started.",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: |i| one(i.sampling.samples),
+    },
+    Family {
+        name: "allocmeter_profile_samples_dropped_total",
+        help: "Samples lost because a sample ring or the sampled-pointer table was full or busy; a steady rise means profiles under-count.",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: |i| one(i.sampling.dropped),
+    },
+    Family {
+        name: "allocmeter_profile_frees_lost_total",
+        help: "Frees of sampled blocks that could not be reported; those blocks keep counting as in use in the heap profile.",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: |i| one(i.sampling.frees_lost),
+    },
+    Family {
+        name: "allocmeter_profile_live_samples",
+        help: "Sampled blocks not yet freed.",
+        kind: MetricType::GAUGE,
+        label: None,
+        samples: |i| one(i.sampling.live_samples),
+    },
+    Family {
+        name: "allocmeter_profile_sites",
+        help: "Call sites in the exporter's site table.",
+        kind: MetricType::GAUGE,
+        label: None,
+        samples: |i| {
+            i.profile
+                .as_ref()
+                .map_or(Vec::new(), |p| one(p.sites as u64))
+        },
+    },
+    Family {
+        name: "allocmeter_profile_sites_overflow_total",
+        help: "Samples merged into the (other) site because the site table was full.",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: |i| i.profile.as_ref().map_or(Vec::new(), |p| one(p.overflowed)),
+    },
+    Family {
+        name: "allocmeter_site_inuse_bytes",
+        help: "Estimated bytes in use, by allocating function, for the top call sites only (opt-in, capped).",
+        kind: MetricType::GAUGE,
+        label: Some("function"),
+        samples: |i| {
+            let top = i.profile.as_ref().map_or(&[][..], |p| &p.top[..]);
+            top.iter()
+                .map(|(f, inuse, _)| Sample::Plain(Some(f.clone()), *inuse))
+                .collect()
+        },
+    },
+    Family {
+        name: "allocmeter_site_alloc_bytes_total",
+        help: "Estimated bytes allocated since sampling started, by allocating function, for the top call sites only (opt-in, capped).",
+        kind: MetricType::COUNTER,
+        label: Some("function"),
+        samples: |i| {
+            let top = i.profile.as_ref().map_or(&[][..], |p| &p.top[..]);
+            top.iter()
+                .map(|(f, _, alloc)| Sample::Plain(Some(f.clone()), *alloc))
+                .collect()
+        },
     },
 ];
 
@@ -179,6 +290,7 @@ const FAMILIES: &[Family] = &[
 pub struct AllocCollector {
     descs: Vec<Desc>,
     const_labels: Vec<proto::LabelPair>,
+    profile: Option<Arc<ProfileState>>,
 }
 
 impl AllocCollector {
@@ -215,16 +327,26 @@ impl AllocCollector {
         Ok(AllocCollector {
             descs,
             const_labels,
+            profile: None,
         })
     }
 
-    /// The metric families for `stats`, as [`Collector::collect`] returns them
-    /// for the current statistics.
-    pub fn families(&self, stats: &MemStats) -> Vec<proto::MetricFamily> {
+    /// The same collector, also reporting the exporter's site table.
+    pub(crate) fn with_profile(mut self, profile: Arc<ProfileState>) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
+    /// The metric families for `inputs`. Families without samples are left out.
+    fn families(&self, inputs: &Inputs) -> Vec<proto::MetricFamily> {
         FAMILIES
             .iter()
-            .map(|f| {
-                let metrics = (f.samples)(stats)
+            .filter_map(|f| {
+                let samples = (f.samples)(inputs);
+                if samples.is_empty() {
+                    return None;
+                }
+                let metrics = samples
                     .into_iter()
                     .map(|sample| {
                         let mut m = proto::Metric::default();
@@ -234,7 +356,7 @@ impl AllocCollector {
                                 if let (Some(name), Some(value)) = (f.label, label_value) {
                                     let mut pair = proto::LabelPair::default();
                                     pair.set_name(name.to_string());
-                                    pair.set_value(value.to_string());
+                                    pair.set_value(value);
                                     labels.push(pair);
                                 }
                                 if f.kind == MetricType::COUNTER {
@@ -258,9 +380,17 @@ impl AllocCollector {
                 mf.set_help(f.help.to_string());
                 mf.set_field_type(f.kind);
                 mf.set_metric(metrics);
-                mf
+                Some(mf)
             })
             .collect()
+    }
+
+    fn inputs(&self) -> Inputs {
+        Inputs {
+            stats: allocmeter::stats(),
+            sampling: allocmeter::profile::sampling_stats(),
+            profile: self.profile.as_ref().map(|p| p.figures()),
+        }
     }
 }
 
@@ -276,7 +406,7 @@ impl Collector for AllocCollector {
     }
 
     fn collect(&self) -> Vec<proto::MetricFamily> {
-        self.families(&allocmeter::stats())
+        self.families(&self.inputs())
     }
 }
 
@@ -286,11 +416,13 @@ mod tests {
 
     #[test]
     fn histogram_count_equals_the_sum_of_all_classes_and_buckets_are_cumulative() {
-        let mut s = allocmeter::stats();
-        for (i, class) in s.by_size.iter_mut().enumerate() {
+        let collector = AllocCollector::new();
+        let mut inputs = collector.inputs();
+        for (i, class) in inputs.stats.by_size.iter_mut().enumerate() {
             class.allocs = i as u64 + 1;
         }
-        let families = AllocCollector::new().families(&s);
+        let s = inputs.stats;
+        let families = collector.families(&inputs);
         let f = families
             .iter()
             .find(|f| f.name() == "allocmeter_alloc_size_bytes")
@@ -322,7 +454,10 @@ mod tests {
         )]))
         .unwrap();
         let families = collector.collect();
-        assert_eq!(families.len(), FAMILIES.len());
+        // Without an exporter's site table, the site families are left out.
+        let site_families = FAMILIES.iter().filter(|f| f.name.contains("site")).count();
+        assert_eq!(site_families, 4);
+        assert_eq!(families.len(), FAMILIES.len() - site_families);
         for f in &families {
             assert!(f.name().starts_with("allocmeter_"));
             assert!(!f.help().is_empty());

@@ -1,7 +1,15 @@
 //! # allocmeter-exporter
 //!
-//! Serves the statistics of [`allocmeter`] while the service runs: Prometheus
-//! `/metrics` and a status page at `/`, from background threads.
+//! Serves the statistics and sampled call sites of [`allocmeter`] while the
+//! service runs, from background threads:
+//!
+//! | endpoint | what |
+//! |---|---|
+//! | `/metrics` | Prometheus text format: counters, live heap, size histograms, sampling health, `process_*` |
+//! | `/debug/pprof/heap` | gzipped pprof heap profile (`go tool pprof` reads it), in-use space by default |
+//! | `/debug/pprof/allocs` | the same profile, allocated space by default |
+//! | `/api/sites?top=N&by=…` | the top call sites as JSON |
+//! | `/` | a page linking all of the above |
 //!
 //! ```no_run
 //! use std::alloc::System;
@@ -20,11 +28,28 @@
 //! }
 //! ```
 //!
-//! The exporter runs two threads: an aggregator that reads every thread's
-//! counters once per interval into a bounded history ([`Exporter::snapshot`],
-//! [`Exporter::history`]), and an HTTP thread. Neither takes a lock that an
-//! allocating thread could wait on. Dropping the [`Exporter`] (or calling
-//! [`Exporter::shutdown`]) stops both.
+//! The exporter runs two threads: an aggregator that drains the sampled
+//! allocations into a table of call sites ([`Exporter::top_sites`]) and reads
+//! every thread's counters once per interval into a bounded history
+//! ([`Exporter::snapshot`], [`Exporter::history`]), and an HTTP thread (unless
+//! [`Builder::serve_http`] turns it off). Neither takes a lock that an
+//! allocating thread could wait on, and both are marked internal: their
+//! allocations are counted but never sampled. Dropping the [`Exporter`] (or
+//! calling [`Exporter::shutdown`]) stops both.
+//!
+//! ## Reading a heap profile
+//!
+//! ```text
+//! go tool pprof -top http://127.0.0.1:9464/debug/pprof/heap      # who holds memory now
+//! go tool pprof -top http://127.0.0.1:9464/debug/pprof/allocs    # who allocated most
+//! ```
+//!
+//! About one allocation per [`allocmeter::sample_rate`] bytes (512 KiB by
+//! default) is sampled with its call stack; each sample is weighted by the
+//! inverse of its probability of being sampled, so the figures are unbiased
+//! estimates, not exact counts. Stacks start at the program's function that
+//! asked for memory: allocmeter's own frames and the standard library's
+//! allocation plumbing (`alloc::`, `core::`, `std::`) are trimmed off the top.
 //!
 //! To serve the metrics from a `/metrics` endpoint the service already has,
 //! register an [`AllocCollector`] into its `prometheus::Registry` instead of
@@ -39,7 +64,11 @@ mod aggregator;
 mod collector;
 mod error;
 mod http;
+mod mappings;
+mod pprof;
+mod sites;
 mod snapshot;
+mod symbolize;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -48,12 +77,15 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use aggregator::MAX_SITE_METRICS;
 pub use collector::AllocCollector;
 pub use error::StartError;
-pub use http::METRICS_CONTENT_TYPE;
+pub use http::{API_VERSION, METRICS_CONTENT_TYPE};
+pub use sites::{SiteReport, SortBy};
 pub use snapshot::Snapshot;
+pub use symbolize::Frame;
 
-use aggregator::Shared;
+use aggregator::{ProfileState, Shared};
 
 /// The address the exporter listens on unless told otherwise: loopback only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:9464";
@@ -65,6 +97,9 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// the default interval).
 pub const DEFAULT_HISTORY: usize = 300;
 
+/// How many call sites the site table keeps unless told otherwise.
+pub const DEFAULT_MAX_SITES: usize = 10_000;
+
 /// Configures and starts an [`Exporter`]. Made by [`Exporter::builder`].
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -72,6 +107,11 @@ pub struct Builder {
     interval: Duration,
     history: usize,
     const_labels: Vec<(String, String)>,
+    sample_rate: Option<u64>,
+    stack_depth: Option<usize>,
+    max_sites: usize,
+    site_metrics: usize,
+    serve_http: bool,
 }
 
 impl Default for Builder {
@@ -81,6 +121,11 @@ impl Default for Builder {
             interval: DEFAULT_INTERVAL,
             history: DEFAULT_HISTORY,
             const_labels: Vec::new(),
+            sample_rate: None,
+            stack_depth: None,
+            max_sites: DEFAULT_MAX_SITES,
+            site_metrics: 0,
+            serve_http: true,
         }
     }
 }
@@ -114,38 +159,85 @@ impl Builder {
         self
     }
 
+    /// Sets the sampling rate when the exporter starts (see
+    /// [`allocmeter::set_sample_rate`]; default: leave it as it is, 512 KiB
+    /// unless changed).
+    pub fn sample_rate(mut self, bytes: u64) -> Self {
+        self.sample_rate = Some(bytes);
+        self
+    }
+
+    /// Sets how many return addresses a sample captures when the exporter
+    /// starts (see [`allocmeter::set_stack_depth`]; default 64).
+    pub fn stack_depth(mut self, frames: usize) -> Self {
+        self.stack_depth = Some(frames);
+        self
+    }
+
+    /// How many call sites the site table keeps (default
+    /// [`DEFAULT_MAX_SITES`]). Samples from further stacks are merged into one
+    /// `(other)` site and counted in `allocmeter_profile_sites_overflow_total`.
+    pub fn max_sites(mut self, sites: usize) -> Self {
+        self.max_sites = sites.max(1);
+        self
+    }
+
+    /// Exports per-site Prometheus series (`allocmeter_site_inuse_bytes`,
+    /// `allocmeter_site_alloc_bytes_total`, labelled by short function name)
+    /// for the top `k` sites by in-use bytes. Off (0) by default; capped at
+    /// [`MAX_SITE_METRICS`], because every site is a time series.
+    pub fn site_metrics(mut self, k: usize) -> Self {
+        self.site_metrics = k.min(MAX_SITE_METRICS);
+        self
+    }
+
+    /// Whether to serve HTTP (default `true`). Without it the exporter only
+    /// aggregates, for services that read [`Exporter::top_sites`] and
+    /// [`Exporter::snapshot`] in-process or serve [`AllocCollector`] from
+    /// their own endpoint; the bind address is then ignored.
+    pub fn serve_http(mut self, serve: bool) -> Self {
+        self.serve_http = serve;
+        self
+    }
+
     /// Binds the address and starts the threads.
     ///
     /// Fails, without starting anything, if the address does not parse, the
     /// port is taken, a label name is invalid, or a thread cannot be spawned.
     /// The error names the address.
     pub fn start(self) -> Result<Exporter, StartError> {
-        let addr = resolve(&self.bind)?;
-        let registry = self.registry()?;
-        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
-            addr: self.bind.clone(),
-            source,
-        })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: self.bind.clone(),
-            source,
-        })?;
-        let server =
-            tiny_http::Server::from_listener(listener, None).map_err(|e| StartError::Bind {
+        let profile = Arc::new(ProfileState::new(self.max_sites, self.site_metrics));
+        let registry = self.registry(profile.clone())?;
+        let server = if self.serve_http {
+            let addr = resolve(&self.bind)?;
+            let bind_error = |source| StartError::Bind {
                 addr: self.bind.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        let server = Arc::new(server);
+                source,
+            };
+            let listener = TcpListener::bind(addr).map_err(bind_error)?;
+            let local_addr = listener.local_addr().map_err(bind_error)?;
+            let server = tiny_http::Server::from_listener(listener, None)
+                .map_err(|e| bind_error(std::io::Error::other(e.to_string())))?;
+            Some((Arc::new(server), local_addr))
+        } else {
+            None
+        };
 
-        let shared = Arc::new(Shared::new(self.history));
+        if let Some(rate) = self.sample_rate {
+            allocmeter::set_sample_rate(rate);
+        }
+        if let Some(depth) = self.stack_depth {
+            allocmeter::set_stack_depth(depth);
+        }
+        let shared = Arc::new(Shared::new(self.history, profile.clone()));
         shared.tick();
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = mpsc::channel();
 
         let mut exporter = Exporter {
-            local_addr,
+            local_addr: server.as_ref().map(|(_, a)| *a),
             shared: shared.clone(),
-            server: server.clone(),
+            server: server.as_ref().map(|(s, _)| s.clone()),
             stop: stop.clone(),
             stop_tx: Some(stop_tx),
             threads: Vec::new(),
@@ -156,23 +248,27 @@ impl Builder {
             .spawn(move || aggregator::run(shared, interval, stop_rx))
             .map_err(StartError::Thread)?;
         exporter.threads.push(aggregator);
-        // If this fails, dropping `exporter` stops the aggregator.
-        let http = std::thread::Builder::new()
-            .name("allocmeter-http".into())
-            .spawn(move || http::run(server, registry, stop))
-            .map_err(StartError::Thread)?;
-        exporter.threads.push(http);
+        if let Some((server, _)) = server {
+            let endpoints = http::Endpoints { registry, profile };
+            // If this fails, dropping `exporter` stops the aggregator.
+            let http = std::thread::Builder::new()
+                .name("allocmeter-http".into())
+                .spawn(move || http::run(server, endpoints, stop))
+                .map_err(StartError::Thread)?;
+            exporter.threads.push(http);
+        }
         Ok(exporter)
     }
 
-    fn registry(&self) -> Result<prometheus::Registry, StartError> {
+    fn registry(&self, profile: Arc<ProfileState>) -> Result<prometheus::Registry, StartError> {
         let invalid = |reason: String| StartError::InvalidAddress {
             addr: self.bind.clone(),
             reason,
         };
         let labels = self.const_labels.iter().cloned().collect();
         let collector = AllocCollector::with_const_labels(labels)
-            .map_err(|e| invalid(format!("bad constant label: {e}")))?;
+            .map_err(|e| invalid(format!("bad constant label: {e}")))?
+            .with_profile(profile);
         let registry = prometheus::Registry::new();
         registry
             .register(Box::new(collector))
@@ -207,9 +303,9 @@ fn resolve(addr: &str) -> Result<SocketAddr, StartError> {
 
 /// A running exporter. Dropping it stops its threads.
 pub struct Exporter {
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    server: Arc<tiny_http::Server>,
+    server: Option<Arc<tiny_http::Server>>,
     stop: Arc<AtomicBool>,
     stop_tx: Option<mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -223,13 +319,40 @@ impl Exporter {
     }
 
     /// The address actually listened on (with the real port if 0 was asked).
+    ///
+    /// # Panics
+    ///
+    /// If the exporter was started with [`Builder::serve_http`]`(false)`.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+            .expect("local_addr() needs an exporter that serves HTTP")
     }
 
-    /// The URL of the page, `http://IP:PORT/`.
+    /// The URL of the page, `http://IP:PORT/` (see [`Exporter::local_addr`]).
     pub fn url(&self) -> String {
-        format!("http://{}/", self.local_addr)
+        format!("http://{}/", self.local_addr())
+    }
+
+    /// The `n` call sites with the largest `by`, with their estimates and
+    /// symbolized stacks: what `/api/sites` serves, for logging in-process.
+    ///
+    /// ```no_run
+    /// # let exporter = allocmeter_exporter::Exporter::builder().serve_http(false).start().unwrap();
+    /// use allocmeter_exporter::SortBy;
+    /// for site in exporter.top_sites(5, SortBy::InuseSpace) {
+    ///     println!("{:>12.0} B in use  {}", site.inuse_space, site.function);
+    /// }
+    /// ```
+    pub fn top_sites(&self, n: usize, by: SortBy) -> Vec<SiteReport> {
+        let mut table = self.shared.profile.sites.lock();
+        table.drain();
+        table.report(n, by)
+    }
+
+    /// The heap profile, gzipped `profile.proto`, as `/debug/pprof/heap`
+    /// serves it (in-use space by default).
+    pub fn heap_profile(&self) -> Vec<u8> {
+        http::heap_profile(&self.shared.profile, pprof::DefaultType::InuseSpace)
     }
 
     /// The newest snapshot the aggregator took.
@@ -253,7 +376,9 @@ impl Exporter {
     fn stop_threads(&mut self) {
         self.stop.store(true, Ordering::Release);
         drop(self.stop_tx.take());
-        self.server.unblock();
+        if let Some(server) = &self.server {
+            server.unblock();
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

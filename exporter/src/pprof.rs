@@ -1,0 +1,743 @@
+//! Heap profiles in pprof's format (google/pprof `profile.proto`), with the
+//! content Go's `/debug/pprof/heap` and `/debug/pprof/allocs` serve.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use prost::Message;
+
+use crate::mappings::Mapping;
+use crate::symbolize::{Frame, Location};
+
+/// The messages of `profile.proto` (package `perftools.profiles`), with its
+/// field numbers. Strings are indices into `Profile::string_table`.
+pub(crate) mod proto {
+    /// A whole profile.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Profile {
+        /// What each entry of `Sample::value` measures.
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        /// The samples.
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        /// The loaded objects the locations belong to.
+        #[prost(message, repeated, tag = "3")]
+        pub mapping: Vec<Mapping>,
+        /// The code locations the samples reference.
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
+        /// The functions the locations' lines reference.
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        /// All strings; entry 0 is always "".
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        /// Regexp (string index) of frames to drop with their callees.
+        #[prost(int64, tag = "7")]
+        pub drop_frames: i64,
+        /// Regexp (string index) of frames to keep even if dropped.
+        #[prost(int64, tag = "8")]
+        pub keep_frames: i64,
+        /// When the profile was taken, in nanoseconds since the Unix epoch.
+        #[prost(int64, tag = "9")]
+        pub time_nanos: i64,
+        /// How long the profile covers, if that makes sense.
+        #[prost(int64, tag = "10")]
+        pub duration_nanos: i64,
+        /// What the sampling period counts.
+        #[prost(message, optional, tag = "11")]
+        pub period_type: Option<ValueType>,
+        /// Events between samples.
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+        /// Free-form comments (string indices).
+        #[prost(int64, repeated, tag = "13")]
+        pub comment: Vec<i64>,
+        /// The sample type shown by default (string index); unset means the
+        /// last one.
+        #[prost(int64, tag = "14")]
+        pub default_sample_type: i64,
+        /// Documentation link (string index).
+        #[prost(int64, tag = "15")]
+        pub doc_url: i64,
+    }
+
+    /// A type and its unit, such as `inuse_space`/`bytes`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct ValueType {
+        /// Type (string index).
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        /// Unit (string index).
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    /// Values measured at one stack.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Sample {
+        /// The stack as location ids, leaf first.
+        #[prost(uint64, repeated, tag = "1")]
+        pub location_id: Vec<u64>,
+        /// One value per `Profile::sample_type`.
+        #[prost(int64, repeated, tag = "2")]
+        pub value: Vec<i64>,
+        /// Extra context.
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+
+    /// A sample label: a key with a string or a number.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Label {
+        /// Key (string index).
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        /// String value (string index).
+        #[prost(int64, tag = "2")]
+        pub str: i64,
+        /// Numeric value.
+        #[prost(int64, tag = "3")]
+        pub num: i64,
+        /// Unit of `num` (string index).
+        #[prost(int64, tag = "4")]
+        pub num_unit: i64,
+    }
+
+    /// An object loaded into memory.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Mapping {
+        /// Unique nonzero id.
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// First address.
+        #[prost(uint64, tag = "2")]
+        pub memory_start: u64,
+        /// One past the last address.
+        #[prost(uint64, tag = "3")]
+        pub memory_limit: u64,
+        /// File offset of the byte at `memory_start`.
+        #[prost(uint64, tag = "4")]
+        pub file_offset: u64,
+        /// Object file (string index).
+        #[prost(int64, tag = "5")]
+        pub filename: i64,
+        /// Build ID (string index).
+        #[prost(int64, tag = "6")]
+        pub build_id: i64,
+        /// Its locations have function names.
+        #[prost(bool, tag = "7")]
+        pub has_functions: bool,
+        /// Its locations have file names.
+        #[prost(bool, tag = "8")]
+        pub has_filenames: bool,
+        /// Its locations have line numbers.
+        #[prost(bool, tag = "9")]
+        pub has_line_numbers: bool,
+        /// Its locations have inlined frames expanded.
+        #[prost(bool, tag = "10")]
+        pub has_inline_frames: bool,
+    }
+
+    /// A code address and the source lines at it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Location {
+        /// Unique nonzero id.
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// The mapping holding `address`; 0 if unknown.
+        #[prost(uint64, tag = "2")]
+        pub mapping_id: u64,
+        /// The instruction address.
+        #[prost(uint64, tag = "3")]
+        pub address: u64,
+        /// Inlined callees first, the outermost caller last.
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+        /// Several symbols share this address (identical code folding).
+        #[prost(bool, tag = "5")]
+        pub is_folded: bool,
+    }
+
+    /// One function and line at a location.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Line {
+        /// The function's id.
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        /// Source line, 0 if unknown.
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+        /// Source column, 0 if unknown.
+        #[prost(int64, tag = "3")]
+        pub column: i64,
+    }
+
+    /// A function.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Function {
+        /// Unique nonzero id.
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        /// Human-readable name (string index).
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        /// Name as the system knows it, e.g. mangled (string index).
+        #[prost(int64, tag = "3")]
+        pub system_name: i64,
+        /// Source file (string index).
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+        /// First line of the function, 0 if unknown.
+        #[prost(int64, tag = "5")]
+        pub start_line: i64,
+    }
+}
+
+/// One call site's values, already unbiased (scaled) estimates.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SiteSample {
+    /// Code addresses, leaf first (already "return address - 1"), internal
+    /// allocator frames already trimmed.
+    pub stack: Vec<u64>,
+    /// Objects allocated here since the start.
+    pub alloc_objects: i64,
+    /// Bytes allocated here since the start.
+    pub alloc_space: i64,
+    /// Objects allocated here and not yet freed.
+    pub inuse_objects: i64,
+    /// Bytes allocated here and not yet freed.
+    pub inuse_space: i64,
+}
+
+impl SiteSample {
+    /// The values in the order of [`SAMPLE_TYPES`].
+    fn values(&self) -> [i64; 4] {
+        [
+            self.alloc_objects,
+            self.alloc_space,
+            self.inuse_objects,
+            self.inuse_space,
+        ]
+    }
+}
+
+/// Which sample type pprof shows by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DefaultType {
+    /// `/debug/pprof/heap`: `default_sample_type` unset, like Go, so clients
+    /// show the last type, `inuse_space`.
+    InuseSpace,
+    /// `/debug/pprof/allocs`: `default_sample_type = "alloc_space"`.
+    AllocSpace,
+}
+
+/// The sample types of a heap profile, as Go writes them: (type, unit).
+const SAMPLE_TYPES: [(&str, &str); 4] = [
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+];
+
+/// Builds the profile and returns it gzip-compressed, ready to serve.
+///
+/// `sample_rate` is the mean sampling distance in bytes (the profile's
+/// period), `time_nanos` the wall clock when the profile was taken, `resolve`
+/// symbolizes one address (called once per distinct address), `mappings` are
+/// the process's executable mappings.
+pub(crate) fn encode_heap_profile(
+    samples: &[SiteSample],
+    sample_rate: u64,
+    time_nanos: i64,
+    default_type: DefaultType,
+    resolve: &mut dyn FnMut(u64) -> Location,
+    mappings: &[Mapping],
+) -> Vec<u8> {
+    let profile = heap_profile(
+        samples,
+        sample_rate,
+        time_nanos,
+        default_type,
+        resolve,
+        mappings,
+    );
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(&profile.encode_to_vec())
+        .expect("writing to a Vec cannot fail");
+    gz.finish().expect("writing to a Vec cannot fail")
+}
+
+/// The uncompressed profile message; see [`encode_heap_profile`].
+pub(crate) fn heap_profile(
+    samples: &[SiteSample],
+    sample_rate: u64,
+    time_nanos: i64,
+    default_type: DefaultType,
+    resolve: &mut dyn FnMut(u64) -> Location,
+    mappings: &[Mapping],
+) -> proto::Profile {
+    let mut builder = Builder::new(mappings);
+    let sample_type = SAMPLE_TYPES
+        .iter()
+        .map(|&(kind, unit)| builder.value_type(kind, unit))
+        .collect();
+    let period_type = Some(builder.value_type("space", "bytes"));
+    let default_sample_type = match default_type {
+        DefaultType::InuseSpace => 0,
+        DefaultType::AllocSpace => builder.string("alloc_space"),
+    };
+    let sample = samples
+        .iter()
+        .filter(|s| s.values() != [0; 4])
+        .map(|s| proto::Sample {
+            location_id: s
+                .stack
+                .iter()
+                .map(|&address| builder.location(address, resolve))
+                .collect(),
+            value: s.values().to_vec(),
+            label: Vec::new(),
+        })
+        .collect();
+    let mut profile = builder.finish();
+    profile.sample_type = sample_type;
+    profile.sample = sample;
+    profile.period_type = period_type;
+    profile.period = i64::try_from(sample_rate).unwrap_or(i64::MAX);
+    profile.time_nanos = time_nanos;
+    profile.default_sample_type = default_sample_type;
+    profile
+}
+
+/// Whether a mapping's locations were symbolized, as Go's profile builder
+/// tracks it: its `has_*` flags are set only if it has locations and all of
+/// them resolved (otherwise pprof may symbolize it offline).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Symbolized {
+    /// No location in this mapping yet.
+    Unused,
+    /// Every location so far resolved to frames.
+    All,
+    /// Some location did not resolve.
+    NotAll,
+}
+
+/// Collects the interned strings, mappings, locations and functions of a
+/// profile. Ids are indices + 1.
+struct Builder {
+    strings: Vec<String>,
+    string_ids: HashMap<String, i64>,
+    mappings: Vec<(proto::Mapping, Symbolized)>,
+    locations: Vec<proto::Location>,
+    location_ids: HashMap<u64, u64>,
+    functions: Vec<proto::Function>,
+    /// Function id by (name, file) string indices.
+    function_ids: HashMap<(i64, i64), u64>,
+}
+
+impl Builder {
+    /// A builder holding the given mappings, with ids 1, 2, …
+    fn new(mappings: &[Mapping]) -> Self {
+        let mut builder = Builder {
+            strings: vec![String::new()],
+            string_ids: HashMap::from([(String::new(), 0)]),
+            mappings: Vec::new(),
+            locations: Vec::new(),
+            location_ids: HashMap::new(),
+            functions: Vec::new(),
+            function_ids: HashMap::new(),
+        };
+        for (id, m) in (1..).zip(mappings) {
+            let mapping = proto::Mapping {
+                id,
+                memory_start: m.memory_start,
+                memory_limit: m.memory_limit,
+                file_offset: m.file_offset,
+                filename: builder.string(&m.filename),
+                build_id: builder.string(&m.build_id),
+                ..Default::default()
+            };
+            builder.mappings.push((mapping, Symbolized::Unused));
+        }
+        builder
+    }
+
+    /// The string table index of `s`, adding it if new.
+    fn string(&mut self, s: &str) -> i64 {
+        if let Some(&id) = self.string_ids.get(s) {
+            return id;
+        }
+        let id = i64::try_from(self.strings.len()).expect("fewer than 2^63 strings");
+        self.strings.push(s.to_string());
+        self.string_ids.insert(s.to_string(), id);
+        id
+    }
+
+    /// A value type from its type and unit names.
+    fn value_type(&mut self, kind: &str, unit: &str) -> proto::ValueType {
+        proto::ValueType {
+            r#type: self.string(kind),
+            unit: self.string(unit),
+        }
+    }
+
+    /// The location id of `address`, resolving and adding it if new.
+    fn location(&mut self, address: u64, resolve: &mut dyn FnMut(u64) -> Location) -> u64 {
+        if let Some(&id) = self.location_ids.get(&address) {
+            return id;
+        }
+        let resolved = resolve(address);
+        let line = resolved
+            .frames
+            .iter()
+            .map(|frame| proto::Line {
+                function_id: self.function(frame),
+                line: frame.line.map_or(0, i64::from),
+                column: 0,
+            })
+            .collect::<Vec<_>>();
+        let mut mapping_id = 0;
+        let containing = |(m, _): &&mut (proto::Mapping, Symbolized)| {
+            (m.memory_start..m.memory_limit).contains(&address)
+        };
+        if let Some((mapping, symbolized)) = self.mappings.iter_mut().find(containing) {
+            mapping_id = mapping.id;
+            *symbolized = if line.is_empty() || *symbolized == Symbolized::NotAll {
+                Symbolized::NotAll
+            } else {
+                Symbolized::All
+            };
+        }
+        let id = self.locations.len() as u64 + 1;
+        self.locations.push(proto::Location {
+            id,
+            mapping_id,
+            address,
+            line,
+            is_folded: false,
+        });
+        self.location_ids.insert(address, id);
+        id
+    }
+
+    /// The function id of a frame's (name, file), adding it if new.
+    fn function(&mut self, frame: &Frame) -> u64 {
+        let name = self.string(&frame.function);
+        let filename = self.string(frame.file.as_deref().unwrap_or(""));
+        if let Some(&id) = self.function_ids.get(&(name, filename)) {
+            return id;
+        }
+        let id = self.functions.len() as u64 + 1;
+        self.functions.push(proto::Function {
+            id,
+            name,
+            system_name: name,
+            filename,
+            start_line: 0,
+        });
+        self.function_ids.insert((name, filename), id);
+        id
+    }
+
+    /// The profile with the tables filled in (and nothing else).
+    fn finish(self) -> proto::Profile {
+        let mapping = self
+            .mappings
+            .into_iter()
+            .map(|(mut mapping, symbolized)| {
+                let all = symbolized == Symbolized::All;
+                mapping.has_functions = all;
+                mapping.has_filenames = all;
+                mapping.has_line_numbers = all;
+                mapping.has_inline_frames = all;
+                mapping
+            })
+            .collect();
+        proto::Profile {
+            mapping,
+            location: self.locations,
+            function: self.functions,
+            string_table: self.strings,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::io::Read;
+    use std::sync::Arc;
+
+    use flate2::read::GzDecoder;
+
+    use super::*;
+
+    /// A frame with a file and line.
+    fn frame(function: &str, file: &str, line: u32) -> Frame {
+        Frame {
+            function: function.to_string(),
+            file: Some(file.to_string()),
+            line: Some(line),
+        }
+    }
+
+    /// Fake symbols: 0x1000 is inlined (two frames), 0x2000 and 0x3000 are
+    /// plain, 0x1004 is another address in the same function as 0x1000's
+    /// outer frame, anything else is unresolved.
+    fn fake_resolve(address: u64) -> Location {
+        let frames = match address {
+            0x1000 => vec![
+                frame("alloc::vec::Vec<T>::push", "vec/mod.rs", 10),
+                frame("app::cache::insert", "src/cache.rs", 42),
+            ],
+            0x1004 => vec![frame("app::cache::insert", "src/cache.rs", 44)],
+            0x2000 => vec![frame("app::handle", "src/main.rs", 7)],
+            0x3000 => vec![Frame {
+                function: "main".to_string(),
+                file: None,
+                line: None,
+            }],
+            _ => vec![],
+        };
+        Location {
+            frames: Arc::from(frames),
+        }
+    }
+
+    /// Three sites sharing 0x2000/0x3000, plus an all-zero one.
+    fn samples() -> Vec<SiteSample> {
+        let site = |stack: &[u64], v: [i64; 4]| SiteSample {
+            stack: stack.to_vec(),
+            alloc_objects: v[0],
+            alloc_space: v[1],
+            inuse_objects: v[2],
+            inuse_space: v[3],
+        };
+        vec![
+            site(&[0x1000, 0x2000, 0x3000], [10, 1024, 4, 512]),
+            site(&[0x1004, 0x2000, 0x3000], [3, 3_000_000, 0, 0]),
+            site(&[0xdead_0000, 0x3000], [1, 524_288, 1, 524_288]),
+            site(&[0x2000], [0, 0, 0, 0]),
+        ]
+    }
+
+    /// One mapping holding the fake symbols' addresses.
+    fn mappings() -> Vec<Mapping> {
+        vec![
+            Mapping {
+                memory_start: 0x1000,
+                memory_limit: 0x4000,
+                file_offset: 0,
+                filename: "/usr/bin/app".to_string(),
+                build_id: "abcdef0123".to_string(),
+            },
+            Mapping {
+                memory_start: 0x7f00_0000,
+                memory_limit: 0x7f01_0000,
+                file_offset: 0x2000,
+                filename: "/usr/lib/libc.so.6".to_string(),
+                build_id: String::new(),
+            },
+        ]
+    }
+
+    /// Encodes, gunzips and decodes a profile; counts `resolve` calls.
+    fn roundtrip(default_type: DefaultType) -> (proto::Profile, HashMap<u64, usize>) {
+        let mut calls = HashMap::new();
+        let mut resolve = |address| {
+            *calls.entry(address).or_default() += 1;
+            fake_resolve(address)
+        };
+        let gz = encode_heap_profile(
+            &samples(),
+            524_288,
+            1_700_000_000_000_000_000,
+            default_type,
+            &mut resolve,
+            &mappings(),
+        );
+        assert_eq!(gz[..2], [0x1f, 0x8b], "gzip magic");
+        let mut raw = Vec::new();
+        GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
+        (proto::Profile::decode(&raw[..]).unwrap(), calls)
+    }
+
+    /// The string at a string-table index.
+    fn s(profile: &proto::Profile, index: i64) -> &str {
+        &profile.string_table[usize::try_from(index).unwrap()]
+    }
+
+    #[test]
+    fn header_matches_go_heap_profile() {
+        let (p, _) = roundtrip(DefaultType::InuseSpace);
+        assert_eq!(p.string_table[0], "");
+        let types: Vec<_> = p
+            .sample_type
+            .iter()
+            .map(|t| (s(&p, t.r#type), s(&p, t.unit)))
+            .collect();
+        assert_eq!(types, SAMPLE_TYPES);
+        let period_type = p.period_type.as_ref().unwrap();
+        assert_eq!(
+            (s(&p, period_type.r#type), s(&p, period_type.unit)),
+            ("space", "bytes")
+        );
+        assert_eq!(p.period, 524_288);
+        assert_eq!(p.time_nanos, 1_700_000_000_000_000_000);
+        assert_eq!(p.default_sample_type, 0);
+
+        let (p, _) = roundtrip(DefaultType::AllocSpace);
+        assert_ne!(p.default_sample_type, 0);
+        assert_eq!(s(&p, p.default_sample_type), "alloc_space");
+    }
+
+    #[test]
+    fn samples_keep_values_and_stacks() {
+        let (p, _) = roundtrip(DefaultType::InuseSpace);
+        let addresses: HashMap<u64, u64> = p.location.iter().map(|l| (l.id, l.address)).collect();
+        let expected: Vec<_> = samples()
+            .into_iter()
+            .filter(|s| s.values() != [0; 4])
+            .collect();
+        assert_eq!(
+            p.sample.len(),
+            expected.len(),
+            "the all-zero site is skipped"
+        );
+        for (got, want) in p.sample.iter().zip(&expected) {
+            assert_eq!(got.value, want.values());
+            let stack: Vec<u64> = got.location_id.iter().map(|id| addresses[id]).collect();
+            assert_eq!(stack, want.stack, "leaf first");
+        }
+    }
+
+    #[test]
+    fn ids_are_sequential_unique_and_resolve() {
+        let (p, calls) = roundtrip(DefaultType::InuseSpace);
+        let sequential = |ids: Vec<u64>| ids == (1..=ids.len() as u64).collect::<Vec<_>>();
+        assert!(sequential(p.location.iter().map(|l| l.id).collect()));
+        assert!(sequential(p.function.iter().map(|f| f.id).collect()));
+        assert!(sequential(p.mapping.iter().map(|m| m.id).collect()));
+
+        let location_ids: HashSet<u64> = p.location.iter().map(|l| l.id).collect();
+        let function_ids: HashSet<u64> = p.function.iter().map(|f| f.id).collect();
+        for id in p.sample.iter().flat_map(|s| &s.location_id) {
+            assert!(location_ids.contains(id));
+        }
+        for line in p.location.iter().flat_map(|l| &l.line) {
+            assert!(function_ids.contains(&line.function_id));
+        }
+
+        // One location per distinct address, resolved once each.
+        let distinct: HashSet<u64> = samples()
+            .iter()
+            .filter(|s| s.values() != [0; 4])
+            .flat_map(|s| s.stack.clone())
+            .collect();
+        assert_eq!(p.location.len(), distinct.len());
+        assert_eq!(calls.keys().copied().collect::<HashSet<_>>(), distinct);
+        assert!(calls.values().all(|&n| n == 1));
+
+        // One function per (name, file): cache::insert is shared by two addresses.
+        let names: Vec<_> = p.function.iter().map(|f| s(&p, f.name)).collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        for f in &p.function {
+            assert_eq!(f.system_name, f.name);
+        }
+        let main = p.function.iter().find(|f| s(&p, f.name) == "main").unwrap();
+        assert_eq!(main.filename, 0);
+    }
+
+    #[test]
+    fn locations_carry_lines_innermost_first() {
+        let (p, _) = roundtrip(DefaultType::InuseSpace);
+        let functions: HashMap<u64, &proto::Function> =
+            p.function.iter().map(|f| (f.id, f)).collect();
+        let lines = |address: u64| -> Vec<(&str, &str, i64)> {
+            let location = p.location.iter().find(|l| l.address == address).unwrap();
+            location
+                .line
+                .iter()
+                .map(|line| {
+                    let f = functions[&line.function_id];
+                    (s(&p, f.name), s(&p, f.filename), line.line)
+                })
+                .collect()
+        };
+        assert_eq!(
+            lines(0x1000),
+            [
+                ("alloc::vec::Vec<T>::push", "vec/mod.rs", 10),
+                ("app::cache::insert", "src/cache.rs", 42)
+            ]
+        );
+        assert_eq!(lines(0x1004), [("app::cache::insert", "src/cache.rs", 44)]);
+        assert_eq!(lines(0x3000), [("main", "", 0)]);
+        assert_eq!(lines(0xdead_0000), [], "unresolved: no lines");
+    }
+
+    #[test]
+    fn locations_point_at_their_mapping() {
+        let (p, _) = roundtrip(DefaultType::InuseSpace);
+        let mapping_of = |address| {
+            p.location
+                .iter()
+                .find(|l| l.address == address)
+                .unwrap()
+                .mapping_id
+        };
+        assert_eq!(mapping_of(0x1000), 1);
+        assert_eq!(mapping_of(0x3000), 1);
+        assert_eq!(mapping_of(0xdead_0000), 0, "outside every mapping");
+
+        let app = &p.mapping[0];
+        assert_eq!(
+            (app.memory_start, app.memory_limit, app.file_offset),
+            (0x1000, 0x4000, 0)
+        );
+        assert_eq!(s(&p, app.filename), "/usr/bin/app");
+        assert_eq!(s(&p, app.build_id), "abcdef0123");
+        assert!(app.has_functions && app.has_filenames && app.has_line_numbers);
+        assert!(app.has_inline_frames);
+        let libc = &p.mapping[1];
+        assert_eq!(libc.file_offset, 0x2000);
+        assert_eq!(libc.build_id, 0);
+        assert!(!libc.has_functions, "no location there");
+    }
+
+    #[test]
+    fn mapping_with_an_unresolved_address_is_left_for_offline_symbolization() {
+        let samples = [SiteSample {
+            stack: vec![0x1500, 0x2000],
+            alloc_objects: 1,
+            alloc_space: 8,
+            ..Default::default()
+        }];
+        let p = heap_profile(
+            &samples,
+            1,
+            0,
+            DefaultType::InuseSpace,
+            &mut fake_resolve,
+            &mappings(),
+        );
+        assert_eq!(p.location[0].mapping_id, 1);
+        assert!(!p.mapping[0].has_functions);
+    }
+
+    #[test]
+    fn empty_profile_is_valid() {
+        let gz = encode_heap_profile(&[], 0, 0, DefaultType::AllocSpace, &mut fake_resolve, &[]);
+        let mut raw = Vec::new();
+        GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
+        let p = proto::Profile::decode(&raw[..]).unwrap();
+        assert_eq!(p.string_table[0], "");
+        assert_eq!(p.sample_type.len(), 4);
+        assert!(p.sample.is_empty() && p.location.is_empty());
+    }
+}

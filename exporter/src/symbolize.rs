@@ -1,0 +1,224 @@
+//! Turning code addresses into function names, files and lines, off the hot
+//! path: in the aggregator and the HTTP thread, on demand, cached, bounded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One source-level frame at an address. An address inside inlined code has
+/// several: innermost (the inlined callee) first, outermost caller last.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Frame {
+    /// Demangled function name, without the trailing hash (`::h0123…`).
+    pub function: String,
+    /// Source file, if the debug info names one.
+    pub file: Option<String>,
+    /// Line in `file`, if known.
+    pub line: Option<u32>,
+}
+
+/// Everything known about one code address (a return address minus one, so
+/// that it lies inside the call instruction).
+#[derive(Clone, Debug)]
+pub(crate) struct Location {
+    /// Frames, innermost first; empty if the address could not be resolved.
+    pub frames: Arc<[Frame]>,
+}
+
+/// A cache of resolved addresses. Resolving loads and parses the binary's
+/// debug info on first use (which can take a while for a large binary) and
+/// is then a lookup per address.
+pub(crate) struct Symbolizer {
+    cache: HashMap<u64, Arc<[Frame]>>,
+    capacity: usize,
+}
+
+impl Symbolizer {
+    /// A cache holding at most `capacity` addresses (then it starts over).
+    pub fn new(capacity: usize) -> Self {
+        Symbolizer {
+            cache: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Resolves `address`.
+    pub fn resolve(&mut self, address: u64) -> Location {
+        if let Some(frames) = self.cache.get(&address) {
+            return Location {
+                frames: frames.clone(),
+            };
+        }
+        let frames: Arc<[Frame]> = resolve_uncached(address).into();
+        if self.cache.len() >= self.capacity {
+            self.cache.clear();
+        }
+        self.cache.insert(address, frames.clone());
+        Location { frames }
+    }
+
+    /// Bytes the cache holds, roughly.
+    pub fn approximate_bytes(&self) -> usize {
+        self.cache
+            .values()
+            .map(|frames| {
+                48 + frames
+                    .iter()
+                    .map(|f| 64 + f.function.len() + f.file.as_ref().map_or(0, String::len))
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+fn resolve_uncached(address: u64) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    backtrace::resolve(address as usize as *mut std::ffi::c_void, |symbol| {
+        let function = match symbol.name() {
+            // `{:#}` prints the demangled name without the hash suffix.
+            Some(name) => format!("{name:#}"),
+            None => return,
+        };
+        frames.push(Frame {
+            function,
+            file: symbol.filename().map(|p| p.display().to_string()),
+            line: symbol.lineno(),
+        });
+    });
+    frames
+}
+
+/// Whether `function` belongs to the allocation machinery rather than to the
+/// program: allocmeter itself, the global-allocator shims, and the standard
+/// library's `alloc`, `core`, `std` and `hashbrown` internals that call it.
+/// Leading frames like these are trimmed off a sampled stack, so that a call
+/// site is named after the program's function that asked for the memory (as
+/// Go hides `runtime.*` frames at the top of its heap profiles).
+pub(crate) fn is_allocation_machinery(function: &str) -> bool {
+    const CRATES: &[&str] = &[
+        "allocmeter",
+        "__rust",
+        "__rg_",
+        "alloc::",
+        "core::",
+        "std::",
+        "hashbrown::",
+        "backtrace::",
+    ];
+    // `<alloc::vec::Vec<T> as core::clone::Clone>::clone` and
+    // `<T as alloc::string::ToString>::to_string`: look at the type, or at
+    // the trait when the type is generic.
+    let mut name = function.trim_start_matches('<');
+    if let Some((ty, rest)) = name.split_once(" as ")
+        && !ty.contains("::")
+    {
+        name = rest;
+    }
+    CRATES.iter().any(|c| name.starts_with(c))
+}
+
+/// The frames of one address without the machinery inlined into program
+/// code: leading (innermost) machinery frames are dropped as long as a program
+/// frame remains, so that `Vec::with_capacity` inlined into `handler` shows as
+/// `handler`.
+pub(crate) fn program_frames(frames: &[Frame]) -> &[Frame] {
+    match frames
+        .iter()
+        .position(|f| !is_allocation_machinery(&f.function))
+    {
+        Some(i) => &frames[i..],
+        None => frames,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn a_known_function() -> usize {
+        std::hint::black_box(a_known_function as *const () as usize)
+    }
+
+    #[test]
+    fn resolves_a_function_of_this_binary_and_caches_it() {
+        let address = a_known_function() as u64 + 1;
+        let mut s = Symbolizer::new(10);
+        let first = s.resolve(address);
+        assert!(
+            first
+                .frames
+                .iter()
+                .any(|f| f.function.ends_with("a_known_function")),
+            "{:?}",
+            first.frames
+        );
+        assert!(
+            first.frames[0]
+                .file
+                .as_deref()
+                .unwrap_or("")
+                .ends_with("symbolize.rs")
+        );
+        let again = s.resolve(address);
+        assert!(
+            Arc::ptr_eq(&first.frames, &again.frames),
+            "second lookup hits the cache"
+        );
+        assert!(s.approximate_bytes() > 0);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let mut s = Symbolizer::new(3);
+        for a in 0..10u64 {
+            s.resolve(a);
+            assert!(s.cache.len() <= 3);
+        }
+    }
+
+    #[test]
+    fn inlined_machinery_is_dropped_from_program_addresses_only() {
+        let f = |name: &str| Frame {
+            function: name.to_string(),
+            file: None,
+            line: None,
+        };
+        let inlined = [
+            f("alloc::vec::Vec<T>::with_capacity"),
+            f("demo::build_report"),
+            f("demo::main"),
+        ];
+        assert_eq!(program_frames(&inlined), &inlined[1..]);
+        let machinery = [
+            f("alloc::raw_vec::finish_grow"),
+            f("alloc::raw_vec::grow_one"),
+        ];
+        assert_eq!(program_frames(&machinery), &machinery[..]);
+        assert!(program_frames(&[]).is_empty());
+    }
+
+    #[test]
+    fn machinery_is_told_from_program_code() {
+        for m in [
+            "allocmeter::local::take_sample",
+            "<allocmeter::Instrumented<A> as core::alloc::global::GlobalAlloc>::alloc",
+            "__rust_alloc",
+            "alloc::raw_vec::finish_grow",
+            "<alloc::vec::Vec<T> as core::clone::Clone>::clone",
+            "<T as alloc::string::ToString>::to_string",
+            "hashbrown::raw::RawTable<T,A>::reserve_rehash",
+            "std::collections::hash::map::HashMap<K,V,S>::insert",
+            "core::ptr::drop_in_place<x::Y>",
+        ] {
+            assert!(is_allocation_machinery(m), "{m}");
+        }
+        for p in [
+            "demo::build_report",
+            "<demo::Report as core::fmt::Display>::fmt",
+            "my_service::handler",
+            "alloctest::main",
+        ] {
+            assert!(!is_allocation_machinery(p), "{p}");
+        }
+    }
+}
