@@ -263,6 +263,9 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     // Fits: the space was checked above and only this thread pushes.
     if ring.push(&record[..len], 0) {
         SamplingCells::bump::<Owned>(&slot.sampling.taken);
+        if ring.free_words() < ring::RING_WORDS / 4 * 3 {
+            crate::profile::wake_drainer();
+        }
     } else {
         let _ = sampled::remove(ptr);
         dropped();
@@ -315,7 +318,10 @@ pub(crate) fn busy() -> bool {
     LOCAL.try_with(|l| l.busy.get()).unwrap_or(true)
 }
 
-/// Marks the calling thread as internal (counted, never sampled) or not.
-pub(crate) fn set_internal(internal: bool) {
-    let _ = LOCAL.try_with(|l| l.internal.set(internal));
+/// Marks the calling thread as internal (counted, never sampled) or not, and
+/// returns what it was.
+pub(crate) fn set_internal(internal: bool) -> bool {
+    LOCAL
+        .try_with(|l| l.internal.replace(internal))
+        .unwrap_or(false)
 }

@@ -11,7 +11,8 @@
 //!
 //! Nothing here symbolizes: stacks are raw return addresses.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::thread::Thread;
 
 use crate::ring::{self, KIND_ALLOC, KIND_FREE};
 use crate::slot::{self, MAX_SLOTS};
@@ -60,6 +61,29 @@ pub enum SampleEvent<'a> {
 pub const MAX_LIVE_SAMPLES: usize = crate::sampled::CAPACITY;
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// The thread to wake when a ring fills up (leaked `Box<Thread>`; null: none).
+static DRAINER: AtomicPtr<Thread> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers `thread` as the drainer: a thread whose sample ring becomes a
+/// quarter full unparks it ([`std::thread::Thread::unpark`], which does not
+/// allocate), so a drainer can sleep in [`std::thread::park_timeout`] and
+/// still keep up with bursts. The exporter registers its aggregator. A later
+/// registration replaces an earlier one.
+pub fn register_drainer(thread: Thread) {
+    let fresh = Box::into_raw(Box::new(thread));
+    // The previous handle is leaked rather than freed: a producer may be
+    // reading it right now. One small allocation per registration.
+    DRAINER.swap(fresh, Ordering::AcqRel);
+}
+
+/// Wakes the registered drainer, if any. Called on the sampled path only.
+pub(crate) fn wake_drainer() {
+    // SAFETY: the pointer is null or a leaked, never-freed `Box<Thread>`.
+    if let Some(thread) = unsafe { DRAINER.load(Ordering::Acquire).as_ref() } {
+        thread.unpark();
+    }
+}
 
 /// Reads every pending event from every thread's ring, calling `f` for each.
 /// Returns how many events were read.
@@ -142,10 +166,41 @@ pub fn sampling_stats() -> SamplingStats {
     }
 }
 
+/// Stops sampling on the calling thread until the returned guard is dropped
+/// (allocations are still counted). For profiling tools that do their work
+/// on the caller's thread, such as symbolizing for a profile requested
+/// in-process, so that their own allocations do not end up in the profile.
+/// Guards nest.
+///
+/// ```
+/// let guard = allocmeter::profile::suspend_sampling();
+/// let scratch = vec![0u8; 1 << 20]; // counted, never sampled
+/// drop(guard);
+/// # drop(scratch);
+/// ```
+#[must_use = "sampling resumes when the guard is dropped"]
+pub fn suspend_sampling() -> SamplingSuspended {
+    SamplingSuspended {
+        was_internal: crate::local::set_internal(true),
+    }
+}
+
+/// Returned by [`suspend_sampling`]; resumes sampling on drop.
+#[derive(Debug)]
+pub struct SamplingSuspended {
+    was_internal: bool,
+}
+
+impl Drop for SamplingSuspended {
+    fn drop(&mut self) {
+        crate::local::set_internal(self.was_internal);
+    }
+}
+
 /// Marks the calling thread as internal: its allocations are still counted,
 /// but never sampled, so that a profiler's own work (aggregating, encoding,
 /// serving) does not show up in the profiles it serves or feed back into
 /// them. The exporter marks its threads this way.
 pub fn mark_thread_internal() {
-    crate::local::set_internal(true);
+    let _ = crate::local::set_internal(true);
 }

@@ -7,26 +7,40 @@
 //! taken only by exporter threads.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
 use crate::collector::ProfileFigures;
-use crate::sites::{SiteTable, SortBy};
+use crate::sites::{self, Site, SiteReport, SiteTable, SortBy};
 use crate::snapshot::{History, Snapshot};
+use crate::symbolize::Symbolizer;
 
-/// How often the rings are drained. A ring holds about a hundred samples, so
-/// this keeps up with a thread allocating a few hundred MB/s at the default
-/// rate.
+/// How often the rings are drained when samples trickle in. A ring holds
+/// about a hundred samples, so this keeps up with a thread allocating 1 GB/s
+/// at the default rate.
 pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(50);
+
+/// How often the rings are drained for [`STAY_BUSY`] after a busy drain (one
+/// that read at least [`BUSY_DRAIN`] events), so that small sampling rates and
+/// bursts do not overflow them.
+pub(crate) const DRAIN_SOON: Duration = Duration::from_millis(2);
+const BUSY_DRAIN: usize = 32;
+const STAY_BUSY: Duration = Duration::from_secs(1);
 
 /// The most sites the opt-in per-site Prometheus gauges may cover.
 pub const MAX_SITE_METRICS: usize = 50;
 
 /// The site table and what renderers need from it.
+///
+/// Two locks, never held together by the aggregator: draining takes only
+/// `sites` (briefly, and never symbolizes), so a slow symbolization in a
+/// renderer (the first one loads the binary's debug info) cannot stall the
+/// rings.
 pub(crate) struct ProfileState {
     pub sites: Mutex<SiteTable>,
+    pub symbolizer: Mutex<Symbolizer>,
     /// How many top sites get Prometheus series (0 = none).
     pub site_metrics: usize,
 }
@@ -35,29 +49,51 @@ impl ProfileState {
     pub fn new(max_sites: usize, site_metrics: usize) -> Self {
         ProfileState {
             sites: Mutex::new(SiteTable::new(max_sites)),
+            symbolizer: Mutex::new(Symbolizer::new(64 * 1024)),
             site_metrics: site_metrics.min(MAX_SITE_METRICS),
         }
     }
 
-    /// Drains pending samples into the table.
-    pub fn drain(&self) {
-        self.sites.lock().drain();
+    /// Drains pending samples into the table; returns how many events.
+    pub fn drain(&self) -> usize {
+        self.sites.lock().drain().unwrap_or(0)
+    }
+
+    /// Drains, then returns the current sites, trimmed and merged. Holds the
+    /// symbolizer lock while it symbolizes, not the table's.
+    ///
+    /// Renderers may run on a caller's thread (an in-process `top_sites`, or
+    /// the collector in a user's registry): they suspend sampling there, so
+    /// that symbolizing (which allocates, a lot on first use) stays out of
+    /// the profiles it produces.
+    pub fn current_sites(&self) -> Vec<Site> {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        let raw = {
+            let mut table = self.sites.lock();
+            table.drain();
+            table.snapshot()
+        };
+        sites::merge_sites(&raw, &mut self.symbolizer.lock())
+    }
+
+    /// The `n` sites with the largest `by`, symbolized.
+    pub fn top_sites(&self, n: usize, by: SortBy) -> Vec<SiteReport> {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        let top = sites::top(self.current_sites(), n, by);
+        sites::report(&top, &mut self.symbolizer.lock())
     }
 
     /// The figures one scrape reports.
     pub fn figures(&self) -> ProfileFigures {
-        let mut table = self.sites.lock();
-        table.drain();
+        let _quiet = allocmeter::profile::suspend_sampling();
         let mut top: Vec<(String, f64, f64)> = Vec::new();
         if self.site_metrics > 0 {
-            let ranked: Vec<_> = table
-                .top(self.site_metrics, SortBy::InuseSpace)
-                .into_iter()
-                .map(|(_, s)| (s.stack.first().copied(), s.values))
-                .collect();
-            for (leaf, values) in ranked {
-                let name = match leaf {
-                    Some(address) => short_name(&table.symbolizer.resolve(address).frames),
+            let ranked = sites::top(self.current_sites(), self.site_metrics, SortBy::InuseSpace);
+            let mut symbolizer = self.symbolizer.lock();
+            for site in ranked {
+                let values = site.values;
+                let name = match site.stack.first() {
+                    Some(&address) => short_name(&symbolizer.resolve(address).frames),
                     None => "(other)".to_string(),
                 };
                 // Sites sharing a short name share a series.
@@ -70,10 +106,11 @@ impl ProfileState {
                 }
             }
         }
+        let table = self.sites.lock();
         ProfileFigures {
             sites: table.len(),
             overflowed: table.overflowed,
-            table_bytes: table.approximate_bytes(),
+            table_bytes: table.approximate_bytes() + self.symbolizer.lock().approximate_bytes(),
             top,
         }
     }
@@ -157,21 +194,28 @@ impl Shared {
     }
 }
 
-/// Drains every [`DRAIN_EVERY`] and snapshots every `interval` until `stop`
-/// is signalled or dropped.
-pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Receiver<()>) {
+/// Drains every [`DRAIN_EVERY`] (sooner when a thread's ring fills up and
+/// unparks this thread, or after a busy drain) and snapshots every `interval`,
+/// until `stop` is set (and the thread unparked).
+pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Arc<AtomicBool>) {
     allocmeter::profile::mark_thread_internal();
-    // Load the debug info now rather than on the first drain, so that the
-    // first samples do not wait behind it.
-    shared
-        .profile
-        .sites
-        .lock()
-        .symbolizer
-        .resolve(run as *const () as u64);
+    // Load the binary's debug info in the background (it can take a while for
+    // a large binary), under the symbolizer's lock only, so that the first
+    // profile fetch is quick and draining never waits for it.
+    let profile = shared.profile.clone();
+    let _ = std::thread::Builder::new()
+        .name("allocmeter-symbols".into())
+        .spawn(move || {
+            allocmeter::profile::mark_thread_internal();
+            profile.symbolizer.lock().resolve(run as *const () as u64);
+        });
     let mut next_snapshot = Instant::now() + interval;
+    let mut busy_until = Instant::now();
     loop {
-        shared.profile.drain();
+        let events = shared.profile.drain();
+        if events >= BUSY_DRAIN {
+            busy_until = Instant::now() + STAY_BUSY;
+        }
         if Instant::now() >= next_snapshot {
             shared.tick();
             next_snapshot += interval;
@@ -179,10 +223,18 @@ pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Receiver<()>) {
                 next_snapshot = Instant::now() + interval;
             }
         }
-        let wait = DRAIN_EVERY.min(next_snapshot.saturating_duration_since(Instant::now()));
-        match stop.recv_timeout(wait) {
-            Err(RecvTimeoutError::Timeout) => continue,
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        let cadence = if Instant::now() < busy_until {
+            DRAIN_SOON
+        } else {
+            DRAIN_EVERY
+        };
+        let wait = cadence.min(next_snapshot.saturating_duration_since(Instant::now()));
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        std::thread::park_timeout(wait);
+        if stop.load(Ordering::Acquire) {
+            break;
         }
     }
 }

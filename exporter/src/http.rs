@@ -102,12 +102,12 @@ fn profile(state: &ProfileState, default_type: DefaultType, name: &str) -> Reply
 
 /// Builds the gzipped heap profile from the site table.
 pub(crate) fn heap_profile(state: &ProfileState, default_type: DefaultType) -> Vec<u8> {
-    let mut table = state.sites.lock();
-    table.drain();
-    let samples: Vec<SiteSample> = table
-        .sites()
-        .map(|(_, site)| SiteSample {
-            stack: site.stack.clone(),
+    let _quiet = allocmeter::profile::suspend_sampling();
+    let samples: Vec<SiteSample> = state
+        .current_sites()
+        .into_iter()
+        .map(|site| SiteSample {
+            stack: site.stack,
             alloc_objects: site.values.alloc_objects.round() as i64,
             alloc_space: site.values.alloc_bytes.round() as i64,
             inuse_objects: site.values.inuse_objects.round() as i64,
@@ -118,8 +118,8 @@ pub(crate) fn heap_profile(state: &ProfileState, default_type: DefaultType) -> V
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
     let mappings = crate::mappings::current_mappings();
-    let symbolizer = &mut table.symbolizer;
-    // Machinery inlined into program code is hidden, as in the site table.
+    let mut symbolizer = state.symbolizer.lock();
+    // Machinery inlined into program code is hidden, as in the site reports.
     let mut resolve = |address: u64| {
         let mut location = symbolizer.resolve(address);
         let program = crate::symbolize::program_frames(&location.frames);
@@ -164,11 +164,7 @@ fn sites(state: &ProfileState, query: &str) -> Reply {
             _ => return bad_request("unknown parameter; use top and by"),
         }
     }
-    let report = {
-        let mut table = state.sites.lock();
-        table.drain();
-        table.report(top, by)
-    };
+    let report = state.top_sites(top, by);
     let body = serde_json::json!({
         "version": API_VERSION,
         "sample_rate": allocmeter::sample_rate(),

@@ -73,7 +73,6 @@ mod symbolize;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -81,6 +80,7 @@ pub use aggregator::MAX_SITE_METRICS;
 pub use collector::AllocCollector;
 pub use error::StartError;
 pub use http::{API_VERSION, METRICS_CONTENT_TYPE};
+pub use pprof::proto as profile_proto;
 pub use sites::{SiteReport, SortBy};
 pub use snapshot::Snapshot;
 pub use symbolize::Frame;
@@ -232,21 +232,23 @@ impl Builder {
         let shared = Arc::new(Shared::new(self.history, profile.clone()));
         shared.tick();
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop_tx, stop_rx) = mpsc::channel();
 
         let mut exporter = Exporter {
             local_addr: server.as_ref().map(|(_, a)| *a),
             shared: shared.clone(),
             server: server.as_ref().map(|(s, _)| s.clone()),
             stop: stop.clone(),
-            stop_tx: Some(stop_tx),
             threads: Vec::new(),
         };
         let interval = self.interval;
+        let aggregator_stop = stop.clone();
         let aggregator = std::thread::Builder::new()
             .name("allocmeter-aggregator".into())
-            .spawn(move || aggregator::run(shared, interval, stop_rx))
+            .spawn(move || aggregator::run(shared, interval, aggregator_stop))
             .map_err(StartError::Thread)?;
+        // Registered before `start` returns, so that the first burst of
+        // samples already wakes it.
+        allocmeter::profile::register_drainer(aggregator.thread().clone());
         exporter.threads.push(aggregator);
         if let Some((server, _)) = server {
             let endpoints = http::Endpoints { registry, profile };
@@ -307,7 +309,6 @@ pub struct Exporter {
     shared: Arc<Shared>,
     server: Option<Arc<tiny_http::Server>>,
     stop: Arc<AtomicBool>,
-    stop_tx: Option<mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -344,9 +345,7 @@ impl Exporter {
     /// }
     /// ```
     pub fn top_sites(&self, n: usize, by: SortBy) -> Vec<SiteReport> {
-        let mut table = self.shared.profile.sites.lock();
-        table.drain();
-        table.report(n, by)
+        self.shared.profile.top_sites(n, by)
     }
 
     /// The heap profile, gzipped `profile.proto`, as `/debug/pprof/heap`
@@ -375,11 +374,11 @@ impl Exporter {
 
     fn stop_threads(&mut self) {
         self.stop.store(true, Ordering::Release);
-        drop(self.stop_tx.take());
         if let Some(server) = &self.server {
             server.unblock();
         }
         for thread in self.threads.drain(..) {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

@@ -13,10 +13,13 @@ use crate::symbolize::{Frame, Location};
 
 /// The messages of `profile.proto` (package `perftools.profiles`), with its
 /// field numbers. Strings are indices into `Profile::string_table`.
-pub(crate) mod proto {
+///
+/// Public so that a profile can be decoded in Rust (`prost::Message::decode`
+/// on the gunzipped bytes), as this crate's tests do.
+pub mod proto {
     /// A whole profile.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Profile {
+    pub struct Profile {
         /// What each entry of `Sample::value` measures.
         #[prost(message, repeated, tag = "1")]
         pub sample_type: Vec<ValueType>,
@@ -67,7 +70,7 @@ pub(crate) mod proto {
 
     /// A type and its unit, such as `inuse_space`/`bytes`.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct ValueType {
+    pub struct ValueType {
         /// Type (string index).
         #[prost(int64, tag = "1")]
         pub r#type: i64,
@@ -78,7 +81,7 @@ pub(crate) mod proto {
 
     /// Values measured at one stack.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Sample {
+    pub struct Sample {
         /// The stack as location ids, leaf first.
         #[prost(uint64, repeated, tag = "1")]
         pub location_id: Vec<u64>,
@@ -92,7 +95,7 @@ pub(crate) mod proto {
 
     /// A sample label: a key with a string or a number.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Label {
+    pub struct Label {
         /// Key (string index).
         #[prost(int64, tag = "1")]
         pub key: i64,
@@ -109,7 +112,7 @@ pub(crate) mod proto {
 
     /// An object loaded into memory.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Mapping {
+    pub struct Mapping {
         /// Unique nonzero id.
         #[prost(uint64, tag = "1")]
         pub id: u64,
@@ -144,7 +147,7 @@ pub(crate) mod proto {
 
     /// A code address and the source lines at it.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Location {
+    pub struct Location {
         /// Unique nonzero id.
         #[prost(uint64, tag = "1")]
         pub id: u64,
@@ -164,7 +167,7 @@ pub(crate) mod proto {
 
     /// One function and line at a location.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Line {
+    pub struct Line {
         /// The function's id.
         #[prost(uint64, tag = "1")]
         pub function_id: u64,
@@ -178,7 +181,7 @@ pub(crate) mod proto {
 
     /// A function.
     #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Function {
+    pub struct Function {
         /// Unique nonzero id.
         #[prost(uint64, tag = "1")]
         pub id: u64,

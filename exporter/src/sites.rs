@@ -2,23 +2,22 @@
 //! estimated allocated and in-use objects and bytes of each call site.
 //!
 //! Fed by the aggregator from [`allocmeter::profile::drain`]. Each sample
-//! adds its weight (how many allocations it stands for) to its site's
+//! adds its weight (how many allocations it stands for) to its stack's
 //! allocated objects, and weight × size to its allocated bytes; the same goes
 //! into in-use until the block's free arrives. The estimates are unbiased
 //! (see [`allocmeter::sample_weight`]); their relative error shrinks like
 //! one over the square root of the number of samples behind them.
+//!
+//! Draining only hashes raw stacks, so it keeps up with the rings whatever
+//! the symbolizer is doing. Symbolizing happens when a renderer asks
+//! ([`SiteTable::snapshot`] then [`merge_sites`]): stacks are trimmed of the
+//! allocation machinery, and stacks that differ only inside it are merged.
 
 use std::collections::HashMap;
 
 use allocmeter::profile::{AllocSample, SampleEvent};
 
 use crate::symbolize::{Frame, Symbolizer, is_allocation_machinery, program_frames};
-
-/// Identifies a site in the table.
-pub(crate) type SiteId = usize;
-
-/// The site samples go to once the table is full.
-pub(crate) const OTHER: SiteId = 0;
 
 /// Estimated totals of one call site.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -33,15 +32,35 @@ pub struct SiteValues {
     pub inuse_bytes: f64,
 }
 
-/// One call site: its stack (code addresses, leaf first, with the allocation
-/// machinery trimmed off) and its estimates.
+impl SiteValues {
+    fn add(&mut self, other: &SiteValues) {
+        self.alloc_objects += other.alloc_objects;
+        self.alloc_bytes += other.alloc_bytes;
+        self.inuse_objects += other.inuse_objects;
+        self.inuse_bytes += other.inuse_bytes;
+    }
+}
+
+/// One raw stack's totals.
 #[derive(Clone, Debug)]
-pub(crate) struct Site {
-    /// Code addresses (return address − 1), leaf first. Empty for "(other)".
-    pub stack: Vec<u64>,
+pub(crate) struct RawSite {
+    /// Return addresses as sampled, innermost first. Empty for "(other)".
+    pub stack: Vec<usize>,
     /// The estimates.
     pub values: SiteValues,
     /// Samples that landed here.
+    pub samples: u64,
+}
+
+/// A call site after trimming and merging: what renderers show.
+#[derive(Clone, Debug)]
+pub(crate) struct Site {
+    /// Code addresses (return address − 1), leaf first, allocation machinery
+    /// trimmed. Empty for "(other)".
+    pub stack: Vec<u64>,
+    /// The estimates.
+    pub values: SiteValues,
+    /// Samples behind them.
     pub samples: u64,
 }
 
@@ -69,13 +88,6 @@ pub struct SiteReport {
     pub samples: u64,
     /// The call stack, innermost first (inlined functions included).
     pub stack: Vec<Frame>,
-}
-
-/// A sampled block not yet freed.
-struct LiveSample {
-    site: SiteId,
-    weight: f64,
-    size: f64,
 }
 
 /// Which value to rank sites by.
@@ -115,44 +127,46 @@ impl SortBy {
     }
 }
 
+/// A sampled block not yet freed.
+struct LiveSample {
+    site: usize,
+    weight: f64,
+    size: f64,
+}
+
+/// Index of the "(other)" site.
+const OTHER: usize = 0;
+
 /// The table.
 pub(crate) struct SiteTable {
-    /// Sites; index 0 is "(other)".
-    sites: Vec<Site>,
-    /// Raw stack (as sampled) → site, so a repeated stack is neither
-    /// symbolized nor trimmed again.
-    by_raw: HashMap<Vec<usize>, SiteId>,
-    /// Trimmed stack → site, so stacks that differ only inside the allocation
-    /// machinery share a site.
-    by_trimmed: HashMap<Vec<u64>, SiteId>,
+    /// Sites by raw stack; index 0 is "(other)".
+    sites: Vec<RawSite>,
+    by_stack: HashMap<Vec<usize>, usize>,
     live: HashMap<u64, LiveSample>,
-    /// Frees drained before their allocation (other thread's ring), with the
-    /// drain pass they arrived in.
+    /// Frees drained before their allocation (another thread's ring), with
+    /// the drain pass they arrived in.
     early_frees: HashMap<u64, u64>,
     pass: u64,
     max_sites: usize,
     /// Samples that went to "(other)" because the table was full.
     pub overflowed: u64,
-    pub symbolizer: Symbolizer,
 }
 
 impl SiteTable {
-    /// An empty table with room for `max_sites` sites besides "(other)".
+    /// An empty table with room for `max_sites` stacks besides "(other)".
     pub fn new(max_sites: usize) -> Self {
         SiteTable {
-            sites: vec![Site {
+            sites: vec![RawSite {
                 stack: Vec::new(),
                 values: SiteValues::default(),
                 samples: 0,
             }],
-            by_raw: HashMap::new(),
-            by_trimmed: HashMap::new(),
+            by_stack: HashMap::new(),
             live: HashMap::new(),
             early_frees: HashMap::new(),
             pass: 0,
             max_sites: max_sites.max(1),
             overflowed: 0,
-            symbolizer: Symbolizer::new(64 * 1024),
         }
     }
 
@@ -201,132 +215,142 @@ impl SiteTable {
         }
     }
 
-    fn site_for(&mut self, raw: &[usize]) -> SiteId {
-        if let Some(&id) = self.by_raw.get(raw) {
+    fn site_for(&mut self, stack: &[usize]) -> usize {
+        if let Some(&id) = self.by_stack.get(stack) {
             return id;
         }
-        let trimmed = self.trim(raw);
-        let id = match self.by_trimmed.get(&trimmed) {
-            Some(&id) => id,
-            None if self.sites.len() > self.max_sites => {
-                self.overflowed += 1;
-                return OTHER;
-            }
-            None => {
-                let id = self.sites.len();
-                self.sites.push(Site {
-                    stack: trimmed.clone(),
-                    values: SiteValues::default(),
-                    samples: 0,
-                });
-                self.by_trimmed.insert(trimmed, id);
-                id
-            }
-        };
-        if self.by_raw.len() >= 4 * self.max_sites {
-            self.by_raw.clear();
+        if self.sites.len() > self.max_sites {
+            self.overflowed += 1;
+            return OTHER;
         }
-        self.by_raw.insert(raw.to_vec(), id);
+        let id = self.sites.len();
+        self.sites.push(RawSite {
+            stack: stack.to_vec(),
+            values: SiteValues::default(),
+            samples: 0,
+        });
+        self.by_stack.insert(stack.to_vec(), id);
         id
     }
 
-    /// The stack as code addresses, with leading allocation machinery
-    /// dropped. (If everything is machinery, the stack is kept whole.)
-    fn trim(&mut self, raw: &[usize]) -> Vec<u64> {
-        let addresses: Vec<u64> = raw.iter().map(|&r| (r as u64).saturating_sub(1)).collect();
-        let first_program_frame = addresses.iter().position(|&a| {
-            let loc = self.symbolizer.resolve(a);
-            // An address with any program frame (possibly with machinery
-            // inlined into it) starts the program's part of the stack.
-            // Unresolvable addresses count as program code: better shown than
-            // silently dropped.
-            loc.frames.is_empty()
-                || loc
-                    .frames
-                    .iter()
-                    .any(|f| !is_allocation_machinery(&f.function))
-        });
-        match first_program_frame {
-            Some(i) => addresses[i..].to_vec(),
-            None => addresses,
-        }
-    }
-
-    /// All sites with at least one sample, "(other)" included if used.
-    pub fn sites(&self) -> impl Iterator<Item = (SiteId, &Site)> {
-        self.sites.iter().enumerate().filter(|(_, s)| s.samples > 0)
-    }
-
-    /// The `n` sites with the largest `by`, largest first.
-    pub fn top(&self, n: usize, by: SortBy) -> Vec<(SiteId, &Site)> {
-        let mut all: Vec<_> = self.sites().collect();
-        all.sort_by(|a, b| by.key(&b.1.values).total_cmp(&by.key(&a.1.values)));
-        all.truncate(n);
-        all
-    }
-
-    /// The `n` sites with the largest `by`, symbolized.
-    pub fn report(&mut self, n: usize, by: SortBy) -> Vec<SiteReport> {
-        let ranked: Vec<(Vec<u64>, SiteValues, u64)> = self
-            .top(n, by)
-            .into_iter()
-            .map(|(_, s)| (s.stack.clone(), s.values, s.samples))
-            .collect();
-        ranked
-            .into_iter()
-            .map(|(stack, values, samples)| {
-                let frames: Vec<Frame> = stack
-                    .iter()
-                    .flat_map(|&a| {
-                        let loc = self.symbolizer.resolve(a);
-                        let frames = program_frames(&loc.frames).to_vec();
-                        if frames.is_empty() {
-                            vec![Frame {
-                                function: format!("{a:#x}"),
-                                file: None,
-                                line: None,
-                            }]
-                        } else {
-                            frames
-                        }
-                    })
-                    .collect();
-                let leaf = frames.first().cloned().unwrap_or(Frame {
-                    function: "(other)".to_string(),
-                    file: None,
-                    line: None,
-                });
-                SiteReport {
-                    function: leaf.function,
-                    file: leaf.file,
-                    line: leaf.line,
-                    alloc_objects: values.alloc_objects,
-                    alloc_space: values.alloc_bytes,
-                    inuse_objects: values.inuse_objects,
-                    inuse_space: values.inuse_bytes,
-                    samples,
-                    stack: frames,
-                }
-            })
+    /// A copy of every site with samples, for rendering outside the lock.
+    pub fn snapshot(&self) -> Vec<RawSite> {
+        self.sites
+            .iter()
+            .filter(|s| s.samples > 0)
+            .cloned()
             .collect()
     }
 
-    /// Sites in the table (not counting "(other)").
+    /// Stacks in the table (not counting "(other)").
     pub fn len(&self) -> usize {
         self.sites.len() - 1
     }
 
     /// Bytes the table holds, roughly (for the telemetry-bytes figure).
     pub fn approximate_bytes(&self) -> usize {
-        let sites: usize = self.sites.iter().map(|s| 96 + 8 * s.stack.len()).sum();
-        let raw: usize = self.by_raw.keys().map(|k| 64 + 8 * k.len()).sum();
-        let trimmed: usize = self.by_trimmed.keys().map(|k| 64 + 8 * k.len()).sum();
-        sites
-            + raw
-            + trimmed
-            + 48 * (self.live.len() + self.early_frees.len())
-            + self.symbolizer.approximate_bytes()
+        let sites: usize = self
+            .sites
+            .iter()
+            .map(|s| 2 * (96 + 8 * s.stack.len()))
+            .sum();
+        sites + 48 * (self.live.len() + self.early_frees.len())
     }
+}
+
+/// Trims each raw stack of the allocation machinery, merges stacks that are
+/// then equal, and returns the sites.
+pub(crate) fn merge_sites(raw: &[RawSite], symbolizer: &mut Symbolizer) -> Vec<Site> {
+    let mut index: HashMap<Vec<u64>, usize> = HashMap::new();
+    let mut out: Vec<Site> = Vec::new();
+    for r in raw {
+        let stack = trim(&r.stack, symbolizer);
+        match index.get(&stack) {
+            Some(&i) => {
+                out[i].values.add(&r.values);
+                out[i].samples += r.samples;
+            }
+            None => {
+                index.insert(stack.clone(), out.len());
+                out.push(Site {
+                    stack,
+                    values: r.values,
+                    samples: r.samples,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The stack as code addresses, with leading allocation machinery dropped.
+/// (If everything is machinery, the stack is kept whole.)
+fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
+    let addresses: Vec<u64> = raw.iter().map(|&r| (r as u64).saturating_sub(1)).collect();
+    let first_program_frame = addresses.iter().position(|&a| {
+        let loc = symbolizer.resolve(a);
+        // An address with any program frame (possibly with machinery inlined
+        // into it) starts the program's part of the stack. Unresolvable
+        // addresses count as program code: better shown than dropped.
+        loc.frames.is_empty()
+            || loc
+                .frames
+                .iter()
+                .any(|f| !is_allocation_machinery(&f.function))
+    });
+    match first_program_frame {
+        Some(i) => addresses[i..].to_vec(),
+        None => addresses,
+    }
+}
+
+/// The `n` sites with the largest `by`, largest first.
+pub(crate) fn top(mut sites: Vec<Site>, n: usize, by: SortBy) -> Vec<Site> {
+    sites.sort_by(|a, b| by.key(&b.values).total_cmp(&by.key(&a.values)));
+    sites.truncate(n);
+    sites
+}
+
+/// Symbolizes sites for reports.
+pub(crate) fn report(sites: &[Site], symbolizer: &mut Symbolizer) -> Vec<SiteReport> {
+    sites
+        .iter()
+        .map(|site| {
+            let frames: Vec<Frame> = site
+                .stack
+                .iter()
+                .flat_map(|&a| {
+                    let loc = symbolizer.resolve(a);
+                    let frames = program_frames(&loc.frames).to_vec();
+                    if frames.is_empty() {
+                        vec![Frame {
+                            function: format!("{a:#x}"),
+                            file: None,
+                            line: None,
+                        }]
+                    } else {
+                        frames
+                    }
+                })
+                .collect();
+            let leaf = frames.first().cloned().unwrap_or(Frame {
+                function: "(other)".to_string(),
+                file: None,
+                line: None,
+            });
+            SiteReport {
+                function: leaf.function,
+                file: leaf.file,
+                line: leaf.line,
+                alloc_objects: site.values.alloc_objects,
+                alloc_space: site.values.alloc_bytes,
+                inuse_objects: site.values.inuse_objects,
+                inuse_space: site.values.inuse_bytes,
+                samples: site.samples,
+                stack: frames,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -344,19 +368,23 @@ mod tests {
         }
     }
 
+    fn sites(t: &SiteTable) -> Vec<Site> {
+        merge_sites(&t.snapshot(), &mut Symbolizer::new(100))
+    }
+
     #[test]
     fn allocs_add_weight_and_frees_take_in_use_back() {
         let mut t = SiteTable::new(10);
         let stack = [0x10usize, 0x20, 0x30];
         t.apply(SampleEvent::Alloc(sample(1, 100, 1, &stack)));
         t.apply(SampleEvent::Alloc(sample(2, 300, 1, &stack)));
-        let (_, site) = t.top(1, SortBy::AllocSpace)[0];
+        let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
         assert_eq!(site.values.alloc_objects, 2.0);
         assert_eq!(site.values.alloc_bytes, 400.0);
         assert_eq!(site.values.inuse_bytes, 400.0);
         assert_eq!(site.stack, vec![0xf, 0x1f, 0x2f], "return address - 1");
         t.apply(SampleEvent::Free { id: 1 });
-        let (_, site) = t.top(1, SortBy::AllocSpace)[0];
+        let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
         assert_eq!(
             (site.values.inuse_objects, site.values.inuse_bytes),
             (1.0, 300.0)
@@ -370,7 +398,7 @@ mod tests {
         let mut t = SiteTable::new(10);
         t.apply(SampleEvent::Free { id: 7 });
         t.apply(SampleEvent::Alloc(sample(7, 50, 1, &[0x40])));
-        let (_, site) = t.top(1, SortBy::AllocObjects)[0];
+        let site = &top(sites(&t), 1, SortBy::AllocObjects)[0];
         assert_eq!(site.values.alloc_objects, 1.0);
         assert_eq!(site.values.inuse_objects, 0.0);
         assert_eq!(t.live.len(), 0);
@@ -380,7 +408,7 @@ mod tests {
     fn weights_follow_the_rate() {
         let mut t = SiteTable::new(10);
         t.apply(SampleEvent::Alloc(sample(1, 16, 1 << 20, &[0x50])));
-        let (_, site) = t.top(1, SortBy::AllocObjects)[0];
+        let site = &top(sites(&t), 1, SortBy::AllocObjects)[0];
         let w = allocmeter::sample_weight(16, 1 << 20);
         assert!(w > 60_000.0);
         assert_eq!(site.values.alloc_objects, w);
@@ -395,7 +423,8 @@ mod tests {
         }
         assert_eq!(t.len(), 2);
         assert_eq!(t.overflowed, 3);
-        let other = t.sites().find(|(id, _)| *id == OTHER).unwrap().1;
+        let all = sites(&t);
+        let other = all.iter().find(|s| s.stack.is_empty()).unwrap();
         assert_eq!(other.samples, 3);
         assert_eq!(other.values.alloc_bytes, 30.0);
         // Known stacks still land on their own site.
@@ -410,19 +439,52 @@ mod tests {
         for i in 2..12 {
             t.apply(SampleEvent::Alloc(sample(i, 10, 1, &[0x2])));
         }
-        let by_space: Vec<_> = t
-            .top(2, SortBy::AllocSpace)
-            .iter()
-            .map(|(_, s)| s.stack[0])
-            .collect();
-        let by_objects: Vec<_> = t
-            .top(2, SortBy::AllocObjects)
-            .iter()
-            .map(|(_, s)| s.stack[0])
-            .collect();
-        assert_eq!(by_space, vec![0x0, 0x1]);
-        assert_eq!(by_objects, vec![0x1, 0x0]);
+        let leaf = |by| -> Vec<u64> { top(sites(&t), 2, by).iter().map(|s| s.stack[0]).collect() };
+        assert_eq!(leaf(SortBy::AllocSpace), vec![0x0, 0x1]);
+        assert_eq!(leaf(SortBy::AllocObjects), vec![0x1, 0x0]);
         assert_eq!(SortBy::parse("inuse_space"), Some(SortBy::InuseSpace));
         assert_eq!(SortBy::parse("bogus"), None);
+    }
+
+    #[inline(never)]
+    fn program_code() -> usize {
+        std::hint::black_box(program_code as *const () as usize)
+    }
+
+    #[test]
+    fn stacks_equal_after_trimming_are_merged() {
+        // Two raw stacks that differ only in a machinery frame (an address in
+        // `alloc::`) on top of the same program frame.
+        let machinery_a = <Vec<u8> as Clone>::clone as *const () as usize + 2;
+        let with_capacity: fn(usize) -> Vec<u8> = Vec::with_capacity;
+        let machinery_b = with_capacity as *const () as usize + 2;
+        let program = program_code() + 2;
+        let raw = [
+            RawSite {
+                stack: vec![machinery_a, program],
+                values: SiteValues {
+                    alloc_bytes: 10.0,
+                    ..SiteValues::default()
+                },
+                samples: 1,
+            },
+            RawSite {
+                stack: vec![machinery_b, program],
+                values: SiteValues {
+                    alloc_bytes: 5.0,
+                    ..SiteValues::default()
+                },
+                samples: 2,
+            },
+        ];
+        let mut symbolizer = Symbolizer::new(100);
+        let names: Vec<_> = [machinery_a, machinery_b, program]
+            .iter()
+            .map(|&a| symbolizer.resolve(a as u64 - 1).frames)
+            .collect();
+        let merged = merge_sites(&raw, &mut symbolizer);
+        assert_eq!(merged.len(), 1, "{merged:?} {names:?}");
+        assert_eq!(merged[0].stack, vec![program as u64 - 1]);
+        assert_eq!((merged[0].values.alloc_bytes, merged[0].samples), (15.0, 3));
     }
 }

@@ -95,7 +95,7 @@ fn resolve_uncached(address: u64) -> Vec<Frame> {
 /// Go hides `runtime.*` frames at the top of its heap profiles).
 pub(crate) fn is_allocation_machinery(function: &str) -> bool {
     const CRATES: &[&str] = &[
-        "allocmeter",
+        "allocmeter::",
         "__rust",
         "__rg_",
         "alloc::",

@@ -1,0 +1,458 @@
+//! Call sites end to end: sampling estimates against exact counts, in-use
+//! tracking, the pprof profile decoded in Rust, and sampling at rate 1 under
+//! concurrent profile fetches.
+//!
+//! `harness = false`: the sample rate is process-wide, so the checks run one
+//! after another on the main thread (with a deadlock watchdog).
+
+mod http_client;
+#[path = "../../allocator/tests/support/mod.rs"]
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use allocmeter::Instrumented;
+use allocmeter_exporter::{Exporter, SiteReport, SortBy, profile_proto};
+use prost::Message;
+
+#[global_allocator]
+static GLOBAL: Instrumented<System> = Instrumented::new(System);
+
+/// Sizes from 16 B to 64 KiB, log-uniform, from a fixed seed.
+fn sizes(seed: u64, n: usize) -> Vec<usize> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            (16.0 * 4096f64.powf(u)) as usize
+        })
+        .collect()
+}
+
+/// Allocates each size and frees it at once.
+#[inline(never)]
+fn site_three_and_free(sizes: &[usize]) {
+    for &s in sizes {
+        drop(black_box(Vec::<u8>::with_capacity(s)));
+    }
+}
+
+/// Allocates each size and keeps the blocks.
+#[inline(never)]
+fn site_one_and_keep(sizes: &[usize], keep: &mut Vec<Vec<u8>>) {
+    for &s in sizes {
+        keep.push(black_box(Vec::with_capacity(s)));
+    }
+}
+
+/// The sites whose allocating function is `function`, added up (one
+/// function can allocate from several lines, each its own site).
+fn find(sites: &[SiteReport], function: &str) -> SiteReport {
+    let matching: Vec<&SiteReport> = sites
+        .iter()
+        .filter(|s| s.function.ends_with(function))
+        .collect();
+    assert!(!matching.is_empty(), "no site for {function}");
+    let mut total = matching[0].clone();
+    for s in &matching[1..] {
+        total.alloc_objects += s.alloc_objects;
+        total.alloc_space += s.alloc_space;
+        total.inuse_objects += s.inuse_objects;
+        total.inuse_space += s.inuse_space;
+        total.samples += s.samples;
+    }
+    total
+}
+
+fn within(estimate: f64, truth: f64, tolerance: f64) -> bool {
+    (estimate / truth - 1.0).abs() <= tolerance
+}
+
+/// The estimates: a 3:1 byte ratio between two sites recovered within 5 %,
+/// their total within 5 % of the exact count, in-use within 5 % for the site
+/// that keeps its blocks and near zero for the one that frees them.
+fn estimates_are_unbiased_and_in_use_follows_frees() {
+    const RATE: u64 = 4096;
+    let exporter = Exporter::builder()
+        .serve_http(false)
+        .sample_rate(RATE)
+        .start()
+        .unwrap();
+    let one: Vec<usize> = sizes(1, 8000);
+    let three: Vec<usize> = sizes(2, 24_000);
+    let (bytes_one, bytes_three) = (
+        one.iter().sum::<usize>() as f64,
+        three.iter().sum::<usize>() as f64,
+    );
+    let before = allocmeter::profile::sampling_stats();
+    let mut kept = Vec::with_capacity(one.len());
+    // Interleave the two sites, 1 : 3 in calls as well as in bytes, in chunks
+    // of at most 40 samples (one per allocation at most) for the thread's
+    // sample ring (room for a few hundred), and drain after each: this test
+    // is about the estimator, not about how fast the aggregator keeps up (a
+    // full ring drops samples, and the assertion below would say so).
+    let mut exact_bytes = 0;
+    for (i, chunk) in one.chunks(10).enumerate() {
+        let ((), used) = allocmeter::measure(|| {
+            site_one_and_keep(chunk, &mut kept);
+            site_three_and_free(&three[i * 30..(i + 1) * 30]);
+        });
+        exact_bytes += used.alloc_bytes;
+        exporter.top_sites(0, SortBy::AllocSpace);
+    }
+    let sites = exporter.top_sites(100, SortBy::AllocSpace);
+    let after = allocmeter::profile::sampling_stats();
+    assert_eq!(after.dropped - before.dropped, 0, "no sample was dropped");
+
+    let (s1, s3) = (
+        find(&sites, "site_one_and_keep"),
+        find(&sites, "site_three_and_free"),
+    );
+    println!(
+        "  samples {} + {}; alloc estimates {:.0} / {:.0} (truth {bytes_one} / {bytes_three}); \
+         ratio {:.3}; in use {:.0} (truth {bytes_one}) / {:.0}",
+        s1.samples,
+        s3.samples,
+        s1.alloc_space,
+        s3.alloc_space,
+        s3.alloc_space / s1.alloc_space,
+        s1.inuse_space,
+        s3.inuse_space
+    );
+    assert!(
+        within(
+            s3.alloc_space / s1.alloc_space,
+            bytes_three / bytes_one,
+            0.05
+        ),
+        "3:1 ratio"
+    );
+    assert!(
+        within(s1.alloc_space + s3.alloc_space, exact_bytes as f64, 0.05),
+        "total vs exact"
+    );
+    assert!(
+        within(s1.inuse_space, bytes_one, 0.05),
+        "kept blocks in use"
+    );
+    assert!(
+        s3.inuse_space <= 0.001 * s3.alloc_space,
+        "freed blocks: in use near zero"
+    );
+    // Object counts are noisier than bytes (a sampled 16-byte block stands
+    // for ~256 blocks): check against the estimator's own standard deviation,
+    // sqrt(sum(1/p - 1)), at four sigma.
+    let sd: f64 = one
+        .iter()
+        .map(|&size| allocmeter::sample_weight(size as u64, RATE) - 1.0)
+        .sum::<f64>()
+        .sqrt();
+    let error = s1.alloc_objects - one.len() as f64;
+    println!(
+        "  object estimate {:.0} (truth {}, sd {sd:.0})",
+        s1.alloc_objects,
+        one.len()
+    );
+    assert!(
+        error.abs() <= 4.0 * sd,
+        "object estimate off by {error:.0}, sd {sd:.0}"
+    );
+    // Freeing the kept blocks brings their in-use estimate down to zero too.
+    drop(kept);
+    let sites = exporter.top_sites(100, SortBy::AllocSpace);
+    let s1 = find(&sites, "site_one_and_keep");
+    assert!(
+        s1.inuse_space <= 0.001 * s1.alloc_space,
+        "in use after freeing: {}",
+        s1.inuse_space
+    );
+    // The stack names the caller beneath the site.
+    assert!(s1.stack.iter().any(|f| {
+        f.function
+            .ends_with("estimates_are_unbiased_and_in_use_follows_frees")
+    }));
+    drop(exporter);
+    allocmeter::set_sample_rate(0);
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("gzip");
+    out
+}
+
+#[inline(never)]
+fn profiled_function(keep: &mut Vec<Box<[u8]>>) {
+    for i in 0..2000 {
+        keep.push(black_box(vec![i as u8; 1024].into_boxed_slice()));
+    }
+}
+
+/// The profile fetched over HTTP decodes as a valid pprof heap profile.
+fn the_heap_profile_over_http_is_valid_pprof() {
+    let exporter = Exporter::builder()
+        .bind("127.0.0.1:0")
+        .sample_rate(8192)
+        .start()
+        .unwrap();
+    let mut keep = Vec::new();
+    profiled_function(&mut keep);
+    let addr = exporter.local_addr();
+    for (path, default) in [
+        ("/debug/pprof/heap", None),
+        ("/debug/pprof/allocs", Some("alloc_space")),
+    ] {
+        let reply = http_client::request_bytes(addr, "GET", path);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/octet-stream")
+        );
+        let p = profile_proto::Profile::decode(gunzip(&reply.body).as_slice()).expect("decodes");
+        let s = |i: i64| p.string_table[i as usize].as_str();
+        assert_eq!(p.string_table[0], "");
+        let types: Vec<(&str, &str)> = p
+            .sample_type
+            .iter()
+            .map(|t| (s(t.r#type), s(t.unit)))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("alloc_objects", "count"),
+                ("alloc_space", "bytes"),
+                ("inuse_objects", "count"),
+                ("inuse_space", "bytes")
+            ]
+        );
+        let period = p.period_type.as_ref().unwrap();
+        assert_eq!(
+            (s(period.r#type), s(period.unit), p.period),
+            ("space", "bytes", 8192)
+        );
+        assert_eq!(
+            (p.default_sample_type != 0).then(|| s(p.default_sample_type)),
+            default
+        );
+        // Ids: 1..=N, unique, and every reference resolves.
+        let ids = |v: Vec<u64>| {
+            assert_eq!(
+                v,
+                (1..=v.len() as u64).collect::<Vec<_>>(),
+                "sequential ids"
+            );
+            v.into_iter().collect::<HashSet<_>>()
+        };
+        let locations = ids(p.location.iter().map(|l| l.id).collect());
+        let functions = ids(p.function.iter().map(|f| f.id).collect());
+        let mappings = ids(p.mapping.iter().map(|m| m.id).collect());
+        assert!(!p.sample.is_empty());
+        for sample in &p.sample {
+            assert_eq!(sample.value.len(), 4);
+            assert!(sample.location_id.iter().all(|id| locations.contains(id)));
+        }
+        for l in &p.location {
+            assert!(l.mapping_id == 0 || mappings.contains(&l.mapping_id));
+            assert!(
+                l.line
+                    .iter()
+                    .all(|line| functions.contains(&line.function_id))
+            );
+        }
+        assert!(
+            p.mapping.iter().any(|m| !s(m.build_id).is_empty()),
+            "a mapping carries a build id"
+        );
+        // The sample of profiled_function has ~2 MiB in use, and its leaf
+        // location is that function.
+        let leaf_name = |sample: &profile_proto::Sample| {
+            let loc = p
+                .location
+                .iter()
+                .find(|l| l.id == sample.location_id[0])
+                .unwrap();
+            let f = p
+                .function
+                .iter()
+                .find(|f| f.id == loc.line[0].function_id)
+                .unwrap();
+            s(f.name).to_string()
+        };
+        let inuse: f64 = p
+            .sample
+            .iter()
+            .filter(|x| leaf_name(x).ends_with("profiled_function"))
+            .map(|x| x.value[3] as f64)
+            .sum();
+        // 2000 boxes of 1 KiB, and the Vec holding them (2048 × 16 B).
+        let truth = 2000.0 * 1024.0 + 2048.0 * 16.0;
+        assert!(within(inuse, truth, 0.25), "in-use estimate {inuse}");
+        // The profile agrees with /api/sites about this function (which no
+        // longer allocates, unlike the server's own request handling).
+        let api = http_client::request(addr, "GET", "/api/sites?top=1000&by=inuse_space");
+        let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+        assert_eq!(json["version"], 1);
+        let api_inuse: f64 = json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["function"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("profiled_function")
+            })
+            .map(|s| s["inuse_space"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (inuse - api_inuse).abs() <= 2.0,
+            "pprof {inuse} vs api {api_inuse}"
+        );
+    }
+    // Bad queries get a clear 400.
+    assert_eq!(
+        http_client::request(addr, "GET", "/api/sites?by=nonsense").status,
+        400
+    );
+    assert_eq!(
+        http_client::request(addr, "GET", "/api/sites?top=x").status,
+        400
+    );
+    drop(keep);
+    allocmeter::set_sample_rate(0);
+}
+
+/// Rate 1 (every allocation sampled), several threads allocating, freeing and
+/// reallocating, and profiles fetched concurrently, for a bounded time: no
+/// deadlock (the watchdog), and every thread's exact counts still match what
+/// it did.
+fn rate_one_with_concurrent_profile_fetches_stays_exact() {
+    let exporter = Exporter::builder()
+        .bind("127.0.0.1:0")
+        .sample_rate(1)
+        .start()
+        .unwrap();
+    let addr = exporter.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let fetchers: Vec<_> = ["/debug/pprof/heap", "/api/sites?top=50", "/metrics"]
+        .into_iter()
+        .map(|path| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(http_client::request_bytes(addr, "GET", path).status, 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let workers: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(3);
+                let (mut allocs, mut frees, mut bytes, mut freed) = (0u64, 0u64, 0u64, 0u64);
+                let mut live: Vec<(*mut u8, Layout)> = Vec::with_capacity(256);
+                let mut x = t + 1;
+                let ((), used) = allocmeter::measure(|| {
+                    while Instant::now() < deadline {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let size = 1 + (x % 5000) as usize;
+                        let layout = Layout::from_size_align(size, 8).unwrap();
+                        if live.len() < 200 && x % 3 != 0 {
+                            // SAFETY: non-zero size; freed below with the same layout.
+                            let p = unsafe { GLOBAL.alloc(layout) };
+                            assert!(!p.is_null());
+                            live.push((p, layout));
+                            allocs += 1;
+                            bytes += size as u64;
+                        } else if let Some((p, old)) = live.pop() {
+                            if x % 2 == 0 {
+                                // SAFETY: `p` is live with layout `old`.
+                                let q = unsafe { GLOBAL.realloc(p, old, size) };
+                                assert!(!q.is_null());
+                                live.push((q, layout));
+                                // A realloc counts one alloc and one free.
+                                allocs += 1;
+                                bytes += size as u64;
+                                frees += 1;
+                                freed += old.size() as u64;
+                            } else {
+                                // SAFETY: `p` is live with layout `old`.
+                                unsafe { GLOBAL.dealloc(p, old) };
+                                frees += 1;
+                                freed += old.size() as u64;
+                            }
+                        }
+                    }
+                    for (p, layout) in live.drain(..) {
+                        // SAFETY: `p` is live with `layout`.
+                        unsafe { GLOBAL.dealloc(p, layout) };
+                        frees += 1;
+                        freed += layout.size() as u64;
+                    }
+                });
+                assert_eq!(
+                    (used.allocs, used.alloc_bytes),
+                    (allocs, bytes),
+                    "thread {t} allocations"
+                );
+                assert_eq!(
+                    (used.frees, used.free_bytes),
+                    (frees, freed),
+                    "thread {t} frees"
+                );
+                allocs
+            })
+        })
+        .collect();
+    let allocs: u64 = workers.into_iter().map(|w| w.join().expect("worker")).sum();
+    stop.store(true, Ordering::Relaxed);
+    let fetched: u64 = fetchers
+        .into_iter()
+        .map(|f| f.join().expect("fetcher"))
+        .sum();
+    let sampling = allocmeter::profile::sampling_stats();
+    println!(
+        "  {allocs} allocations by 4 threads, {fetched} concurrent fetches; samples {}, dropped {}, frees lost {}",
+        sampling.samples, sampling.dropped, sampling.frees_lost
+    );
+    assert!(fetched >= 3, "fetchers made progress");
+    assert!(sampling.samples > 1000);
+    allocmeter::set_sample_rate(0);
+    drop(exporter);
+}
+
+fn main() {
+    support::run(
+        &[
+            (
+                "estimates_are_unbiased_and_in_use_follows_frees",
+                estimates_are_unbiased_and_in_use_follows_frees,
+            ),
+            (
+                "the_heap_profile_over_http_is_valid_pprof",
+                the_heap_profile_over_http_is_valid_pprof,
+            ),
+            (
+                "rate_one_with_concurrent_profile_fetches_stays_exact",
+                rate_one_with_concurrent_profile_fetches_stays_exact,
+            ),
+        ],
+        Duration::from_secs(240),
+    );
+}
