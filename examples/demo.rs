@@ -2,7 +2,7 @@
 //! `Instrumented<System>`, serving its allocation telemetry.
 //!
 //! ```text
-//! cargo run --release --example demo -- [--bind ADDR] [--spike-every SECS] [--spike-for SECS]
+//! cargo run --release --example demo -- [--bind ADDR] [--spike-every SECS] [--spike-for SECS] [--sample-rate BYTES]
 //! ```
 //!
 //! It prints the URL it serves on (`http://IP:PORT/`) as soon as it listens,
@@ -32,6 +32,7 @@ struct Options {
     bind: String,
     spike_every: Duration,
     spike_for: Duration,
+    sample_rate: u64,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -39,6 +40,7 @@ fn parse_args() -> Result<Options, String> {
         bind: allocmeter_exporter::DEFAULT_BIND.to_string(),
         spike_every: Duration::from_secs(30),
         spike_for: Duration::from_secs(5),
+        sample_rate: allocmeter::DEFAULT_SAMPLE_RATE,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -52,9 +54,17 @@ fn parse_args() -> Result<Options, String> {
             "--bind" => opts.bind = value("--bind")?,
             "--spike-every" => opts.spike_every = secs(value("--spike-every")?, "--spike-every")?,
             "--spike-for" => opts.spike_for = secs(value("--spike-for")?, "--spike-for")?,
+            "--sample-rate" => {
+                let v = value("--sample-rate")?;
+                opts.sample_rate = v
+                    .parse()
+                    .map_err(|_| format!("--sample-rate takes bytes, got {v:?}"))?;
+            }
             "-h" | "--help" => {
                 return Err(
-                    "usage: demo [--bind ADDR] [--spike-every SECS] [--spike-for SECS]".into(),
+                    "usage: demo [--bind ADDR] [--spike-every SECS] [--spike-for SECS] \
+                            [--sample-rate BYTES]"
+                        .into(),
                 );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -68,7 +78,9 @@ fn parse_args() -> Result<Options, String> {
 
 /// One simulated request: build an order report (a map of strings and
 /// vectors), render it to text, and return the text. `scale` multiplies the
-/// number of orders.
+/// number of orders. This is the demo's allocating function: it tops
+/// `go tool pprof -top` of both `/debug/pprof/heap` and `/debug/pprof/allocs`.
+#[inline(never)]
 fn build_report(request: u64, scale: usize) -> String {
     let mut orders: HashMap<String, Vec<u64>> = HashMap::new();
     for i in 0..(20 * scale) as u64 {
@@ -122,7 +134,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let exporter = match Exporter::builder().bind(opts.bind.clone()).start() {
+    let exporter = match Exporter::builder()
+        .bind(opts.bind.clone())
+        .sample_rate(opts.sample_rate)
+        .site_metrics(10)
+        .start()
+    {
         Ok(e) => e,
         Err(e) => {
             eprintln!("demo: {e}");

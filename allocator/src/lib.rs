@@ -42,6 +42,11 @@
 //! - [`thread_stats`] and [`measure`] give the calling thread's own exact
 //!   numbers, for tests such as "this request path allocates at most N times".
 //!
+//! - About one allocation per [`sample_rate`] bytes (512 KiB by default, as in
+//!   Go) is sampled with its call stack, Go-style; [`profile::drain`] reads
+//!   the samples and [`sample_weight`] says what each stands for. The
+//!   `allocmeter-exporter` crate turns them into pprof heap profiles.
+//!
 //! All sizes are requested sizes (`Layout::size`). A `realloc` counts as a free
 //! of the old block plus an allocation of the new one, and is also counted by
 //! kind (grown in place, shrunk in place, moved).
@@ -63,6 +68,9 @@
 //!
 //! ## Pitfalls
 //!
+//! - Build with frame pointers (`-C force-frame-pointers=yes`) for cheap
+//!   stack capture; without them samples are taken by DWARF unwinding, which
+//!   costs several microseconds each (see [`stack`]).
 //! - The optimiser may remove an allocation whose result is never used, so
 //!   tests that count allocations should pass values through
 //!   [`std::hint::black_box`].

@@ -206,6 +206,8 @@ impl Builder {
     /// port is taken, a label name is invalid, or a thread cannot be spawned.
     /// The error names the address.
     pub fn start(self) -> Result<Exporter, StartError> {
+        // The exporter's own set-up allocations are counted, not profiled.
+        let _quiet = allocmeter::profile::suspend_sampling();
         let profile = Arc::new(ProfileState::new(self.max_sites, self.site_metrics));
         let registry = self.registry(profile.clone())?;
         let server = if self.serve_http {
