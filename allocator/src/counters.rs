@@ -74,6 +74,18 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Allocations: the sum over the size classes.
+    pub fn allocs(&self) -> u64 {
+        self.alloc_by_class
+            .iter()
+            .fold(0, |a, b| a.wrapping_add(*b))
+    }
+
+    /// Frees: the sum over the size classes.
+    pub fn frees(&self) -> u64 {
+        self.free_by_class.iter().fold(0, |a, b| a.wrapping_add(*b))
+    }
+
     /// `self - earlier`, field by field (wrapping, so it cannot panic).
     pub fn wrapping_sub(&self, earlier: &Counters) -> Counters {
         let mut out = *self;

@@ -92,6 +92,7 @@ pub mod size_class;
 pub mod slot;
 pub mod stack;
 mod stats;
+mod try_lock;
 
 pub use instrumented::Instrumented;
 pub use sampler::{

@@ -18,8 +18,10 @@
 //! freed: a ring outlives any thread that wrote to it.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::alloc::System;
+
+use crate::try_lock::TryLock;
 
 /// Words in each ring (a power of two). 8192 words = 64 KiB: about 100
 /// records with 64-frame stacks, plus room for frees.
@@ -58,7 +60,7 @@ pub(crate) struct Ring {
     tail: AtomicUsize,
     _pad2: [u8; 128 - 8],
     /// Producer lock, used only on the fallback slot's ring.
-    producer_lock: AtomicBool,
+    producer_lock: TryLock,
 }
 
 impl Ring {
@@ -92,7 +94,7 @@ impl Ring {
                 _pad1: [0; 128 - 8],
                 tail: AtomicUsize::new(0),
                 _pad2: [0; 128 - 8],
-                producer_lock: AtomicBool::new(false),
+                producer_lock: TryLock::new(),
             });
             Some(&*p)
         }
@@ -134,19 +136,7 @@ impl Ring {
     /// Runs `f` holding the producer lock, for rings with many producers.
     /// Gives up (returns `None`) after a bounded spin rather than wait.
     pub fn with_producer_lock<R>(&self, f: impl FnOnce(&Ring) -> R) -> Option<R> {
-        for _ in 0..1000 {
-            if self
-                .producer_lock
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                let r = f(self);
-                self.producer_lock.store(false, Ordering::Release);
-                return Some(r);
-            }
-            core::hint::spin_loop();
-        }
-        None
+        self.producer_lock.with(1000, 1000, || f(self))
     }
 
     /// Pops one record into `out` and returns its length, or `None` if the

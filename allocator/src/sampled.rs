@@ -18,6 +18,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::try_lock::TryLock;
+
 /// log2 of the number of filter bits.
 const FILTER_BITS_LOG2: u32 = 17;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
@@ -43,14 +45,14 @@ struct Entry {
 
 #[repr(align(128))]
 struct Shard {
-    lock: AtomicBool,
+    lock: TryLock,
     len: AtomicUsize,
     entries: [Entry; BUCKETS],
 }
 
 static SHARDS_TABLE: [Shard; SHARDS] = [const {
     Shard {
-        lock: AtomicBool::new(false),
+        lock: TryLock::new(),
         len: AtomicUsize::new(0),
         entries: [const {
             Entry {
@@ -99,23 +101,7 @@ pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
 /// Runs `f` with the shard locked; `None` if the lock could not be had in a
 /// bounded number of spins (then the caller drops what it was doing).
 fn with_shard<R>(shard: &Shard, f: impl FnOnce(&Shard) -> R) -> Option<R> {
-    for attempt in 0..10_000u32 {
-        if shard
-            .lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            let r = f(shard);
-            shard.lock.store(false, Ordering::Release);
-            return Some(r);
-        }
-        if attempt > 100 {
-            std::thread::yield_now();
-        } else {
-            core::hint::spin_loop();
-        }
-    }
-    None
+    shard.lock.with(100, 10_000, || f(shard))
 }
 
 /// Why a block could not be inserted.

@@ -51,6 +51,18 @@ pub struct SizeClassStats {
     pub frees: u64,
 }
 
+impl Reallocs {
+    fn from_counters(c: &Counters) -> Self {
+        Reallocs {
+            grown_in_place: c.grown_in_place,
+            shrunk_in_place: c.shrunk_in_place,
+            moved: c.moved,
+            grown_bytes: c.grown_bytes,
+            shrunk_bytes: c.shrunk_bytes,
+        }
+    }
+}
+
 fn by_size(c: &Counters) -> [SizeClassStats; NUM_SIZE_CLASSES] {
     core::array::from_fn(|i| SizeClassStats {
         max_size: upper_bound(i),
@@ -109,11 +121,7 @@ pub struct MemStats {
 
 impl MemStats {
     fn from_counters(c: &Counters) -> Self {
-        let allocs = c
-            .alloc_by_class
-            .iter()
-            .fold(0u64, |a, b| a.wrapping_add(*b));
-        let frees = c.free_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+        let (allocs, frees) = (c.allocs(), c.frees());
         let occ = slot::occupancy();
         MemStats {
             live_bytes: c.alloc_bytes.saturating_sub(c.free_bytes),
@@ -122,13 +130,7 @@ impl MemStats {
             allocs,
             frees,
             free_bytes: c.free_bytes,
-            reallocs: Reallocs {
-                grown_in_place: c.grown_in_place,
-                shrunk_in_place: c.shrunk_in_place,
-                moved: c.moved,
-                grown_bytes: c.grown_bytes,
-                shrunk_bytes: c.shrunk_bytes,
-            },
+            reallocs: Reallocs::from_counters(c),
             failures: c.failures,
             by_size: by_size(c),
             threads: occ.live as u64,
@@ -185,19 +187,10 @@ impl ThreadStats {
     fn from_counters(c: &Counters) -> Self {
         ThreadStats {
             alloc_bytes: c.alloc_bytes,
-            allocs: c
-                .alloc_by_class
-                .iter()
-                .fold(0u64, |a, b| a.wrapping_add(*b)),
+            allocs: c.allocs(),
             free_bytes: c.free_bytes,
-            frees: c.free_by_class.iter().fold(0u64, |a, b| a.wrapping_add(*b)),
-            reallocs: Reallocs {
-                grown_in_place: c.grown_in_place,
-                shrunk_in_place: c.shrunk_in_place,
-                moved: c.moved,
-                grown_bytes: c.grown_bytes,
-                shrunk_bytes: c.shrunk_bytes,
-            },
+            frees: c.frees(),
+            reallocs: Reallocs::from_counters(c),
             failures: c.failures,
             by_size: by_size(c),
         }
