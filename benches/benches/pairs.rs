@@ -2,10 +2,11 @@
 //! next to the same pair through `A` alone.
 //!
 //! Every allocator is a `static` called through the [`GlobalAlloc`] trait, so
-//! the four variants run exactly the same loop and differ only in the
+//! the five variants run exactly the same loop and differ only in the
 //! allocator:
 //!
-//! - `System`, `Instrumented<System>`, `MiMalloc`, `Instrumented<MiMalloc>`;
+//! - `System`, `Instrumented<System>`, `MiMalloc`, `Instrumented<MiMalloc>`,
+//!   and `Instrumented<System> (sampling off)`;
 //! - two workloads: a fixed 64 B block, and mixed sizes from 16 B to 4 KiB
 //!   (log-uniform, from a precomputed table) with a ring of
 //!   [`RING`] live blocks, each freed [`RING`] steps after it was allocated;
@@ -13,6 +14,23 @@
 //!   Both run on threads spawned for each sample (after a short untimed
 //!   warm-up that claims the thread's allocmeter slot), so the one-thread
 //!   case does not run on criterion's main thread or glibc's main arena.
+//!
+//! The `Instrumented` variants sample at the default rate,
+//! [`allocmeter::DEFAULT_SAMPLE_RATE`] (512 KiB: `sample_rate()` is that
+//! unless changed, and the benchmark checks it), so their figures include
+//! sampling. `Instrumented<System> (sampling off)` runs at
+//! `set_sample_rate(0)`, set before its runs and restored after (the rate is
+//! process-wide; each run's threads are new, so they start their countdown at
+//! the rate in force). The samples must be drained, or each slot's ring
+//! fills after a few hundred samples and every later sample is dropped at the
+//! cheap "ring full" check, which would hide sampling's cost: as the exporter
+//! does, a drainer thread registered with
+//! [`allocmeter::profile::register_drainer`] sleeps until a ring is a quarter
+//! full and drains every ring (see [`start_drainer`]). Its wake-ups, and its
+//! CPU time on a machine with as many cores as benchmark threads, are part of
+//! what the figures measure. The samples taken and dropped during each
+//! benchmark are printed and recorded for `report.py`; `benches/sampling.rs`
+//! breaks sampling's cost down further.
 //!
 //! The figure criterion reports is nanoseconds per pair per thread: every
 //! thread performs `iters` pairs and the slowest thread's time is returned.
@@ -24,6 +42,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, LazyLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -138,6 +157,9 @@ fn mixed<A: GlobalAlloc>(a: &A, sizes: &[u16; TABLE_LEN], iters: u64) -> Duratio
     elapsed
 }
 
+/// Pairs run (warm-up included) in the current benchmark, on all threads.
+static PAIRS: AtomicU64 = AtomicU64::new(0);
+
 /// Runs `iters` pairs on each of `threads` new threads, started together, and
 /// returns the slowest thread's time.
 fn run_threads<A: GlobalAlloc + Sync>(
@@ -147,6 +169,7 @@ fn run_threads<A: GlobalAlloc + Sync>(
     iters: u64,
 ) -> Duration {
     let barrier = Barrier::new(threads);
+    PAIRS.fetch_add((WARM_UP_PAIRS + iters) * threads as u64, Ordering::Relaxed);
     thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
@@ -165,42 +188,111 @@ fn run_threads<A: GlobalAlloc + Sync>(
     })
 }
 
+/// Benchmarks `a` at sample rate `rate` (`None`: the rate in force), then
+/// restores the rate and reports the samples taken and dropped meanwhile.
 fn bench_one<A: GlobalAlloc + Sync>(
     group: &mut BenchmarkGroup<'_, WallTime>,
-    name: &str,
+    (group_name, name): (&str, &str),
     a: &'static A,
     work: Workload,
     threads: usize,
+    rate: Option<u64>,
 ) {
+    let old_rate = allocmeter::sample_rate();
+    if let Some(rate) = rate {
+        allocmeter::set_sample_rate(rate);
+    }
+    let rate = allocmeter::sample_rate();
+    PAIRS.store(0, Ordering::Relaxed);
+    let before = allocmeter::profile::sampling_stats();
     group.bench_function(name, |b| {
         b.iter_custom(|iters| run_threads(a, work, threads, iters))
     });
+    let after = allocmeter::profile::sampling_stats();
+    allocmeter::set_sample_rate(old_rate);
+    let pairs = PAIRS.load(Ordering::Relaxed);
+    if pairs == 0 || !name.starts_with("Instrumented") {
+        return; // filtered out, or nothing to report
+    }
+    let (samples, dropped) = (
+        after.samples - before.samples,
+        after.dropped - before.dropped,
+    );
+    eprintln!(
+        "  {group_name}/{name}: rate {rate}, {pairs} pairs, {samples} samples taken, \
+         {dropped} dropped"
+    );
+    allocmeter_benches::write_extra(
+        group_name,
+        name,
+        &[
+            ("rate", rate as f64),
+            ("ops", pairs as f64),
+            ("samples", samples as f64),
+            ("dropped", dropped as f64),
+            ("frees_lost", (after.frees_lost - before.frees_lost) as f64),
+        ],
+    );
+}
+
+/// Starts a thread that drains the sample rings as the exporter's aggregator
+/// does: woken by a thread whose ring is a quarter full, and at least every
+/// 100 ms. It runs until the process exits.
+fn start_drainer() {
+    let drainer = thread::Builder::new()
+        .name("sample-drainer".into())
+        .spawn(|| {
+            loop {
+                let _ = allocmeter::profile::drain(|_| {});
+                thread::park_timeout(Duration::from_millis(100));
+            }
+        })
+        .expect("cannot start the drainer thread");
+    allocmeter::profile::register_drainer(drainer.thread().clone());
 }
 
 fn pairs(c: &mut Criterion) {
     LazyLock::force(&SIZES);
+    assert_eq!(
+        allocmeter::sample_rate(),
+        allocmeter::DEFAULT_SAMPLE_RATE,
+        "the Instrumented variants should sample at the default rate"
+    );
+    start_drainer();
     let workloads = [
         ("pair_64B", Workload::Fixed64),
         ("pair_mixed_16B-4KiB", Workload::Mixed),
     ];
     for (workload_name, work) in workloads {
         for (threads, threads_name) in [(1, "1thread"), (2, "2threads")] {
-            let mut group = c.benchmark_group(format!("{workload_name}/{threads_name}"));
-            bench_one(&mut group, "System", &SYSTEM, work, threads);
+            let group_name = format!("{workload_name}/{threads_name}");
+            let g = group_name.as_str();
+            let mut group = c.benchmark_group(g);
+            bench_one(&mut group, (g, "System"), &SYSTEM, work, threads, None);
             bench_one(
                 &mut group,
-                "Instrumented<System>",
+                (g, "Instrumented<System>"),
                 &INSTRUMENTED_SYSTEM,
                 work,
                 threads,
+                None,
             );
-            bench_one(&mut group, "MiMalloc", &MIMALLOC, work, threads);
             bench_one(
                 &mut group,
-                "Instrumented<MiMalloc>",
+                (g, "Instrumented<System> (sampling off)"),
+                &INSTRUMENTED_SYSTEM,
+                work,
+                threads,
+                Some(0),
+            );
+            bench_one(&mut group, (g, "MiMalloc"), &MIMALLOC, work, threads, None);
+            bench_one(
+                &mut group,
+                (g, "Instrumented<MiMalloc>"),
                 &INSTRUMENTED_MIMALLOC,
                 work,
                 threads,
+                None,
             );
             group.finish();
         }
