@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::size_class::NUM_SIZE_CLASSES;
+use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell};
 
 /// How a counter is bumped: by its single owner, or by anyone.
 pub(crate) trait Bump {
@@ -133,7 +133,7 @@ struct ClassCells {
 pub(crate) struct CounterCells {
     alloc_bytes: AtomicU64,
     free_bytes: AtomicU64,
-    by_class: [ClassCells; NUM_SIZE_CLASSES],
+    by_class: [ClassCells; CELLS],
     grown_in_place: AtomicU64,
     shrunk_in_place: AtomicU64,
     moved: AtomicU64,
@@ -164,7 +164,7 @@ impl CounterCells {
                     allocs: AtomicU64::new(0),
                     frees: AtomicU64::new(0),
                 }
-            }; NUM_SIZE_CLASSES],
+            }; CELLS],
             grown_in_place: AtomicU64::new(0),
             shrunk_in_place: AtomicU64::new(0),
             moved: AtomicU64::new(0),
@@ -174,20 +174,20 @@ impl CounterCells {
         }
     }
 
-    /// One allocation of `size` bytes in class `class`.
+    /// One allocation of `size` bytes.
     #[inline(always)]
-    pub fn alloc<B: Bump>(&self, size: u64, class: usize) {
-        B::add(&self.alloc_bytes, size);
-        if let Some(cells) = self.by_class.get(class) {
+    pub fn alloc<B: Bump>(&self, size: usize) {
+        B::add(&self.alloc_bytes, size as u64);
+        if let Some(cells) = self.by_class.get(cell_of(size)) {
             B::add(&cells.allocs, 1);
         }
     }
 
-    /// One free of `size` bytes in class `class`.
+    /// One free of `size` bytes.
     #[inline(always)]
-    pub fn free<B: Bump>(&self, size: u64, class: usize) {
-        B::add(&self.free_bytes, size);
-        if let Some(cells) = self.by_class.get(class) {
+    pub fn free<B: Bump>(&self, size: usize) {
+        B::add(&self.free_bytes, size as u64);
+        if let Some(cells) = self.by_class.get(cell_of(size)) {
             B::add(&cells.frees, 1);
         }
     }
@@ -198,7 +198,7 @@ impl CounterCells {
     /// written first, so a reader that sees the free also sees the allocation.
     #[inline(always)]
     pub fn realloc<B: Bump>(&self, old: usize, new: usize, kind: ReallocKind) {
-        self.alloc::<B>(new as u64, crate::size_class::class_of(new));
+        self.alloc::<B>(new);
         let kind_cell = match kind {
             ReallocKind::GrownInPlace => &self.grown_in_place,
             ReallocKind::ShrunkInPlace => &self.shrunk_in_place,
@@ -211,7 +211,7 @@ impl CounterCells {
         };
         B::add(kind_cell, 1);
         B::add(delta_cell, new.abs_diff(old) as u64);
-        self.free::<B>(old as u64, crate::size_class::class_of(old));
+        self.free::<B>(old);
     }
 
     /// One request the inner allocator refused (returned null).
@@ -224,7 +224,8 @@ impl CounterCells {
     pub fn read_free_side(&self, out: &mut Counters) {
         let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
         out.free_bytes = out.free_bytes.wrapping_add(ld(&self.free_bytes));
-        for (o, c) in out.free_by_class.iter_mut().zip(&self.by_class) {
+        for (cell, c) in self.by_class.iter().enumerate() {
+            let o = &mut out.free_by_class[class_of_cell(cell)];
             *o = o.wrapping_add(ld(&c.frees));
         }
     }
@@ -233,7 +234,8 @@ impl CounterCells {
     pub fn read_alloc_side(&self, out: &mut Counters) {
         let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
         out.alloc_bytes = out.alloc_bytes.wrapping_add(ld(&self.alloc_bytes));
-        for (o, c) in out.alloc_by_class.iter_mut().zip(&self.by_class) {
+        for (cell, c) in self.by_class.iter().enumerate() {
+            let o = &mut out.alloc_by_class[class_of_cell(cell)];
             *o = o.wrapping_add(ld(&c.allocs));
         }
         out.grown_in_place = out.grown_in_place.wrapping_add(ld(&self.grown_in_place));
@@ -258,9 +260,11 @@ impl CounterCells {
         let st = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
         st(&self.alloc_bytes, value.alloc_bytes);
         st(&self.free_bytes, value.free_bytes);
-        for (i, c) in self.by_class.iter().enumerate() {
-            st(&c.allocs, value.alloc_by_class[i]);
-            st(&c.frees, value.free_by_class[i]);
+        // Cells above the last class get zero: `read` folds them into it.
+        for (cell, c) in self.by_class.iter().enumerate() {
+            let class = (cell < NUM_SIZE_CLASSES).then_some(cell);
+            st(&c.allocs, class.map_or(0, |i| value.alloc_by_class[i]));
+            st(&c.frees, class.map_or(0, |i| value.free_by_class[i]));
         }
         st(&self.grown_in_place, value.grown_in_place);
         st(&self.shrunk_in_place, value.shrunk_in_place);
@@ -279,11 +283,11 @@ mod tests {
     #[test]
     fn owned_and_shared_writers_count_the_same() {
         let (a, b) = (CounterCells::new(), CounterCells::new());
-        for size in [1usize, 8, 9, 100, 4096, 1 << 20] {
-            a.alloc::<Owned>(size as u64, class_of(size));
-            b.alloc::<Shared>(size as u64, class_of(size));
-            a.free::<Owned>(size as u64, class_of(size));
-            b.free::<Shared>(size as u64, class_of(size));
+        for size in [1usize, 8, 9, 100, 4096, 1 << 20, 1 << 40, usize::MAX] {
+            a.alloc::<Owned>(size);
+            b.alloc::<Shared>(size);
+            a.free::<Owned>(size);
+            b.free::<Shared>(size);
         }
         a.realloc::<Owned>(10, 20, ReallocKind::GrownInPlace);
         b.realloc::<Shared>(10, 20, ReallocKind::GrownInPlace);

@@ -5,7 +5,6 @@ use core::alloc::{GlobalAlloc, Layout};
 use crate::counters::{Bump, CounterCells, ReallocKind};
 use crate::local::{self, Op};
 use crate::sampled;
-use crate::size_class::class_of;
 
 /// A global allocator that forwards every request to `A` and records it.
 ///
@@ -62,7 +61,7 @@ struct Alloc(usize);
 impl Op for Alloc {
     #[inline(always)]
     fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.alloc::<B>(self.0 as u64, class_of(self.0));
+        cells.alloc::<B>(self.0);
     }
 }
 
@@ -71,7 +70,7 @@ struct Free(usize);
 impl Op for Free {
     #[inline(always)]
     fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.free::<B>(self.0 as u64, class_of(self.0));
+        cells.free::<B>(self.0);
     }
 }
 

@@ -14,6 +14,29 @@ pub const NUM_SIZE_CLASSES: usize = 31;
 /// log2 of the upper bound of class 0 (8 bytes).
 const FIRST_SHIFT: u32 = 3;
 
+/// Counter cells per slot. The hot path indexes cells without clamping: every
+/// request size maps to one of these (sizes beyond 4 GiB, and the impossible
+/// size 0, land above the last class and are folded into it when read).
+pub(crate) const CELLS: usize = usize::BITS as usize - 2;
+
+/// The counter cell of a request of `size` bytes: its class, unclamped. A
+/// `lea`, an `or` and a `bsr`: the operand is never zero, and the result
+/// needs no bounds clamp because every value is below [`CELLS`].
+#[inline(always)]
+pub(crate) const fn cell_of(size: usize) -> usize {
+    let x = size.wrapping_sub(1) | ((1 << FIRST_SHIFT) - 1);
+    (usize::BITS - 1 - x.leading_zeros()) as usize + 1 - FIRST_SHIFT as usize
+}
+
+/// The size class counted by cell `cell`.
+pub(crate) const fn class_of_cell(cell: usize) -> usize {
+    if cell < NUM_SIZE_CLASSES {
+        cell
+    } else {
+        NUM_SIZE_CLASSES - 1
+    }
+}
+
 /// Returns the size class that a request of `size` bytes falls into.
 ///
 /// ```
@@ -27,11 +50,15 @@ const FIRST_SHIFT: u32 = 3;
 /// ```
 #[inline(always)]
 pub const fn class_of(size: usize) -> usize {
-    // ceil(log2(size)) for size >= 1; 0 for size <= 1.
-    let ceil_log2 = usize::BITS - size.saturating_sub(1).leading_zeros();
-    let shifted = ceil_log2.saturating_sub(FIRST_SHIFT) as usize;
-    if shifted < NUM_SIZE_CLASSES {
-        shifted
+    // For size >= 2, ceil(log2(size)) = floor(log2(size - 1)) + 1. Or-ing in
+    // the bits below the first class bound folds sizes 0..=8 into class 0
+    // and keeps the operand non-zero, so `leading_zeros` compiles to a bare
+    // `bsr`/`lzcnt` with no zero check.
+    let x = size.saturating_sub(1) | ((1 << FIRST_SHIFT) - 1);
+    let floor_log2 = usize::BITS - 1 - x.leading_zeros();
+    let class = (floor_log2 + 1 - FIRST_SHIFT) as usize;
+    if class < NUM_SIZE_CLASSES {
+        class
     } else {
         NUM_SIZE_CLASSES - 1
     }
@@ -84,6 +111,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cells_fold_into_classes() {
+        for size in (1..100_000).chain([usize::MAX, 1 << 40, (1 << 32) + 1, 1 << 32]) {
+            let cell = cell_of(size);
+            assert!(cell < CELLS);
+            assert_eq!(class_of_cell(cell), class_of(size), "size {size}");
+        }
+        assert!(cell_of(0) < CELLS, "size 0 cannot index out of bounds");
     }
 
     #[test]
