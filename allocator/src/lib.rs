@@ -84,6 +84,7 @@
 mod counters;
 mod instrumented;
 mod local;
+mod padded;
 pub mod profile;
 mod ring;
 mod sampled;

@@ -60,10 +60,11 @@ pub enum SampleEvent<'a> {
 /// dropped (and counted in [`SamplingStats::dropped`]) until some are freed.
 pub const MAX_LIVE_SAMPLES: usize = crate::sampled::CAPACITY;
 
-static DRAINING: AtomicBool = AtomicBool::new(false);
+static DRAINING: crate::padded::Padded<AtomicBool> = crate::padded::Padded(AtomicBool::new(false));
 
 /// The thread to wake when a ring fills up (leaked `Box<Thread>`; null: none).
-static DRAINER: AtomicPtr<Thread> = AtomicPtr::new(core::ptr::null_mut());
+static DRAINER: crate::padded::Padded<AtomicPtr<Thread>> =
+    crate::padded::Padded(AtomicPtr::new(core::ptr::null_mut()));
 
 /// Registers `thread` as the drainer: a thread whose sample ring becomes a
 /// quarter full unparks it ([`std::thread::Thread::unpark`], which does not

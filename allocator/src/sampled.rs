@@ -1,10 +1,14 @@
 //! The sampled-pointer table: which live blocks were sampled, so that their
 //! frees can be reported and in-use estimates fall when they are freed.
 //!
-//! Every free asks [`maybe_sampled`] first. That is a multiply, a shift and
-//! one load from a 16 KiB bit filter that only changes when a sampled block
-//! is allocated or freed, so on the common path the filter's cache lines are
-//! shared read-only by all cores and nothing is written. A clear bit means
+//! Every free asks [`maybe_sampled`] first. That is two shifts and one load
+//! from a 16 KiB bit filter that only changes when a sampled block is
+//! allocated or freed, so on the common path the filter's cache lines are
+//! shared read-only by all cores and nothing is written. The bit is the
+//! address in 16-byte units modulo 2^17, so neighbouring blocks share a
+//! filter line: the filter's cache footprint follows the heap's working set
+//! (one 64-byte filter line covers 8 KiB of addresses) instead of touching a
+//! random line per free. A clear bit means
 //! "not sampled", for certain. A set bit means "perhaps": the table is
 //! consulted under its shard's lock (a short, bounded try-lock that never
 //! waits long and never allocates).
@@ -18,6 +22,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::padded::Padded;
 use crate::try_lock::TryLock;
 
 /// log2 of the number of filter bits.
@@ -34,7 +39,8 @@ const MAX_PER_SHARD: usize = BUCKETS * 3 / 4;
 /// How many sampled blocks can be live at once (further samples are dropped).
 pub(crate) const CAPACITY: usize = SHARDS * MAX_PER_SHARD;
 
-static FILTER: [AtomicU64; FILTER_WORDS] = [const { AtomicU64::new(0) }; FILTER_WORDS];
+static FILTER: Padded<[AtomicU64; FILTER_WORDS]> =
+    Padded([const { AtomicU64::new(0) }; FILTER_WORDS]);
 
 struct Entry {
     /// The block's address; 0 = empty bucket.
@@ -63,19 +69,21 @@ static SHARDS_TABLE: [Shard; SHARDS] = [const {
     }
 }; SHARDS];
 
-/// Live entries in all shards.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Live entries in all shards. Written on every sampled insert and remove, so
+/// kept off the filter's lines.
+static LIVE: Padded<AtomicUsize> = Padded(AtomicUsize::new(0));
 
 /// Whether any entry was ever inserted (until then the table's pages are
-/// untouched and cost no memory).
-static TOUCHED: AtomicBool = AtomicBool::new(false);
+/// untouched and cost no memory). Written once.
+static TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 
-/// The filter bit of `ptr`.
+/// The filter bit of `ptr`: its address in 16-byte units (the smallest
+/// alignment of any allocator's blocks worth telling apart), modulo the
+/// filter size. Blocks 2 MiB apart share a bit; with `n` sampled blocks live,
+/// about `n / 2^17` of frees find their bit set without being sampled.
 #[inline(always)]
 fn filter_bit(ptr: usize) -> usize {
-    // Fibonacci hashing: the top bits of a multiply by 2^64/φ mix every
-    // address bit, including the low ones that alignment leaves at zero.
-    ((ptr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS_LOG2)) as usize
+    (ptr >> 4) & ((1 << FILTER_BITS_LOG2) - 1)
 }
 
 fn shard_of(bit: usize) -> usize {
@@ -146,7 +154,9 @@ pub(crate) fn insert(ptr: *mut u8, id: u64) -> Result<Option<u64>, InsertError> 
             .store(s.len.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         LIVE.fetch_add(1, Ordering::Relaxed);
         FILTER[bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
-        TOUCHED.store(true, Ordering::Relaxed);
+        if !TOUCHED.load(Ordering::Relaxed) {
+            TOUCHED.store(true, Ordering::Relaxed);
+        }
         Ok(None)
     })
     .unwrap_or(Err(InsertError::Busy))

@@ -21,7 +21,8 @@ pub const DEFAULT_SAMPLE_RATE: u64 = 512 * 1024;
 /// The default number of return addresses captured per sample.
 pub const DEFAULT_STACK_DEPTH: usize = 64;
 
-static RATE: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_RATE);
+static RATE: crate::padded::Padded<AtomicU64> =
+    crate::padded::Padded(AtomicU64::new(DEFAULT_SAMPLE_RATE));
 static DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_DEPTH);
 
 /// Sets the mean sampling distance in bytes: 0 turns sampling off, 1 samples
@@ -55,7 +56,9 @@ pub fn stack_depth() -> usize {
     DEPTH.load(Ordering::Relaxed)
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Bumped by every sample: kept off the line of the rate and depth, which
+/// every sampling point reads.
+static NEXT_ID: crate::padded::Padded<AtomicU64> = crate::padded::Padded(AtomicU64::new(1));
 
 /// A process-unique, never-zero sample id.
 pub(crate) fn next_sample_id() -> u64 {

@@ -90,8 +90,8 @@ const TABLE_LEN: usize = 4096;
 /// Untimed pairs each benchmark thread runs first (claims the allocmeter
 /// slot, looks up the thread's stack bounds, warms the inner allocator).
 const WARM_UP_PAIRS: u64 = 256;
-/// The allocator's filter: `1 << FILTER_BITS_LOG2` bits, indexed by the top
-/// bits of the address times 2^64/φ (replicates `allocator/src/sampled.rs`).
+/// The allocator's filter: `1 << FILTER_BITS_LOG2` bits, indexed by the
+/// address in 16-byte units (replicates `allocator/src/sampled.rs`).
 const FILTER_BITS_LOG2: u32 = 17;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 
@@ -198,7 +198,7 @@ unsafe impl GlobalAlloc for Switch {
 
 /// The filter bit of `ptr`, as `allocator/src/sampled.rs` computes it.
 fn filter_bit(ptr: usize) -> usize {
-    ((ptr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS_LOG2)) as usize
+    (ptr >> 4) & ((1 << FILTER_BITS_LOG2) - 1)
 }
 
 /// A filter like the allocator's, for [`ReplicaCheck`]; always empty.
