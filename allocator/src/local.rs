@@ -134,16 +134,37 @@ pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
                 return false;
             };
             op.apply::<Owned>(&slot.counters);
-            let left = local.countdown.get().wrapping_sub(size as i64);
-            local.countdown.set(left);
-            if left < 0 {
-                sampling_point(local, slot, ptr, size);
-            }
+            count_down(local, slot, ptr, size);
             true
         })
         .unwrap_or(false);
     if !done {
-        record_slow(op);
+        record_alloc_slow(op, ptr, size);
+    }
+}
+
+/// Runs the sampling countdown for an allocation of `size` bytes at `ptr`.
+#[inline(always)]
+fn count_down(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
+    let left = local.countdown.get().wrapping_sub(size as i64);
+    local.countdown.set(left);
+    if left < 0 {
+        sampling_point(local, slot, ptr, size);
+    }
+}
+
+/// `record_alloc` for a thread without a slot yet: claims one, so that a
+/// thread's first allocation is counted down (and may be sampled) like any
+/// other.
+#[cold]
+#[inline(never)]
+fn record_alloc_slow<O: Op>(op: O, ptr: *mut u8, size: usize) {
+    match current_slot() {
+        Some(slot) => {
+            op.apply::<Owned>(&slot.counters);
+            let _ = LOCAL.try_with(|local| count_down(local, slot, ptr, size));
+        }
+        None => op.apply::<Shared>(&slot::fallback().counters),
     }
 }
 
