@@ -48,6 +48,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
+use allocmeter_benches::TABLE_LEN;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -62,29 +63,12 @@ const ALIGN: usize = 8;
 /// How many blocks the mixed workload keeps live: each block is freed this
 /// many steps after it was allocated.
 const RING: usize = 8;
-/// Entries in the table of mixed sizes (a power of two, so indexing is a mask).
-const TABLE_LEN: usize = 4096;
 /// Pairs each thread runs before timing starts (claims the allocmeter slot,
 /// sets up the inner allocator's thread cache).
 const WARM_UP_PAIRS: u64 = 1024;
 
-/// Sizes from 16 B to 4 KiB, log-uniform, from a fixed-seed xorshift64 so
-/// every run and every allocator sees the same sequence.
-static SIZES: LazyLock<[u16; TABLE_LEN]> = LazyLock::new(|| {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut table = [0u16; TABLE_LEN];
-    for entry in &mut table {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        // Uniform in [0, 1) from the top 53 bits.
-        let u = (state >> 11) as f64 / (1u64 << 53) as f64;
-        // 2^(4 + 8u): log2 uniform in [4, 12], so 16 B ..= 4096 B.
-        let size = (4.0 + 8.0 * u).exp2().round() as u16;
-        *entry = size.clamp(16, 4096);
-    }
-    table
-});
+/// Sizes from 16 B to 4 KiB, log-uniform (shared with the other benchmarks).
+static SIZES: LazyLock<[u16; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
 
 #[derive(Clone, Copy)]
 enum Workload {

@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 use allocmeter::Instrumented;
 use allocmeter::profile::{self, SampleEvent};
 use allocmeter::stack::{self, Method};
+use allocmeter_benches::TABLE_LEN;
 use allocmeter_benches::write_extra;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -85,8 +86,6 @@ const LIVE_SAMPLED_MANY: usize = 20_000;
 const BATCH: usize = 1024;
 /// Blocks the mixed pairs workload keeps live (as in `pairs.rs`).
 const RING: usize = 8;
-/// Entries in the table of mixed sizes.
-const TABLE_LEN: usize = 4096;
 /// Untimed pairs each benchmark thread runs first (claims the allocmeter
 /// slot, looks up the thread's stack bounds, warms the inner allocator).
 const WARM_UP_PAIRS: u64 = 256;
@@ -95,20 +94,8 @@ const WARM_UP_PAIRS: u64 = 256;
 const FILTER_BITS_LOG2: u32 = 17;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 
-/// Sizes from 16 B to 4 KiB, log-uniform (the same table as `pairs.rs`).
-static SIZES: LazyLock<[u16; TABLE_LEN]> = LazyLock::new(|| {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut table = [0u16; TABLE_LEN];
-    for entry in &mut table {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let u = (state >> 11) as f64 / (1u64 << 53) as f64;
-        let size = (4.0 + 8.0 * u).exp2().round() as u16;
-        *entry = size.clamp(16, 4096);
-    }
-    table
-});
+/// Sizes from 16 B to 4 KiB, log-uniform (shared with the other benchmarks).
+static SIZES: LazyLock<[u16; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
 
 fn layout_at(i: usize) -> Layout {
     Layout::from_size_align(usize::from(SIZES[i % TABLE_LEN]), 8).expect("sizes are small")

@@ -8,6 +8,27 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+/// Entries in the table of mixed sizes (a power of two, so indexing is a mask).
+pub const TABLE_LEN: usize = 4096;
+
+/// Sizes from 16 B to 4 KiB, log-uniform, from a fixed-seed xorshift64 so
+/// that every run, benchmark and allocator sees the same sequence.
+pub fn mixed_sizes() -> [u16; TABLE_LEN] {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut table = [0u16; TABLE_LEN];
+    for entry in &mut table {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Uniform in [0, 1) from the top 53 bits.
+        let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+        // 2^(4 + 8u): log2 uniform in [4, 12], so 16 B ..= 4096 B.
+        let size = (4.0 + 8.0 * u).exp2().round() as u16;
+        *entry = size.clamp(16, 4096);
+    }
+    table
+}
+
 /// Where criterion writes its results: `$CRITERION_HOME`, else
 /// `$CARGO_TARGET_DIR/criterion`, else the workspace's `target/criterion`.
 pub fn criterion_dir() -> PathBuf {
