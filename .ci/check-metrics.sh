@@ -24,3 +24,4 @@ if [ -n "$report" ]; then
 fi
 families=$(grep -c '^# TYPE allocmeter_' "$scrape")
 echo "check-metrics: promtool check metrics: OK ($families allocmeter_* families, $(wc -l <"$scrape") lines)"
+rm -f "$scrape"
