@@ -271,7 +271,7 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     let id = sampler::next_sample_id();
     match sampled::insert(ptr, id) {
         Ok(None) => {}
-        Ok(Some(stale)) => report_sampled_free(stale),
+        Ok(Some(stale)) => push_free(stale),
         Err(_) => return dropped(),
     }
     let len = HEAD + n;
@@ -307,7 +307,31 @@ fn stack_bounds(local: &Local) -> Option<(usize, usize)> {
 /// A sampled block at `ptr` is being freed (its table entry already removed,
 /// with `id`): report the free through the calling thread's ring, or the
 /// fallback slot's.
+///
+/// The thread is marked busy while it pushes: a signal handler that frees a
+/// sampled block in the middle of the push must not push into the same
+/// single-producer ring, so such a nested free is counted as lost instead.
 pub(crate) fn report_sampled_free(id: u64) {
+    let nested = LOCAL.try_with(|l| l.busy.replace(true)).unwrap_or(false);
+    if nested {
+        lose_free();
+        return;
+    }
+    push_free(id);
+    let _ = LOCAL.try_with(|l| l.busy.set(false));
+}
+
+/// Counts a sampled free that could not be reported.
+fn lose_free() {
+    match current_slot() {
+        Some(slot) => SamplingCells::bump::<Owned>(&slot.sampling.frees_lost),
+        None => SamplingCells::bump::<Shared>(&slot::fallback().sampling.frees_lost),
+    }
+}
+
+/// Pushes a free record; the caller makes sure no other push into this
+/// thread's ring is in progress.
+fn push_free(id: u64) {
     let record = [ring::header(ring::KIND_FREE, 2), id];
     let owned = current_slot();
     let pushed = match owned {
@@ -318,10 +342,7 @@ pub(crate) fn report_sampled_free(id: u64) {
             .unwrap_or(false),
     };
     if !pushed {
-        match owned {
-            Some(slot) => SamplingCells::bump::<Owned>(&slot.sampling.frees_lost),
-            None => SamplingCells::bump::<Shared>(&slot::fallback().sampling.frees_lost),
-        }
+        lose_free();
     }
 }
 
