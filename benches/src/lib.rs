@@ -8,6 +8,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+pub mod workload;
+
 /// Entries in the table of mixed sizes (a power of two, so indexing is a mask).
 pub const TABLE_LEN: usize = 4096;
 

@@ -17,17 +17,11 @@ use crate::sites::{self, Site, SiteReport, SiteTable, SortBy};
 use crate::snapshot::{History, Snapshot};
 use crate::symbolize::Symbolizer;
 
-/// How often the rings are drained when samples trickle in. A ring holds
-/// about a hundred samples, so this keeps up with a thread allocating 1 GB/s
-/// at the default rate.
+/// How often the rings are drained when no thread asks sooner. A thread whose
+/// ring is a quarter full unparks the aggregator at once (see
+/// [`allocmeter::profile::register_drainer`]), so bursts and small sampling
+/// rates are drained as they come, without polling.
 pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(50);
-
-/// How often the rings are drained for [`STAY_BUSY`] after a busy drain (one
-/// that read at least [`BUSY_DRAIN`] events), so that small sampling rates and
-/// bursts do not overflow them.
-pub(crate) const DRAIN_SOON: Duration = Duration::from_millis(2);
-const BUSY_DRAIN: usize = 32;
-const STAY_BUSY: Duration = Duration::from_secs(1);
 
 /// The most sites the opt-in per-site Prometheus gauges may cover.
 pub const MAX_SITE_METRICS: usize = 50;
@@ -195,27 +189,13 @@ impl Shared {
 }
 
 /// Drains every [`DRAIN_EVERY`] (sooner when a thread's ring fills up and
-/// unparks this thread, or after a busy drain) and snapshots every `interval`,
-/// until `stop` is set (and the thread unparked).
+/// unparks this thread) and snapshots every `interval`, until `stop` is set
+/// (and the thread unparked).
 pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Arc<AtomicBool>) {
     allocmeter::profile::mark_thread_internal();
-    // Load the binary's debug info in the background (it can take a while for
-    // a large binary), under the symbolizer's lock only, so that the first
-    // profile fetch is quick and draining never waits for it.
-    let profile = shared.profile.clone();
-    let _ = std::thread::Builder::new()
-        .name("allocmeter-symbols".into())
-        .spawn(move || {
-            allocmeter::profile::mark_thread_internal();
-            profile.symbolizer.lock().resolve(run as *const () as u64);
-        });
     let mut next_snapshot = Instant::now() + interval;
-    let mut busy_until = Instant::now();
     loop {
-        let events = shared.profile.drain();
-        if events >= BUSY_DRAIN {
-            busy_until = Instant::now() + STAY_BUSY;
-        }
+        shared.profile.drain();
         if Instant::now() >= next_snapshot {
             shared.tick();
             next_snapshot += interval;
@@ -223,12 +203,7 @@ pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Arc<AtomicBool>
                 next_snapshot = Instant::now() + interval;
             }
         }
-        let cadence = if Instant::now() < busy_until {
-            DRAIN_SOON
-        } else {
-            DRAIN_EVERY
-        };
-        let wait = cadence.min(next_snapshot.saturating_duration_since(Instant::now()));
+        let wait = DRAIN_EVERY.min(next_snapshot.saturating_duration_since(Instant::now()));
         if stop.load(Ordering::Acquire) {
             break;
         }

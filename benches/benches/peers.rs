@@ -1,0 +1,758 @@
+//! allocmeter next to its peers: what each instrumented allocator costs per
+//! operation, against the bare allocator it wraps, in the same run.
+//!
+//! Every allocator is a `static` called through the [`GlobalAlloc`] trait
+//! (none is the process's `#[global_allocator]`, which stays `System`), so all
+//! variants run exactly the same loops and differ only in the allocator:
+//!
+//! - the inner allocators bare: `System`, `MiMalloc`, `Jemalloc`
+//!   (tikv-jemallocator);
+//! - each wrapped in `allocmeter::Instrumented` with sampling off, at the
+//!   default 512 KiB and at 64 KiB;
+//! - the peers, each declared as its README declares its
+//!   `#[global_allocator]` and wrapping `System` where it wraps anything:
+//!   stats_alloc, cap, peak_alloc, heapster, re_memory's
+//!   `AccountingAllocator` (call-stack tracking off, then on),
+//!   tracking-allocator (with a counting tracker installed and tracking
+//!   enabled), pprof-alloc (pprof sampling at its default 512 KiB, and its
+//!   counters) and dhat (heap mode, with a `dhat::Profiler` running).
+//!   `benches/peers.md` tells what each records, how it is set up here, and
+//!   the figures of a run.
+//!
+//! Three workloads, each on every thread count in `ALLOCMETER_BENCH_THREADS`
+//! (a comma-separated list, default `1,2`):
+//!
+//! - `64B`: allocate 64 B and free it at once (one op = one pair);
+//! - `mixed_16B-64KiB`: sizes from 16 B to 64 KiB, log-uniform from a
+//!   precomputed table, with a ring of [`RING`] live blocks, each freed
+//!   [`RING`] steps after it was allocated (one op = one pair);
+//! - `realloc_8B-1MiB`: a vector grown from 8 B to 1 MiB by doubling
+//!   reallocations, each grown part written as `Vec::push` would, then freed
+//!   (one op = the whole growth: 1 alloc, 17 reallocs, 1 free).
+//!
+//! Each sample runs on threads spawned for it; after a short untimed warm-up
+//! every thread runs `iters` ops, and the slowest thread's time is returned,
+//! so criterion's figure is the time per op per thread.
+//!
+//! Some switches are process-wide and are set just before a variant's runs and
+//! restored after them: allocmeter's sample rate, re_memory's call-stack
+//! tracking, tracking-allocator's tracking, and dhat's profiler (which exists
+//! only around the dhat runs). As in `pairs.rs`, a drainer thread empties
+//! allocmeter's sample rings, as the exporter would.
+//!
+//! After each variant's runs, while its switches are still on, the benchmark
+//! reads what the instrumentation recorded (allocations counted, live bytes,
+//! samples or stacks) over the runs and around a probe allocation of
+//! [`PROBE_SIZE`], prints it, and records it with
+//! [`allocmeter_benches::write_extra`], so a peer that recorded nothing would
+//! show.
+//!
+//! Run with `cargo bench -p allocmeter-benches --bench peers`.
+
+use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, LazyLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use allocmeter::Instrumented;
+use allocmeter_benches::TABLE_LEN;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use mimalloc::MiMalloc;
+use tikv_jemallocator::Jemalloc;
+use tracking_allocator::{AllocationGroupId, AllocationRegistry, AllocationTracker};
+
+// The inner allocators, bare and wrapped.
+static SYSTEM: System = System;
+static INSTRUMENTED_SYSTEM: Instrumented<System> = Instrumented::new(System);
+static MIMALLOC: MiMalloc = MiMalloc;
+static INSTRUMENTED_MIMALLOC: Instrumented<MiMalloc> = Instrumented::new(MiMalloc);
+static JEMALLOC: Jemalloc = Jemalloc;
+static INSTRUMENTED_JEMALLOC: Instrumented<Jemalloc> = Instrumented::new(Jemalloc);
+
+// The peers, each as its README declares it.
+static STATS_ALLOC: &stats_alloc::StatsAlloc<System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+static CAP: cap::Cap<System> = cap::Cap::new(System, usize::MAX);
+static PEAK_ALLOC: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
+static HEAPSTER: heapster::Heapster<System> = heapster::Heapster::new(System);
+static RE_MEMORY: re_memory::AccountingAllocator<System> =
+    re_memory::AccountingAllocator::new(System);
+static TRACKING_ALLOCATOR: tracking_allocator::Allocator<System> =
+    tracking_allocator::Allocator::system();
+static PPROF_ALLOC: pprof_alloc::PprofAlloc =
+    pprof_alloc::PprofAlloc::new().with_pprof().with_stats();
+static DHAT: dhat::Alloc = dhat::Alloc;
+
+/// Alignment of every block (that of a `u64`, like most Rust collections).
+const ALIGN: usize = 8;
+/// How many blocks the mixed workload keeps live.
+const RING: usize = 8;
+/// The growth workload's first and last sizes.
+const GROWTH_FIRST: usize = 8;
+const GROWTH_LAST: usize = 1 << 20;
+/// The probe allocation made after each variant's runs: large enough for
+/// re_memory to track it fully (at least 1 MiB) and for the samplers to take
+/// it almost surely.
+const PROBE_SIZE: usize = 2 << 20;
+
+/// Sizes from 16 B to 64 KiB, log-uniform, from a fixed-seed xorshift64
+/// (the same generator as [`allocmeter_benches::mixed_sizes`], over a wider
+/// range), so every run and allocator sees the same sequence.
+static SIZES: LazyLock<[u32; TABLE_LEN]> = LazyLock::new(|| {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut table = [0u32; TABLE_LEN];
+    for entry in &mut table {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Uniform in [0, 1) from the top 53 bits.
+        let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+        // 2^(4 + 12u): log2 uniform in [4, 16], so 16 B ..= 65536 B.
+        let size = (4.0 + 12.0 * u).exp2().round() as u32;
+        *entry = size.clamp(16, 1 << 16);
+    }
+    table
+});
+
+#[derive(Clone, Copy)]
+enum Workload {
+    /// Allocate 64 B and free it at once.
+    Fixed64,
+    /// Allocate a size from [`SIZES`], free the block from [`RING`] steps ago.
+    Mixed,
+    /// Grow a block from [`GROWTH_FIRST`] to [`GROWTH_LAST`] by doubling, then
+    /// free it.
+    ReallocGrowth,
+}
+
+impl Workload {
+    /// Runs `iters` ops on the calling thread and returns how long they took.
+    fn run<A: GlobalAlloc>(self, a: &A, iters: u64) -> Duration {
+        match self {
+            Workload::Fixed64 => fixed_64(a, iters),
+            Workload::Mixed => mixed(a, &SIZES, iters),
+            Workload::ReallocGrowth => realloc_growth(a, iters),
+        }
+    }
+
+    /// Ops each thread runs before timing starts (sets up the thread's state
+    /// in the allocator and in the instrumentation).
+    fn warm_up_ops(self) -> u64 {
+        match self {
+            Workload::Fixed64 | Workload::Mixed => 1024,
+            Workload::ReallocGrowth => 16,
+        }
+    }
+}
+
+/// Allocates with `a`; never returns null.
+#[inline(always)]
+fn alloc<A: GlobalAlloc + ?Sized>(a: &A, layout: Layout) -> *mut u8 {
+    // SAFETY: every layout used here has a non-zero size (at least 8 B).
+    let p = unsafe { a.alloc(layout) };
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    // Hide the pointer from the optimiser, so the pair cannot be elided.
+    black_box(p)
+}
+
+#[inline(never)]
+fn fixed_64<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
+    let layout = Layout::new::<[u64; 8]>();
+    let start = Instant::now();
+    for _ in 0..iters {
+        // The size is opaque, as it is behind `__rust_alloc`.
+        let layout = black_box(layout);
+        let p = alloc(a, layout);
+        // SAFETY: `p` was just allocated by `a` with `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    start.elapsed()
+}
+
+#[inline(never)]
+fn mixed<A: GlobalAlloc>(a: &A, sizes: &[u32; TABLE_LEN], iters: u64) -> Duration {
+    let layout_at = |i: usize| {
+        Layout::from_size_align(sizes[i % TABLE_LEN] as usize, ALIGN).expect("sizes are small")
+    };
+    let mut ring: [(*mut u8, Layout); RING] = core::array::from_fn(|i| {
+        let layout = layout_at(i);
+        (alloc(a, layout), layout)
+    });
+    let start = Instant::now();
+    for i in 0..iters as usize {
+        let layout = layout_at(i + RING);
+        let p = alloc(a, layout);
+        let (old, old_layout) = core::mem::replace(&mut ring[i % RING], (p, layout));
+        // SAFETY: `old` was allocated by `a` with `old_layout` (in the ring
+        // prefill or RING steps ago) and is freed exactly once, here.
+        unsafe { a.dealloc(old, old_layout) };
+    }
+    let elapsed = start.elapsed();
+    for (p, layout) in ring {
+        // SAFETY: the blocks still in the ring came from `a` with `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    elapsed
+}
+
+#[inline(never)]
+fn realloc_growth<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let first = black_box(Layout::from_size_align(GROWTH_FIRST, ALIGN).expect("small"));
+        let mut p = alloc(a, first);
+        // SAFETY: `p` is valid for writes of `first.size()` bytes.
+        unsafe { p.write_bytes(1, first.size()) };
+        let mut size = first.size();
+        while size < GROWTH_LAST {
+            let new_size = size * 2;
+            let old = Layout::from_size_align(size, ALIGN).expect("at most 1 MiB");
+            // SAFETY: `p` was allocated by `a` with `old` (allocated or last
+            // reallocated to `size` bytes); `new_size` is non-zero and at most
+            // 1 MiB, so rounding it up to `ALIGN` cannot overflow `isize`.
+            let q = unsafe { a.realloc(p, old, new_size) };
+            if q.is_null() {
+                handle_alloc_error(Layout::from_size_align(new_size, ALIGN).expect("small"));
+            }
+            // Fill the grown part, as pushing to a `Vec` would.
+            // SAFETY: `q` is valid for writes of `new_size` bytes.
+            unsafe { q.add(size).write_bytes(1, new_size - size) };
+            p = black_box(q);
+            size = new_size;
+        }
+        let last = Layout::from_size_align(size, ALIGN).expect("at most 1 MiB");
+        // SAFETY: `p` was last reallocated by `a` to `size` bytes.
+        unsafe { a.dealloc(p, last) };
+    }
+    start.elapsed()
+}
+
+/// Ops run (warm-up included) in the current benchmark, on all threads.
+static OPS: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `iters` ops on each of `threads` new threads, started together, and
+/// returns the slowest thread's time.
+fn run_threads<A: GlobalAlloc + Sync>(
+    a: &A,
+    work: Workload,
+    threads: usize,
+    iters: u64,
+) -> Duration {
+    let barrier = Barrier::new(threads);
+    OPS.fetch_add(
+        (work.warm_up_ops() + iters) * threads as u64,
+        Ordering::Relaxed,
+    );
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    work.run(a, work.warm_up_ops());
+                    barrier.wait();
+                    work.run(a, iters)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread panicked"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+/// What an allocator's instrumentation reports, read through its own API.
+/// `None`: it keeps no such figure.
+#[derive(Clone, Copy, Default)]
+struct Observed {
+    /// Allocations counted since it started (allocmeter and pprof-alloc count
+    /// a realloc as one free and one allocation, dhat as one more block,
+    /// tracking-allocator's default realloc is an allocation and a free;
+    /// heapster and stats_alloc count reallocs apart).
+    allocs: Option<u64>,
+    /// Bytes allocated and not freed.
+    live_bytes: Option<i64>,
+    /// What the call-site profiler recorded: samples taken (allocmeter),
+    /// allocations its samples stand for (pprof-alloc's `alloc_objects`
+    /// estimate), live blocks tracked with a stack (re_memory with call
+    /// stacks on).
+    stacks: Option<u64>,
+}
+
+fn delta(after: Option<u64>, before: Option<u64>) -> f64 {
+    match (after, before) {
+        (Some(a), Some(b)) => a.wrapping_sub(b) as f64,
+        _ => f64::NAN,
+    }
+}
+
+fn delta_i(after: Option<i64>, before: Option<i64>) -> f64 {
+    match (after, before) {
+        (Some(a), Some(b)) => (a - b) as f64,
+        _ => f64::NAN,
+    }
+}
+
+fn observe_none() -> Observed {
+    Observed::default()
+}
+
+fn observe_allocmeter() -> Observed {
+    let stats = allocmeter::stats();
+    Observed {
+        allocs: Some(stats.allocs),
+        live_bytes: Some(stats.live_bytes as i64),
+        stacks: Some(allocmeter::profile::sampling_stats().samples),
+    }
+}
+
+fn observe_stats_alloc() -> Observed {
+    let stats = STATS_ALLOC.stats();
+    Observed {
+        allocs: Some(stats.allocations as u64),
+        live_bytes: Some(stats.bytes_allocated as i64 - stats.bytes_deallocated as i64),
+        stacks: None,
+    }
+}
+
+fn observe_cap() -> Observed {
+    Observed {
+        live_bytes: Some(CAP.allocated() as i64),
+        ..Observed::default()
+    }
+}
+
+fn observe_peak_alloc() -> Observed {
+    Observed {
+        live_bytes: Some(PEAK_ALLOC.current_usage() as i64),
+        ..Observed::default()
+    }
+}
+
+fn observe_heapster() -> Observed {
+    Observed {
+        allocs: Some(HEAPSTER.alloc_count()),
+        live_bytes: Some(HEAPSTER.use_curr() as i64),
+        stacks: None,
+    }
+}
+
+fn observe_re_memory() -> Observed {
+    let live = re_memory::accounting_allocator::global_allocs().map_or(0, |c| c.size);
+    let tracked = re_memory::accounting_allocator::tracking_stats()
+        .map(|s| (s.fully_tracked.count + s.stochastically_tracked.count) as u64);
+    Observed {
+        allocs: None,
+        live_bytes: Some(live as i64),
+        stacks: tracked,
+    }
+}
+
+/// tracking-allocator's tracker: counts, as its README's example prints.
+struct CountingTracker;
+
+static TRACKED_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static TRACKED_ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+static TRACKED_FREES: AtomicU64 = AtomicU64::new(0);
+static TRACKED_FREE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+impl AllocationTracker for CountingTracker {
+    fn allocated(
+        &self,
+        _addr: usize,
+        object_size: usize,
+        _wrapped_size: usize,
+        _group_id: AllocationGroupId,
+    ) {
+        TRACKED_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        TRACKED_ALLOC_BYTES.fetch_add(object_size as u64, Ordering::Relaxed);
+    }
+
+    fn deallocated(
+        &self,
+        _addr: usize,
+        object_size: usize,
+        _wrapped_size: usize,
+        _source_group_id: AllocationGroupId,
+        _current_group_id: AllocationGroupId,
+    ) {
+        TRACKED_FREES.fetch_add(1, Ordering::Relaxed);
+        TRACKED_FREE_BYTES.fetch_add(object_size as u64, Ordering::Relaxed);
+    }
+}
+
+fn observe_tracking_allocator() -> Observed {
+    // Frees before allocations, so live never reads below the truth.
+    let free_bytes = TRACKED_FREE_BYTES.load(Ordering::Relaxed) as i64;
+    let alloc_bytes = TRACKED_ALLOC_BYTES.load(Ordering::Relaxed) as i64;
+    Observed {
+        allocs: Some(TRACKED_ALLOCS.load(Ordering::Relaxed)),
+        live_bytes: Some(alloc_bytes - free_bytes),
+        stacks: None,
+    }
+}
+
+fn observe_pprof_alloc() -> Observed {
+    // Flushes the calling thread's counters; the benchmark's threads flushed
+    // theirs when they exited.
+    let stats = pprof_alloc::allocation_stats();
+    Observed {
+        allocs: Some(stats.allocations),
+        live_bytes: Some(stats.allocated as i64 - stats.freed as i64),
+        stacks: Some(pprof_alloc::snapshot().pprof.alloc_objects),
+    }
+}
+
+fn observe_dhat() -> Observed {
+    // Only called while the dhat variant's profiler runs.
+    let stats = dhat::HeapStats::get();
+    Observed {
+        allocs: Some(stats.total_blocks),
+        live_bytes: Some(stats.curr_bytes as i64),
+        stacks: None,
+    }
+}
+
+/// A process-wide switch a variant needs, set before its runs and restored
+/// after them.
+#[derive(Clone, Copy)]
+enum Setup {
+    /// Nothing to set.
+    Plain,
+    /// allocmeter's sample rate, in bytes (0: off).
+    SampleRate(u64),
+    /// re_memory's call-stack tracking.
+    ReMemoryCallstacks(bool),
+    /// tracking-allocator's tracking (the tracker is installed at start).
+    Tracking,
+    /// A running dhat heap profiler.
+    DhatProfiler,
+}
+
+/// A [`Setup`] in force; dropping it restores what it changed.
+struct Active {
+    setup: Setup,
+    old_rate: u64,
+    profiler: Option<dhat::Profiler>,
+}
+
+impl Setup {
+    fn enter(self) -> Active {
+        let old_rate = allocmeter::sample_rate();
+        let mut profiler = None;
+        match self {
+            Setup::Plain => {}
+            Setup::SampleRate(rate) => allocmeter::set_sample_rate(rate),
+            Setup::ReMemoryCallstacks(on) => {
+                re_memory::accounting_allocator::set_tracking_callstacks(on);
+            }
+            Setup::Tracking => AllocationRegistry::enable_tracking(),
+            Setup::DhatProfiler => {
+                let file = allocmeter_benches::criterion_dir().join("peers-dhat-heap.json");
+                profiler = Some(dhat::Profiler::builder().file_name(file).build());
+            }
+        }
+        Active {
+            setup: self,
+            old_rate,
+            profiler,
+        }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        match self.setup {
+            Setup::Plain | Setup::DhatProfiler => {}
+            Setup::SampleRate(_) => allocmeter::set_sample_rate(self.old_rate),
+            Setup::ReMemoryCallstacks(_) => {
+                re_memory::accounting_allocator::set_tracking_callstacks(false);
+            }
+            Setup::Tracking => AllocationRegistry::disable_tracking(),
+        }
+        // Stops dhat's profiler, which writes its profile.
+        drop(self.profiler.take());
+    }
+}
+
+/// One allocator to measure.
+struct Variant {
+    /// The benchmark's function name.
+    name: &'static str,
+    /// The allocator, for the probe allocation.
+    alloc: &'static (dyn GlobalAlloc + Sync),
+    /// `run_threads` on this allocator, monomorphised like the bare ones.
+    run: fn(Workload, usize, u64) -> Duration,
+    setup: Setup,
+    observe: fn() -> Observed,
+}
+
+macro_rules! variant {
+    ($name:expr, $alloc:path, $setup:expr, $observe:expr) => {
+        Variant {
+            name: $name,
+            alloc: &$alloc,
+            run: |work, threads, iters| run_threads(&$alloc, work, threads, iters),
+            setup: $setup,
+            observe: $observe,
+        }
+    };
+}
+
+fn variants() -> Vec<Variant> {
+    use Setup::{DhatProfiler, Plain, ReMemoryCallstacks, SampleRate, Tracking};
+    let default = allocmeter::DEFAULT_SAMPLE_RATE;
+    let rate_64k = 64 * 1024;
+    vec![
+        variant!("System", SYSTEM, Plain, observe_none),
+        variant!(
+            "Instrumented<System> (sampling off)",
+            INSTRUMENTED_SYSTEM,
+            SampleRate(0),
+            observe_allocmeter
+        ),
+        variant!(
+            "Instrumented<System>",
+            INSTRUMENTED_SYSTEM,
+            SampleRate(default),
+            observe_allocmeter
+        ),
+        variant!(
+            "Instrumented<System> (64 KiB)",
+            INSTRUMENTED_SYSTEM,
+            SampleRate(rate_64k),
+            observe_allocmeter
+        ),
+        variant!("MiMalloc", MIMALLOC, Plain, observe_none),
+        variant!(
+            "Instrumented<MiMalloc> (sampling off)",
+            INSTRUMENTED_MIMALLOC,
+            SampleRate(0),
+            observe_allocmeter
+        ),
+        variant!(
+            "Instrumented<MiMalloc>",
+            INSTRUMENTED_MIMALLOC,
+            SampleRate(default),
+            observe_allocmeter
+        ),
+        variant!(
+            "Instrumented<MiMalloc> (64 KiB)",
+            INSTRUMENTED_MIMALLOC,
+            SampleRate(rate_64k),
+            observe_allocmeter
+        ),
+        variant!("Jemalloc", JEMALLOC, Plain, observe_none),
+        variant!(
+            "Instrumented<Jemalloc> (sampling off)",
+            INSTRUMENTED_JEMALLOC,
+            SampleRate(0),
+            observe_allocmeter
+        ),
+        variant!(
+            "Instrumented<Jemalloc>",
+            INSTRUMENTED_JEMALLOC,
+            SampleRate(default),
+            observe_allocmeter
+        ),
+        variant!(
+            "Instrumented<Jemalloc> (64 KiB)",
+            INSTRUMENTED_JEMALLOC,
+            SampleRate(rate_64k),
+            observe_allocmeter
+        ),
+        variant!(
+            "stats_alloc StatsAlloc<System>",
+            STATS_ALLOC,
+            Plain,
+            observe_stats_alloc
+        ),
+        variant!("cap Cap<System>", CAP, Plain, observe_cap),
+        variant!(
+            "peak_alloc PeakAlloc",
+            PEAK_ALLOC,
+            Plain,
+            observe_peak_alloc
+        ),
+        variant!(
+            "heapster Heapster<System>",
+            HEAPSTER,
+            Plain,
+            observe_heapster
+        ),
+        variant!(
+            "re_memory AccountingAllocator<System>",
+            RE_MEMORY,
+            ReMemoryCallstacks(false),
+            observe_re_memory
+        ),
+        variant!(
+            "re_memory AccountingAllocator<System> (callstacks on)",
+            RE_MEMORY,
+            ReMemoryCallstacks(true),
+            observe_re_memory
+        ),
+        variant!(
+            "tracking-allocator Allocator<System>",
+            TRACKING_ALLOCATOR,
+            Tracking,
+            observe_tracking_allocator
+        ),
+        variant!(
+            "pprof-alloc PprofAlloc (System)",
+            PPROF_ALLOC,
+            Plain,
+            observe_pprof_alloc
+        ),
+        variant!("dhat Alloc (heap)", DHAT, DhatProfiler, observe_dhat),
+    ]
+}
+
+/// Benchmarks one variant on one workload and thread count, then reports
+/// what its instrumentation recorded meanwhile and around a probe allocation.
+fn bench_one(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    v: &Variant,
+    work: Workload,
+    threads: usize,
+) {
+    let active = v.setup.enter();
+    let rate = allocmeter::sample_rate();
+    OPS.store(0, Ordering::Relaxed);
+    let sampling_before = allocmeter::profile::sampling_stats();
+    let before = (v.observe)();
+    group.bench_function(v.name, |b| {
+        b.iter_custom(|iters| (v.run)(work, threads, iters))
+    });
+    let ops = OPS.load(Ordering::Relaxed);
+    if ops == 0 {
+        return; // filtered out
+    }
+    let after = (v.observe)();
+    let sampling_after = allocmeter::profile::sampling_stats();
+
+    // The probe: one block through the allocator, observed while it lives.
+    let layout = Layout::from_size_align(PROBE_SIZE, ALIGN).expect("2 MiB");
+    let probe_before = (v.observe)();
+    let p = alloc(v.alloc, layout);
+    let probe_during = (v.observe)();
+    // SAFETY: `p` was just allocated by `v.alloc` with `layout`.
+    unsafe { v.alloc.dealloc(p, layout) };
+    drop(active);
+
+    let allocs = delta(after.allocs, before.allocs);
+    let stacks = delta(after.stacks, before.stacks);
+    let probe_allocs = delta(probe_during.allocs, probe_before.allocs);
+    let probe_live = delta_i(probe_during.live_bytes, probe_before.live_bytes);
+    let probe_stacks = delta(probe_during.stacks, probe_before.stacks);
+    let is_instrumented = v.name.starts_with("Instrumented");
+    let (samples, dropped) = if is_instrumented {
+        (
+            (sampling_after.samples - sampling_before.samples) as f64,
+            (sampling_after.dropped - sampling_before.dropped) as f64,
+        )
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    let seen = probe_allocs >= 1.0 || probe_live == PROBE_SIZE as f64;
+    let verdict = if probe_before.allocs.is_none() && probe_before.live_bytes.is_none() {
+        "not instrumented"
+    } else if seen {
+        "recorded the probe"
+    } else {
+        "DID NOT record the probe"
+    };
+    eprintln!(
+        "  {group_name}/{}: {ops} ops; over the runs: allocs {allocs}, stacks or samples \
+         {stacks}; probe of {PROBE_SIZE} B: allocs {probe_allocs}, live {probe_live}, \
+         stacks {probe_stacks}: {verdict}",
+        v.name
+    );
+    let mut fields = vec![
+        ("ops", ops as f64),
+        ("recorded_allocs", allocs),
+        ("recorded_stacks", stacks),
+        ("probe_allocs", probe_allocs),
+        ("probe_live_bytes", probe_live),
+        ("probe_stacks", probe_stacks),
+    ];
+    if is_instrumented {
+        fields.extend([
+            ("rate", rate as f64),
+            ("samples", samples),
+            ("dropped", dropped),
+        ]);
+    }
+    allocmeter_benches::write_extra(group_name, v.name, &fields);
+}
+
+/// Starts a thread that drains allocmeter's sample rings as the exporter's
+/// aggregator does (see `pairs.rs`). It runs until the process exits.
+fn start_drainer() {
+    let drainer = thread::Builder::new()
+        .name("sample-drainer".into())
+        .spawn(|| {
+            loop {
+                let _ = allocmeter::profile::drain(|_| {});
+                thread::park_timeout(Duration::from_millis(100));
+            }
+        })
+        .expect("cannot start the drainer thread");
+    allocmeter::profile::register_drainer(drainer.thread().clone());
+}
+
+/// The thread counts from `ALLOCMETER_BENCH_THREADS` (default `1,2`).
+fn thread_counts() -> Vec<usize> {
+    let Ok(list) = std::env::var("ALLOCMETER_BENCH_THREADS") else {
+        return vec![1, 2];
+    };
+    let counts: Vec<usize> =
+        list.split(',')
+            .map(|n| {
+                n.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+                    panic!("ALLOCMETER_BENCH_THREADS: bad count {n:?} in {list:?}")
+                })
+            })
+            .collect();
+    assert!(!counts.is_empty(), "ALLOCMETER_BENCH_THREADS is empty");
+    counts
+}
+
+fn peers(c: &mut Criterion) {
+    LazyLock::force(&SIZES);
+    AllocationRegistry::set_global_tracker(CountingTracker)
+        .expect("no other tracking-allocator tracker is set");
+    start_drainer();
+    let variants = variants();
+    let workloads = [
+        ("64B", Workload::Fixed64),
+        ("mixed_16B-64KiB", Workload::Mixed),
+        ("realloc_8B-1MiB", Workload::ReallocGrowth),
+    ];
+    for (workload_name, work) in workloads {
+        for threads in thread_counts() {
+            let plural = if threads == 1 { "" } else { "s" };
+            let group_name = format!("peers/{workload_name}/{threads}thread{plural}");
+            let mut group = c.benchmark_group(&group_name);
+            for v in &variants {
+                bench_one(&mut group, &group_name, v, work, threads);
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(10);
+    targets = peers
+}
+criterion_main!(benches);
