@@ -40,15 +40,14 @@
 //!
 //! Run with `cargo bench -p allocmeter-benches --bench pairs`.
 
-use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
-use std::hint::black_box;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, LazyLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_benches::TABLE_LEN;
+use allocmeter_benches::{TABLE_LEN, alloc, fixed_64};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -86,33 +85,6 @@ impl Workload {
             Workload::Mixed => mixed(a, &SIZES, iters),
         }
     }
-}
-
-/// Allocates with `a`; never returns null.
-#[inline(always)]
-fn alloc<A: GlobalAlloc>(a: &A, layout: Layout) -> *mut u8 {
-    // SAFETY: every layout used here has a non-zero size (at least 16 B).
-    let p = unsafe { a.alloc(layout) };
-    if p.is_null() {
-        handle_alloc_error(layout);
-    }
-    // Hide the pointer from the optimiser, so the pair cannot be elided.
-    black_box(p)
-}
-
-#[inline(never)]
-fn fixed_64<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
-    let layout = Layout::new::<[u64; 8]>();
-    let start = Instant::now();
-    for _ in 0..iters {
-        // The size is opaque, as it is behind `__rust_alloc`, so that no
-        // per-size work can be hoisted out of the loop.
-        let layout = black_box(layout);
-        let p = alloc(a, layout);
-        // SAFETY: `p` was just allocated by `a` with `layout`.
-        unsafe { a.dealloc(p, layout) };
-    }
-    start.elapsed()
 }
 
 #[inline(never)]

@@ -42,7 +42,7 @@
 //!
 //! Run with `cargo bench -p allocmeter-benches --bench sampling`.
 
-use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -55,8 +55,8 @@ use std::time::{Duration, Instant};
 use allocmeter::Instrumented;
 use allocmeter::profile::{self, SampleEvent};
 use allocmeter::stack::{self, Method};
-use allocmeter_benches::TABLE_LEN;
 use allocmeter_benches::write_extra;
+use allocmeter_benches::{TABLE_LEN, alloc};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 
@@ -228,17 +228,6 @@ unsafe impl GlobalAlloc for ReplicaCheck {
         // `System` through `alloc` above.
         unsafe { System.dealloc(ptr, layout) }
     }
-}
-
-/// Allocates with `a`; never returns null.
-#[inline(always)]
-fn alloc<A: GlobalAlloc>(a: &A, layout: Layout) -> *mut u8 {
-    // SAFETY: every layout used here has a non-zero size (at least 16 B).
-    let p = unsafe { a.alloc(layout) };
-    if p.is_null() {
-        handle_alloc_error(layout);
-    }
-    black_box(p)
 }
 
 // ---------------------------------------------------------------------------

@@ -5,8 +5,42 @@
 //! positives...) with [`write_extra`], next to criterion's own results, for
 //! `benches/report.py` to print with the times.
 
+use std::alloc::{GlobalAlloc, Layout, handle_alloc_error};
 use std::fmt::Write as _;
+use std::hint::black_box;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Allocates `layout` with `a`; never returns null (aborts through
+/// `handle_alloc_error` instead). The pointer goes through `black_box`, so a
+/// benchmark's alloc+free pair cannot be elided.
+#[inline(always)]
+pub fn alloc<A: GlobalAlloc + ?Sized>(a: &A, layout: Layout) -> *mut u8 {
+    assert!(layout.size() > 0, "benchmarks allocate non-empty blocks");
+    // SAFETY: the layout has a non-zero size (checked above).
+    let p = unsafe { a.alloc(layout) };
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    black_box(p)
+}
+
+/// Runs `iters` alloc+free pairs of 64 bytes through `a` and returns how long
+/// they took.
+#[inline(never)]
+pub fn fixed_64<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
+    let layout = Layout::new::<[u64; 8]>();
+    let start = Instant::now();
+    for _ in 0..iters {
+        // The size is opaque, as it is behind `__rust_alloc`, so that no
+        // per-size work can be hoisted out of the loop.
+        let layout = black_box(layout);
+        let p = alloc(a, layout);
+        // SAFETY: `p` was just allocated by `a` with `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    start.elapsed()
+}
 
 pub mod workload;
 
