@@ -329,7 +329,8 @@ def report_default_rate_estimate(results):
         off = next((r for n, r in funcs.items() if n.endswith("rate 0")), None)
         dense = next((r for n, r in funcs.items() if n.endswith("rate 8 KiB")), None)
         default = next((r for n, r in funcs.items() if n.endswith("rate 512 KiB")), None)
-        if not (off and dense and default and dense.samples_per_op()):
+        if not (off and dense and default and dense.samples_per_op()
+                and default.samples_per_op()):
             continue
         cost = (dense.median - off.median) / dense.samples_per_op()
         cost_f = (dense.fastest - off.fastest) / dense.samples_per_op()
@@ -341,6 +342,8 @@ def report_default_rate_estimate(results):
                      fmt(default.median - off.median, sign=True)])
     mixed = results.get("amortized/mixed_16B-4KiB_1thread", {})
     default = next((r for n, r in mixed.items() if n.endswith("rate 512 KiB")), None)
+    if default and not default.samples_per_op():
+        default = None  # no samples recorded (e.g. a smoke run): nothing to scale by
     for group in sorted((g for g in results if g.startswith("sample_cost/")),
                         key=lambda g: int(g.rsplit("_", 1)[1])):
         funcs = results[group]

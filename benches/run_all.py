@@ -1,0 +1,560 @@
+#!/usr/bin/env python3
+"""Run every allocmeter benchmark and write BENCHMARKS.md and benches/overhead.svg.
+
+    python3 benches/run_all.py                   # full: about 13 min + whole program
+    python3 benches/run_all.py --quick           # smoke run: every benchmark once
+    python3 benches/run_all.py --threads 1,2,4   # thread counts for the peers bench
+    python3 benches/run_all.py --report-only     # no runs: report existing results
+
+Full mode runs, from the workspace root:
+
+    cargo bench -p allocmeter-benches --bench pairs -- --noplot
+    cargo bench -p allocmeter-benches --bench peers -- --noplot
+    cargo bench -p allocmeter-benches --bench sampling -- --noplot
+    python3 benches/wholeprogram.py --out target/wholeprogram.json
+
+then writes BENCHMARKS.md (repository root) and benches/overhead.svg from
+target/criterion and target/wholeprogram.json. `--threads N,M` is passed to
+the benches as ALLOCMETER_BENCH_THREADS; only `peers` honours it (`pairs` and
+`sampling` always run 1 and 2 threads).
+
+--quick runs each bench with criterion's `-- --test` (every benchmark once, no
+measurement) and `wholeprogram.py --quick`, with CRITERION_HOME set to
+target/criterion-quick and the whole-program JSON written to
+target/wholeprogram.quick.json, so the full results are left alone; it writes
+target/BENCHMARKS.quick.md (never the committed report) and no SVG.
+
+--report-only skips every run and writes BENCHMARKS.md and the SVG from the
+results already there. A missing result shows as "n/a".
+
+Criterion output is read with benches/report.py's `load`. Python 3 stdlib only.
+"""
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import report  # noqa: E402  (benches/report.py)
+
+BENCHES = ["pairs", "peers", "sampling"]
+INNERS = ["System", "MiMalloc", "Jemalloc"]
+NA = "n/a"
+
+
+# --------------------------------------------------------------------------
+# running
+
+
+def commands(quick, threads):
+    """[(argv, env additions, label)] in the order they run."""
+    env = {"ALLOCMETER_BENCH_THREADS": threads} if threads else {}
+    if quick:
+        env = dict(env, CRITERION_HOME=str(ROOT / "target" / "criterion-quick"))
+    cmds = []
+    for bench in BENCHES:
+        tail = ["--test"] if quick else ["--noplot"]
+        cmds.append((["cargo", "bench", "-p", "allocmeter-benches", "--bench", bench, "--"] + tail,
+                     env))
+    wp_out = "target/wholeprogram.quick.json" if quick else "target/wholeprogram.json"
+    wp = ["python3", "benches/wholeprogram.py", "--out", wp_out] + (["--quick"] if quick else [])
+    cmds.append((wp, {}))
+    return cmds
+
+
+def shell_line(argv, env):
+    prefix = " ".join(f"{k}={v}" for k, v in sorted(env.items()))
+    return (prefix + " " if prefix else "") + " ".join(argv)
+
+
+def run_all(cmds):
+    """Runs every command; returns [(line, exit code, seconds)]. Keeps going on failure."""
+    done = []
+    for argv, env in cmds:
+        line = shell_line(argv, env)
+        print(f"$ {line}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        code = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, **env)).returncode
+        secs = time.perf_counter() - start
+        print(f"  -> exit {code} after {secs:.0f} s", file=sys.stderr, flush=True)
+        done.append((line, code, secs))
+    return done
+
+
+# --------------------------------------------------------------------------
+# machine
+
+
+def sh(argv):
+    try:
+        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True).stdout.strip() or NA
+    except OSError:
+        return NA
+
+
+def machine():
+    cpu = NA
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = NA
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                break
+    except (OSError, ValueError):
+        pass
+    return [("CPU", cpu), ("CPUs (nproc)", sh(["nproc"])), ("memory", mem),
+            ("kernel", sh(["uname", "-srm"])), ("rustc", sh(["rustc", "-V"])),
+            ("python", platform.python_version())]
+
+
+# --------------------------------------------------------------------------
+# tables
+
+
+def num(v, unit_us=False):
+    """ns with sensible precision; µs when large."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return NA
+    if unit_us and v >= 10_000:
+        return f"{v / 1000:,.1f} µs"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
+def ratio(r, base):
+    if r is None or base is None or not base.median or math.isnan(r.median) or math.isnan(base.median):
+        return NA
+    x = r.median / base.median
+    return f"{x:.3f}×" if x < 10 else f"{x:.1f}×"
+
+
+def md_table(header, rows, align=None):
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out) + "\n"
+
+
+def thread_key(group):
+    m = re.search(r"(\d+)thread", group)
+    return int(m.group(1)) if m else 0
+
+
+def workload_groups(results, prefix, sep="/"):
+    """{workload: [group, ...] sorted by thread count} for groups `prefix<workload>/<N>thread(s)`."""
+    out = {}
+    for g in results:
+        if g.startswith(prefix) and sep in g[len(prefix):]:
+            workload, _ = g[len(prefix):].rsplit(sep, 1)
+            out.setdefault(workload, []).append(g)
+    return {w: sorted(gs, key=thread_key) for w, gs in out.items()}
+
+
+def baseline_of(name):
+    """The bare allocator a variant is compared with."""
+    inner = report.inner_of(name)
+    if inner:
+        return inner
+    if name in INNERS:
+        return None
+    return "System"  # every peer here wraps System (benches/peers.md)
+
+
+def order(names, tail_order=()):
+    first = []
+    for inner in INNERS:
+        first += [inner, f"Instrumented<{inner}> (sampling off)", f"Instrumented<{inner}>",
+                  f"Instrumented<{inner}> (64 KiB)"]
+    ranked = [n for n in first if n in names]
+    for key in tail_order:
+        ranked += [n for n in sorted(names) if n not in ranked and capability_key(n) == key]
+    ranked += sorted(n for n in names if n not in ranked)
+    return ranked
+
+
+def timing_table(results, groups, extra_cols=None, us=False):
+    """Rows: allocators; per group (thread count): median ns/op and ratio to its bare inner."""
+    names = set()
+    for g in groups:
+        names |= set(results.get(g, {}))
+    extra_cols = extra_cols or ([], lambda n: [])
+    header = ["allocator"]
+    for g in groups:
+        t = g.rsplit("/", 1)[-1]
+        header += [f"ns/op {t}", f"ratio {t}"]
+    header += extra_cols[0]
+    rows = []
+    for name in order(names, extra_cols[2] if len(extra_cols) > 2 else ()):
+        row = [name]
+        for g in groups:
+            funcs = results.get(g, {})
+            r = funcs.get(name)
+            base_name = baseline_of(name)
+            row += [num(r.median, us) if r else NA,
+                    ("—" if base_name is None else ratio(r, funcs.get(base_name)))]
+        cells = extra_cols[1](name)
+        if cells and rows and name.startswith("Instrumented<") and rows[-1][0].startswith("Instrumented<"):
+            cells = ["″"] * len(cells)  # same as the row above
+        row += cells
+        rows.append(row)
+    if not rows:
+        rows = [["n/a (no results)"] + [NA] * (len(header) - 1)]
+    align = ["---"] + ["---:"] * (2 * len(groups)) + ["---"] * len(extra_cols[0])
+    return md_table(header, rows, align)
+
+
+# what each peer records, from benches/peers.md
+
+
+def capabilities():
+    """(header, {row name: cells}, row order) of peers.md's "What each records" table."""
+    try:
+        text = (HERE / "peers.md").read_text()
+    except OSError:
+        return [], {}, []
+    section = text.split("## What each records", 1)
+    if len(section) < 2:
+        return [], {}, []
+    body = section[1].split("\n## ", 1)[0]  # this section only
+    lines = [l for l in body.splitlines() if l.startswith("|")]
+    if len(lines) < 3:
+        return [], {}, []
+    split = lambda l: [c.strip() for c in l.strip().strip("|").split("|")]
+    header = split(lines[0])[1:]
+    rows, names = {}, []
+    for l in lines[2:]:
+        cells = split(l)
+        rows[cells[0]] = cells[1:]
+        names.append(cells[0])
+    return header, rows, names
+
+
+def capability_key(name):
+    """The peers.md row for a criterion function name, or None for a bare allocator."""
+    if name in INNERS:
+        return None
+    if name.startswith("Instrumented<"):
+        return "allocmeter `Instrumented`"
+    _, rows, names = CAPS
+    first = name.split()[0]
+    matches = [n for n in names if n.split()[0].strip("`,") == first]
+    if len(matches) > 1:
+        want = "callstacks on" if "callstacks on" in name else "callstacks off"
+        matches = [n for n in matches if want in n] or matches
+    return matches[0] if matches else None
+
+
+CAPS = capabilities()
+
+
+def capability_cells(name):
+    header, rows, _ = CAPS
+    key = capability_key(name)
+    if key is None:
+        return ["—" if name in INNERS else NA] * len(header)
+    return rows.get(key, [NA] * len(header))
+
+
+# --------------------------------------------------------------------------
+# sections
+
+
+def section_pairs(results):
+    out = ["## pairs: one alloc+free pair\n",
+           "`benches/benches/pairs.rs`. Median ns per pair per thread (criterion); ratio to the\n"
+           "bare inner allocator in the same run. `Instrumented<X>` samples at the default\n"
+           "512 KiB; `(sampling off)` is rate 0. Always 1 and 2 threads.\n"]
+    groups = workload_groups(results, "pair_")
+    for workload in ["64B", "mixed_16B-4KiB"]:
+        gs = groups.get(workload) or [f"pair_{workload}/1thread", f"pair_{workload}/2threads"]
+        out.append(f"### pair_{workload}\n")
+        out.append(timing_table(results, gs))
+    return out
+
+
+def section_peers(results):
+    cap_header, _, cap_names = CAPS
+    out = ["## peers: allocmeter next to other instrumented allocators\n",
+           "`benches/benches/peers.rs`, wiring and versions in `benches/peers.md`. Median ns per\n"
+           "op per thread (µs where marked); ratio to the bare inner allocator in the same run\n"
+           "(`System` for every peer). `Instrumented<X>` is the default 512 KiB sampling rate.\n"
+           "In the first table the last columns say what each records (from `benches/peers.md`:\n"
+           "Y = kept, ~ = derivable or partial, N = not kept, — = bare allocator, ″ = as\n"
+           "above). Two-thread figures on a small machine vary a lot between runs (see\n"
+           "`benches/peers.md`).\n"]
+    groups = workload_groups(results, "peers/")
+    for workload in ["64B", "mixed_16B-64KiB", "realloc_8B-1MiB"]:
+        gs = groups.get(workload) or [f"peers/{workload}/1thread", f"peers/{workload}/2threads"]
+        out.append(f"### peers/{workload}\n")
+        caps = (cap_header, capability_cells, cap_names) if workload == "64B" else ([], lambda n: [], cap_names)
+        out.append(timing_table(results, gs, caps, us=workload.startswith("realloc")))
+    return out
+
+
+def section_sampling(results):
+    out = ["## sampling: what sampling costs\n",
+           "`benches/benches/sampling.rs`. Median ns per op; ratio to `System` where the group\n"
+           "has it, else to the group's rate-0 variant. Per-group explanations and derived\n"
+           "figures (cost per sample, false positives...) are in the details below.\n"]
+    prefixes = ["sample_cost/", "unsampled_free/", "amortized/", "cross_thread/"]
+    found = False
+    for prefix in prefixes:
+        for g in sorted((g for g in results if g.startswith(prefix)),
+                        key=lambda g: (re.sub(r"\d+", "", g), [int(x) for x in re.findall(r"\d+", g)])):
+            found = True
+            funcs = results[g]
+            base_name = "System" if "System" in funcs else next(
+                (n for n in funcs if n.endswith("rate 0")), None)
+            base = funcs.get(base_name) if base_name else None
+            rows = []
+            for name in sorted(funcs, key=lambda n: (n != base_name, report.rate_key(n), n)):
+                r = funcs[name]
+                rows.append([name, num(r.median), num(r.fastest),
+                             "—" if name == base_name else ratio(r, base)])
+            out.append(f"### {g}\n")
+            out.append(md_table(["variant", "median ns/op", "fastest ns/op",
+                                 f"ratio to {base_name or NA}"], rows))
+    if not found:
+        out.append("n/a: no `sampling` results.\n")
+    return out
+
+
+def section_details(results):
+    """benches/report.py's own tables, captured."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        for fn in (report.report_pairs, report.report_sample_cost, report.report_unsampled_free,
+                   report.report_amortized, report.report_cross_thread,
+                   report.report_default_rate_estimate):
+            try:
+                fn(results)
+            except Exception as e:  # a partial result set must not stop the report
+                print(f"({fn.__name__}: n/a, {type(e).__name__}: {e})\n")
+    text = buf.getvalue().strip()
+    if not text:
+        return []
+    text = re.sub(r"^## ", "### ", text, flags=re.M)
+    return ["## Details (`benches/report.py`)\n",
+            "The same criterion results as summarised by `python3 benches/report.py`.\n",
+            text + "\n"]
+
+
+def wp_fmt(v, spec, scale=1.0):
+    return NA if v is None else format(v / scale, spec)
+
+
+def section_wholeprogram(path, smoke):
+    out = ["## Whole program\n"]
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        out.append(f"n/a: no `{os.path.relpath(path, ROOT)}` (run `benches/wholeprogram.py`).\n")
+        return out
+    quick = smoke or doc.get("mode") == "quick"
+    out.append(f"`benches/wholeprogram.py` ({doc.get('mode', NA)} mode, {doc.get('runs', NA)} run(s) "
+               f"per cell at scale {doc.get('scale', NA)}): each allocator is the real\n"
+               "`#[global_allocator]` of its own binary. Medians over the runs; ratios against the\n"
+               "bare inner allocator; telemetry = allocmeter's own memory as a share of peak RSS.\n")
+    if quick:
+        out.append("**Smoke run** (tiny scale, one run): these figures only show that everything\n"
+                   "runs; they say nothing about overhead.\n")
+    by_workload = {}
+    for s in doc.get("summary", []):
+        by_workload.setdefault(s.get("workload", NA), []).append(s)
+    for workload, rows in by_workload.items():
+        out.append(f"### {workload}\n")
+        table = []
+        for s in rows:
+            bare = "baseline" not in s  # a bare inner allocator: no ratios
+            r = (lambda k, spec: "—" if bare else wp_fmt(s.get(k), spec))
+            table.append([s.get("variant", s.get("binary", NA)),
+                          wp_fmt(s.get("wall_s"), ".3f"), wp_fmt(s.get("cpu_s"), ".3f"),
+                          wp_fmt(s.get("peak_rss_bytes"), ".1f", 2**20),
+                          r("wall_ratio", ".3f"), r("inner_wall_ratio", ".3f"),
+                          r("cpu_ratio", ".3f"), r("peak_rss_ratio", ".3f"),
+                          "—" if bare else wp_fmt(s.get("telemetry_bytes"), ".0f", 1024),
+                          r("telemetry_pct_of_peak_rss", ".2f")])
+        out.append(md_table(["allocator", "wall s", "CPU s", "peak RSS MiB", "wall ×",
+                             "in-process wall ×", "CPU ×", "peak RSS ×", "telemetry KiB",
+                             "telemetry % RSS"], table))
+    targets = doc.get("targets", [])
+    if targets and not quick:
+        out.append("Targets for `Instrumented<System>` (≤ 1.05× System wall, telemetry ≤ 1 % of "
+                   "peak RSS):\n")
+        out.append("\n".join(f"- {'met' if t['met'] else 'NOT met'}: {t['check']}"
+                             for t in targets) + "\n")
+    return out
+
+
+# --------------------------------------------------------------------------
+# SVG
+
+
+def svg_chart(results, path, group="peers/64B/2threads"):
+    """Horizontal bars, log scale: each allocator's ratio to its bare inner allocator."""
+    funcs = results.get(group, {})
+    bars = []
+    for name in order(set(funcs), CAPS[2]):
+        base_name = baseline_of(name)
+        r, base = funcs[name], funcs.get(base_name) if base_name else None
+        if base is None or not base.median or math.isnan(r.median) or math.isnan(base.median):
+            continue
+        bars.append((name, r.median / base.median))
+    esc = lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    left, bar_h, gap, top, plot_w, right = 330, 18, 6, 50, 480, 70
+    height = top + max(len(bars), 1) * (bar_h + gap) + 50
+    width = left + plot_w + right
+    lo = 0.5
+    hi = 10 ** math.ceil(math.log10(max([x for _, x in bars] + [10])))
+    xpos = lambda v: left + plot_w * (math.log10(max(v, lo)) - math.log10(lo)) / (
+        math.log10(hi) - math.log10(lo))
+    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">'
+         f'Overhead per 64 B alloc+free pair, 2 threads ({esc(group)})</text>',
+         f'<text x="{width / 2}" y="37" text-anchor="middle" fill="#555">'
+         'ratio of median ns/op to the bare inner allocator, log scale (1 = no overhead)</text>']
+    bottom = top + len(bars) * (bar_h + gap)
+    tick = 1.0
+    while tick <= hi:
+        for t in (tick, 2 * tick, 5 * tick) if tick < hi else (tick,):
+            if lo <= t <= hi:
+                x = xpos(t)
+                major = t == tick
+                s.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{bottom}" '
+                         f'stroke="{"#bbb" if major else "#e5e5e5"}"/>')
+                if major or t < 10:
+                    s.append(f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{t:g}×</text>')
+        tick *= 10
+    s.append(f'<line x1="{xpos(1):.1f}" y1="{top - 4}" x2="{xpos(1):.1f}" y2="{bottom}" '
+             'stroke="#000" stroke-width="1.5"/>')
+    for i, (name, x) in enumerate(bars):
+        y = top + i * (bar_h + gap)
+        color = "#2b7bba" if name.startswith("Instrumented<") else "#d9822b"
+        x0, x1 = xpos(1), xpos(x)
+        s.append(f'<text x="{left - 8}" y="{y + bar_h - 5}" text-anchor="end">{esc(name)}</text>')
+        s.append(f'<rect x="{min(x0, x1):.1f}" y="{y}" width="{max(abs(x1 - x0), 1):.1f}" '
+                 f'height="{bar_h}" fill="{color}"><title>{esc(name)}: {x:.2f}×</title></rect>')
+        s.append(f'<text x="{max(x0, x1) + 4:.1f}" y="{y + bar_h - 5}">{x:.2f}×</text>')
+    if not bars:
+        s.append(f'<text x="{width / 2}" y="{top + 12}" text-anchor="middle">n/a: no results '
+                 f'for {esc(group)}</text>')
+    s.append(f'<text x="{left}" y="{height - 12}" fill="#2b7bba">■ allocmeter Instrumented</text>')
+    s.append(f'<text x="{left + 190}" y="{height - 12}" fill="#d9822b">■ peers (vs System)</text>')
+    s.append("</svg>")
+    Path(path).write_text("\n".join(s) + "\n")
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: criterion --test, wholeprogram --quick; "
+                         "writes target/BENCHMARKS.quick.md")
+    ap.add_argument("--threads", metavar="N,M",
+                    help="ALLOCMETER_BENCH_THREADS for the benches (only peers honours it)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing; write the report from existing results")
+    args = ap.parse_args()
+    if args.threads and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", args.threads):
+        ap.error("--threads takes a comma-separated list of counts, e.g. 1,2,4")
+    if args.quick and args.report_only:
+        ap.error("--quick and --report-only exclusive")
+
+    cmds = commands(args.quick, args.threads)
+    ran = None if args.report_only else run_all(cmds)
+
+    crit = ROOT / "target" / ("criterion-quick" if args.quick else "criterion")
+    crit = Path(os.environ.get("CRITERION_HOME", crit)) if not args.quick else crit
+    wp_json = ROOT / "target" / ("wholeprogram.quick.json" if args.quick else "wholeprogram.json")
+    results = report.load(crit) if crit.exists() else {}
+
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    doc = ["# allocmeter benchmarks" + (" (smoke run)" if args.quick else "") + "\n",
+           f"Generated {now} by `python3 benches/run_all.py"
+           + (" --quick" if args.quick else "") + (" --report-only" if args.report_only else "")
+           + (f" --threads {args.threads}" if args.threads else "") + "`"
+           + (" from the results already in `target/` (criterion results dated "
+              + results_date(crit) + ")" if args.report_only else "") + ".\n"]
+    if args.quick:
+        doc.append("**Smoke run**: every benchmark ran once (criterion `--test`) and the whole\n"
+                   "program at a tiny scale. It shows that everything builds and runs; it\n"
+                   "measures nothing, so no timing tables and no claims. Run without `--quick`\n"
+                   "for figures.\n")
+    doc.append("## Machine\n")
+    doc.append(md_table(["", ""], [[k, v] for k, v in machine()], ["---", "---"]))
+    doc.append("## Commands\n")
+    doc.append("Run from the workspace root, in this order"
+               + (" (exit status and time of this run)" if ran else "") + ":\n")
+    if ran:
+        doc.append("```sh\n" + "\n".join(f"{line}   # exit {code}, {secs:.0f} s"
+                                         for line, code, secs in ran) + "\n```\n")
+    else:
+        doc.append("```sh\n" + "\n".join(shell_line(a, e) for a, e in cmds) + "\n```\n")
+    doc.append("or all of it, and this file: `python3 benches/run_all.py` (`--threads N,M` sets\n"
+               "`ALLOCMETER_BENCH_THREADS`, which only `peers` honours; `pairs` and `sampling`\n"
+               "always run 1 and 2 threads).\n")
+
+    if args.quick:
+        extras = sorted((crit / "allocmeter-extra").glob("*.json")) if crit.exists() else []
+        doc.append("## What ran\n")
+        doc.append(md_table(["bench", "benchmarks that recorded extras"],
+                            [[b, sum(1 for f in extras if f.name.startswith(p))]
+                             for b, p in (("pairs", "pair_"), ("peers", "peers_"),
+                                          ("sampling", ("sample_cost", "unsampled_free",
+                                                        "amortized", "cross_thread")))],
+                            ["---", "---:"]))
+        doc += section_wholeprogram(wp_json, smoke=True)
+        out = ROOT / "target" / "BENCHMARKS.quick.md"
+    else:
+        doc += section_pairs(results)
+        doc += section_peers(results)
+        doc.append("![Overhead ratio per allocator, 64 B pairs, 2 threads](benches/overhead.svg)\n")
+        doc += section_sampling(results)
+        doc += section_wholeprogram(wp_json, smoke=False)
+        doc += section_details(results)
+        out = ROOT / "BENCHMARKS.md"
+        svg_chart(results, HERE / "overhead.svg")
+        print(f"wrote {HERE / 'overhead.svg'}", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(doc))
+    print(f"wrote {out}", file=sys.stderr)
+    if ran and any(code for _, code, _ in ran):
+        sys.exit(1)
+
+
+def results_date(crit):
+    files = list(crit.glob("*/*/new/estimates.json")) if crit.exists() else []
+    if not files:
+        return NA
+    ts = [f.stat().st_mtime for f in files]
+    fmt = lambda t: datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    return fmt(min(ts)) + " to " + fmt(max(ts))
+
+
+if __name__ == "__main__":
+    main()
