@@ -9,7 +9,7 @@
 //!   and `Instrumented<System> (sampling off)`;
 //! - two workloads: a fixed 64 B block, and mixed sizes from 16 B to 4 KiB
 //!   (log-uniform, from a precomputed table) with a ring of
-//!   [`RING`] live blocks, each freed [`RING`] steps after it was allocated;
+//!   [`allocmeter_benches::RING`] live blocks, each freed [`allocmeter_benches::RING`] steps after it was allocated;
 //! - one thread, and two threads running the same loop at the same time.
 //!   Both run on threads spawned for each sample (after a short untimed
 //!   warm-up that claims the thread's allocmeter slot), so the one-thread
@@ -40,14 +40,14 @@
 //!
 //! Run with `cargo bench -p allocmeter-benches --bench pairs`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, LazyLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use allocmeter::Instrumented;
-use allocmeter_benches::{TABLE_LEN, alloc, fixed_64};
+use allocmeter_benches::{TABLE_LEN, fixed_64, mixed};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -57,23 +57,18 @@ static INSTRUMENTED_SYSTEM: Instrumented<System> = Instrumented::new(System);
 static MIMALLOC: MiMalloc = MiMalloc;
 static INSTRUMENTED_MIMALLOC: Instrumented<MiMalloc> = Instrumented::new(MiMalloc);
 
-/// Alignment of every block (that of a `u64`, like most Rust collections).
-const ALIGN: usize = 8;
-/// How many blocks the mixed workload keeps live: each block is freed this
-/// many steps after it was allocated.
-const RING: usize = 8;
 /// Pairs each thread runs before timing starts (claims the allocmeter slot,
 /// sets up the inner allocator's thread cache).
 const WARM_UP_PAIRS: u64 = 1024;
 
 /// Sizes from 16 B to 4 KiB, log-uniform (shared with the other benchmarks).
-static SIZES: LazyLock<[u16; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
+static SIZES: LazyLock<[u32; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
 
 #[derive(Clone, Copy)]
 enum Workload {
     /// Allocate 64 B and free it at once.
     Fixed64,
-    /// Allocate a size from [`SIZES`], free the block from [`RING`] steps ago.
+    /// Allocate a size from [`SIZES`], free the block from [`allocmeter_benches::RING`] steps ago.
     Mixed,
 }
 
@@ -85,32 +80,6 @@ impl Workload {
             Workload::Mixed => mixed(a, &SIZES, iters),
         }
     }
-}
-
-#[inline(never)]
-fn mixed<A: GlobalAlloc>(a: &A, sizes: &[u16; TABLE_LEN], iters: u64) -> Duration {
-    let layout_at = |i: usize| {
-        Layout::from_size_align(usize::from(sizes[i % TABLE_LEN]), ALIGN).expect("sizes are small")
-    };
-    let mut ring: [(*mut u8, Layout); RING] = core::array::from_fn(|i| {
-        let layout = layout_at(i);
-        (alloc(a, layout), layout)
-    });
-    let start = Instant::now();
-    for i in 0..iters as usize {
-        let layout = layout_at(i + RING);
-        let p = alloc(a, layout);
-        let (old, old_layout) = core::mem::replace(&mut ring[i % RING], (p, layout));
-        // SAFETY: `old` was allocated by `a` with `old_layout` (in the ring
-        // prefill or RING steps ago) and is freed exactly once, here.
-        unsafe { a.dealloc(old, old_layout) };
-    }
-    let elapsed = start.elapsed();
-    for (p, layout) in ring {
-        // SAFETY: the blocks still in the ring came from `a` with `layout`.
-        unsafe { a.dealloc(p, layout) };
-    }
-    elapsed
 }
 
 /// Pairs run (warm-up included) in the current benchmark, on all threads.

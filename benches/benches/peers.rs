@@ -24,8 +24,8 @@
 //!
 //! - `64B`: allocate 64 B and free it at once (one op = one pair);
 //! - `mixed_16B-64KiB`: sizes from 16 B to 64 KiB, log-uniform from a
-//!   precomputed table, with a ring of [`RING`] live blocks, each freed
-//!   [`RING`] steps after it was allocated (one op = one pair);
+//!   precomputed table, with a ring of [`allocmeter_benches::RING`] live blocks, each freed
+//!   [`allocmeter_benches::RING`] steps after it was allocated (one op = one pair);
 //! - `realloc_8B-1MiB`: a vector grown from 8 B to 1 MiB by doubling
 //!   reallocations, each grown part written as `Vec::push` would, then freed
 //!   (one op = the whole growth: 1 alloc, 17 reallocs, 1 free).
@@ -57,7 +57,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_benches::{TABLE_LEN, alloc, fixed_64};
+use allocmeter_benches::{ALIGN, TABLE_LEN, alloc, fixed_64, mixed};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -85,10 +85,6 @@ static PPROF_ALLOC: pprof_alloc::PprofAlloc =
     pprof_alloc::PprofAlloc::new().with_pprof().with_stats();
 static DHAT: dhat::Alloc = dhat::Alloc;
 
-/// Alignment of every block (that of a `u64`, like most Rust collections).
-const ALIGN: usize = 8;
-/// How many blocks the mixed workload keeps live.
-const RING: usize = 8;
 /// The growth workload's first and last sizes.
 const GROWTH_FIRST: usize = 8;
 const GROWTH_LAST: usize = 1 << 20;
@@ -97,30 +93,15 @@ const GROWTH_LAST: usize = 1 << 20;
 /// it almost surely.
 const PROBE_SIZE: usize = 2 << 20;
 
-/// Sizes from 16 B to 64 KiB, log-uniform, from a fixed-seed xorshift64
-/// (the same generator as [`allocmeter_benches::mixed_sizes`], over a wider
-/// range), so every run and allocator sees the same sequence.
-static SIZES: LazyLock<[u32; TABLE_LEN]> = LazyLock::new(|| {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut table = [0u32; TABLE_LEN];
-    for entry in &mut table {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        // Uniform in [0, 1) from the top 53 bits.
-        let u = (state >> 11) as f64 / (1u64 << 53) as f64;
-        // 2^(4 + 12u): log2 uniform in [4, 16], so 16 B ..= 65536 B.
-        let size = (4.0 + 12.0 * u).exp2().round() as u32;
-        *entry = size.clamp(16, 1 << 16);
-    }
-    table
-});
+/// Sizes from 16 B to 64 KiB, log-uniform (see [`allocmeter_benches::log_uniform_sizes`]).
+static SIZES: LazyLock<[u32; TABLE_LEN]> =
+    LazyLock::new(|| allocmeter_benches::log_uniform_sizes(16));
 
 #[derive(Clone, Copy)]
 enum Workload {
     /// Allocate 64 B and free it at once.
     Fixed64,
-    /// Allocate a size from [`SIZES`], free the block from [`RING`] steps ago.
+    /// Allocate a size from [`SIZES`], free the block from [`allocmeter_benches::RING`] steps ago.
     Mixed,
     /// Grow a block from [`GROWTH_FIRST`] to [`GROWTH_LAST`] by doubling, then
     /// free it.
@@ -145,32 +126,6 @@ impl Workload {
             Workload::ReallocGrowth => 16,
         }
     }
-}
-
-#[inline(never)]
-fn mixed<A: GlobalAlloc>(a: &A, sizes: &[u32; TABLE_LEN], iters: u64) -> Duration {
-    let layout_at = |i: usize| {
-        Layout::from_size_align(sizes[i % TABLE_LEN] as usize, ALIGN).expect("sizes are small")
-    };
-    let mut ring: [(*mut u8, Layout); RING] = core::array::from_fn(|i| {
-        let layout = layout_at(i);
-        (alloc(a, layout), layout)
-    });
-    let start = Instant::now();
-    for i in 0..iters as usize {
-        let layout = layout_at(i + RING);
-        let p = alloc(a, layout);
-        let (old, old_layout) = core::mem::replace(&mut ring[i % RING], (p, layout));
-        // SAFETY: `old` was allocated by `a` with `old_layout` (in the ring
-        // prefill or RING steps ago) and is freed exactly once, here.
-        unsafe { a.dealloc(old, old_layout) };
-    }
-    let elapsed = start.elapsed();
-    for (p, layout) in ring {
-        // SAFETY: the blocks still in the ring came from `a` with `layout`.
-        unsafe { a.dealloc(p, layout) };
-    }
-    elapsed
 }
 
 #[inline(never)]

@@ -56,7 +56,7 @@ use allocmeter::Instrumented;
 use allocmeter::profile::{self, SampleEvent};
 use allocmeter::stack::{self, Method};
 use allocmeter_benches::write_extra;
-use allocmeter_benches::{TABLE_LEN, alloc};
+use allocmeter_benches::{ALIGN, RING, TABLE_LEN, alloc};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 
@@ -84,8 +84,6 @@ const LIVE_SAMPLED: usize = 2000;
 const LIVE_SAMPLED_MANY: usize = 20_000;
 /// Allocations per batch in `unsampled_free`.
 const BATCH: usize = 1024;
-/// Blocks the mixed pairs workload keeps live (as in `pairs.rs`).
-const RING: usize = 8;
 /// Untimed pairs each benchmark thread runs first (claims the allocmeter
 /// slot, looks up the thread's stack bounds, warms the inner allocator).
 const WARM_UP_PAIRS: u64 = 256;
@@ -95,10 +93,10 @@ const FILTER_BITS_LOG2: u32 = 17;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 
 /// Sizes from 16 B to 4 KiB, log-uniform (shared with the other benchmarks).
-static SIZES: LazyLock<[u16; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
+static SIZES: LazyLock<[u32; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
 
 fn layout_at(i: usize) -> Layout {
-    Layout::from_size_align(usize::from(SIZES[i % TABLE_LEN]), 8).expect("sizes are small")
+    Layout::from_size_align(SIZES[i % TABLE_LEN] as usize, ALIGN).expect("sizes are small")
 }
 
 // ---------------------------------------------------------------------------

@@ -47,22 +47,64 @@ pub mod workload;
 /// Entries in the table of mixed sizes (a power of two, so indexing is a mask).
 pub const TABLE_LEN: usize = 4096;
 
-/// Sizes from 16 B to 4 KiB, log-uniform, from a fixed-seed xorshift64 so
-/// that every run, benchmark and allocator sees the same sequence.
-pub fn mixed_sizes() -> [u16; TABLE_LEN] {
+/// How many blocks the mixed workloads keep live: each block is freed this
+/// many steps after it was allocated.
+pub const RING: usize = 8;
+
+/// Alignment of every block the benchmarks allocate (that of a `u64`).
+pub const ALIGN: usize = 8;
+
+/// Sizes from 16 B to `2^max_log2` B, log-uniform, from a fixed-seed
+/// xorshift64, so that every run, benchmark and allocator sees the same
+/// sequence.
+pub fn log_uniform_sizes(max_log2: u32) -> [u32; TABLE_LEN] {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut table = [0u16; TABLE_LEN];
+    let mut table = [0u32; TABLE_LEN];
     for entry in &mut table {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         // Uniform in [0, 1) from the top 53 bits.
         let u = (state >> 11) as f64 / (1u64 << 53) as f64;
-        // 2^(4 + 8u): log2 uniform in [4, 12], so 16 B ..= 4096 B.
-        let size = (4.0 + 8.0 * u).exp2().round() as u16;
-        *entry = size.clamp(16, 4096);
+        // 2^(4 + (max_log2 - 4) u): log2 uniform in [4, max_log2].
+        let size = (4.0 + f64::from(max_log2 - 4) * u).exp2().round() as u32;
+        *entry = size.clamp(16, 1 << max_log2);
     }
     table
+}
+
+/// Sizes from 16 B to 4 KiB, log-uniform (see [`log_uniform_sizes`]).
+pub fn mixed_sizes() -> [u32; TABLE_LEN] {
+    log_uniform_sizes(12)
+}
+
+/// Runs `iters` mixed alloc+free pairs through `a`: each step allocates the
+/// next size from `sizes` and frees the block allocated [`RING`] steps
+/// earlier. Returns how long the timed steps took.
+#[inline(never)]
+pub fn mixed<A: GlobalAlloc>(a: &A, sizes: &[u32; TABLE_LEN], iters: u64) -> Duration {
+    let layout_at = |i: usize| {
+        Layout::from_size_align(sizes[i % TABLE_LEN] as usize, ALIGN).expect("sizes are small")
+    };
+    let mut ring: [(*mut u8, Layout); RING] = core::array::from_fn(|i| {
+        let layout = layout_at(i);
+        (alloc(a, layout), layout)
+    });
+    let start = Instant::now();
+    for i in 0..iters as usize {
+        let layout = layout_at(i + RING);
+        let p = alloc(a, layout);
+        let (old, old_layout) = core::mem::replace(&mut ring[i % RING], (p, layout));
+        // SAFETY: `old` was allocated by `a` with `old_layout` (in the ring
+        // prefill or RING steps ago) and is freed exactly once, here.
+        unsafe { a.dealloc(old, old_layout) };
+    }
+    let elapsed = start.elapsed();
+    for (p, layout) in ring {
+        // SAFETY: the blocks still in the ring came from `a` with `layout`.
+        unsafe { a.dealloc(p, layout) };
+    }
+    elapsed
 }
 
 /// Where criterion writes its results: `$CRITERION_HOME`, else
