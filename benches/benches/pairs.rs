@@ -26,7 +26,7 @@
 //! cheap "ring full" check, which would hide sampling's cost: as the exporter
 //! does, a drainer thread registered with
 //! [`allocmeter::profile::register_drainer`] sleeps until a ring is a quarter
-//! full and drains every ring (see [`start_drainer`]). Its wake-ups, and its
+//! full and drains every ring (see [`allocmeter_benches::start_drainer`]). Its wake-ups, and its
 //! CPU time on a machine with as many cores as benchmark threads, are part of
 //! what the figures measure. The samples taken and dropped during each
 //! benchmark are printed and recorded for `report.py`; `benches/sampling.rs`
@@ -41,13 +41,12 @@
 //! Run with `cargo bench -p allocmeter-benches --bench pairs`.
 
 use std::alloc::{GlobalAlloc, System};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, LazyLock};
-use std::thread;
 use std::time::Duration;
 
 use allocmeter::Instrumented;
-use allocmeter_benches::{TABLE_LEN, fixed_64, mixed};
+use allocmeter_benches::{TABLE_LEN, fixed_64, mixed, run_on_threads, start_drainer};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -93,24 +92,8 @@ fn run_threads<A: GlobalAlloc + Sync>(
     threads: usize,
     iters: u64,
 ) -> Duration {
-    let barrier = Barrier::new(threads);
     PAIRS.fetch_add((WARM_UP_PAIRS + iters) * threads as u64, Ordering::Relaxed);
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    work.run(a, WARM_UP_PAIRS);
-                    barrier.wait();
-                    work.run(a, iters)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("benchmark thread panicked"))
-            .max()
-            .unwrap_or_default()
-    })
+    run_on_threads(threads, WARM_UP_PAIRS, iters, |n| work.run(a, n))
 }
 
 /// Benchmarks `a` at sample rate `rate` (`None`: the rate in force), then
@@ -158,22 +141,6 @@ fn bench_one<A: GlobalAlloc + Sync>(
             ("frees_lost", (after.frees_lost - before.frees_lost) as f64),
         ],
     );
-}
-
-/// Starts a thread that drains the sample rings as the exporter's aggregator
-/// does: woken by a thread whose ring is a quarter full, and at least every
-/// 100 ms. It runs until the process exits.
-fn start_drainer() {
-    let drainer = thread::Builder::new()
-        .name("sample-drainer".into())
-        .spawn(|| {
-            loop {
-                let _ = allocmeter::profile::drain(|_| {});
-                thread::park_timeout(Duration::from_millis(100));
-            }
-        })
-        .expect("cannot start the drainer thread");
-    allocmeter::profile::register_drainer(drainer.thread().clone());
 }
 
 fn pairs(c: &mut Criterion) {

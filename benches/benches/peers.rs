@@ -51,13 +51,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
 use std::hint::black_box;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, LazyLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_benches::{ALIGN, TABLE_LEN, alloc, fixed_64, mixed};
+use allocmeter_benches::{ALIGN, TABLE_LEN, alloc, fixed_64, mixed, run_on_threads, start_drainer};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -171,27 +170,9 @@ fn run_threads<A: GlobalAlloc + Sync>(
     threads: usize,
     iters: u64,
 ) -> Duration {
-    let barrier = Barrier::new(threads);
-    OPS.fetch_add(
-        (work.warm_up_ops() + iters) * threads as u64,
-        Ordering::Relaxed,
-    );
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    work.run(a, work.warm_up_ops());
-                    barrier.wait();
-                    work.run(a, iters)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("benchmark thread panicked"))
-            .max()
-            .unwrap_or_default()
-    })
+    let warm_up = work.warm_up_ops();
+    OPS.fetch_add((warm_up + iters) * threads as u64, Ordering::Relaxed);
+    run_on_threads(threads, warm_up, iters, |n| work.run(a, n))
 }
 
 /// What an allocator's instrumentation reports, read through its own API.
@@ -618,21 +599,6 @@ fn bench_one(
         ]);
     }
     allocmeter_benches::write_extra(group_name, v.name, &fields);
-}
-
-/// Starts a thread that drains allocmeter's sample rings as the exporter's
-/// aggregator does (see `pairs.rs`). It runs until the process exits.
-fn start_drainer() {
-    let drainer = thread::Builder::new()
-        .name("sample-drainer".into())
-        .spawn(|| {
-            loop {
-                let _ = allocmeter::profile::drain(|_| {});
-                thread::park_timeout(Duration::from_millis(100));
-            }
-        })
-        .expect("cannot start the drainer thread");
-    allocmeter::profile::register_drainer(drainer.thread().clone());
 }
 
 /// The thread counts from `ALLOCMETER_BENCH_THREADS` (default `1,2`).

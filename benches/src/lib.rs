@@ -9,6 +9,8 @@ use std::alloc::{GlobalAlloc, Layout, handle_alloc_error};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Barrier;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// Allocates `layout` with `a`; never returns null (aborts through
@@ -23,6 +25,52 @@ pub fn alloc<A: GlobalAlloc + ?Sized>(a: &A, layout: Layout) -> *mut u8 {
         handle_alloc_error(layout);
     }
     black_box(p)
+}
+
+/// Runs `run(warm_up)` then, once all threads are ready, `run(iters)` on each
+/// of `threads` new threads, and returns the slowest thread's timed run: the
+/// per-thread figure of a multi-threaded benchmark.
+pub fn run_on_threads(
+    threads: usize,
+    warm_up: u64,
+    iters: u64,
+    run: impl Fn(u64) -> Duration + Sync,
+) -> Duration {
+    let barrier = Barrier::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    run(warm_up);
+                    barrier.wait();
+                    run(iters)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread panicked"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+/// Starts a thread that drains allocmeter's sample rings as the exporter's
+/// aggregator does: woken by a thread whose ring is a quarter full, and at
+/// least every 100 ms. It runs until the process exits. Without it the rings
+/// fill after a few hundred samples and later samples take the cheap "ring
+/// full" path, hiding sampling's cost.
+pub fn start_drainer() {
+    let drainer = thread::Builder::new()
+        .name("sample-drainer".into())
+        .spawn(|| {
+            loop {
+                let _ = allocmeter::profile::drain(|_| {});
+                thread::park_timeout(Duration::from_millis(100));
+            }
+        })
+        .expect("cannot start the drainer thread");
+    allocmeter::profile::register_drainer(drainer.thread().clone());
 }
 
 /// Runs `iters` alloc+free pairs of 64 bytes through `a` and returns how long
