@@ -29,8 +29,8 @@ use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell};
 
 /// How a counter is bumped: by its single owner, or by anyone.
 pub(crate) trait Bump {
-    /// Adds `v` to `cell`.
-    fn add(cell: &AtomicU64, v: u64);
+    /// Adds `v` to `cell` and returns the cell's new value.
+    fn add(cell: &AtomicU64, v: u64) -> u64;
 }
 
 /// The owner of a slot: load + store, never a read-modify-write.
@@ -38,13 +38,12 @@ pub(crate) struct Owned;
 
 impl Bump for Owned {
     #[inline(always)]
-    fn add(cell: &AtomicU64, v: u64) {
+    fn add(cell: &AtomicU64, v: u64) -> u64 {
         // Only the owning thread stores to this cell, so no increment can be lost
         // between the load and the store. Release: see the module docs.
-        cell.store(
-            cell.load(Ordering::Relaxed).wrapping_add(v),
-            Ordering::Release,
-        );
+        let new = cell.load(Ordering::Relaxed).wrapping_add(v);
+        cell.store(new, Ordering::Release);
+        new
     }
 }
 
@@ -53,8 +52,8 @@ pub(crate) struct Shared;
 
 impl Bump for Shared {
     #[inline(always)]
-    fn add(cell: &AtomicU64, v: u64) {
-        cell.fetch_add(v, Ordering::Release);
+    fn add(cell: &AtomicU64, v: u64) -> u64 {
+        cell.fetch_add(v, Ordering::Release).wrapping_add(v)
     }
 }
 
@@ -174,13 +173,15 @@ impl CounterCells {
         }
     }
 
-    /// One allocation of `size` bytes.
+    /// One allocation of `size` bytes. Returns the bytes allocated through
+    /// these cells so far, this allocation included (the sampler's clock).
     #[inline(always)]
-    pub fn alloc<B: Bump>(&self, size: usize) {
-        B::add(&self.alloc_bytes, size as u64);
+    pub fn alloc<B: Bump>(&self, size: usize) -> u64 {
+        let total = B::add(&self.alloc_bytes, size as u64);
         if let Some(cells) = self.by_class.get(cell_of(size)) {
             B::add(&cells.allocs, 1);
         }
+        total
     }
 
     /// One free of `size` bytes.
@@ -196,9 +197,11 @@ impl CounterCells {
     /// allocation of the new block and the free of the old one (as growing a
     /// slice does in Go), plus its kind and byte delta. The allocation side is
     /// written first, so a reader that sees the free also sees the allocation.
+    ///
+    /// Returns the bytes allocated through these cells so far, as `alloc`.
     #[inline(always)]
-    pub fn realloc<B: Bump>(&self, old: usize, new: usize, kind: ReallocKind) {
-        self.alloc::<B>(new);
+    pub fn realloc<B: Bump>(&self, old: usize, new: usize, kind: ReallocKind) -> u64 {
+        let total = self.alloc::<B>(new);
         let kind_cell = match kind {
             ReallocKind::GrownInPlace => &self.grown_in_place,
             ReallocKind::ShrunkInPlace => &self.shrunk_in_place,
@@ -212,6 +215,14 @@ impl CounterCells {
         B::add(kind_cell, 1);
         B::add(delta_cell, new.abs_diff(old) as u64);
         self.free::<B>(old);
+        total
+    }
+
+    /// The allocated-bytes total, for the owner of these cells (the only
+    /// writer, so its own last store is what it reads).
+    #[inline]
+    pub fn alloc_bytes_owned(&self) -> u64 {
+        self.alloc_bytes.load(Ordering::Relaxed)
     }
 
     /// One request the inner allocator refused (returned null).

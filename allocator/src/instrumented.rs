@@ -60,8 +60,8 @@ impl<A> Instrumented<A> {
 struct Alloc(usize);
 impl Op for Alloc {
     #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.alloc::<B>(self.0);
+    fn apply<B: Bump>(self, cells: &CounterCells) -> u64 {
+        cells.alloc::<B>(self.0)
     }
 }
 
@@ -69,8 +69,9 @@ impl Op for Alloc {
 struct Free(usize);
 impl Op for Free {
     #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
+    fn apply<B: Bump>(self, cells: &CounterCells) -> u64 {
         cells.free::<B>(self.0);
+        0
     }
 }
 
@@ -82,8 +83,8 @@ struct Realloc {
 }
 impl Op for Realloc {
     #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.realloc::<B>(self.old, self.new, self.kind);
+    fn apply<B: Bump>(self, cells: &CounterCells) -> u64 {
+        cells.realloc::<B>(self.old, self.new, self.kind)
     }
 }
 
@@ -91,8 +92,9 @@ impl Op for Realloc {
 struct Failure;
 impl Op for Failure {
     #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
+    fn apply<B: Bump>(self, cells: &CounterCells) -> u64 {
         cells.failure::<B>();
+        0
     }
 }
 

@@ -1,5 +1,5 @@
 //! The calling thread's state: which slot it records into, and where it is in
-//! its sampling countdown.
+//! its sampling clock.
 //!
 //! This is the only thread-local the hot path touches. It is `const`-initialised
 //! and has no destructor, so `thread_local!` compiles it to a bare TLS slot: no
@@ -47,11 +47,13 @@ pub(crate) struct Local {
     /// The owned slot, or null unless `state == Owner`.
     slot: Cell<*const Slot>,
     state: Cell<State>,
-    /// Bytes left before the next sample; the allocation that takes it below
-    /// zero is the sampling point.
-    countdown: Cell<i64>,
-    /// The rate the countdown was drawn with (0: sampling was off, and the
-    /// countdown only schedules a recheck of the rate).
+    /// The sampling clock: the allocation that takes the owned slot's
+    /// allocated-bytes total above this is the next sampling point. Set to the
+    /// total when the distance was drawn plus the distance, so it counts
+    /// exactly the bytes this thread allocated since (a slot has one owner).
+    next_sample_at: Cell<u64>,
+    /// The rate the distance was drawn with (0: sampling was off, and the
+    /// distance only schedules a recheck of the rate).
     drawn_rate: Cell<u64>,
     /// Random state for sampling distances.
     rng: Cell<u64>,
@@ -69,7 +71,7 @@ thread_local! {
         Local {
             slot: Cell::new(ptr::null()),
             state: Cell::new(State::Unclaimed),
-            countdown: Cell::new(0),
+            next_sample_at: Cell::new(0),
             drawn_rate: Cell::new(0),
             rng: Cell::new(0),
             busy: Cell::new(false),
@@ -103,8 +105,10 @@ thread_local! {
 
 /// One counting operation, generic over how counters are bumped.
 pub(crate) trait Op: Copy {
-    /// Applies the operation to `cells`.
-    fn apply<B: Bump>(self, cells: &CounterCells);
+    /// Applies the operation to `cells`. An operation that allocates returns
+    /// the bytes allocated through `cells` so far, this one included (the
+    /// sampling clock, see [`Local::next_sample_at`]); the others return 0.
+    fn apply<B: Bump>(self, cells: &CounterCells) -> u64;
 }
 
 /// Applies `op` to the calling thread's slot, claiming a slot first if the
@@ -118,13 +122,15 @@ pub(crate) fn record<O: Op>(op: O) {
     // SAFETY: `Local::slot` is non-null only while this thread owns that slot,
     // and every slot lives in a `static`, so the reference is valid.
     match unsafe { slot.as_ref() } {
-        Some(slot) => op.apply::<Owned>(&slot.counters),
+        Some(slot) => {
+            op.apply::<Owned>(&slot.counters);
+        }
         None => record_slow(op),
     }
 }
 
-/// Applies `op` (an allocation of `size` bytes that returned `ptr`) and runs
-/// the sampling countdown: one thread-local access for both.
+/// Applies `op` (an allocation of `size` bytes that returned `ptr`) and checks
+/// the sampling clock: one thread-local access for both.
 #[inline(always)]
 pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
     let done = LOCAL
@@ -133,8 +139,8 @@ pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
             let Some(slot) = (unsafe { local.slot.get().as_ref() }) else {
                 return false;
             };
-            op.apply::<Owned>(&slot.counters);
-            count_down(local, slot, ptr, size);
+            let total = op.apply::<Owned>(&slot.counters);
+            check_clock(local, slot, total, ptr, size);
             true
         })
         .unwrap_or(false);
@@ -143,12 +149,13 @@ pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
     }
 }
 
-/// Runs the sampling countdown for an allocation of `size` bytes at `ptr`.
+/// Takes a sampling point if the slot's allocated-bytes total, now `total`
+/// after an allocation of `size` bytes at `ptr`, has passed the thread's next
+/// sampling point. Comparing with the total the counters just produced costs
+/// a load and a compare, no store.
 #[inline(always)]
-fn count_down(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
-    let left = local.countdown.get().wrapping_sub(size as i64);
-    local.countdown.set(left);
-    if left < 0 {
+fn check_clock(local: &Local, slot: &Slot, total: u64, ptr: *mut u8, size: usize) {
+    if total > local.next_sample_at.get() {
         sampling_point(local, slot, ptr, size);
     }
 }
@@ -161,10 +168,12 @@ fn count_down(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
 fn record_alloc_slow<O: Op>(op: O, ptr: *mut u8, size: usize) {
     match current_slot() {
         Some(slot) => {
-            op.apply::<Owned>(&slot.counters);
-            let _ = LOCAL.try_with(|local| count_down(local, slot, ptr, size));
+            let total = op.apply::<Owned>(&slot.counters);
+            let _ = LOCAL.try_with(|local| check_clock(local, slot, total, ptr, size));
         }
-        None => op.apply::<Shared>(&slot::fallback().counters),
+        None => {
+            op.apply::<Shared>(&slot::fallback().counters);
+        }
     }
 }
 
@@ -174,7 +183,7 @@ fn record_slow<O: Op>(op: O) {
     match current_slot() {
         Some(slot) => op.apply::<Owned>(&slot.counters),
         None => op.apply::<Shared>(&slot::fallback().counters),
-    }
+    };
 }
 
 /// The calling thread's own slot, claiming one if it has never had one.
@@ -199,11 +208,11 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
         return None;
     };
     // Seed the sampling generator from the slot and the TLS block's address
-    // (distinct per live thread), then draw the first countdown.
+    // (distinct per live thread), then draw the first sampling distance.
     let seed = (slot::index_of(slot) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (local as *const Local as u64);
     local.rng.set(seed | 1);
-    draw_countdown(local);
+    draw_distance(local, slot);
     local.slot.set(slot);
     local.state.set(State::Owner);
     // Register the exit guard. Allocations it makes record into `slot`.
@@ -218,8 +227,9 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
     Some(slot)
 }
 
-/// Draws the next sampling distance with the current rate.
-fn draw_countdown(local: &Local) {
+/// Draws the next sampling distance with the current rate and sets the clock
+/// to go off that many bytes after `slot`'s allocated-bytes total now.
+fn draw_distance(local: &Local, slot: &Slot) {
     let rate = sampler::sample_rate();
     let mut rng = local.rng.get();
     let distance = if rate == 0 {
@@ -228,24 +238,27 @@ fn draw_countdown(local: &Local) {
         sampler::next_distance(&mut rng, rate)
     };
     local.rng.set(rng);
-    local.countdown.set(distance);
+    let now = slot.counters.alloc_bytes_owned();
+    local
+        .next_sample_at
+        .set(now.saturating_add(distance.unsigned_abs()));
     local.drawn_rate.set(rate);
 }
 
-/// The countdown crossed zero at the allocation of `size` bytes at `ptr`.
+/// The sampling clock went off at the allocation of `size` bytes at `ptr`.
 #[cold]
 #[inline(never)]
 fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
     let drawn = local.drawn_rate.get();
     // Sample only if the distance was drawn for the rate in force now, so that
     // every sample's weight matches the process that chose it. Otherwise (the
-    // rate changed, or sampling was off) just start a new countdown.
+    // rate changed, or sampling was off) just draw a new distance.
     if drawn != 0 && drawn == sampler::sample_rate() && !local.busy.get() && !local.internal.get() {
         local.busy.set(true);
         take_sample(local, slot, ptr, size, drawn);
         local.busy.set(false);
     }
-    draw_countdown(local);
+    draw_distance(local, slot);
 }
 
 /// Captures the stack and hands the sample to the slot's ring.
@@ -346,11 +359,14 @@ fn push_free(id: u64) {
     }
 }
 
-/// Draws a new countdown for the calling thread with the rate in force now.
-pub(crate) fn restart_countdown() {
+/// Draws a new sampling distance for the calling thread with the rate in
+/// force now.
+pub(crate) fn restart_sampling_clock() {
     let _ = LOCAL.try_with(|local| {
-        if local.state.get() == State::Owner {
-            draw_countdown(local);
+        // SAFETY: non-null only while this thread owns the slot, which is
+        // `static` (see `record`).
+        if let Some(slot) = unsafe { local.slot.get().as_ref() } {
+            draw_distance(local, slot);
         }
     });
 }

@@ -38,7 +38,7 @@ static DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_DEPTH);
 /// ```
 pub fn set_sample_rate(bytes: u64) {
     RATE.store(bytes, Ordering::Relaxed);
-    crate::local::restart_countdown();
+    crate::local::restart_sampling_clock();
 }
 
 /// The mean sampling distance in bytes (0 = off).
@@ -111,7 +111,7 @@ pub(crate) fn next_distance(rng: &mut u64, rate: u64) -> i64 {
     // Uniform in (0, 1] from the top 53 bits.
     let u = ((next_random(rng) >> 11) + 1) as f64 / (1u64 << 53) as f64;
     let d = -u.ln() * rate as f64;
-    // Capped so that the countdown arithmetic cannot overflow.
+    // Capped so that the clock arithmetic cannot overflow.
     d.min((1u64 << 50) as f64) as i64
 }
 
