@@ -264,12 +264,12 @@ fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
 /// Captures the stack and hands the sample to the slot's ring.
 fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64) {
     let dropped = || SamplingCells::bump::<Owned>(&slot.sampling.dropped);
-    let Some(ring) = slot.ring_or_allocate() else {
+    let Some(ring) = slot.ring_for_rate(rate) else {
         return dropped();
     };
     const HEAD: usize = 6;
     let depth = sampler::stack_depth();
-    if ring.free_words() < HEAD + depth + ring::FREE_RESERVE {
+    if ring.free_words() < HEAD + depth + ring.free_reserve() {
         return dropped();
     }
     let mut record = [0u64; HEAD + stack::MAX_DEPTH];
@@ -297,7 +297,7 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     // Fits: the space was checked above and only this thread pushes.
     if ring.push(&record[..len], 0) {
         SamplingCells::bump::<Owned>(&slot.sampling.taken);
-        if ring.free_words() < ring::RING_WORDS / 4 * 3 {
+        if ring.free_words() < ring.capacity() / 4 * 3 {
             crate::profile::wake_drainer();
         }
     } else {
@@ -348,9 +348,11 @@ fn push_free(id: u64) {
     let record = [ring::header(ring::KIND_FREE, 2), id];
     let owned = current_slot();
     let pushed = match owned {
-        Some(slot) => slot.ring_or_allocate().is_some_and(|r| r.push(&record, 0)),
+        Some(slot) => slot
+            .ring_for_rate(sampler::sample_rate())
+            .is_some_and(|r| r.push(&record, 0)),
         None => slot::fallback()
-            .ring_or_allocate()
+            .shared_ring()
             .and_then(|r| r.with_producer_lock(|r| r.push(&record, 0)))
             .unwrap_or(false),
     };

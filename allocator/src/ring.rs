@@ -16,6 +16,16 @@
 //! Rings are allocated from the system allocator (never from the global
 //! allocator, which may be this crate) on a slot's first sample, and never
 //! freed: a ring outlives any thread that wrote to it.
+//!
+//! A ring's size follows the sample rate in force when it is allocated
+//! ([`words_for_rate`]): at the default 512 KiB rate even a thread that
+//! allocates a gigabyte a second takes only about 2,000 samples a second, and
+//! 8 KiB holds 13 to 30 of them (64- to 25-frame stacks); the drainer is woken
+//! when a ring is a quarter full and drains every 50 ms anyway. A 4 KiB rate
+//! needs the full 64 KiB. Rings are per
+//! thread, so this is most of allocmeter's memory in a process with many
+//! threads. A slot whose ring is too small for a lower rate set later gets a
+//! bigger one (see [`crate::slot::Slot::ring_for_rate`]).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,14 +33,26 @@ use std::alloc::System;
 
 use crate::try_lock::TryLock;
 
-/// Words in each ring (a power of two). 8192 words = 64 KiB: about 100
-/// records with 64-frame stacks, plus room for frees.
-pub(crate) const RING_WORDS: usize = 8192;
+/// Words in the largest ring (a power of two): 8192 words = 64 KiB, about
+/// 100 records with 64-frame stacks plus room for frees.
+pub(crate) const MAX_RING_WORDS: usize = 8192;
 
-/// Words kept free for free records: an allocation record is only pushed if
-/// this many words stay free after it, so that the frees of sampled blocks,
-/// which keep the in-use estimates right, are the last thing to be dropped.
-pub(crate) const FREE_RESERVE: usize = 512;
+/// Words in the smallest ring: 1024 words = 8 KiB.
+pub(crate) const MIN_RING_WORDS: usize = 1024;
+
+/// The ring size (in words, a power of two) for sampling at `rate` bytes:
+/// 8 KiB at 256 KiB and above (the default is 512 KiB) or with sampling off
+/// (0: only frees of blocks sampled earlier are pushed), 32 KiB from 32 KiB,
+/// 64 KiB below that.
+pub(crate) const fn words_for_rate(rate: u64) -> usize {
+    if rate == 0 || rate >= 256 * 1024 {
+        MIN_RING_WORDS
+    } else if rate >= 32 * 1024 {
+        MAX_RING_WORDS / 2
+    } else {
+        MAX_RING_WORDS
+    }
+}
 
 /// Record kinds (the top byte of the header word).
 pub(crate) const KIND_ALLOC: u64 = 1;
@@ -64,9 +86,11 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    /// Allocates a ring from the system allocator. `None` if that fails.
-    pub fn allocate() -> Option<&'static Ring> {
-        let words_layout = Layout::array::<AtomicU64>(RING_WORDS).ok()?;
+    /// Allocates a ring of `words` words (rounded up to a power of two) from
+    /// the system allocator. `None` if that fails.
+    pub fn allocate(words: usize) -> Option<&'static Ring> {
+        let words = words.clamp(1, MAX_RING_WORDS).next_power_of_two();
+        let words_layout = Layout::array::<AtomicU64>(words).ok()?;
         // SAFETY: the layout has a non-zero size. Zeroed memory is a valid
         // `[AtomicU64]` (all zeros). The block is never freed, so the
         // 'static lifetime holds.
@@ -75,7 +99,7 @@ impl Ring {
             if p.is_null() {
                 return None;
             }
-            core::slice::from_raw_parts(p, RING_WORDS)
+            core::slice::from_raw_parts(p, words)
         };
         let ring_layout = Layout::new::<Ring>();
         // SAFETY: non-zero size; the pointer is checked for null and written
@@ -100,9 +124,22 @@ impl Ring {
         }
     }
 
-    /// Bytes one ring holds, for the telemetry-bytes figure.
-    pub const fn bytes() -> usize {
-        RING_WORDS * 8 + core::mem::size_of::<Ring>()
+    /// Words the ring holds (a power of two).
+    pub fn capacity(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Bytes this ring occupies, for the telemetry-bytes figure.
+    pub fn bytes(&self) -> usize {
+        self.capacity() * 8 + core::mem::size_of::<Ring>()
+    }
+
+    /// Words kept free for free records (1/16 of the ring): an allocation
+    /// record is only pushed if this many words stay free after it, so that
+    /// the frees of sampled blocks, which keep the in-use estimates right, are
+    /// the last thing to be dropped.
+    pub fn free_reserve(&self) -> usize {
+        self.capacity() / 16
     }
 
     /// Words the producer may still write. Producer side only.
@@ -110,7 +147,12 @@ impl Ring {
         let head = self.head.load(Ordering::Relaxed);
         // Acquire: the consumer is done with every word before `tail`.
         let tail = self.tail.load(Ordering::Acquire);
-        RING_WORDS - head.wrapping_sub(tail)
+        self.capacity() - head.wrapping_sub(tail)
+    }
+
+    /// Whether everything pushed has been popped. Producer side only.
+    pub fn is_empty(&self) -> bool {
+        self.free_words() == self.capacity()
     }
 
     /// Appends one record (`words[0]` must be its header). Returns `false`,
@@ -122,7 +164,7 @@ impl Ring {
         }
         let head = self.head.load(Ordering::Relaxed);
         for (i, w) in words.iter().enumerate() {
-            let index = head.wrapping_add(i) % RING_WORDS;
+            let index = head.wrapping_add(i) & (self.capacity() - 1);
             if let Some(cell) = self.words.get(index) {
                 cell.store(*w, Ordering::Relaxed);
             }
@@ -152,7 +194,7 @@ impl Ring {
         }
         let word = |i: usize| {
             self.words
-                .get(tail.wrapping_add(i) % RING_WORDS)
+                .get(tail.wrapping_add(i) & (self.capacity() - 1))
                 .map_or(0, |c| c.load(Ordering::Relaxed))
         };
         let (_, len) = split_header(word(0));
@@ -172,7 +214,7 @@ mod tests {
 
     #[test]
     fn records_come_out_in_order_and_whole_across_the_wrap() {
-        let ring = Ring::allocate().unwrap();
+        let ring = Ring::allocate(MAX_RING_WORDS).unwrap();
         let mut out = [0u64; 16];
         let mut next = 0u64;
         // Push and pop many records of varying length so the ring wraps.
@@ -190,21 +232,38 @@ mod tests {
 
     #[test]
     fn a_full_ring_refuses_and_keeps_the_reserve() {
-        let ring = Ring::allocate().unwrap();
+        let ring = Ring::allocate(MAX_RING_WORDS).unwrap();
         let rec = [header(KIND_ALLOC, 64); 64];
         let mut pushed = 0;
-        while ring.push(&rec, FREE_RESERVE) {
+        let reserve = ring.free_reserve();
+        assert_eq!(reserve, 512);
+        while ring.push(&rec, reserve) {
             pushed += 1;
         }
-        assert_eq!(pushed, (RING_WORDS - FREE_RESERVE) / 64);
-        assert!(ring.free_words() >= FREE_RESERVE);
+        assert_eq!(pushed, (MAX_RING_WORDS - reserve) / 64);
+        assert!(ring.free_words() >= reserve);
         // Small records still fit into the reserve.
         assert!(ring.push(&[header(KIND_FREE, 2), 7], 0));
     }
 
     #[test]
+    fn sizes_follow_the_rate_and_round_to_powers_of_two() {
+        assert_eq!(words_for_rate(512 * 1024), MIN_RING_WORDS);
+        assert_eq!(words_for_rate(64 * 1024), MAX_RING_WORDS / 2);
+        assert_eq!(words_for_rate(4096), MAX_RING_WORDS);
+        assert_eq!(words_for_rate(1), MAX_RING_WORDS);
+        assert_eq!(words_for_rate(0), MIN_RING_WORDS);
+        let ring = Ring::allocate(3000).unwrap();
+        assert_eq!(ring.capacity(), 4096);
+        assert_eq!(ring.bytes(), 4096 * 8 + core::mem::size_of::<Ring>());
+        assert!(ring.is_empty());
+        assert!(ring.push(&[header(KIND_FREE, 2), 1], 0));
+        assert!(!ring.is_empty());
+    }
+
+    #[test]
     fn one_producer_one_consumer_threads_lose_and_reorder_nothing() {
-        let ring = Ring::allocate().unwrap();
+        let ring = Ring::allocate(MAX_RING_WORDS).unwrap();
         const N: u64 = 200_000;
         let producer = std::thread::spawn(move || {
             let mut i = 0;

@@ -17,10 +17,19 @@
 //! home bucket inside it (linear probing, deletion by backward shift, so no
 //! tombstones). All blocks whose bit is `b` therefore live in one probe run
 //! of one shard, and a removal can tell whether `b` must stay set by scanning
-//! that run. Every table mutation happens under the shard lock; only the
+//! that run. Every table access happens under the shard lock; only the
 //! filter is read without it.
+//!
+//! Each shard's buckets come from the system allocator and grow with the
+//! shard: 4 buckets (one cache line) on its first insert, doubled (and
+//! rehashed, under the lock) whenever it passes 75 % load, up to [`BUCKETS`].
+//! At the default rate a service has a few hundred sampled blocks live, so
+//! the table costs a few KiB rather than the megabyte its largest size would;
+//! it never shrinks.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::alloc::System;
 
 use crate::padded::Padded;
 use crate::try_lock::TryLock;
@@ -30,11 +39,16 @@ const FILTER_BITS_LOG2: u32 = 17;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 /// Number of shards (a power of two).
 const SHARDS: usize = 64;
-/// Buckets per shard (a power of two).
+/// Buckets per shard at most (a power of two).
 const BUCKETS: usize = 1024;
-/// A shard refuses inserts beyond this many entries (75 % load), so probe
-/// runs stay short.
-const MAX_PER_SHARD: usize = BUCKETS * 3 / 4;
+/// Buckets a shard starts with (a power of two).
+const FIRST_BUCKETS: usize = 4;
+/// A shard grows, or at its largest refuses inserts, beyond 75 % load, so
+/// probe runs stay short.
+const fn max_load(buckets: usize) -> usize {
+    buckets * 3 / 4
+}
+const MAX_PER_SHARD: usize = max_load(BUCKETS);
 
 /// How many sampled blocks can be live at once (further samples are dropped).
 pub(crate) const CAPACITY: usize = SHARDS * MAX_PER_SHARD;
@@ -49,25 +63,102 @@ struct Entry {
     id: AtomicU64,
 }
 
+/// One shard. `len`, `buckets` and `entries` are read and written only under
+/// `lock` (they are atomics so that the `static` is `Sync` without `unsafe`).
 #[repr(align(128))]
 struct Shard {
     lock: TryLock,
     len: AtomicUsize,
-    entries: [Entry; BUCKETS],
+    /// Buckets in `entries` (0 before the first insert, else a power of two).
+    buckets: AtomicUsize,
+    /// `buckets` entries from the system allocator; null before the first
+    /// insert.
+    entries: AtomicPtr<Entry>,
 }
 
 static SHARDS_TABLE: [Shard; SHARDS] = [const {
     Shard {
         lock: TryLock::new(),
         len: AtomicUsize::new(0),
-        entries: [const {
-            Entry {
-                ptr: AtomicUsize::new(0),
-                id: AtomicU64::new(0),
-            }
-        }; BUCKETS],
+        buckets: AtomicUsize::new(0),
+        entries: AtomicPtr::new(core::ptr::null_mut()),
     }
 }; SHARDS];
+
+/// Bytes of buckets allocated by all shards.
+static TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+impl Shard {
+    /// The shard's buckets. Caller holds the lock.
+    fn entries(&self) -> &[Entry] {
+        let p = self.entries.load(Ordering::Relaxed);
+        let n = self.buckets.load(Ordering::Relaxed);
+        if p.is_null() {
+            return &[];
+        }
+        // SAFETY: `entries` and `buckets` are set together, under the lock
+        // the caller holds, to an array of `buckets` initialised entries
+        // from the system allocator, which is freed only when replaced under
+        // that same lock; the returned borrow ends before the lock is
+        // released (it cannot escape `with_shard`'s closure).
+        unsafe { core::slice::from_raw_parts(p, n) }
+    }
+
+    /// Replaces the buckets with an array twice as big (or the first one),
+    /// rehashing every entry. `false` if the shard is at its largest or the
+    /// system allocator refused. Caller holds the lock.
+    fn grow(&self) -> bool {
+        let old = self.entries();
+        let buckets = if old.is_empty() {
+            FIRST_BUCKETS
+        } else {
+            old.len() * 2
+        };
+        if buckets > BUCKETS {
+            return false;
+        }
+        let Ok(layout) = Layout::array::<Entry>(buckets) else {
+            return false;
+        };
+        // SAFETY: the layout has a non-zero size. All-zero bytes are a valid
+        // `Entry` (two zero atomics: an empty bucket).
+        let fresh = unsafe { System.alloc_zeroed(layout) }.cast::<Entry>();
+        if fresh.is_null() {
+            return false;
+        }
+        // SAFETY: `fresh` holds `buckets` zeroed, so initialised, entries and
+        // nobody else can see it yet.
+        let new = unsafe { core::slice::from_raw_parts(fresh, buckets) };
+        for e in old {
+            let p = e.ptr.load(Ordering::Relaxed);
+            if p != 0 {
+                let mut i = home_of(filter_bit(p), buckets);
+                while new[i].ptr.load(Ordering::Relaxed) != 0 {
+                    i = (i + 1) & (buckets - 1);
+                }
+                new[i]
+                    .id
+                    .store(e.id.load(Ordering::Relaxed), Ordering::Relaxed);
+                new[i].ptr.store(p, Ordering::Relaxed);
+            }
+        }
+        let old_ptr = self.entries.load(Ordering::Relaxed);
+        let old_len = old.len();
+        self.entries.store(fresh, Ordering::Relaxed);
+        self.buckets.store(buckets, Ordering::Relaxed);
+        TABLE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        if !old_ptr.is_null()
+            && let Ok(old_layout) = Layout::array::<Entry>(old_len)
+        {
+            // SAFETY: `old_ptr` came from `System.alloc_zeroed` with this
+            // layout (same element count), and no reference to it is left:
+            // the only one, `old`, is not used past this point.
+            unsafe { System.dealloc(old_ptr.cast(), old_layout) };
+            TABLE_BYTES.fetch_sub(old_layout.size(), Ordering::Relaxed);
+        }
+        true
+    }
+}
 
 /// Live entries in all shards. Written on every sampled insert and remove, so
 /// kept off the filter's lines.
@@ -90,8 +181,9 @@ fn shard_of(bit: usize) -> usize {
     bit % SHARDS
 }
 
-fn home_of(bit: usize) -> usize {
-    (bit / SHARDS) % BUCKETS
+/// The home bucket of filter bit `bit` in a shard of `buckets` buckets.
+fn home_of(bit: usize, buckets: usize) -> usize {
+    (bit / SHARDS) & (buckets - 1)
 }
 
 /// Whether `ptr` may be a live sampled block. `false` is certain.
@@ -131,27 +223,24 @@ pub(crate) fn insert(ptr: *mut u8, id: u64) -> Result<Option<u64>, InsertError> 
     let bit = filter_bit(addr);
     let shard = &SHARDS_TABLE[shard_of(bit)];
     with_shard(shard, |s| {
-        let mut i = home_of(bit);
-        // The load limit keeps an empty bucket, so this ends.
-        loop {
-            let e = &s.entries[i];
-            let p = e.ptr.load(Ordering::Relaxed);
-            if p == addr {
-                return Ok(Some(e.id.swap(id, Ordering::Relaxed)));
-            }
-            if p == 0 {
-                break;
-            }
-            i = (i + 1) % BUCKETS;
+        if let Some(i) = find(s.entries(), addr, bit) {
+            return Ok(Some(s.entries()[i].id.swap(id, Ordering::Relaxed)));
         }
-        if s.len.load(Ordering::Relaxed) >= MAX_PER_SHARD {
+        let len = s.len.load(Ordering::Relaxed);
+        if len >= max_load(s.entries().len()) && !s.grow() {
             return Err(InsertError::Full);
         }
-        let e = &s.entries[i];
+        let entries = s.entries();
+        let mask = entries.len() - 1;
+        let mut i = home_of(bit, entries.len());
+        // The load limit keeps an empty bucket, so this ends.
+        while entries[i].ptr.load(Ordering::Relaxed) != 0 {
+            i = (i + 1) & mask;
+        }
+        let e = &entries[i];
         e.id.store(id, Ordering::Relaxed);
         e.ptr.store(addr, Ordering::Relaxed);
-        s.len
-            .store(s.len.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        s.len.store(len + 1, Ordering::Relaxed);
         LIVE.fetch_add(1, Ordering::Relaxed);
         FILTER[bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
         if !TOUCHED.load(Ordering::Relaxed) {
@@ -174,28 +263,20 @@ pub(crate) fn remove(ptr: *mut u8) -> Result<Option<u64>, ()> {
     let bit = filter_bit(addr);
     let shard = &SHARDS_TABLE[shard_of(bit)];
     with_shard(shard, |s| {
-        let mut i = home_of(bit);
-        let found = loop {
-            let p = s.entries[i].ptr.load(Ordering::Relaxed);
-            if p == 0 {
-                return None;
-            }
-            if p == addr {
-                break i;
-            }
-            i = (i + 1) % BUCKETS;
-        };
-        let id = s.entries[found].id.load(Ordering::Relaxed);
-        backward_shift_delete(s, found);
+        let entries = s.entries();
+        let found = find(entries, addr, bit)?;
+        let id = entries[found].id.load(Ordering::Relaxed);
+        backward_shift_delete(entries, found);
         s.len
             .store(s.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         LIVE.fetch_sub(1, Ordering::Relaxed);
         // Clear the filter bit unless another live block shares it; such a
         // block lies in the probe run starting at the same home bucket.
-        let mut j = home_of(bit);
+        let mask = entries.len() - 1;
+        let mut j = home_of(bit, entries.len());
         let mut shared = false;
         loop {
-            let p = s.entries[j].ptr.load(Ordering::Relaxed);
+            let p = entries[j].ptr.load(Ordering::Relaxed);
             if p == 0 {
                 break;
             }
@@ -203,7 +284,7 @@ pub(crate) fn remove(ptr: *mut u8) -> Result<Option<u64>, ()> {
                 shared = true;
                 break;
             }
-            j = (j + 1) % BUCKETS;
+            j = (j + 1) & mask;
         }
         if !shared {
             FILTER[bit / 64].fetch_and(!(1 << (bit % 64)), Ordering::Relaxed);
@@ -213,29 +294,50 @@ pub(crate) fn remove(ptr: *mut u8) -> Result<Option<u64>, ()> {
     .ok_or(())
 }
 
+/// The bucket holding `addr` (whose filter bit is `bit`) in `entries`, if any.
+fn find(entries: &[Entry], addr: usize, bit: usize) -> Option<usize> {
+    if entries.is_empty() {
+        return None;
+    }
+    let mask = entries.len() - 1;
+    let mut i = home_of(bit, entries.len());
+    // The load limit keeps an empty bucket, so this ends.
+    loop {
+        let p = entries[i].ptr.load(Ordering::Relaxed);
+        if p == addr {
+            return Some(i);
+        }
+        if p == 0 {
+            return None;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
 /// Empties bucket `hole` and moves later entries of its probe run back so
 /// that every entry stays reachable from its home bucket.
-fn backward_shift_delete(s: &Shard, mut hole: usize) {
+fn backward_shift_delete(entries: &[Entry], mut hole: usize) {
+    let (n, mask) = (entries.len(), entries.len() - 1);
     let mut i = hole;
     loop {
-        i = (i + 1) % BUCKETS;
-        let p = s.entries[i].ptr.load(Ordering::Relaxed);
+        i = (i + 1) & mask;
+        let p = entries[i].ptr.load(Ordering::Relaxed);
         if p == 0 {
             break;
         }
-        let home = home_of(filter_bit(p));
+        let home = home_of(filter_bit(p), n);
         // The entry at `i` may move into `hole` if its home is not in the
         // cyclic range (hole, i].
-        let dist_home = i.wrapping_sub(home) % BUCKETS;
-        let dist_hole = i.wrapping_sub(hole) % BUCKETS;
+        let dist_home = i.wrapping_sub(home) & mask;
+        let dist_hole = i.wrapping_sub(hole) & mask;
         if dist_home >= dist_hole {
-            let id = s.entries[i].id.load(Ordering::Relaxed);
-            s.entries[hole].id.store(id, Ordering::Relaxed);
-            s.entries[hole].ptr.store(p, Ordering::Relaxed);
+            let id = entries[i].id.load(Ordering::Relaxed);
+            entries[hole].id.store(id, Ordering::Relaxed);
+            entries[hole].ptr.store(p, Ordering::Relaxed);
             hole = i;
         }
     }
-    s.entries[hole].ptr.store(0, Ordering::Relaxed);
+    entries[hole].ptr.store(0, Ordering::Relaxed);
 }
 
 /// Sampled blocks live now.
@@ -244,10 +346,12 @@ pub(crate) fn live() -> usize {
 }
 
 /// Bytes the filter and the table occupy once used (0 before the first
-/// sample: their pages are untouched).
+/// sample: the filter's and the shards' pages are untouched then).
 pub(crate) fn bytes() -> usize {
     if TOUCHED.load(Ordering::Relaxed) {
-        core::mem::size_of::<[AtomicU64; FILTER_WORDS]>() + core::mem::size_of::<[Shard; SHARDS]>()
+        core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
+            + core::mem::size_of::<[Shard; SHARDS]>()
+            + TABLE_BYTES.load(Ordering::Relaxed)
     } else {
         0
     }
@@ -320,6 +424,10 @@ mod tests {
             }
         }
         assert_eq!(refused, 10);
+        // It grew from its first 4 buckets to its largest size on the way,
+        // rehashing each time; every entry must still be found below.
+        assert_eq!(SHARDS_TABLE[0].buckets.load(Ordering::Relaxed), BUCKETS);
+        assert!(bytes() >= BUCKETS * core::mem::size_of::<Entry>());
         for (k, &p) in ptrs.iter().enumerate().take(MAX_PER_SHARD) {
             assert_eq!(remove(p), Ok(Some(k as u64)));
         }

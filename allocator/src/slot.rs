@@ -19,7 +19,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::counters::{Bump, CounterCells, Counters};
-use crate::ring::Ring;
+use crate::ring::{self, Ring};
 
 /// How many threads can own a slot at the same time. Further threads record
 /// into the shared fallback slot.
@@ -41,7 +41,7 @@ pub(crate) struct Slot {
     /// Sampling counters, written like `counters`.
     pub sampling: SamplingCells,
     /// The slot's sample ring, allocated on its first sample; null before.
-    /// Written once by the owner (Release), read by the drainer (Acquire).
+    /// Written by the owner (Release), read by the drainer (Acquire).
     ring: AtomicPtr<Ring>,
     /// `FREE` or `LIVE`.
     state: AtomicU32,
@@ -98,25 +98,50 @@ impl Slot {
         unsafe { self.ring.load(Ordering::Acquire).as_ref() }
     }
 
-    /// The slot's ring, allocating it on first use. Owner only (or, for the
-    /// fallback slot, whoever wins the race: a loser frees nothing, it just
-    /// leaks its ring, which happens at most once per racing thread).
-    pub fn ring_or_allocate(&self) -> Option<&'static Ring> {
+    /// The slot's ring for sampling at `rate` bytes, allocating it on first
+    /// use. Owner only.
+    ///
+    /// A ring smaller than [`ring::words_for_rate`] asks for (the rate was
+    /// lowered since it was allocated) is replaced by a bigger one once it is
+    /// empty. The old ring is left alone, never freed, since the drainer may
+    /// still be looking at it (it finds it empty); sizes double, so a slot
+    /// leaves at most two such rings behind in its life.
+    pub fn ring_for_rate(&self, rate: u64) -> Option<&'static Ring> {
+        let want = ring::words_for_rate(rate);
+        let current = self.ring();
+        if let Some(ring) = current
+            && (ring.capacity() >= want || !ring.is_empty())
+        {
+            return Some(ring);
+        }
+        let Some(fresh) = Ring::allocate(want) else {
+            return current;
+        };
+        // Release: the drainer that loads the pointer sees the ring's fields.
+        self.ring
+            .store(fresh as *const Ring as *mut Ring, Ordering::Release);
+        RING_BYTES.fetch_add(fresh.bytes(), Ordering::Relaxed);
+        Some(fresh)
+    }
+
+    /// The ring of a slot with many producers (the fallback slot), of the
+    /// largest size, allocated on first use by whoever wins the race: a loser
+    /// frees nothing, it just leaks its ring, which happens at most once per
+    /// racing thread.
+    pub fn shared_ring(&self) -> Option<&'static Ring> {
         if let Some(ring) = self.ring() {
             return Some(ring);
         }
-        let ring = Ring::allocate()?;
+        let ring = Ring::allocate(ring::MAX_RING_WORDS)?;
         let fresh = ring as *const Ring as *mut Ring;
+        RING_BYTES.fetch_add(ring.bytes(), Ordering::Relaxed);
         match self.ring.compare_exchange(
             core::ptr::null_mut(),
             fresh,
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            Ok(_) => {
-                RINGS.fetch_add(1, Ordering::Relaxed);
-                Some(ring)
-            }
+            Ok(_) => Some(ring),
             // SAFETY: as in `ring`.
             Err(existing) => unsafe { existing.as_ref() },
         }
@@ -172,8 +197,8 @@ pub(crate) fn claim() -> Option<&'static Slot> {
     None
 }
 
-/// Rings allocated so far.
-static RINGS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of all rings allocated so far.
+static RING_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Calls `f` on every slot that was ever claimed, then on the fallback slot.
 pub(crate) fn for_each_used(mut f: impl FnMut(&Slot)) {
@@ -220,7 +245,7 @@ pub(crate) fn occupancy() -> Occupancy {
 /// fallback slot, the sample rings allocated, and the sampled-pointer table.
 pub(crate) fn touched_bytes() -> usize {
     (occupancy().used + 1) * core::mem::size_of::<Slot>()
-        + RINGS.load(Ordering::Relaxed) * Ring::bytes()
+        + RING_BYTES.load(Ordering::Relaxed)
         + crate::sampled::bytes()
 }
 

@@ -342,8 +342,8 @@ fn parse_args() -> Result<(String, f64), String> {
 /// `variant`, `workload`, `scale`, `wall_ns` (the workload alone, measured
 /// inside the process), `checksum`, `peak_rss_bytes` (see [`peak_rss_bytes`];
 /// absent where the system does not tell), and for instrumented variants
-/// `sample_rate`, `telemetry_bytes` (from `allocmeter::stats()` right after
-/// the workload), `samples`, `samples_dropped`, `allocs`, `alloc_bytes`.
+/// `sample_rate`, `telemetry_bytes` (`Exporter::telemetry_bytes` right after
+/// the workload: allocmeter's own memory, allocator and exporter), `samples`, `samples_dropped`, `allocs`, `alloc_bytes`.
 ///
 /// Exits with status 2 on bad arguments.
 pub fn main(variant: Variant) {
@@ -381,7 +381,10 @@ pub fn main(variant: Variant) {
         let stats = allocmeter::stats();
         let sampling = allocmeter::profile::sampling_stats();
         out["sample_rate"] = sampling.rate.into();
-        out["telemetry_bytes"] = stats.telemetry_bytes.into();
+        out["telemetry_bytes"] = exporter
+            .as_ref()
+            .map_or(stats.telemetry_bytes, |e| e.telemetry_bytes())
+            .into();
         out["samples"] = sampling.samples.into();
         out["samples_dropped"] = sampling.dropped.into();
         out["allocs"] = stats.allocs.into();

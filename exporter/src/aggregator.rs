@@ -7,7 +7,7 @@
 //! taken only by exporter threads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -37,6 +37,10 @@ pub(crate) struct ProfileState {
     pub symbolizer: Mutex<Symbolizer>,
     /// How many top sites get Prometheus series (0 = none).
     pub site_metrics: usize,
+    /// Bytes the snapshot history holds (kept here, next to the other
+    /// exporter memory, so the collector can report it without the history's
+    /// lock).
+    pub history_bytes: AtomicUsize,
 }
 
 impl ProfileState {
@@ -45,7 +49,16 @@ impl ProfileState {
             sites: Mutex::new(SiteTable::new(max_sites)),
             symbolizer: Mutex::new(Symbolizer::new(64 * 1024)),
             site_metrics: site_metrics.min(MAX_SITE_METRICS),
+            history_bytes: AtomicUsize::new(0),
         }
+    }
+
+    /// Bytes the exporter itself holds: the site table, the symbol cache and
+    /// the snapshot history (approximate: element sizes times counts).
+    pub fn own_bytes(&self) -> usize {
+        let table = self.sites.lock().approximate_bytes();
+        let symbols = self.symbolizer.lock().approximate_bytes();
+        table + symbols + self.history_bytes.load(Ordering::Relaxed)
     }
 
     /// Drains pending samples into the table; returns how many events.
@@ -104,7 +117,9 @@ impl ProfileState {
         ProfileFigures {
             sites: table.len(),
             overflowed: table.overflowed,
-            table_bytes: table.approximate_bytes() + self.symbolizer.lock().approximate_bytes(),
+            table_bytes: table.approximate_bytes()
+                + self.symbolizer.lock().approximate_bytes()
+                + self.history_bytes.load(Ordering::Relaxed),
             top,
         }
     }
@@ -184,7 +199,12 @@ impl Shared {
             uptime: self.started.elapsed(),
             stats: allocmeter::stats(),
         };
-        self.history.lock().push(snapshot);
+        let bytes = {
+            let mut history = self.history.lock();
+            history.push(snapshot);
+            history.bytes()
+        };
+        self.profile.history_bytes.store(bytes, Ordering::Relaxed);
     }
 }
 

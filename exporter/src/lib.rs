@@ -369,6 +369,22 @@ impl Exporter {
         self.shared.history.lock().to_vec()
     }
 
+    /// Bytes of memory allocmeter itself holds, now: the allocator's share
+    /// ([`allocmeter::MemStats::telemetry_bytes`]: slots, sample rings, the
+    /// sampled-pointer table) plus the exporter's (site table, symbol cache,
+    /// snapshot history). The figure `allocmeter_telemetry_bytes` reports.
+    ///
+    /// ```
+    /// let exporter = allocmeter_exporter::Exporter::builder()
+    ///     .serve_http(false)
+    ///     .start()
+    ///     .unwrap();
+    /// assert!(exporter.telemetry_bytes() >= allocmeter::stats().telemetry_bytes);
+    /// ```
+    pub fn telemetry_bytes(&self) -> u64 {
+        allocmeter::stats().telemetry_bytes + self.shared.profile.own_bytes() as u64
+    }
+
     /// Stops the threads and waits for them. Also done on drop.
     pub fn shutdown(mut self) {
         self.stop_threads();

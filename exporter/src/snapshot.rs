@@ -42,6 +42,12 @@ impl History {
         self.snapshots.push_back(snapshot);
     }
 
+    /// Bytes the snapshots kept so far occupy (the buffer is reserved for
+    /// `capacity` at the start, but its pages are only touched as it fills).
+    pub fn bytes(&self) -> usize {
+        self.snapshots.len() * core::mem::size_of::<Snapshot>()
+    }
+
     /// The newest snapshot.
     pub fn latest(&self) -> Option<&Snapshot> {
         self.snapshots.back()
