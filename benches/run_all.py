@@ -3,7 +3,7 @@
 
     python3 benches/run_all.py                   # full: about 13 min + whole program
     python3 benches/run_all.py --quick           # smoke run: every benchmark once
-    python3 benches/run_all.py --threads 1,2,4   # thread counts for the peers bench
+    python3 benches/run_all.py --threads 1,2,4   # thread counts for pairs, peers, sampling
     python3 benches/run_all.py --report-only     # no runs: report existing results
 
 Full mode runs, from the workspace root:
@@ -15,8 +15,8 @@ Full mode runs, from the workspace root:
 
 then writes BENCHMARKS.md (repository root) and benches/overhead.svg from
 target/criterion and target/wholeprogram.json. `--threads N,M` is passed to
-the benches as ALLOCMETER_BENCH_THREADS; only `peers` honours it (`pairs` and
-`sampling` always run 1 and 2 threads).
+the benches as ALLOCMETER_BENCH_THREADS (default 1,2): the thread counts of
+`pairs`, `peers` and `sampling`'s amortized mixed pairs.
 
 --quick runs each bench with criterion's `-- --test` (every benchmark once, no
 measurement) and `wholeprogram.py --quick`, with CRITERION_HOME set to
@@ -284,7 +284,8 @@ def section_pairs(results):
     out = ["## pairs: one alloc+free pair\n",
            "`benches/benches/pairs.rs`. Median ns per pair per thread (criterion); ratio to the\n"
            "bare inner allocator in the same run. `Instrumented<X>` samples at the default\n"
-           "512 KiB; `(sampling off)` is rate 0. Always 1 and 2 threads.\n"]
+           "512 KiB; `(sampling off)` is rate 0. Thread counts from\n"
+           "`ALLOCMETER_BENCH_THREADS` (default 1 and 2).\n"]
     groups = workload_groups(results, "pair_")
     for workload in ["64B", "mixed_16B-4KiB"]:
         gs = groups.get(workload) or [f"pair_{workload}/1thread", f"pair_{workload}/2threads"]
@@ -375,7 +376,14 @@ def section_wholeprogram(path, smoke):
     out.append(f"`benches/wholeprogram.py` ({doc.get('mode', NA)} mode, {doc.get('runs', NA)} run(s) "
                f"per cell at scale {doc.get('scale', NA)}): each allocator is the real\n"
                "`#[global_allocator]` of its own binary. Medians over the runs; ratios against the\n"
-               "bare inner allocator; telemetry = allocmeter's own memory as a share of peak RSS.\n")
+               "bare inner allocator; ± is half the range of wall times over the runs; telemetry =\n"
+               "allocmeter's own memory (`Exporter::telemetry_bytes()`: slots, rings, sampled-pointer\n"
+               "table, the exporter's site table, symbol cache and history) as a share of peak RSS.\n\n"
+               "Every workload runs on a worker thread that `main` spawns, as a service's work does.\n"
+               "glibc's malloc skips its arena locks' atomics until a process starts a second thread;\n"
+               "a service has lost that fast path anyway, but a single-threaded baseline would charge\n"
+               "it to allocmeter's aggregator thread. `System (single-threaded process)` is json_map\n"
+               "on the main thread with no other thread: its ratio to `System` is that effect alone.\n")
     if quick:
         out.append("**Smoke run** (tiny scale, one run): these figures only show that everything\n"
                    "runs; they say nothing about overhead.\n")
@@ -389,13 +397,16 @@ def section_wholeprogram(path, smoke):
             bare = "baseline" not in s  # a bare inner allocator: no ratios
             r = (lambda k, spec: "—" if bare else wp_fmt(s.get(k), spec))
             table.append([s.get("variant", s.get("binary", NA)),
-                          wp_fmt(s.get("wall_s"), ".3f"), wp_fmt(s.get("cpu_s"), ".3f"),
+                          wp_fmt(s.get("wall_s"), ".3f"),
+                          wp_fmt(None if s.get("wall_spread_pct") is None
+                                 else s["wall_spread_pct"] / 2, ".1f"),
+                          wp_fmt(s.get("cpu_s"), ".3f"),
                           wp_fmt(s.get("peak_rss_bytes"), ".1f", 2**20),
                           r("wall_ratio", ".3f"), r("inner_wall_ratio", ".3f"),
                           r("cpu_ratio", ".3f"), r("peak_rss_ratio", ".3f"),
                           "—" if bare else wp_fmt(s.get("telemetry_bytes"), ".0f", 1024),
                           r("telemetry_pct_of_peak_rss", ".2f")])
-        out.append(md_table(["allocator", "wall s", "CPU s", "peak RSS MiB", "wall ×",
+        out.append(md_table(["allocator", "wall s", "± %", "CPU s", "peak RSS MiB", "wall ×",
                              "in-process wall ×", "CPU ×", "peak RSS ×", "telemetry KiB",
                              "telemetry % RSS"], table))
     targets = doc.get("targets", [])
@@ -476,7 +487,7 @@ def main():
                     help="smoke run: criterion --test, wholeprogram --quick; "
                          "writes target/BENCHMARKS.quick.md")
     ap.add_argument("--threads", metavar="N,M",
-                    help="ALLOCMETER_BENCH_THREADS for the benches (only peers honours it)")
+                    help="ALLOCMETER_BENCH_THREADS for the benches (default 1,2)")
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing; write the report from existing results")
     args = ap.parse_args()
@@ -516,8 +527,8 @@ def main():
     else:
         doc.append("```sh\n" + "\n".join(shell_line(a, e) for a, e in cmds) + "\n```\n")
     doc.append("or all of it, and this file: `python3 benches/run_all.py` (`--threads N,M` sets\n"
-               "`ALLOCMETER_BENCH_THREADS`, which only `peers` honours; `pairs` and `sampling`\n"
-               "always run 1 and 2 threads).\n")
+               "`ALLOCMETER_BENCH_THREADS`, default `1,2`: the thread counts of `pairs`, `peers` and\n"
+               "`sampling`'s amortized mixed pairs).\n")
 
     if args.quick:
         extras = sorted((crit / "allocmeter-extra").glob("*.json")) if crit.exists() else []

@@ -20,7 +20,7 @@ the instrumented binaries from allocmeter::stats() at the end) as a share of
 peak RSS. It writes everything (every run included) as JSON and prints a
 markdown table.
 
-    python3 benches/wholeprogram.py            # full: 5 runs, about 3-4 min on 2 cores
+    python3 benches/wholeprogram.py            # full: 7 runs, about 5 min on 2 cores
     python3 benches/wholeprogram.py --quick    # CI: 1 run at a tiny scale, checks it runs
     python3 benches/wholeprogram.py --runs 3 --out results.json
 
@@ -56,10 +56,33 @@ VARIANTS = [
     ("wp_instrumented_mimalloc", "wp_mimalloc"),
     ("wp_jemalloc", None),
     ("wp_instrumented_jemalloc", "wp_jemalloc"),
+    # System again, with json_map on the main thread of a process that starts
+    # no other thread: glibc's single-threaded malloc, which any second
+    # thread turns off (see benches/src/workload.rs). Its ratio to System is
+    # that effect alone; no allocmeter code is involved.
+    ("wp_system@main-thread", "wp_system"),
 ]
 BASELINE = dict(VARIANTS)
 
 WORKLOADS = ["json_map", "producer_consumer"]
+
+# Variants that run only some workloads, and how their label reads.
+VARIANT_WORKLOADS = {"wp_system@main-thread": ["json_map"]}
+VARIANT_LABELS = {"wp_system@main-thread": "System (single-threaded process)"}
+
+
+def binary_of(variant):
+    """The binary a variant runs (`wp_x@flag` runs `wp_x --flag`)."""
+    return variant.split("@")[0]
+
+
+def flags_of(variant):
+    """The extra command-line flags of a variant."""
+    return ["--" + f for f in variant.split("@")[1:]]
+
+
+def workloads_of(variant):
+    return VARIANT_WORKLOADS.get(variant, WORKLOADS)
 
 # Scale 1: json_map builds 3 x 200k entries, producer_consumer sends 1.5M
 # messages; each run takes about 1-2.5 s on a 2-core machine.
@@ -93,9 +116,9 @@ def build():
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-def run_once(path, workload, scale):
+def run_once(path, workload, scale, flags=()):
     """Runs one binary once; returns its measurements and its JSON line."""
-    argv = [path, "--workload", workload, "--scale", repr(scale)]
+    argv = [path, "--workload", workload, "--scale", repr(scale), *flags]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -239,9 +262,13 @@ LEGEND = """\
 wall: spawn to exit, from outside. in-process wall: the workload alone (the
 binary's own timer: no start-up, no exporter shutdown, no exit). CPU: user +
 system of the whole process. RSS + MiB: peak RSS above the bare inner
-allocator's. telemetry: allocmeter::stats().telemetry_bytes at the end (slots,
-sample rings, sampled-pointer table; not the exporter's site table and symbol
-cache, nor the debug info it loads), as a share of peak RSS."""
+allocator's. telemetry: allocmeter's own memory at the end of the workload,
+Exporter::telemetry_bytes() (slots, sample rings, sampled-pointer table, and the
+exporter's site table, symbol cache and snapshot history; not the debug info
+a first symbolization loads, which these runs never trigger), as a share of
+peak RSS. Every workload runs on a worker thread that main spawns, as in a
+service (see benches/src/workload.rs); System (single-threaded process) is the
+same binary as System with json_map on the main thread and no other thread."""
 
 
 def check_targets(summary, workloads):
@@ -279,7 +306,7 @@ def main():
         action="store_true",
         help="one run at a tiny scale: checks that everything runs (for CI)",
     )
-    parser.add_argument("--runs", type=int, help="runs per binary and workload (default 5)")
+    parser.add_argument("--runs", type=int, help="runs per binary and workload (default 7)")
     parser.add_argument("--scale", type=float, help="workload scale (default 1, quick 0.01)")
     parser.add_argument(
         "--out",
@@ -299,7 +326,7 @@ def main():
     )
     args = parser.parse_args()
 
-    runs = args.runs if args.runs is not None else (1 if args.quick else 5)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 7)
     scale = args.scale if args.scale is not None else (QUICK_SCALE if args.quick else FULL_SCALE)
     if runs < 1 or scale <= 0:
         parser.error("--runs must be at least 1 and --scale positive")
@@ -310,7 +337,7 @@ def main():
     if not args.no_build:
         build()
     bin_dir = os.path.join(target_dir(), "release")
-    paths = {b: os.path.join(bin_dir, b) for b in binaries}
+    paths = {b: os.path.join(bin_dir, binary_of(b)) for b in binaries}
     for b, path in paths.items():
         if not os.access(path, os.X_OK):
             sys.exit(f"missing binary {path}: build it or drop --no-build")
@@ -320,17 +347,20 @@ def main():
         # Untimed: brings every binary into the page cache.
         log("warming up")
         for b in binaries:
-            for workload in WORKLOADS:
-                run_once(paths[b], workload, QUICK_SCALE)
+            for workload in workloads_of(b):
+                run_once(paths[b], workload, QUICK_SCALE, flags_of(b))
 
-    results = {(b, w): [] for b in binaries for w in WORKLOADS}
+    results = {(b, w): [] for b in binaries for w in workloads_of(b)}
     for i in range(runs):
         for workload in WORKLOADS:
             # Rotate the order each round so that no variant always follows
             # the same one.
             k = i % len(binaries)
             for b in binaries[k:] + binaries[:k]:
-                r = run_once(paths[b], workload, scale)
+                if workload not in workloads_of(b):
+                    continue
+                r = run_once(paths[b], workload, scale, flags_of(b))
+                r["variant"] = VARIANT_LABELS.get(b, r["variant"])
                 results[(b, workload)].append(r)
                 log(
                     f"run {i + 1}/{runs} {workload:17} {b:28} wall {r['wall_s']:.3f} s "
@@ -340,7 +370,7 @@ def main():
 
     failures = []
     for workload in WORKLOADS:
-        sums = {r["checksum"] for b in binaries for r in results[(b, workload)]}
+        sums = {r["checksum"] for (b, w), runs in results.items() if w == workload for r in runs}
         if len(sums) != 1:
             failures.append(f"{workload}: allocators disagree on the checksum: {sorted(sums)}")
 
@@ -367,6 +397,7 @@ def main():
             {"binary": b, "workload": w, "runs": results[(b, w)]}
             for w in WORKLOADS
             for b in binaries
+            if (b, w) in results
         ],
     }
     with open(out_path, "w") as f:

@@ -10,8 +10,9 @@
 //! - two workloads: a fixed 64 B block, and mixed sizes from 16 B to 4 KiB
 //!   (log-uniform, from a precomputed table) with a ring of
 //!   [`allocmeter_benches::RING`] live blocks, each freed [`allocmeter_benches::RING`] steps after it was allocated;
-//! - one thread, and two threads running the same loop at the same time.
-//!   Both run on threads spawned for each sample (after a short untimed
+//! - one thread, and two threads running the same loop at the same time
+//!   (or the thread counts in `ALLOCMETER_BENCH_THREADS`, comma-separated).
+//!   All run on threads spawned for each sample (after a short untimed
 //!   warm-up that claims the thread's allocmeter slot), so the one-thread
 //!   case does not run on criterion's main thread or glibc's main arena.
 //!
@@ -46,7 +47,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use allocmeter::Instrumented;
-use allocmeter_benches::{TABLE_LEN, fixed_64, mixed, run_on_threads, start_drainer};
+use allocmeter_benches::{
+    TABLE_LEN, fixed_64, mixed, run_on_threads, start_drainer, thread_counts, threads_name,
+};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -156,8 +159,8 @@ fn pairs(c: &mut Criterion) {
         ("pair_mixed_16B-4KiB", Workload::Mixed),
     ];
     for (workload_name, work) in workloads {
-        for (threads, threads_name) in [(1, "1thread"), (2, "2threads")] {
-            let group_name = format!("{workload_name}/{threads_name}");
+        for threads in thread_counts() {
+            let group_name = format!("{workload_name}/{}", threads_name(threads));
             let g = group_name.as_str();
             let mut group = c.benchmark_group(g);
             bench_one(&mut group, (g, "System"), &SYSTEM, work, threads, None);

@@ -56,7 +56,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_benches::{ALIGN, TABLE_LEN, alloc, fixed_64, mixed, run_on_threads, start_drainer};
+use allocmeter_benches::{
+    ALIGN, TABLE_LEN, alloc, fixed_64, mixed, run_on_threads, start_drainer, thread_counts,
+    threads_name,
+};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mimalloc::MiMalloc;
@@ -601,23 +604,6 @@ fn bench_one(
     allocmeter_benches::write_extra(group_name, v.name, &fields);
 }
 
-/// The thread counts from `ALLOCMETER_BENCH_THREADS` (default `1,2`).
-fn thread_counts() -> Vec<usize> {
-    let Ok(list) = std::env::var("ALLOCMETER_BENCH_THREADS") else {
-        return vec![1, 2];
-    };
-    let counts: Vec<usize> =
-        list.split(',')
-            .map(|n| {
-                n.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
-                    panic!("ALLOCMETER_BENCH_THREADS: bad count {n:?} in {list:?}")
-                })
-            })
-            .collect();
-    assert!(!counts.is_empty(), "ALLOCMETER_BENCH_THREADS is empty");
-    counts
-}
-
 fn peers(c: &mut Criterion) {
     LazyLock::force(&SIZES);
     AllocationRegistry::set_global_tracker(CountingTracker)
@@ -631,8 +617,7 @@ fn peers(c: &mut Criterion) {
     ];
     for (workload_name, work) in workloads {
         for threads in thread_counts() {
-            let plural = if threads == 1 { "" } else { "s" };
-            let group_name = format!("peers/{workload_name}/{threads}thread{plural}");
+            let group_name = format!("peers/{workload_name}/{}", threads_name(threads));
             let mut group = c.benchmark_group(&group_name);
             for v in &variants {
                 bench_one(&mut group, &group_name, v, work, threads);

@@ -27,8 +27,8 @@
 //!   by hashing the freed addresses with a replica of the filter's hash.
 //! - `amortized/*`: realistic workloads at rate 0, 8 KiB, 64 KiB and 512 KiB
 //!   (the default) against `System`: the mixed 16 B to 4 KiB pairs of
-//!   `pairs.rs` on one and two threads, and building and dropping a
-//!   `Vec<String>` and a `HashMap` (std collections through a switchable
+//!   `pairs.rs` on each thread count of `ALLOCMETER_BENCH_THREADS` (1 and 2
+//!   by default), and building and dropping a `Vec<String>` and a `HashMap` (std collections through a switchable
 //!   global allocator, see [`Switch`]). Timed in chunks of about a thousand
 //!   allocator calls, with a drain between chunks, outside the timed region.
 //! - `cross_thread/*`: two threads run the mixed pairs, one sampling at 0,
@@ -56,7 +56,7 @@ use allocmeter::Instrumented;
 use allocmeter::profile::{self, SampleEvent};
 use allocmeter::stack::{self, Method};
 use allocmeter_benches::write_extra;
-use allocmeter_benches::{ALIGN, RING, TABLE_LEN, alloc};
+use allocmeter_benches::{ALIGN, RING, TABLE_LEN, alloc, thread_counts, threads_name};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 
@@ -672,8 +672,8 @@ const RATES: [(&str, u64); 4] = [
 ];
 
 fn amortized(c: &mut Criterion) {
-    for (threads, threads_name) in [(1, "1thread"), (2, "2threads")] {
-        let group_name = format!("amortized/mixed_16B-4KiB_{threads_name}");
+    for threads in thread_counts() {
+        let group_name = format!("amortized/mixed_16B-4KiB_{}", threads_name(threads));
         let mut group = c.benchmark_group(&group_name);
         let run = |a: fn(u64) -> Duration| {
             move |iters| {

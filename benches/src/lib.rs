@@ -92,6 +92,32 @@ pub fn fixed_64<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
 
 pub mod workload;
 
+/// The thread counts the multi-threaded benchmarks run, from the
+/// comma-separated `ALLOCMETER_BENCH_THREADS` (default `1,2`; `run_all.py
+/// --threads` sets it). Panics on a malformed list: a benchmark run with the
+/// wrong thread counts would be worse than none.
+pub fn thread_counts() -> Vec<usize> {
+    let Ok(list) = std::env::var("ALLOCMETER_BENCH_THREADS") else {
+        return vec![1, 2];
+    };
+    let counts: Vec<usize> =
+        list.split(',')
+            .map(|n| {
+                n.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+                    panic!("ALLOCMETER_BENCH_THREADS: bad count {n:?} in {list:?}")
+                })
+            })
+            .collect();
+    assert!(!counts.is_empty(), "ALLOCMETER_BENCH_THREADS is empty");
+    counts
+}
+
+/// How a thread count appears in benchmark names: `1thread`, `2threads`.
+pub fn threads_name(threads: usize) -> String {
+    let plural = if threads == 1 { "" } else { "s" };
+    format!("{threads}thread{plural}")
+}
+
 /// Entries in the table of mixed sizes (a power of two, so indexing is a mask).
 pub const TABLE_LEN: usize = 4096;
 

@@ -304,12 +304,23 @@ pub struct Variant {
 /// The workloads a binary can run, by their command-line names.
 pub const WORKLOADS: [&str; 2] = ["json_map", "producer_consumer"];
 
-const USAGE: &str = "usage: wp_<allocator> --workload json_map|producer_consumer [--scale S]";
+const USAGE: &str =
+    "usage: wp_<allocator> --workload json_map|producer_consumer [--scale S] [--main-thread]";
 
-/// Parses `--workload NAME --scale S` (scale defaults to 1).
-fn parse_args() -> Result<(String, f64), String> {
+/// The command line of a `wp_*` binary.
+struct Args {
+    workload: String,
+    scale: f64,
+    /// Run the workload on the main thread, in a process that starts no other
+    /// thread (bare allocators only).
+    main_thread: bool,
+}
+
+/// Parses `--workload NAME [--scale S] [--main-thread]` (scale defaults to 1).
+fn parse_args() -> Result<Args, String> {
     let mut workload = None;
     let mut scale = 1.0f64;
+    let mut main_thread = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -328,16 +339,32 @@ fn parse_args() -> Result<(String, f64), String> {
                     .filter(|s: &f64| s.is_finite() && *s > 0.0)
                     .ok_or_else(|| format!("bad scale {s:?}"))?;
             }
+            "--main-thread" => main_thread = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok((workload.ok_or("--workload is required")?, scale))
+    Ok(Args {
+        workload: workload.ok_or("--workload is required")?,
+        scale,
+        main_thread,
+    })
 }
 
 /// The body of every `wp_*` binary: parses the arguments, starts the
 /// exporter (without HTTP) for an instrumented variant, runs the workload on
-/// the real global allocator, and prints one JSON line to stdout:
+/// the real global allocator, and prints one JSON line to stdout.
+///
+/// The workload runs on a worker thread that `main` spawns and joins, as a
+/// service's work runs on threads of its runtime, so every variant is a
+/// multi-threaded process. This matters for glibc: until a process starts
+/// its second thread, its malloc skips the atomic operations that guard its
+/// arenas, and any second thread (allocmeter's aggregator, a runtime's
+/// workers) turns that off for good. A service has lost that fast path
+/// anyway; measuring a single-threaded baseline would charge it to
+/// allocmeter. `--main-thread` (bare allocators only) runs the workload on
+/// the main thread of a process with no other thread, to measure that
+/// effect on its own. Fields:
 ///
 /// `variant`, `workload`, `scale`, `wall_ns` (the workload alone, measured
 /// inside the process), `checksum`, `peak_rss_bytes` (see [`peak_rss_bytes`];
@@ -347,7 +374,11 @@ fn parse_args() -> Result<(String, f64), String> {
 ///
 /// Exits with status 2 on bad arguments.
 pub fn main(variant: Variant) {
-    let (workload, scale) = match parse_args() {
+    let Args {
+        workload,
+        scale,
+        main_thread,
+    } = match parse_args() {
         Ok(parsed) => parsed,
         Err(e) => {
             if !e.is_empty() {
@@ -357,6 +388,10 @@ pub fn main(variant: Variant) {
             std::process::exit(2);
         }
     };
+    if main_thread && variant.sample_rate.is_some() {
+        eprintln!("error: --main-thread is for bare allocators (the exporter is a thread)");
+        std::process::exit(2);
+    }
     let exporter = variant.sample_rate.map(|rate| {
         allocmeter_exporter::Exporter::builder()
             .serve_http(false)
@@ -364,16 +399,32 @@ pub fn main(variant: Variant) {
             .start()
             .expect("cannot start the exporter")
     });
-    let start = Instant::now();
-    let checksum = match workload.as_str() {
-        "json_map" => json_map(scaled(JSON_ENTRIES, scale), JSON_ROUNDS),
-        _ => producer_consumer(scaled(MESSAGES, scale)),
+    let run = {
+        let workload = workload.clone();
+        move || {
+            let start = Instant::now();
+            let checksum = match workload.as_str() {
+                "json_map" => json_map(scaled(JSON_ENTRIES, scale), JSON_ROUNDS),
+                _ => producer_consumer(scaled(MESSAGES, scale)),
+            };
+            (checksum, start.elapsed().as_nanos() as u64)
+        }
     };
-    let wall_ns = start.elapsed().as_nanos() as u64;
+    let (checksum, wall_ns) = if main_thread {
+        run()
+    } else {
+        thread::Builder::new()
+            .name("worker".into())
+            .spawn(run)
+            .expect("cannot start the worker thread")
+            .join()
+            .expect("the workload panicked")
+    };
     let mut out = serde_json::json!({
         "variant": variant.name,
         "workload": workload,
         "scale": scale,
+        "main_thread": main_thread,
         "wall_ns": wall_ns,
         "checksum": checksum,
     });
