@@ -313,6 +313,101 @@ def section_peers(results):
     return out
 
 
+TARGET_MICRO_RATIO = 1.10
+TARGET_CALL_SITE_FACTOR = 10.0
+
+
+def records(name, column):
+    """Whether peers.md says `name` keeps `column` (a cell starting with Y, or
+    kept by the tracker we wire in, for tracking-allocator)."""
+    header, _, _ = CAPS
+    if column not in header:
+        return False
+    cell = capability_cells(name)[header.index(column)]
+    return cell.startswith("Y") or cell.startswith("via tracker")
+
+
+def section_targets(results, wp_path):
+    """The issue's targets, checked against this run's figures."""
+    out = ["## Targets\n",
+           "The targets set for these benchmarks, checked against the figures below (same run,\n"
+           "same machine). Added cost = ns/op of the variant minus ns/op of `System` in the same\n"
+           "group.\n"]
+    lines = []
+    # 1. 64 B pairs, Instrumented<System> at the default rate vs System.
+    for g in workload_groups(results, "pair_").get("64B", []):
+        funcs = results[g]
+        inst, base = funcs.get("Instrumented<System>"), funcs.get("System")
+        if inst and base and base.median:
+            x = inst.median / base.median
+            lines.append((x <= TARGET_MICRO_RATIO,
+                          f"`{g}`: Instrumented<System> {x:.3f}× System "
+                          f"({inst.median:.2f} vs {base.median:.2f} ns; target ≤ {TARGET_MICRO_RATIO}×)"))
+    # 2. Peers at 2 threads: lower added cost than every peer recording counts
+    # and bytes; the factor against peers recording call sites.
+    rows = []
+    for workload in ["64B", "mixed_16B-64KiB"]:
+        g = f"peers/{workload}/2threads"
+        funcs = results.get(g, {})
+        inst, base = funcs.get("Instrumented<System>"), funcs.get("System")
+        if not (inst and base):
+            continue
+        ours = inst.median - base.median
+        cb, cs = [], []
+        for name in order(set(funcs)):
+            if name in INNERS or name.startswith("Instrumented<"):
+                continue
+            counts_bytes = records(name, "counts") and records(name, "bytes total")
+            sites = records(name, "call sites")
+            if not (counts_bytes or sites):
+                continue
+            theirs = funcs[name].median - base.median
+            factor = theirs / ours if ours > 0 else None
+            what = " and ".join(w for w, k in (("counts + bytes", counts_bytes),
+                                               ("call sites", sites)) if k)
+            rows.append([workload, name, what, f"{theirs:+.1f}", f"{ours:+.2f}",
+                         "yes" if theirs > ours else "**no**",
+                         "n/a (allocmeter ≤ System here)" if factor is None
+                         else f"{factor:,.1f}×"])
+            if counts_bytes:
+                cb.append((theirs, name))
+            if sites:
+                cs.append((factor, name))
+        if cb:
+            least = min(cb)
+            lines.append((all(t > ours for t, _ in cb),
+                          f"`{g}`: allocmeter adds {ours:+.2f} ns; each of the {len(cb)} peers that "
+                          f"record counts and bytes adds more (least: {least[1]}, {least[0]:+.1f} ns)"))
+        if cs and ours > 0:
+            lo, hi = min(cs), max(cs)
+            lines.append((lo[0] >= TARGET_CALL_SITE_FACTOR,
+                          f"`{g}`: peers that record call sites add {lo[0]:,.1f}× ({lo[1]}) to "
+                          f"{hi[0]:,.0f}× ({hi[1]}) what allocmeter adds (aim ≥ "
+                          f"{TARGET_CALL_SITE_FACTOR:.0f}×)"))
+        elif cs:
+            lines.append((True, f"`{g}`: allocmeter measured no slower than System here, so no "
+                                f"factor; peers that record call sites add "
+                                f"{min(funcs[n].median - base.median for _, n in cs):+.1f} ns or more"))
+    # 3. Whole program.
+    try:
+        wp = json.loads(Path(wp_path).read_text())
+        if wp.get("mode") != "quick":
+            lines += [(t["met"], t["check"]) for t in wp.get("targets", [])]
+    except (OSError, ValueError):
+        pass
+    if not lines:
+        out.append("n/a: no results.\n")
+        return out
+    out.append("\n".join(f"- {'met' if met else '**NOT met**'}: {text}" for met, text in lines) + "\n")
+    if rows:
+        out.append("Peers at 2 threads that record at least counts and bytes, or call sites "
+                   "(what each records: `benches/peers.md`):\n")
+        out.append(md_table(["workload", "peer", "records", "peer added ns", "allocmeter added ns",
+                             "allocmeter lower", "factor"], rows,
+                            ["---", "---", "---", "---:", "---:", "---", "---:"]))
+    return out
+
+
 def section_sampling(results):
     out = ["## sampling: what sampling costs\n",
            "`benches/benches/sampling.rs`. Median ns per op; ratio to `System` where the group\n"
@@ -542,6 +637,7 @@ def main():
         doc += section_wholeprogram(wp_json, smoke=True)
         out = ROOT / "target" / "BENCHMARKS.quick.md"
     else:
+        doc += section_targets(results, wp_json)
         doc += section_pairs(results)
         doc += section_peers(results)
         doc.append("![Overhead ratio per allocator, 64 B pairs, 2 threads](benches/overhead.svg)\n")
