@@ -22,7 +22,9 @@
 //! allocates a gigabyte a second takes only about 2,000 samples a second, and
 //! 8 KiB holds 13 to 30 of them (64- to 25-frame stacks); the drainer is woken
 //! when a ring is a quarter full and drains every 50 ms anyway. A 4 KiB rate
-//! needs the full 64 KiB. Rings are per
+//! needs the full 64 KiB. A thread that still fills its ring faster than
+//! the drainer empties it (a sample is dropped) gets one twice as big, up to
+//! 64 KiB, so only the threads that need it pay for it. Rings are per
 //! thread, so this is most of allocmeter's memory in a process with many
 //! threads. A slot whose ring is too small for a lower rate set later gets a
 //! bigger one (see [`crate::slot::Slot::ring_for_rate`]).

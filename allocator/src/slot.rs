@@ -43,6 +43,10 @@ pub(crate) struct Slot {
     /// The slot's sample ring, allocated on its first sample; null before.
     /// Written by the owner (Release), read by the drainer (Acquire).
     ring: AtomicPtr<Ring>,
+    /// The least ring size (words) this slot needs: raised when a sample is
+    /// dropped because the ring was full, so that a thread that allocates
+    /// faster than the drainer keeps up gets a bigger ring. Owner only.
+    ring_words_wanted: AtomicUsize,
     /// `FREE` or `LIVE`.
     state: AtomicU32,
 }
@@ -81,6 +85,7 @@ impl Slot {
             baseline: CounterCells::new(),
             sampling: SamplingCells::new(),
             ring: AtomicPtr::new(core::ptr::null_mut()),
+            ring_words_wanted: AtomicUsize::new(0),
             state: AtomicU32::new(FREE),
         }
     }
@@ -102,12 +107,13 @@ impl Slot {
     /// use. Owner only.
     ///
     /// A ring smaller than [`ring::words_for_rate`] asks for (the rate was
-    /// lowered since it was allocated) is replaced by a bigger one once it is
-    /// empty. The old ring is left alone, never freed, since the drainer may
-    /// still be looking at it (it finds it empty); sizes double, so a slot
-    /// leaves at most two such rings behind in its life.
+    /// lowered since it was allocated), or than [`Slot::ring_was_full`] asked
+    /// for, is replaced by a bigger one once it is empty. The old ring is
+    /// left alone, never freed, since the drainer may still be looking at it
+    /// (it finds it empty); sizes at least double, so a slot leaves at most
+    /// three such rings behind in its life.
     pub fn ring_for_rate(&self, rate: u64) -> Option<&'static Ring> {
-        let want = ring::words_for_rate(rate);
+        let want = ring::words_for_rate(rate).max(self.ring_words_wanted.load(Ordering::Relaxed));
         let current = self.ring();
         if let Some(ring) = current
             && (ring.capacity() >= want || !ring.is_empty())
@@ -122,6 +128,16 @@ impl Slot {
             .store(fresh as *const Ring as *mut Ring, Ordering::Release);
         RING_BYTES.fetch_add(fresh.bytes(), Ordering::Relaxed);
         Some(fresh)
+    }
+
+    /// A sample was dropped because this slot's ring was full: ask for a ring
+    /// twice as big (up to the largest size) from the next sample on. Owner
+    /// only.
+    pub fn ring_was_full(&self) {
+        if let Some(ring) = self.ring() {
+            let bigger = (ring.capacity() * 2).min(ring::MAX_RING_WORDS);
+            self.ring_words_wanted.fetch_max(bigger, Ordering::Relaxed);
+        }
     }
 
     /// The ring of a slot with many producers (the fallback slot), of the

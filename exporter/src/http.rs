@@ -69,6 +69,7 @@ fn route(method: &Method, url: &str, endpoints: &Endpoints) -> Reply {
         "/debug/pprof/heap" => profile(&endpoints.profile, DefaultType::InuseSpace, "heap"),
         "/debug/pprof/allocs" => profile(&endpoints.profile, DefaultType::AllocSpace, "allocs"),
         "/api/sites" => sites(&endpoints.profile, query),
+        "/api/stats" => stats(),
         "/" | "/index.html" => Response::from_string(INDEX_HTML)
             .with_header(header("Content-Type", "text/html; charset=utf-8")),
         _ => Response::from_string("not found\n").with_status_code(404),
@@ -172,6 +173,58 @@ fn sites(state: &ProfileState, query: &str) -> Reply {
         "sites": report,
     });
     json(&body)
+}
+
+/// `/api/stats`: `allocmeter::stats()` and the sampling figures, read now,
+/// with the wall-clock time of the read (`unix_ms`).
+fn stats() -> Reply {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let s = allocmeter::stats();
+    let sampling = allocmeter::profile::sampling_stats();
+    let by_size: Vec<serde_json::Value> = s
+        .by_size
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "max_size": c.max_size,
+                "allocs": c.allocs,
+                "frees": c.frees,
+            })
+        })
+        .collect();
+    json(&serde_json::json!({
+        "version": API_VERSION,
+        "unix_ms": unix_ms,
+        "stats": {
+            "live_bytes": s.live_bytes,
+            "live_objects": s.live_objects,
+            "alloc_bytes": s.alloc_bytes,
+            "allocs": s.allocs,
+            "free_bytes": s.free_bytes,
+            "frees": s.frees,
+            "reallocs": {
+                "grown_in_place": s.reallocs.grown_in_place,
+                "shrunk_in_place": s.reallocs.shrunk_in_place,
+                "moved": s.reallocs.moved,
+                "grown_bytes": s.reallocs.grown_bytes,
+                "shrunk_bytes": s.reallocs.shrunk_bytes,
+            },
+            "failures": s.failures,
+            "threads": s.threads,
+            "slots_used": s.slots_used,
+            "telemetry_bytes": s.telemetry_bytes,
+            "by_size": by_size,
+        },
+        "sampling": {
+            "rate": sampling.rate,
+            "samples": sampling.samples,
+            "dropped": sampling.dropped,
+            "frees_lost": sampling.frees_lost,
+            "live_samples": sampling.live_samples,
+        },
+    }))
 }
 
 fn json(value: &serde_json::Value) -> Reply {

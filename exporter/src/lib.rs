@@ -237,6 +237,7 @@ impl Builder {
 
         let mut exporter = Exporter {
             local_addr: server.as_ref().map(|(_, a)| *a),
+            const_labels: self.const_labels.clone(),
             shared: shared.clone(),
             server: server.as_ref().map(|(s, _)| s.clone()),
             stop: stop.clone(),
@@ -308,6 +309,7 @@ fn resolve(addr: &str) -> Result<SocketAddr, StartError> {
 /// A running exporter. Dropping it stops its threads.
 pub struct Exporter {
     local_addr: Option<SocketAddr>,
+    const_labels: Vec<(String, String)>,
     shared: Arc<Shared>,
     server: Option<Arc<tiny_http::Server>>,
     stop: Arc<AtomicBool>,
@@ -354,6 +356,35 @@ impl Exporter {
     /// serves it (in-use space by default).
     pub fn heap_profile(&self) -> Vec<u8> {
         http::heap_profile(&self.shared.profile, pprof::DefaultType::InuseSpace)
+    }
+
+    /// A collector of allocmeter's metrics for the service's own
+    /// `prometheus::Registry`, for a service that already serves `/metrics`:
+    /// start the exporter with [`Builder::serve_http`]`(false)` and register
+    /// this. It renders the same families, with the same constant labels, as
+    /// the exporter's own `/metrics`, site-table figures included (the
+    /// process metrics excepted: a service with a registry usually registers
+    /// its own `ProcessCollector`).
+    ///
+    /// ```
+    /// let exporter = allocmeter_exporter::Exporter::builder()
+    ///     .serve_http(false)
+    ///     .const_label("service", "checkout")
+    ///     .start()
+    ///     .unwrap();
+    /// let registry = prometheus::Registry::new();
+    /// registry.register(Box::new(exporter.collector())).unwrap();
+    /// let live = registry
+    ///     .gather()
+    ///     .into_iter()
+    ///     .find(|f| f.name() == "allocmeter_heap_live_bytes")
+    ///     .unwrap();
+    /// assert_eq!(live.get_metric()[0].get_label()[0].value(), "checkout");
+    /// ```
+    pub fn collector(&self) -> AllocCollector {
+        AllocCollector::with_const_labels(self.const_labels.iter().cloned().collect())
+            .expect("the exporter checked these labels when it started")
+            .with_profile(self.shared.profile.clone())
     }
 
     /// The newest snapshot the aggregator took.

@@ -223,3 +223,45 @@ fn the_aggregator_keeps_a_bounded_history() {
             .all(|w| w[0].stats.alloc_bytes <= w[1].stats.alloc_bytes)
     );
 }
+
+#[test]
+fn api_stats_agrees_with_the_process_own_stats() {
+    let exporter = start();
+    let addr = exporter.local_addr();
+    // Kept alive across both reads, so the live figures must include it.
+    let block = black_box(vec![7u8; 3 << 20]);
+    let before = allocmeter::stats();
+    let reply = request(addr, "GET", "/api/stats");
+    let after = allocmeter::stats();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_str(&reply.body).expect("valid JSON");
+    assert_eq!(v["version"], 1);
+    assert!(v["unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    let s = &v["stats"];
+    let field = |name: &str| s[name].as_u64().unwrap_or_else(|| panic!("no {name}"));
+    // Counters read by the handler lie between two reads made around it.
+    for (name, lo, hi) in [
+        ("alloc_bytes", before.alloc_bytes, after.alloc_bytes),
+        ("allocs", before.allocs, after.allocs),
+        ("frees", before.frees, after.frees),
+        ("free_bytes", before.free_bytes, after.free_bytes),
+        ("failures", before.failures, after.failures),
+    ] {
+        let got = field(name);
+        assert!(lo <= got && got <= hi, "{name}: {got} not in [{lo}, {hi}]");
+    }
+    assert_eq!(
+        field("live_bytes"),
+        field("alloc_bytes") - field("free_bytes")
+    );
+    assert!(field("live_bytes") >= block.len() as u64);
+    let by_size = s["by_size"].as_array().unwrap();
+    assert_eq!(by_size.len(), allocmeter::size_class::NUM_SIZE_CLASSES);
+    let class_allocs: u64 = by_size.iter().map(|c| c["allocs"].as_u64().unwrap()).sum();
+    assert_eq!(class_allocs, field("allocs"));
+    assert_eq!(by_size[0]["max_size"], 8);
+    assert!(by_size.last().unwrap()["max_size"].is_null());
+    assert_eq!(v["sampling"]["rate"], allocmeter::sample_rate());
+    drop(block);
+}
