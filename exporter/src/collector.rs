@@ -10,12 +10,30 @@ use prometheus::proto::{self, MetricType};
 
 use crate::aggregator::ProfileState;
 
+// The inner allocator's own statistics, when a feature compiles a source in.
+// Only the collector reads them, hence a private submodule (kept in its own
+// file, src/inner.rs).
+#[cfg(any(
+    feature = "jemalloc",
+    feature = "mimalloc",
+    all(feature = "glibc", target_os = "linux", target_env = "gnu")
+))]
+#[path = "inner.rs"]
+mod inner;
+
 /// What one scrape renders: the statistics, read fresh, and what the
 /// exporter's site table knows (absent for a collector used on its own).
 pub(crate) struct Inputs {
     pub stats: MemStats,
     pub sampling: SamplingStats,
     pub profile: Option<ProfileFigures>,
+    /// What the inner allocator itself reports (see `inner`).
+    #[cfg(any(
+        feature = "jemalloc",
+        feature = "mimalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    ))]
+    pub inner: Vec<inner::Reading>,
 }
 
 /// The site table's figures for one scrape.
@@ -54,6 +72,21 @@ fn one(v: u64) -> Vec<Sample> {
 
 fn labelled(label: &str, v: u64) -> Sample {
     Sample::Plain(Some(label.to_string()), v as f64)
+}
+
+/// The samples of one `allocmeter_inner_*` family: one per allocator that
+/// reported it, labelled `allocator`.
+#[cfg(any(
+    feature = "jemalloc",
+    feature = "mimalloc",
+    all(feature = "glibc", target_os = "linux", target_env = "gnu")
+))]
+fn inner_samples(i: &Inputs, family: &str) -> Vec<Sample> {
+    i.inner
+        .iter()
+        .filter(|r| r.family == family)
+        .map(|r| Sample::Plain(Some(r.allocator.to_string()), r.value))
+        .collect()
 }
 
 /// A histogram over the size classes, using `count(class)` per class and
@@ -270,6 +303,120 @@ const FAMILIES: &[Family] = &[
                 .collect()
         },
     },
+    // What the inner allocator itself reports, beside what allocmeter counts
+    // (cargo features `jemalloc`, `mimalloc`, `glibc`; see src/inner.rs). A
+    // family is declared only when a source of it is compiled in, and carries
+    // one sample per allocator that reports it.
+    #[cfg(any(
+        feature = "jemalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    ))]
+    Family {
+        name: "allocmeter_inner_allocated_bytes",
+        help: "Bytes in blocks the inner allocator has handed out and not taken back, by its own count (its size classes, allocations outside allocmeter included). jemalloc: stats.allocated. glibc: mallinfo2 uordblks, arenas only (blocks served by mmap are in allocmeter_inner_mapped_bytes).",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_allocated_bytes"),
+    },
+    #[cfg(feature = "jemalloc")]
+    Family {
+        name: "allocmeter_inner_active_bytes",
+        help: "Bytes in the inner allocator's pages that hold allocated blocks (whole pages, so at least allocmeter_inner_allocated_bytes). jemalloc: stats.active.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_active_bytes"),
+    },
+    #[cfg(any(feature = "jemalloc", feature = "mimalloc"))]
+    Family {
+        name: "allocmeter_inner_resident_bytes",
+        help: "Bytes of physical memory the inner allocator holds, by its own estimate. jemalloc: stats.resident (metadata, active and dirty unused pages; untouched pages may be counted). mimalloc: mi_process_info current_rss (the OS's working set on Windows and macOS; elsewhere mimalloc's committed bytes).",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_resident_bytes"),
+    },
+    #[cfg(feature = "mimalloc")]
+    Family {
+        name: "allocmeter_inner_peak_resident_bytes",
+        help: "Peak physical memory of the whole process as the inner allocator reports it. mimalloc: mi_process_info peak_rss (getrusage ru_maxrss on Unix, the peak working set on Windows).",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_peak_resident_bytes"),
+    },
+    #[cfg(any(
+        feature = "jemalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    ))]
+    Family {
+        name: "allocmeter_inner_mapped_bytes",
+        help: "Bytes the inner allocator has mapped from the OS, as it counts them. jemalloc: stats.mapped (active extents, at least allocmeter_inner_active_bytes; retained extents excluded). glibc: mallinfo2 hblkhd (blocks too large for the arenas, each served by its own mmap).",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_mapped_bytes"),
+    },
+    #[cfg(feature = "jemalloc")]
+    Family {
+        name: "allocmeter_inner_retained_bytes",
+        help: "Bytes of address space the inner allocator keeps mapped for reuse instead of unmapping it, usually without physical memory behind it. jemalloc: stats.retained.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_retained_bytes"),
+    },
+    #[cfg(feature = "jemalloc")]
+    Family {
+        name: "allocmeter_inner_metadata_bytes",
+        help: "Bytes the inner allocator uses for its own bookkeeping. jemalloc: stats.metadata.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_metadata_bytes"),
+    },
+    #[cfg(feature = "mimalloc")]
+    Family {
+        name: "allocmeter_inner_committed_bytes",
+        help: "Bytes the inner allocator has committed (made readable and writable) from the OS. mimalloc: mi_process_info current_commit.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_committed_bytes"),
+    },
+    #[cfg(feature = "mimalloc")]
+    Family {
+        name: "allocmeter_inner_peak_committed_bytes",
+        help: "The most bytes the inner allocator has had committed at once since the process started. mimalloc: mi_process_info peak_commit.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_peak_committed_bytes"),
+    },
+    #[cfg(all(feature = "glibc", target_os = "linux", target_env = "gnu"))]
+    Family {
+        name: "allocmeter_inner_arena_bytes",
+        help: "Bytes the inner allocator's arenas hold from the OS (brk for the main arena, mmap'd heaps for the others), in use or free; blocks served by their own mmap excluded. glibc: mallinfo2 arena.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_arena_bytes"),
+    },
+    #[cfg(all(feature = "glibc", target_os = "linux", target_env = "gnu"))]
+    Family {
+        name: "allocmeter_inner_free_bytes",
+        help: "Bytes free inside the inner allocator's arenas: held from the OS, in no block. glibc: mallinfo2 fordblks.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_free_bytes"),
+    },
+    #[cfg(all(feature = "glibc", target_os = "linux", target_env = "gnu"))]
+    Family {
+        name: "allocmeter_inner_releasable_bytes",
+        help: "Free bytes at the top of the inner allocator's main heap, which it could give back to the OS (malloc_trim). glibc: mallinfo2 keepcost.",
+        kind: MetricType::GAUGE,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_releasable_bytes"),
+    },
+    #[cfg(feature = "mimalloc")]
+    Family {
+        name: "allocmeter_inner_page_faults_total",
+        help: "Hard (major) page faults of the whole process since it started, as the inner allocator reports them. mimalloc: mi_process_info page_faults (getrusage ru_majflt on Unix).",
+        kind: MetricType::COUNTER,
+        label: Some("allocator"),
+        samples: |i| inner_samples(i, "allocmeter_inner_page_faults_total"),
+    },
 ];
 
 /// A [`prometheus::core::Collector`] over [`allocmeter::stats`].
@@ -390,6 +537,12 @@ impl AllocCollector {
             stats: allocmeter::stats(),
             sampling: allocmeter::profile::sampling_stats(),
             profile: self.profile.as_ref().map(|p| p.figures()),
+            #[cfg(any(
+                feature = "jemalloc",
+                feature = "mimalloc",
+                all(feature = "glibc", target_os = "linux", target_env = "gnu")
+            ))]
+            inner: inner::read(),
         }
     }
 }
@@ -464,6 +617,8 @@ mod tests {
             assert!(!f.get_metric().is_empty());
             if f.get_field_type() == MetricType::COUNTER {
                 assert!(f.name().ends_with("_total"), "{}", f.name());
+            } else {
+                assert!(!f.name().ends_with("_total"), "{}", f.name());
             }
             for m in f.get_metric() {
                 assert!(
@@ -473,6 +628,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[cfg(any(
+        feature = "jemalloc",
+        feature = "mimalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    ))]
+    #[test]
+    fn every_inner_reading_is_exported_once_labelled_with_its_allocator() {
+        let collector = AllocCollector::new();
+        let inputs = collector.inputs();
+        assert!(!inputs.inner.is_empty());
+        let families = collector.families(&inputs);
+        for r in &inputs.inner {
+            let declared = FAMILIES.iter().find(|f| f.name == r.family);
+            let declared = declared.unwrap_or_else(|| panic!("{} is not declared", r.family));
+            assert_eq!(declared.label, Some("allocator"));
+            let f = families.iter().find(|f| f.name() == r.family).unwrap();
+            let mut values = f.get_metric().iter().filter_map(|m| {
+                let label = m.get_label().iter().find(|l| l.name() == "allocator")?;
+                (label.value() == r.allocator).then(|| match f.get_field_type() {
+                    MetricType::COUNTER => m.get_counter().get_value(),
+                    _ => m.get_gauge().get_value(),
+                })
+            });
+            assert_eq!(values.next(), Some(r.value), "{r:?}");
+            assert_eq!(values.next(), None, "{r:?} twice");
+        }
+        // No inner family is declared that no compiled-in source reports.
+        for f in FAMILIES
+            .iter()
+            .filter(|f| f.name.starts_with("allocmeter_inner_"))
+        {
+            assert!(
+                inputs.inner.iter().any(|r| r.family == f.name),
+                "{} has no source",
+                f.name
+            );
+        }
+    }
+
+    #[cfg(not(any(
+        feature = "jemalloc",
+        feature = "mimalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    )))]
+    #[test]
+    fn without_an_inner_allocator_feature_no_inner_family_is_declared() {
+        assert!(
+            !FAMILIES
+                .iter()
+                .any(|f| f.name.starts_with("allocmeter_inner_"))
+        );
+        let collector = AllocCollector::new();
+        let names: Vec<String> = collector.desc().iter().map(|d| d.fq_name.clone()).collect();
+        assert!(!names.iter().any(|n| n.starts_with("allocmeter_inner_")));
     }
 
     #[test]
