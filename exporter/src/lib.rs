@@ -52,8 +52,15 @@
 //! allocation plumbing (`alloc::`, `core::`, `std::`) are trimmed off the top.
 //!
 //! To serve the metrics from a `/metrics` endpoint the service already has,
-//! register an [`AllocCollector`] into its `prometheus::Registry` instead of
-//! starting an exporter.
+//! start the exporter with [`Builder::serve_http`]`(false)` and register
+//! [`Exporter::collector`] into its `prometheus::Registry` (or, for the
+//! counters alone, an [`AllocCollector`] without any exporter).
+//!
+//! Cargo features `jemalloc`, `mimalloc` and `glibc` (all off by default)
+//! add the inner allocator's own figures as `allocmeter_inner_*` gauges, so
+//! that a leak (allocmeter's live heap grows) can be told from
+//! fragmentation (the allocator's resident or committed bytes grow while the
+//! live heap does not). Turn on the one that matches the inner allocator.
 //!
 //! The exporter's own allocations go through the global allocator like any
 //! other and are counted.
