@@ -75,6 +75,10 @@ pub fn hold(total: usize, block: usize) -> Vec<Vec<u8>> {
 #[track_caller]
 pub fn assert_moved_up(what: &str, from: f64, to: f64, expected: usize) {
     let moved = to - from;
+    println!(
+        "{what}: +{moved} bytes for {expected} held ({:.1} %)",
+        100.0 * moved / expected as f64
+    );
     assert!(
         moved >= 0.9 * expected as f64,
         "{what} moved by {moved} bytes ({from} -> {to}), expected at least 90 % of {expected}"
