@@ -9,7 +9,9 @@ use std::alloc::System;
 use std::sync::Mutex;
 
 use allocmeter::Instrumented;
-use inner_common::{HELD, assert_back, assert_moved_up, hold, scrape};
+use inner_common::{
+    HELD, assert_back, assert_held, assert_moved_up, assert_released, hold, scrape,
+};
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -27,17 +29,11 @@ fn small_blocks_come_from_the_arenas() {
     // block is carved from an arena.
     let held = hold(HELD, 4 << 10);
     let during = scrape();
-    assert_moved_up(
-        "allocmeter_inner_allocated_bytes",
-        before.inner("allocmeter_inner_allocated_bytes", GLIBC),
-        during.inner("allocmeter_inner_allocated_bytes", GLIBC),
-        HELD,
-    );
-    assert_moved_up(
-        "allocmeter_heap_live_bytes",
-        before.live(),
-        during.live(),
-        HELD,
+    assert_held(
+        &before,
+        &during,
+        GLIBC,
+        &["allocmeter_inner_allocated_bytes"],
     );
     let arena = during.inner("allocmeter_inner_arena_bytes", GLIBC);
     let allocated = during.inner("allocmeter_inner_allocated_bytes", GLIBC);
@@ -50,17 +46,11 @@ fn small_blocks_come_from_the_arenas() {
 
     drop(held);
     let after = scrape();
-    assert_back(
-        "allocmeter_inner_allocated_bytes",
-        before.inner("allocmeter_inner_allocated_bytes", GLIBC),
-        after.inner("allocmeter_inner_allocated_bytes", GLIBC),
-        HELD,
-    );
-    assert_back(
-        "allocmeter_heap_live_bytes",
-        before.live(),
-        after.live(),
-        HELD,
+    assert_released(
+        &before,
+        &after,
+        GLIBC,
+        &["allocmeter_inner_allocated_bytes"],
     );
 }
 

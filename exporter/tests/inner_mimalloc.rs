@@ -6,7 +6,7 @@
 mod inner_common;
 
 use allocmeter::Instrumented;
-use inner_common::{HELD, assert_moved_up, hold, scrape};
+use inner_common::{HELD, assert_held, hold, scrape};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -19,22 +19,14 @@ fn mimalloc_figures_follow_memory_held() {
     let before = scrape();
     let held = hold(HELD, 1 << 20);
     let during = scrape();
-    for family in [
-        "allocmeter_inner_resident_bytes",
-        "allocmeter_inner_committed_bytes",
-    ] {
-        assert_moved_up(
-            family,
-            before.inner(family, MIMALLOC),
-            during.inner(family, MIMALLOC),
-            HELD,
-        );
-    }
-    assert_moved_up(
-        "allocmeter_heap_live_bytes",
-        before.live(),
-        during.live(),
-        HELD,
+    assert_held(
+        &before,
+        &during,
+        MIMALLOC,
+        &[
+            "allocmeter_inner_resident_bytes",
+            "allocmeter_inner_committed_bytes",
+        ],
     );
     // Peaks are at least the current figures, and the process's peak resident
     // size covers the pages just touched.

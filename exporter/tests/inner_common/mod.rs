@@ -71,6 +71,46 @@ pub fn hold(total: usize, block: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Asserts that each of `families{allocator}` and allocmeter's own live
+/// bytes moved up by at least 90 % of [`HELD`] from `before` to `during`.
+#[track_caller]
+pub fn assert_held(before: &Scrape, during: &Scrape, allocator: &str, families: &[&str]) {
+    for family in families {
+        assert_moved_up(
+            family,
+            before.inner(family, allocator),
+            during.inner(family, allocator),
+            HELD,
+        );
+    }
+    assert_moved_up(
+        "allocmeter_heap_live_bytes",
+        before.live(),
+        during.live(),
+        HELD,
+    );
+}
+
+/// Asserts that each of `families{allocator}` and allocmeter's own live
+/// bytes are back within 10 % of [`HELD`] of `before` in `after`.
+#[track_caller]
+pub fn assert_released(before: &Scrape, after: &Scrape, allocator: &str, families: &[&str]) {
+    for family in families {
+        assert_back(
+            family,
+            before.inner(family, allocator),
+            after.inner(family, allocator),
+            HELD,
+        );
+    }
+    assert_back(
+        "allocmeter_heap_live_bytes",
+        before.live(),
+        after.live(),
+        HELD,
+    );
+}
+
 /// Asserts that `to - from` is at least 90 % of `expected`.
 #[track_caller]
 pub fn assert_moved_up(what: &str, from: f64, to: f64, expected: usize) {
