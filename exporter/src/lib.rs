@@ -277,10 +277,8 @@ impl Builder {
             addr: self.bind.clone(),
             reason,
         };
-        let labels = self.const_labels.iter().cloned().collect();
-        let collector = AllocCollector::with_const_labels(labels)
-            .map_err(|e| invalid(format!("bad constant label: {e}")))?
-            .with_profile(profile);
+        let collector = profiled_collector(&self.const_labels, profile)
+            .map_err(|e| invalid(format!("bad constant label: {e}")))?;
         let registry = prometheus::Registry::new();
         registry
             .register(Box::new(collector))
@@ -293,6 +291,15 @@ impl Builder {
             .map_err(|e| invalid(format!("cannot register process collector: {e}")))?;
         Ok(registry)
     }
+}
+
+/// The collector the exporter serves and hands out: `labels` on every
+/// series, and the site table's figures from `profile`.
+fn profiled_collector(
+    labels: &[(String, String)],
+    profile: Arc<ProfileState>,
+) -> prometheus::Result<AllocCollector> {
+    Ok(AllocCollector::with_const_labels(labels.iter().cloned().collect())?.with_profile(profile))
 }
 
 /// Turns `IP:PORT` or `HOST:PORT` into one socket address.
@@ -389,9 +396,8 @@ impl Exporter {
     /// assert_eq!(live.get_metric()[0].get_label()[0].value(), "checkout");
     /// ```
     pub fn collector(&self) -> AllocCollector {
-        AllocCollector::with_const_labels(self.const_labels.iter().cloned().collect())
+        profiled_collector(&self.const_labels, self.shared.profile.clone())
             .expect("the exporter checked these labels when it started")
-            .with_profile(self.shared.profile.clone())
     }
 
     /// The newest snapshot the aggregator took.
