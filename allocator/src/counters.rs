@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell};
+use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell, first_cell_of_class};
 
 /// How a counter is bumped: by its single owner, or by anyone.
 pub(crate) trait Bump {
@@ -265,14 +265,17 @@ impl CounterCells {
         let st = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
         st(&self.alloc_bytes, value.alloc_bytes);
         st(&self.free_bytes, value.free_bytes);
-        // Cells above the last class get zero: `read` folds them into it.
+        // Each class goes into its first cell; the others get zero (`read`
+        // folds every cell into its class).
         for (cell, (a, f)) in self
             .allocs_by_cell
             .iter()
             .zip(&self.frees_by_cell)
             .enumerate()
         {
-            let class = (cell < NUM_SIZE_CLASSES).then_some(cell);
+            let class = class_of_cell(cell);
+            let first = cell == first_cell_of_class(class);
+            let class = first.then_some(class);
             st(a, class.map_or(0, |i| value.alloc_by_class[i]));
             st(f, class.map_or(0, |i| value.free_by_class[i]));
         }

@@ -298,7 +298,9 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     // Fits: the space was checked above and only this thread pushes.
     if ring.push(&record[..len], 0) {
         SamplingCells::bump::<Owned>(&slot.sampling.taken);
-        if ring.free_words() < ring.capacity() / 4 * 3 {
+        // Half full: the drainer, polling at its adaptive interval, is
+        // behind (a burst). Waking it costs a system call, so only then.
+        if ring.free_words() < ring.capacity() / 2 {
             crate::profile::wake_drainer();
         }
     } else {

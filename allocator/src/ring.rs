@@ -20,8 +20,10 @@
 //! A ring's size follows the sample rate in force when it is allocated
 //! ([`words_for_rate`]): at the default 512 KiB rate even a thread that
 //! allocates a gigabyte a second takes only about 2,000 samples a second, and
-//! 8 KiB holds 13 to 30 of them (64- to 25-frame stacks); the drainer is woken
-//! when a ring is a quarter full and drains every 50 ms anyway. A 4 KiB rate
+//! 8 KiB holds 13 to 30 of them (64- to 25-frame stacks); the drainer drains
+//! as often as the fullest ring needs, down to every millisecond (see
+//! [`crate::profile::drain_interval`]), and is woken when a ring is half full
+//! all the same. A 4 KiB rate
 //! needs the full 64 KiB. A thread that still fills its ring faster than
 //! the drainer empties it (a sample is dropped) gets one twice as big, up to
 //! 64 KiB, so only the threads that need it pay for it. Rings are per
@@ -150,6 +152,14 @@ impl Ring {
         // Acquire: the consumer is done with every word before `tail`.
         let tail = self.tail.load(Ordering::Acquire);
         self.capacity() - head.wrapping_sub(tail)
+    }
+
+    /// Words pushed and not yet popped. Consumer side only (from the
+    /// producer's side the figure can only be larger than it was).
+    pub fn pending_words(&self) -> usize {
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        head.wrapping_sub(tail)
     }
 
     /// Whether everything pushed has been popped. Producer side only.

@@ -14,27 +14,38 @@ pub const NUM_SIZE_CLASSES: usize = 31;
 /// log2 of the upper bound of class 0 (8 bytes).
 const FIRST_SHIFT: u32 = 3;
 
-/// Counter cells per slot. The hot path indexes cells without clamping: every
-/// request size maps to one of these (sizes beyond 4 GiB, and the impossible
-/// size 0, land above the last class and are folded into it when read).
-pub(crate) const CELLS: usize = usize::BITS as usize - 2;
+/// Counter cells per slot: one per value of `floor(log2(x))` for a 64-bit
+/// `x`. The hot path indexes cells without clamping: every request size maps
+/// to one of these. Cells 0 and 1 are never used (the operand is at least 7);
+/// sizes beyond 4 GiB, and the impossible size 0, land above the last class
+/// and are folded into it when read.
+pub(crate) const CELLS: usize = usize::BITS as usize;
 
-/// The counter cell of a request of `size` bytes: its class, unclamped. A
-/// `lea`, an `or` and a `bsr`: the operand is never zero, and the result
-/// needs no bounds clamp because every value is below [`CELLS`].
+/// The counter cell of a request of `size` bytes: `floor(log2(size - 1 | 7))`,
+/// its class plus 2, unclamped. An `lea`, an `or` and a `bsr`, and the cell's
+/// address folds into the counter's `inc`: the operand is never zero, the
+/// result needs no bounds clamp (it is below [`CELLS`]), and it is computed
+/// in `usize`, so no 32-bit offset has to be formed first (keeping the class
+/// offset out of this saves one instruction per allocation and per free).
 #[inline(always)]
 pub(crate) const fn cell_of(size: usize) -> usize {
     let x = size.wrapping_sub(1) | ((1 << FIRST_SHIFT) - 1);
-    (usize::BITS - 1 - x.leading_zeros()) as usize + 1 - FIRST_SHIFT as usize
+    (usize::BITS - 1 - x.leading_zeros()) as usize
 }
 
 /// The size class counted by cell `cell`.
 pub(crate) const fn class_of_cell(cell: usize) -> usize {
-    if cell < NUM_SIZE_CLASSES {
-        cell
+    let class = cell.saturating_sub(FIRST_SHIFT as usize - 1);
+    if class < NUM_SIZE_CLASSES {
+        class
     } else {
         NUM_SIZE_CLASSES - 1
     }
+}
+
+/// The lowest cell counted into class `class`.
+pub(crate) const fn first_cell_of_class(class: usize) -> usize {
+    class + FIRST_SHIFT as usize - 1
 }
 
 /// Returns the size class that a request of `size` bytes falls into.
@@ -121,6 +132,10 @@ mod tests {
             assert_eq!(class_of_cell(cell), class_of(size), "size {size}");
         }
         assert!(cell_of(0) < CELLS, "size 0 cannot index out of bounds");
+        for class in 0..NUM_SIZE_CLASSES {
+            assert_eq!(class_of_cell(first_cell_of_class(class)), class);
+        }
+        assert_eq!(first_cell_of_class(class_of(64)), cell_of(64));
     }
 
     #[test]

@@ -26,8 +26,9 @@
 //! fills after a few hundred samples and every later sample is dropped at the
 //! cheap "ring full" check, which would hide sampling's cost: as the exporter
 //! does, a drainer thread registered with
-//! [`allocmeter::profile::register_drainer`] sleeps until a ring is a quarter
-//! full and drains every ring (see [`allocmeter_benches::start_drainer`]). Its wake-ups, and its
+//! [`allocmeter::profile::register_drainer`] drains every ring each
+//! [`allocmeter::profile::drain_interval`] and when a ring is half full (see
+//! [`allocmeter_benches::start_drainer`]). Its wake-ups, and its
 //! CPU time on a machine with as many cores as benchmark threads, are part of
 //! what the figures measure. The samples taken and dropped during each
 //! benchmark are printed and recorded for `report.py`; `benches/sampling.rs`

@@ -56,8 +56,9 @@ pub fn run_on_threads(
 }
 
 /// Starts a thread that drains allocmeter's sample rings as the exporter's
-/// aggregator does: woken by a thread whose ring is a quarter full, and at
-/// least every 100 ms. It runs until the process exits. Without it the rings
+/// aggregator does: every [`allocmeter::profile::drain_interval`], and when
+/// woken by a thread whose ring is half full. It runs until the process
+/// exits. Without it the rings
 /// fill after a few hundred samples and later samples take the cheap "ring
 /// full" path, hiding sampling's cost.
 pub fn start_drainer() {
@@ -66,7 +67,7 @@ pub fn start_drainer() {
         .spawn(|| {
             loop {
                 let _ = allocmeter::profile::drain(|_| {});
-                thread::park_timeout(Duration::from_millis(100));
+                thread::park_timeout(allocmeter::profile::drain_interval());
             }
         })
         .expect("cannot start the drainer thread");

@@ -1,5 +1,5 @@
 //! The aggregator thread: drains the sample rings into the site table every
-//! [`DRAIN_EVERY`], and reads every slot once per interval into a snapshot
+//! [`drain_every`], and reads every slot once per interval into a snapshot
 //! for the bounded history.
 //!
 //! It reads with [`allocmeter::stats`] and [`allocmeter::profile::drain`],
@@ -17,11 +17,14 @@ use crate::sites::{self, Site, SiteReport, SiteTable, SortBy};
 use crate::snapshot::{History, Snapshot};
 use crate::symbolize::Symbolizer;
 
-/// How often the rings are drained when no thread asks sooner. A thread whose
-/// ring is a quarter full unparks the aggregator at once (see
-/// [`allocmeter::profile::register_drainer`]), so bursts and small sampling
-/// rates are drained as they come, without polling.
-pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often the rings are drained at most: [`allocmeter::profile::drain_interval`],
+/// which shortens down to 1 ms while the rings fill fast and lengthens to
+/// 50 ms when they are quiet. A thread whose ring is half full anyway (a
+/// burst) unparks the aggregator at once (see
+/// [`allocmeter::profile::register_drainer`]).
+fn drain_every() -> Duration {
+    allocmeter::profile::drain_interval()
+}
 
 /// The most sites the opt-in per-site Prometheus gauges may cover.
 pub const MAX_SITE_METRICS: usize = 50;
@@ -208,7 +211,7 @@ impl Shared {
     }
 }
 
-/// Drains every [`DRAIN_EVERY`] (sooner when a thread's ring fills up and
+/// Drains every [`drain_every`] (sooner when a thread's ring fills up and
 /// unparks this thread) and snapshots every `interval`, until `stop` is set
 /// (and the thread unparked).
 pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Arc<AtomicBool>) {
@@ -223,7 +226,7 @@ pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Arc<AtomicBool>
                 next_snapshot = Instant::now() + interval;
             }
         }
-        let wait = DRAIN_EVERY.min(next_snapshot.saturating_duration_since(Instant::now()));
+        let wait = drain_every().min(next_snapshot.saturating_duration_since(Instant::now()));
         if stop.load(Ordering::Acquire) {
             break;
         }
