@@ -82,6 +82,7 @@
 #![warn(missing_docs)]
 
 mod counters;
+mod fork;
 mod instrumented;
 mod local;
 mod padded;

@@ -224,6 +224,9 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
         slot.release();
         return None;
     }
+    // Once per process, from the first thread that gets here (it may
+    // allocate: recorded into `slot`).
+    crate::fork::register_handlers();
     Some(slot)
 }
 
@@ -374,6 +377,13 @@ pub(crate) fn restart_sampling_clock() {
             draw_distance(local, slot);
         }
     });
+}
+
+/// The calling thread's own slot, without claiming one (null if it has none).
+pub(crate) fn own_slot() -> *const Slot {
+    LOCAL
+        .try_with(|local| local.slot.get())
+        .unwrap_or(ptr::null())
 }
 
 /// Whether the calling thread is inside the sampler right now.

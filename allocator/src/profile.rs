@@ -142,6 +142,12 @@ fn next_drain_interval_us(now_us: u64, elapsed_us: u64, max_fill_64ths: usize) -
     }
 }
 
+/// In a forked child: a drain that was running in the parent will never
+/// finish here, so the next one may start.
+pub(crate) fn reset_in_child() {
+    DRAINING.store(false, Ordering::Release);
+}
+
 /// Registers `thread` as the drainer, to be unparked
 /// ([`std::thread::Thread::unpark`], which does not allocate) by a thread
 /// whose sample ring becomes half full. That is the exception, for bursts:

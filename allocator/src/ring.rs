@@ -128,6 +128,13 @@ impl Ring {
         }
     }
 
+    /// Unlocks the producer lock whoever holds it. Only for a forked child:
+    /// see [`crate::try_lock::TryLock::force_unlock`]. A push cut short by
+    /// the fork had not published its words, so the ring is consistent.
+    pub fn force_unlock_producer(&self) {
+        self.producer_lock.force_unlock();
+    }
+
     /// Words the ring holds (a power of two).
     pub fn capacity(&self) -> usize {
         self.words.len()

@@ -39,6 +39,9 @@ const FILTER_BITS_LOG2: u32 = 17;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 /// Number of shards (a power of two).
 const SHARDS: usize = 64;
+// The fork handlers keep one bit per shard in a `u64`, and a shard's filter
+// bits are one bit position of every filter word.
+const _: () = assert!(SHARDS == 64);
 /// Buckets per shard at most (a power of two).
 const BUCKETS: usize = 1024;
 /// Buckets a shard starts with (a power of two).
@@ -202,6 +205,52 @@ pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
 /// bounded number of spins (then the caller drops what it was doing).
 fn with_shard<R>(shard: &Shard, f: impl FnOnce(&Shard) -> R) -> Option<R> {
     shard.lock.with(100, 10_000, || f(shard))
+}
+
+/// Takes every shard lock, waiting for each as an insert would; returns the
+/// shards taken, one bit each (a holder that does not let go in time, such
+/// as a thread stopped in a debugger, keeps its shard). For the fork handler
+/// that runs before `fork()`, so that the child inherits consistent shards.
+pub(crate) fn lock_all_for_fork() -> u64 {
+    let mut taken = 0u64;
+    for (i, shard) in SHARDS_TABLE.iter().enumerate() {
+        if shard.lock.acquire(100, 10_000) {
+            taken |= 1 << i;
+        }
+    }
+    taken
+}
+
+/// Releases the shard locks [`lock_all_for_fork`] took (in the parent).
+pub(crate) fn unlock_after_fork(taken: u64) {
+    for (i, shard) in SHARDS_TABLE.iter().enumerate() {
+        if taken & (1 << i) != 0 {
+            shard.lock.release();
+        }
+    }
+}
+
+/// In a forked child (one thread, no allocation): releases every shard lock.
+/// A shard whose lock the fork handler could not take was being changed by a
+/// thread that does not exist here, and may be half-changed: it is emptied,
+/// with its filter bits, so its blocks' frees go unreported in the child.
+pub(crate) fn reset_in_child(taken: u64) {
+    for (i, shard) in SHARDS_TABLE.iter().enumerate() {
+        if taken & (1 << i) == 0 {
+            // `entries` wants the lock held: nobody else exists to hold it.
+            for e in shard.entries() {
+                e.ptr.store(0, Ordering::Relaxed);
+                e.id.store(0, Ordering::Relaxed);
+            }
+            LIVE.fetch_sub(shard.len.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+            // Filter bit `b` belongs to shard `b % SHARDS`: bit `i` of each
+            // word (`SHARDS` is 64, the word size).
+            for word in FILTER.0.iter() {
+                word.fetch_and(!(1 << i), Ordering::Relaxed);
+            }
+        }
+        shard.lock.force_unlock();
+    }
 }
 
 /// Why a block could not be inserted.

@@ -183,6 +183,22 @@ static REGISTRY: Registry = Registry {
 
 static FALLBACK: Slot = Slot::new();
 
+/// In a forked child (one thread, no allocation): gives back every slot but
+/// `own` (the forking thread's), since their owners do not exist here, and
+/// unlocks the fallback ring's producer lock. Their counts stay (the
+/// child's statistics start from the parent's at the fork); the child's new
+/// threads reuse the slots.
+pub(crate) fn reset_in_child(own: *const Slot) {
+    for slot in &REGISTRY.slots {
+        if !core::ptr::eq(slot, own) && slot.state.load(Ordering::Relaxed) == LIVE {
+            slot.release();
+        }
+    }
+    if let Some(ring) = FALLBACK.ring() {
+        ring.force_unlock_producer();
+    }
+}
+
 /// The shared slot for threads without one of their own.
 #[inline]
 pub(crate) fn fallback() -> &'static Slot {

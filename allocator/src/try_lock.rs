@@ -21,17 +21,27 @@ impl TryLock {
     /// yields the CPU between attempts (so that a preempted holder can run),
     /// up to `attempts` in all; `None` if the lock was never free.
     pub fn with<R>(&self, spins: u32, attempts: u32, f: impl FnOnce() -> R) -> Option<R> {
+        if !self.acquire(spins, attempts) {
+            return None;
+        }
+        let r = f();
+        self.release();
+        Some(r)
+    }
+
+    /// Takes the lock, trying as [`TryLock::with`] does: `true` if taken, and
+    /// the caller then calls [`TryLock::release`]. The fork handlers use it
+    /// to hold every shard lock across `fork()`.
+    pub fn acquire(&self, spins: u32, attempts: u32) -> bool {
         for attempt in 0..attempts {
-            // Acquire pairs with the Release store below: what the previous
-            // holder wrote under the lock is visible to this one.
+            // Acquire pairs with the Release store in `release`: what the
+            // previous holder wrote under the lock is visible to this one.
             if self
                 .0
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                let r = f();
-                self.0.store(false, Ordering::Release);
-                return Some(r);
+                return true;
             }
             if attempt < spins {
                 core::hint::spin_loop();
@@ -39,7 +49,19 @@ impl TryLock {
                 std::thread::yield_now();
             }
         }
-        None
+        false
+    }
+
+    /// Releases the lock (taken by [`TryLock::acquire`]).
+    pub fn release(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    /// Unlocks the lock whoever holds it. Only for a forked child, in which
+    /// the holder (another thread of the parent) does not exist, so whatever
+    /// it was doing under the lock will never finish.
+    pub fn force_unlock(&self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
