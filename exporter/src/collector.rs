@@ -74,6 +74,55 @@ fn labelled(label: &str, v: u64) -> Sample {
     Sample::Plain(Some(label.to_string()), v as f64)
 }
 
+/// One figure the inner allocator reports, for the JSON API: the metric
+/// family it is served as on `/metrics`, its help text, and its value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct InnerFigure {
+    /// The allocator that reported it (`jemalloc`, `mimalloc`, `glibc`).
+    pub allocator: &'static str,
+    /// The family's name, such as `allocmeter_inner_resident_bytes`.
+    pub name: &'static str,
+    /// The family's help text.
+    pub help: &'static str,
+    /// The value, in the family's unit.
+    pub value: f64,
+}
+
+/// What the inner allocator reports now (at most `inner::MIN_REFRESH` old),
+/// in `/metrics` order; empty when no feature compiles a source in.
+pub(crate) fn inner_figures() -> Vec<InnerFigure> {
+    #[cfg(any(
+        feature = "jemalloc",
+        feature = "mimalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    ))]
+    {
+        let readings = inner::read();
+        FAMILIES
+            .iter()
+            .flat_map(|family| {
+                readings
+                    .iter()
+                    .filter(|r| r.family == family.name)
+                    .map(|r| InnerFigure {
+                        allocator: r.allocator,
+                        name: family.name,
+                        help: family.help,
+                        value: r.value,
+                    })
+            })
+            .collect()
+    }
+    #[cfg(not(any(
+        feature = "jemalloc",
+        feature = "mimalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    )))]
+    {
+        Vec::new()
+    }
+}
+
 /// The samples of one `allocmeter_inner_*` family: one per allocator that
 /// reported it, labelled `allocator`.
 #[cfg(any(
