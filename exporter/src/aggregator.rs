@@ -400,6 +400,26 @@ mod tests {
     use crate::symbolize::Frame;
 
     #[test]
+    fn the_spike_log_counts_in_the_exporter_s_own_bytes() {
+        let profile = Arc::new(ProfileState::new(100, 0));
+        let shared = Shared::new(
+            10,
+            Duration::from_millis(10),
+            SpikeConfig::default(),
+            profile.clone(),
+        );
+        assert_eq!(profile.spikes_bytes.load(Ordering::Relaxed), 0);
+        shared.tick();
+        shared.tick();
+        let spikes = profile.spikes_bytes.load(Ordering::Relaxed);
+        assert_eq!(spikes, shared.spikes.lock().approximate_bytes());
+        assert!(spikes > 0);
+        let history = profile.history_bytes.load(Ordering::Relaxed);
+        assert!(history > 0);
+        assert!(profile.own_bytes() >= spikes + history);
+    }
+
+    #[test]
     fn own_allocations_are_read_only_when_no_render_is_in_progress() {
         // (This test binary's allocator is not instrumented, so the totals
         // stay 0; tests/spikes.rs checks what they leave out.)

@@ -42,7 +42,8 @@ pub(crate) struct ProfileFigures {
     pub sites: usize,
     /// Samples merged into "(other)" because the table was full.
     pub overflowed: u64,
-    /// Bytes the site table, symbol cache and snapshot history hold.
+    /// Bytes the site table, symbol cache, snapshot history and spike
+    /// records hold.
     pub table_bytes: usize,
     /// The opt-in top-K sites: short function name, in-use bytes, allocated
     /// bytes (estimates). Empty unless enabled.
@@ -267,7 +268,7 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         name: "allocmeter_telemetry_bytes",
-        help: "Bytes of memory allocmeter itself holds: per-thread slots, sample rings, the sampled-pointer table, and the exporter's site table, symbol cache and snapshot history. Go: go_memstats_buck_hash_sys_bytes.",
+        help: "Bytes of memory allocmeter itself holds: per-thread slots, sample rings, the sampled-pointer table, and the exporter's site table, symbol cache, snapshot history and spike records. Go: go_memstats_buck_hash_sys_bytes.",
         kind: MetricType::GAUGE,
         label: None,
         samples: |i| {

@@ -499,7 +499,8 @@ impl Exporter {
     /// Bytes of memory allocmeter itself holds, now: the allocator's share
     /// ([`allocmeter::MemStats::telemetry_bytes`]: slots, sample rings, the
     /// sampled-pointer table) plus the exporter's (site table, symbol cache,
-    /// snapshot history). The figure `allocmeter_telemetry_bytes` reports.
+    /// snapshot history, spike detector and records). The figure
+    /// `allocmeter_telemetry_bytes` reports.
     ///
     /// ```
     /// let exporter = allocmeter_exporter::Exporter::builder()
