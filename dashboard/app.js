@@ -206,18 +206,11 @@ function svgTitle(text) {
  * every second, and a stack the reader opened must stay open.
  */
 function keptDetails(key, summary, buildBody) {
-  const details = el('details', {}, el('summary', {}, summary));
-  if (state.openDetails.has(key)) {
-    details.open = true;
-    details.append(buildBody());
-  }
+  const details = el('details', {}, el('summary', {}, summary), buildBody());
+  details.open = state.openDetails.has(key);
   details.addEventListener('toggle', () => {
-    if (details.open) {
-      state.openDetails.add(key);
-      if (details.childElementCount === 1) details.append(buildBody());
-    } else {
-      state.openDetails.delete(key);
-    }
+    if (details.open) state.openDetails.add(key);
+    else state.openDetails.delete(key);
   });
   return details;
 }
@@ -245,6 +238,21 @@ function stackList(stack) {
 function siteKey(site) {
   const frames = (site.stack || []).map((f) => f.function + '@' + f.file + ':' + f.line);
   return [site.function, site.file, site.line].concat(frames).join('|');
+}
+
+/**
+ * Keys for a list of sites. Two sites can symbolize to the same function,
+ * line and stack (different return addresses on one source line); the second
+ * gets "#2" so that opening one does not open the other.
+ */
+function siteKeys(prefix, sites) {
+  const seen = new Map();
+  return sites.map((site) => {
+    const key = prefix + '|' + siteKey(site);
+    const n = (seen.get(key) || 0) + 1;
+    seen.set(key, n);
+    return n === 1 ? key : key + '#' + n;
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -883,13 +891,14 @@ function spikeItem(spike) {
     'Peak ' + fmtByteRate(spike.peak_bytes_per_sec) + ' against a baseline of ' + fmtByteRate(spike.baseline_bytes_per_sec) + ratio +
       '. Allocated ' + fmtBytes(spike.alloc_bytes) + ' (' + fmtExact(spike.alloc_bytes) + ' bytes) in ' + fmtExact(spike.allocs) + ' allocations.');
   // Each site line opens to its stack; the first few show, the rest behind a toggle.
-  const siteItem = (site) => el('li', {}, keptDetails('spike' + spike.id + '|' + siteKey(site), siteSummary(site,
+  const keys = siteKeys('spike' + spike.id, spike.top_sites);
+  const siteItem = (site, i) => el('li', {}, keptDetails(keys[i], siteSummary(site,
     '~' + fmtBytes(site.alloc_space) + ' in ~' + fmtCount(site.alloc_objects) + ' allocations, ' + fmtExact(site.samples) + ' samples'),
   () => stackList(site.stack)));
-  const sites = el('ol', {class: 'spike-sites'}, ...spike.top_sites.slice(0, SPIKE_SITES_SHOWN).map(siteItem));
+  const sites = el('ol', {class: 'spike-sites'}, ...spike.top_sites.slice(0, SPIKE_SITES_SHOWN).map((site, i) => siteItem(site, i)));
   const more = spike.top_sites.slice(SPIKE_SITES_SHOWN);
   const moreSites = more.length === 0 ? null : keptDetails('spike' + spike.id + '|more', more.length + ' more site' + (more.length > 1 ? 's' : ''),
-    () => el('ol', {class: 'spike-sites', start: SPIKE_SITES_SHOWN + 1}, ...more.map(siteItem)));
+    () => el('ol', {class: 'spike-sites', start: SPIKE_SITES_SHOWN + 1}, ...more.map((site, i) => siteItem(site, SPIKE_SITES_SHOWN + i))));
   if (spike.top_sites.length === 0) sites.append(el('li', {class: 'empty'}, 'No sampled allocation during this spike.'));
   return el('li', {class: 'spike' + (spike.active ? ' active' : ''), 'data-spike-id': spike.id}, head, figures,
     el('p', {class: 'spike-sites-title'}, 'Allocated most during the spike (estimated from samples):'), sites, moreSites);
@@ -906,13 +915,14 @@ function renderSites(tableId, sites, kind) {
     el('th', {class: 'num'}, 'in use'),
     el('th', {class: 'num'}, 'allocated')));
   const body = el('tbody');
-  for (const site of sites) {
-    const key = tableId + '|' + siteKey(site);
+  const keys = siteKeys(tableId, sites);
+  sites.forEach((site, i) => {
+    const key = keys[i];
     body.append(el('tr', {},
       el('td', {class: 'site'}, keptDetails(key, siteSummary(site), () => stackList(site.stack))),
       el('td', {class: 'num' + (kind === 'inuse' ? ' key' : '')}, fmtBytes(site.inuse_space), el('br'), el('span', {class: 'small'}, fmtCount(site.inuse_objects) + ' obj')),
       el('td', {class: 'num' + (kind === 'alloc' ? ' key' : '')}, fmtBytes(site.alloc_space), el('br'), el('span', {class: 'small'}, fmtCount(site.alloc_objects) + ' obj'))));
-  }
+  });
   const none = kind === 'inuse' ? 'No sampled allocation is live.' : 'No sampled call site yet.';
   if (sites.length === 0) body.append(el('tr', {}, el('td', {colspan: 3, class: 'empty'}, none)));
   table.replaceChildren(head, body);
