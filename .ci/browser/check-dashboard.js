@@ -223,6 +223,47 @@ async function checkFailingFromStart(browser) {
   await context.close();
 }
 
+/**
+ * Names from the program are text, never markup: function names and file
+ * paths in /api/sites and /api/spikes are rewritten to carry HTML, and the
+ * page must show them literally and run none of it.
+ */
+async function checkEscaping(browser) {
+  const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const evil = '<img src=x onerror="window.__injected=1">';
+  const taint = (frame) => {
+    frame.function = evil + frame.function;
+    frame.file = '<b>' + frame.file;
+  };
+  await page.route((u) => u.pathname === '/api/sites' || u.pathname === '/api/spikes', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    for (const site of body.sites || body.spikes.flatMap((s) => s.top_sites)) {
+      taint(site);
+      site.stack.forEach(taint);
+    }
+    await route.fulfill({response, json: body});
+  });
+  await page.goto(url, {waitUntil: 'load'});
+  await waitFor('the tainted sites are drawn', 15, async () => Number(await page.$eval('#sites-alloc', (t) => t.dataset.rows)) > 0);
+  await page.click('#sites-alloc details summary >> nth=0');
+  await sleep(1500);
+  const seen = await page.evaluate(() => ({
+    injected: window.__injected,
+    imgs: document.querySelectorAll('main img, main b').length,
+    literal: document.querySelector('#sites-alloc').textContent.includes('<img src=x onerror='),
+    flame: document.querySelector('#flame').textContent.includes('<img'),
+  }));
+  if (seen.injected !== undefined || seen.imgs > 0 || !seen.literal || !seen.flame || pageErrors.length) {
+    fail('HTML in function names was not shown as text: ' + JSON.stringify(seen) + ' ' + pageErrors.join('; '));
+  }
+  ok('HTML in function names and file paths shows as text and runs nothing (tables, stacks, flame graph)');
+  await context.close();
+}
+
 /** The demo is killed and started again on the same address: the page reconnects and starts new series. */
 async function checkRestart(page) {
   const pid = Number(process.env.DEMO_PID);
@@ -260,6 +301,7 @@ async function main() {
     await checkPhone(browser);
     await checkFailingRequests(desktop.page, desktop.seen);
     await checkFailingFromStart(browser);
+    await checkEscaping(browser);
     await checkRestart(desktop.page);
     if (desktop.seen.pageErrors.length) fail(desktop.seen.pageErrors.join('; '));
     const pageError = await desktop.page.isVisible('#page-error');
