@@ -156,6 +156,13 @@ async function checkDesktop(browser) {
   const flameInfo = await page.textContent('#flame-info');
   if (!/ in use \(/.test(flameInfo)) fail('hovering a flame-graph frame shows no details: ' + flameInfo);
   ok('hovering a flame-graph frame shows: ' + flameInfo);
+  // Clicking a frame zooms to it (its ancestors become full-width bars above); clicking the top bar zooms out.
+  await page.click('#flame g.flame-frame:has-text("worker") >> nth=0');
+  const zoomed = await page.$$eval('#flame g.ancestor', (gs) => gs.length);
+  await page.click('#flame g.f-root');
+  const unzoomed = await page.$$eval('#flame g.ancestor', (gs) => gs.length);
+  if (!(zoomed > 0) || unzoomed !== 0) fail(`flame-graph zoom: ${zoomed} ancestor bars after clicking a frame, ${unzoomed} after clicking the top bar`);
+  ok(`clicking a flame-graph frame zooms to it (${zoomed} ancestor bars), clicking the top bar zooms out`);
 
   // A run of RUN_SECS with no errors.
   const left = RUN_SECS * 1000 - (Date.now() - loadedAt);
@@ -264,6 +271,36 @@ async function checkEscaping(browser) {
   await context.close();
 }
 
+/**
+ * The inner allocator's figures, which the demo (on System) does not have:
+ * /api/snapshot is given jemalloc-like figures and the page must list them
+ * in human units.
+ */
+async function checkInnerFigures(browser) {
+  const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+  const page = await context.newPage();
+  await page.route((u) => u.pathname === '/api/snapshot', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    body.inner = {
+      allocator: 'jemalloc',
+      figures: [
+        {name: 'allocmeter_inner_resident_bytes', help: 'Bytes in physically resident data pages', value: 1610612736},
+        {name: 'allocmeter_inner_allocated_bytes', help: 'Bytes allocated by the application', value: 52428800},
+      ],
+    };
+    await route.fulfill({response, json: body});
+  });
+  await page.goto(url, {waitUntil: 'load'});
+  const shown = await waitFor('the inner allocator\'s figures are listed', 10, async () => {
+    const title = await page.textContent('#inner-title');
+    const text = await page.textContent('#inner');
+    return /jemalloc/.test(title) && /1\.5 GiB/.test(text) && /50 MiB/.test(text) ? title + ': ' + text : null;
+  });
+  ok('the inner allocator\'s figures are listed: ' + shown);
+  await context.close();
+}
+
 /** The demo is killed and started again on the same address: the page reconnects and starts new series. */
 async function checkRestart(page) {
   const pid = Number(process.env.DEMO_PID);
@@ -302,6 +339,7 @@ async function main() {
     await checkFailingRequests(desktop.page, desktop.seen);
     await checkFailingFromStart(browser);
     await checkEscaping(browser);
+    await checkInnerFigures(browser);
     await checkRestart(desktop.page);
     if (desktop.seen.pageErrors.length) fail(desktop.seen.pageErrors.join('; '));
     const pageError = await desktop.page.isVisible('#page-error');
