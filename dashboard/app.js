@@ -37,7 +37,7 @@ const state = {
   points: [], // /api/history points, oldest first
   capacity: 300, // how many points the exporter keeps; the page keeps as many
   intervalMs: 1000,
-  lastUptimeMs: null, // to notice an exporter restart (uptime goes down)
+  startMs: null, // when the exporter started (unix_ms - uptime_ms): a new value is a restart
   restarts: 0,
   snapshot: null,
   spikes: null, // the /api/spikes body
@@ -283,13 +283,27 @@ async function getJSON(path) {
 }
 
 /**
- * One poll. Reads the snapshot first: if the exporter restarted (its uptime
- * went down), the page's series are from the old process and are dropped.
+ * When the process behind a snapshot or history point started. Its uptime
+ * alone is not enough: a restarted exporter found after a long backoff can
+ * already be up longer than the old one was.
+ */
+function startedAt(x) {
+  return x.unix_ms - x.uptime_ms;
+}
+
+/** Two start times more than 2 s apart are two processes (1 s is clock jitter between reads). */
+function sameProcess(a, b) {
+  return Math.abs(a - b) <= 2000;
+}
+
+/**
+ * One poll. Reads the snapshot first: if the exporter restarted, the page's
+ * series are from the old process and are dropped.
  */
 async function pollOnce() {
   const snapshot = await getJSON('api/snapshot');
-  if (state.lastUptimeMs !== null && snapshot.uptime_ms < state.lastUptimeMs) resetForRestart();
-  state.lastUptimeMs = snapshot.uptime_ms;
+  if (state.startMs !== null && !sameProcess(startedAt(snapshot), state.startMs)) resetForRestart();
+  state.startMs = startedAt(snapshot);
   state.snapshot = snapshot;
 
   const last = state.points[state.points.length - 1];
@@ -317,8 +331,8 @@ function addHistory(history) {
   state.intervalMs = history.interval_ms || state.intervalMs;
   for (const p of history.points) {
     const last = state.points[state.points.length - 1];
-    if (last && p.uptime_ms < last.uptime_ms) {
-      // A point from a restarted process (uptime went down) starts a new series.
+    if (last && !sameProcess(startedAt(p), startedAt(last))) {
+      // A point from a restarted process starts a new series.
       state.points = [];
     } else if (last && p.unix_ms <= last.unix_ms) {
       continue; // already have it
@@ -456,6 +470,8 @@ function renderTiles(snap) {
     setValue('v-frees-rate', fmtCount(last.frees_per_sec) + ' frees/s', last.frees_per_sec);
   }
   byId('v-failures').classList.toggle('alarm', s.failures > 0);
+  // The tab's title says the live heap too, for a page kept in a background tab.
+  document.title = fmtBytes(s.live_bytes) + ' live · allocmeter';
 }
 
 function renderSpikeStatus(spike) {
