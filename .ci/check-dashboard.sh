@@ -34,6 +34,8 @@ if ! command -v npm >/dev/null; then
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 echo "check-dashboard: $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium: version unknown'), node $(node --version)"
+# playwright-core downloads no browser; the variable makes sure nothing tries.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 (cd .ci/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 # The demo: steady load with a 5 s spike (10x per request) every 20 s. With

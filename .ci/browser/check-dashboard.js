@@ -331,6 +331,9 @@ async function checkRestart(page) {
 
 async function main() {
   if (!url) fail('DASHBOARD_URL is not set');
+  // launch() starts Chromium with a new, empty --user-data-dir of its own
+  // (a temporary directory, removed on close); every context below is a
+  // fresh profile inside it.
   const browser = await chromium.launch({executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS});
   log(`Chromium ${browser.version()} (headless, /usr/bin/chromium)`);
   try {
