@@ -694,7 +694,10 @@ function renderLegend(def, points) {
   const items = def.series.map((s) =>
     el('span', {class: 'item'}, el('span', {class: 'swatch ' + s.cls}), s.name + (last ? ' ' + fmtUnit(def.unit, s.value(last)) : ''))
   );
-  if (def.spikes) items.push(el('span', {class: 'item'}, el('span', {class: 'swatch spike'}), 'spike'));
+  if (def.spikes) {
+    items.push(el('span', {class: 'item'}, el('span', {class: 'swatch spike'}), 'detected spike (#n as listed below)'));
+    items.push(el('span', {class: 'item'}, el('span', {class: 'mark'}, '▼'), 'a second inside a spike'));
+  }
   byId(def.legend).replaceChildren(...items);
 }
 
