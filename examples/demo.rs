@@ -2,14 +2,16 @@
 //! `Instrumented<System>`, serving its allocation telemetry.
 //!
 //! ```text
-//! cargo run --release --example demo -- [--bind ADDR] [--spike-every SECS] [--spike-for SECS] [--sample-rate BYTES]
+//! cargo run --release --example demo -- [--bind ADDR] [--spike-every SECS] [--spike-for SECS] [--spike-factor K] [--sample-rate BYTES]
 //! ```
 //!
 //! It prints the URL it serves on (`http://IP:PORT/`) as soon as it listens,
 //! then runs until interrupted. Two worker threads handle a steady stream of
 //! simulated requests; every `--spike-every` seconds, for `--spike-for`
 //! seconds, each request allocates ten times as much (a burst of large
-//! reports), which shows as a spike in `rate(allocmeter_alloc_bytes_total[1m])`.
+//! reports), which shows as a spike in `rate(allocmeter_alloc_bytes_total[1m])`,
+//! and which the exporter detects itself (`/api/spikes`, marked on the page)
+//! when the rate goes above `--spike-factor` times its baseline (default 4).
 //! A small cache keeps recent reports alive, so the live heap moves too.
 
 use std::alloc::System;
@@ -32,6 +34,7 @@ struct Options {
     bind: String,
     spike_every: Duration,
     spike_for: Duration,
+    spike_factor: f64,
     sample_rate: u64,
 }
 
@@ -40,6 +43,7 @@ fn parse_args() -> Result<Options, String> {
         bind: allocmeter_exporter::DEFAULT_BIND.to_string(),
         spike_every: Duration::from_secs(30),
         spike_for: Duration::from_secs(5),
+        spike_factor: allocmeter_exporter::DEFAULT_SPIKE_FACTOR,
         sample_rate: allocmeter::DEFAULT_SAMPLE_RATE,
     };
     let mut args = std::env::args().skip(1);
@@ -54,6 +58,16 @@ fn parse_args() -> Result<Options, String> {
             "--bind" => opts.bind = value("--bind")?,
             "--spike-every" => opts.spike_every = secs(value("--spike-every")?, "--spike-every")?,
             "--spike-for" => opts.spike_for = secs(value("--spike-for")?, "--spike-for")?,
+            "--spike-factor" => {
+                let v = value("--spike-factor")?;
+                opts.spike_factor = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|k| k.is_finite() && *k >= 1.0)
+                    .ok_or(format!(
+                        "--spike-factor takes a number of at least 1, got {v:?}"
+                    ))?;
+            }
             "--sample-rate" => {
                 let v = value("--sample-rate")?;
                 opts.sample_rate = v
@@ -63,7 +77,7 @@ fn parse_args() -> Result<Options, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: demo [--bind ADDR] [--spike-every SECS] [--spike-for SECS] \
-                            [--sample-rate BYTES]"
+                            [--spike-factor K] [--sample-rate BYTES]"
                         .into(),
                 );
             }
@@ -138,6 +152,7 @@ fn main() -> ExitCode {
         .bind(opts.bind.clone())
         .sample_rate(opts.sample_rate)
         .site_metrics(10)
+        .spike_factor(opts.spike_factor)
         .start()
     {
         Ok(e) => e,
@@ -149,8 +164,9 @@ fn main() -> ExitCode {
     println!("{}", exporter.url());
     let _ = std::io::stdout().flush();
     eprintln!(
-        "demo: steady load with a 10x spike for {:?} every {:?}; Ctrl-C to stop",
-        opts.spike_for, opts.spike_every
+        "demo: steady load with a 10x spike for {:?} every {:?} (detected above {}x the \
+         baseline); Ctrl-C to stop",
+        opts.spike_for, opts.spike_every, opts.spike_factor
     );
 
     let started = Instant::now();

@@ -42,7 +42,8 @@ pub(crate) struct ProfileFigures {
     pub sites: usize,
     /// Samples merged into "(other)" because the table was full.
     pub overflowed: u64,
-    /// Bytes the site table, symbol cache and snapshot history hold.
+    /// Bytes the site table, symbol cache, snapshot history and spike
+    /// records hold.
     pub table_bytes: usize,
     /// The opt-in top-K sites: short function name, in-use bytes, allocated
     /// bytes (estimates). Empty unless enabled.
@@ -72,6 +73,55 @@ fn one(v: u64) -> Vec<Sample> {
 
 fn labelled(label: &str, v: u64) -> Sample {
     Sample::Plain(Some(label.to_string()), v as f64)
+}
+
+/// One figure the inner allocator reports, for the JSON API: the metric
+/// family it is served as on `/metrics`, its help text, and its value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct InnerFigure {
+    /// The allocator that reported it (`jemalloc`, `mimalloc`, `glibc`).
+    pub allocator: &'static str,
+    /// The family's name, such as `allocmeter_inner_resident_bytes`.
+    pub name: &'static str,
+    /// The family's help text.
+    pub help: &'static str,
+    /// The value, in the family's unit.
+    pub value: f64,
+}
+
+/// What the inner allocator reports now (at most `inner::MIN_REFRESH` old),
+/// in `/metrics` order; empty when no feature compiles a source in.
+pub(crate) fn inner_figures() -> Vec<InnerFigure> {
+    #[cfg(any(
+        feature = "jemalloc",
+        feature = "mimalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    ))]
+    {
+        let readings = inner::read();
+        FAMILIES
+            .iter()
+            .flat_map(|family| {
+                readings
+                    .iter()
+                    .filter(|r| r.family == family.name)
+                    .map(|r| InnerFigure {
+                        allocator: r.allocator,
+                        name: family.name,
+                        help: family.help,
+                        value: r.value,
+                    })
+            })
+            .collect()
+    }
+    #[cfg(not(any(
+        feature = "jemalloc",
+        feature = "mimalloc",
+        all(feature = "glibc", target_os = "linux", target_env = "gnu")
+    )))]
+    {
+        Vec::new()
+    }
 }
 
 /// The samples of one `allocmeter_inner_*` family: one per allocator that
@@ -218,7 +268,7 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         name: "allocmeter_telemetry_bytes",
-        help: "Bytes of memory allocmeter itself holds: per-thread slots, sample rings, the sampled-pointer table, and the exporter's site table, symbol cache and snapshot history. Go: go_memstats_buck_hash_sys_bytes.",
+        help: "Bytes of memory allocmeter itself holds: per-thread slots, sample rings, the sampled-pointer table, and the exporter's site table, symbol cache, snapshot history and spike records. Go: go_memstats_buck_hash_sys_bytes.",
         kind: MetricType::GAUGE,
         label: None,
         samples: |i| {

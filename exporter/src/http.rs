@@ -8,15 +8,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus::{Encoder, Registry, TextEncoder};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::aggregator::ProfileState;
+use crate::aggregator::{ProfileState, Shared};
 use crate::pprof::{DefaultType, SiteSample, encode_heap_profile};
 use crate::sites::SortBy;
 
 /// The Prometheus text exposition content type.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The status page, embedded at compile time.
+/// The live page and its assets, embedded at compile time from `dashboard/`.
 const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../dashboard/app.js");
+const STYLE_CSS: &str = include_str!("../../dashboard/style.css");
 
 /// The JSON API's version, in every response's `version` field.
 pub const API_VERSION: u32 = 1;
@@ -34,7 +36,7 @@ fn header(name: &str, value: &str) -> Header {
 /// What the HTTP thread serves from.
 pub(crate) struct Endpoints {
     pub registry: Registry,
-    pub profile: Arc<ProfileState>,
+    pub shared: Arc<Shared>,
 }
 
 /// Serves requests until `stop` is set and the server is unblocked.
@@ -52,8 +54,17 @@ pub(crate) fn run(server: Arc<Server>, endpoints: Endpoints, stop: Arc<AtomicBoo
 
 /// Answers one request. Errors writing the response mean the client went away;
 /// there is nobody to tell, so they are dropped.
+///
+/// What rendering the response allocates is the exporter's, not the
+/// service's: the spike detector leaves it out. (Sending it, which allocates
+/// little, stays outside, so that a slow client does not hold the detector
+/// back: it skips the ticks that fall inside a render.)
 fn handle(request: Request, endpoints: &Endpoints) {
-    let response = route(request.method(), request.url(), endpoints);
+    let response = endpoints
+        .shared
+        .profile
+        .own
+        .account(|| route(request.method(), request.url(), endpoints));
     let _ = request.respond(response);
 }
 
@@ -64,16 +75,28 @@ fn route(method: &Method, url: &str, endpoints: &Endpoints) -> Reply {
             .with_header(header("Allow", "GET, HEAD"));
     }
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let shared = &endpoints.shared;
     match path {
         "/metrics" => metrics(&endpoints.registry),
-        "/debug/pprof/heap" => profile(&endpoints.profile, DefaultType::InuseSpace, "heap"),
-        "/debug/pprof/allocs" => profile(&endpoints.profile, DefaultType::AllocSpace, "allocs"),
-        "/api/sites" => sites(&endpoints.profile, query),
-        "/api/stats" => stats(),
-        "/" | "/index.html" => Response::from_string(INDEX_HTML)
-            .with_header(header("Content-Type", "text/html; charset=utf-8")),
+        "/debug/pprof/heap" => profile(&shared.profile, DefaultType::InuseSpace, "heap"),
+        "/debug/pprof/allocs" => profile(&shared.profile, DefaultType::AllocSpace, "allocs"),
+        "/api/sites" => sites(&shared.profile, query),
+        "/api/snapshot" | "/api/stats" => json(&snapshot(shared)),
+        "/api/history" => history(shared, query),
+        "/api/spikes" => json(&spikes(shared)),
+        "/" | "/index.html" => asset(INDEX_HTML, "text/html; charset=utf-8"),
+        "/app.js" => asset(APP_JS, "text/javascript; charset=utf-8"),
+        "/style.css" => asset(STYLE_CSS, "text/css; charset=utf-8"),
         _ => Response::from_string("not found\n").with_status_code(404),
     }
+}
+
+/// One of the page's files.
+fn asset(body: &'static str, content_type: &str) -> Reply {
+    Response::from_string(body)
+        .with_header(header("Content-Type", content_type))
+        .with_header(header("X-Content-Type-Options", "nosniff"))
+        .with_header(header("Cache-Control", "no-cache"))
 }
 
 fn metrics(registry: &Registry) -> Reply {
@@ -103,6 +126,10 @@ fn profile(state: &ProfileState, default_type: DefaultType, name: &str) -> Reply
 
 /// Builds the gzipped heap profile from the site table.
 pub(crate) fn heap_profile(state: &ProfileState, default_type: DefaultType) -> Vec<u8> {
+    state.own.account(|| heap_profile_now(state, default_type))
+}
+
+fn heap_profile_now(state: &ProfileState, default_type: DefaultType) -> Vec<u8> {
     let _quiet = allocmeter::profile::suspend_sampling();
     let samples: Vec<SiteSample> = state
         .current_sites()
@@ -175,12 +202,19 @@ fn sites(state: &ProfileState, query: &str) -> Reply {
     json(&body)
 }
 
-/// `/api/stats`: `allocmeter::stats()` and the sampling figures, read now,
-/// with the wall-clock time of the read (`unix_ms`).
-fn stats() -> Reply {
-    let unix_ms = SystemTime::now()
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `/api/snapshot` (and its alias `/api/stats`): `allocmeter::stats()` and
+/// the sampling figures, read now, with the wall-clock time of the read
+/// (`unix_ms`), the inner allocator's figures if a feature compiles them in,
+/// and the spike detector's state.
+pub(crate) fn snapshot(shared: &Shared) -> serde_json::Value {
+    let unix_ms = unix_ms_now();
+    let uptime_ms = shared.started.elapsed().as_millis() as u64;
     let s = allocmeter::stats();
     let sampling = allocmeter::profile::sampling_stats();
     let by_size: Vec<serde_json::Value> = s
@@ -194,9 +228,21 @@ fn stats() -> Reply {
             })
         })
         .collect();
-    json(&serde_json::json!({
+    // One allocator's figures: the first that reported any (a process has
+    // one inner allocator; see the features in Cargo.toml).
+    let figures = crate::collector::inner_figures();
+    let inner = figures.first().map(|first| {
+        let of_first: Vec<serde_json::Value> = figures
+            .iter()
+            .filter(|f| f.allocator == first.allocator)
+            .map(|f| serde_json::json!({"name": f.name, "help": f.help, "value": f.value}))
+            .collect();
+        serde_json::json!({"allocator": first.allocator, "figures": of_first})
+    });
+    serde_json::json!({
         "version": API_VERSION,
         "unix_ms": unix_ms,
+        "uptime_ms": uptime_ms,
         "stats": {
             "live_bytes": s.live_bytes,
             "live_objects": s.live_objects,
@@ -224,12 +270,58 @@ fn stats() -> Reply {
             "frees_lost": sampling.frees_lost,
             "live_samples": sampling.live_samples,
         },
-    }))
+        "inner": inner,
+        "spike": shared.spike_status(),
+    })
+}
+
+/// `/api/history[?since_ms=UNIX_MS]`.
+fn history(shared: &Shared, query: &str) -> Reply {
+    let mut since = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "since_ms" => match value.parse::<u64>() {
+                Ok(ms) => since = Some(ms),
+                Err(_) => {
+                    return bad_request(
+                        "since_ms must be a whole number of ms since the Unix epoch",
+                    );
+                }
+            },
+            _ => return bad_request("unknown parameter; use since_ms"),
+        }
+    }
+    json(&history_body(shared, since))
+}
+
+/// The body of `/api/history`.
+pub(crate) fn history_body(shared: &Shared, since_unix_ms: Option<u64>) -> serde_json::Value {
+    let capacity = shared.history.lock().capacity();
+    serde_json::json!({
+        "version": API_VERSION,
+        "interval_ms": shared.interval.as_millis() as u64,
+        "capacity": capacity,
+        "points": shared.history_points(since_unix_ms),
+    })
+}
+
+/// `/api/spikes`: the detector's settings and every spike kept.
+pub(crate) fn spikes(shared: &Shared) -> serde_json::Value {
+    let status = shared.spike_status();
+    serde_json::json!({
+        "version": API_VERSION,
+        "k": status.k,
+        "min_bytes_per_sec": status.min_bytes_per_sec,
+        "baseline_secs": status.baseline_secs,
+        "spikes": shared.spike_reports(),
+    })
 }
 
 fn json(value: &serde_json::Value) -> Reply {
     Response::from_data(serde_json::to_vec(value).unwrap_or_default())
         .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Cache-Control", "no-store"))
 }
 
 fn bad_request(message: &str) -> Reply {

@@ -8,8 +8,11 @@
 //! | `/metrics` | Prometheus text format: counters, live heap, size histograms, sampling health, `process_*` |
 //! | `/debug/pprof/heap` | gzipped pprof heap profile (`go tool pprof` reads it), in-use space by default |
 //! | `/debug/pprof/allocs` | the same profile, allocated space by default |
+//! | `/api/snapshot` (alias `/api/stats`) | the statistics now, as JSON |
+//! | `/api/history?since_ms=…` | the recent snapshots with their rates, as JSON |
 //! | `/api/sites?top=N&by=…` | the top call sites as JSON |
-//! | `/` | a page linking all of the above |
+//! | `/api/spikes` | the allocation-rate spikes detected, with what allocated during each |
+//! | `/` | the live page (`/app.js`, `/style.css`) |
 //!
 //! ```no_run
 //! use std::alloc::System;
@@ -62,6 +65,17 @@
 //! fragmentation (the allocator's resident or committed bytes grow while the
 //! live heap does not). Turn on the one that matches the inner allocator.
 //!
+//! ## Allocation-rate spikes
+//!
+//! At every tick the aggregator compares the allocation rate of the latest
+//! interval with the mean rate of the trailing baseline window: above
+//! [`Builder::spike_factor`] times that, and above
+//! [`Builder::spike_min_rate`], a spike starts; it ends when the rate falls
+//! back. For each spike it records the exact bytes and allocations, and
+//! which call sites allocated most during it ([`Exporter::spikes`],
+//! `/api/spikes`), so "what allocated during the spike" has an answer
+//! without a profile having been taken at the time.
+//!
 //! The exporter's own allocations go through the global allocator like any
 //! other and are counted.
 
@@ -75,6 +89,7 @@ mod mappings;
 mod pprof;
 mod sites;
 mod snapshot;
+mod spikes;
 mod symbolize;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -89,7 +104,11 @@ pub use error::StartError;
 pub use http::{API_VERSION, METRICS_CONTENT_TYPE};
 pub use pprof::proto as profile_proto;
 pub use sites::{SiteReport, SortBy};
-pub use snapshot::Snapshot;
+pub use snapshot::{HistoryPoint, Snapshot};
+pub use spikes::{
+    DEFAULT_SPIKE_BASELINE, DEFAULT_SPIKE_FACTOR, DEFAULT_SPIKE_MIN_RATE, MAX_SPIKES,
+    MAX_TOP_SITES, SpikeReport, SpikeSite, SpikeStatus,
+};
 pub use symbolize::Frame;
 
 use aggregator::{ProfileState, Shared};
@@ -119,6 +138,7 @@ pub struct Builder {
     max_sites: usize,
     site_metrics: usize,
     serve_http: bool,
+    spikes: spikes::SpikeConfig,
 }
 
 impl Default for Builder {
@@ -133,6 +153,7 @@ impl Default for Builder {
             max_sites: DEFAULT_MAX_SITES,
             site_metrics: 0,
             serve_http: true,
+            spikes: spikes::SpikeConfig::default(),
         }
     }
 }
@@ -207,6 +228,38 @@ impl Builder {
         self
     }
 
+    /// The spike factor `k` (default [`DEFAULT_SPIKE_FACTOR`], 4): an
+    /// interval whose allocation rate is above `k` times the baseline (see
+    /// [`Builder::spike_baseline`]) starts a spike, and the spike ends at the
+    /// first interval back at or under `k` times the baseline it started
+    /// with. Values under 1 are taken as 1; NaN as the default.
+    pub fn spike_factor(mut self, k: f64) -> Self {
+        self.spikes.k = if k.is_nan() {
+            DEFAULT_SPIKE_FACTOR
+        } else {
+            k.max(1.0)
+        };
+        self
+    }
+
+    /// The floor of a spike, bytes per second (default
+    /// [`DEFAULT_SPIKE_MIN_RATE`], 1 MiB/s): an interval allocating at this
+    /// rate or less never starts a spike, however quiet the baseline was.
+    pub fn spike_min_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.spikes.min_rate = bytes_per_sec;
+        self
+    }
+
+    /// The baseline window (default [`DEFAULT_SPIKE_BASELINE`], 60 s): the
+    /// baseline is the mean allocation rate over the intervals of this window
+    /// that were not part of a spike. It is frozen while a spike lasts; a
+    /// spike that lasts longer than the window ends there, its rate then
+    /// being the new normal. At least one interval.
+    pub fn spike_baseline(mut self, window: Duration) -> Self {
+        self.spikes.baseline = window;
+        self
+    }
+
     /// Binds the address and starts the threads.
     ///
     /// Fails, without starting anything, if the address does not parse, the
@@ -238,7 +291,16 @@ impl Builder {
         if let Some(depth) = self.stack_depth {
             allocmeter::set_stack_depth(depth);
         }
-        let shared = Arc::new(Shared::new(self.history, profile.clone()));
+        let spike_config = spikes::SpikeConfig {
+            baseline: self.spikes.baseline.max(self.interval),
+            ..self.spikes
+        };
+        let shared = Arc::new(Shared::new(
+            self.history,
+            self.interval,
+            spike_config,
+            profile.clone(),
+        ));
         shared.tick();
         let stop = Arc::new(AtomicBool::new(false));
 
@@ -252,16 +314,17 @@ impl Builder {
         };
         let interval = self.interval;
         let aggregator_stop = stop.clone();
+        let aggregator_shared = shared.clone();
         let aggregator = std::thread::Builder::new()
             .name("allocmeter-aggregator".into())
-            .spawn(move || aggregator::run(shared, interval, aggregator_stop))
+            .spawn(move || aggregator::run(aggregator_shared, interval, aggregator_stop))
             .map_err(StartError::Thread)?;
         // Registered before `start` returns, so that the first burst of
         // samples already wakes it.
         allocmeter::profile::register_drainer(aggregator.thread().clone());
         exporter.threads.push(aggregator);
         if let Some((server, _)) = server {
-            let endpoints = http::Endpoints { registry, profile };
+            let endpoints = http::Endpoints { registry, shared };
             // If this fails, dropping `exporter` stops the aggregator.
             let http = std::thread::Builder::new()
                 .name("allocmeter-http".into())
@@ -413,10 +476,31 @@ impl Exporter {
         self.shared.history.lock().to_vec()
     }
 
+    /// The history as `/api/history` serves it: the points taken strictly
+    /// after `since_unix_ms` (all of them with `None`), oldest first, each
+    /// with its rates over the interval that ended there.
+    pub fn history_points(&self, since_unix_ms: Option<u64>) -> Vec<HistoryPoint> {
+        self.shared.history_points(since_unix_ms)
+    }
+
+    /// The allocation-rate spikes detected so far, as `/api/spikes` serves
+    /// them: oldest first, at most [`MAX_SPIKES`], each with the call sites
+    /// that allocated most during it (symbolized now).
+    pub fn spikes(&self) -> Vec<SpikeReport> {
+        self.shared.spike_reports()
+    }
+
+    /// The spike detector's settings and state now (the `spike` object of
+    /// `/api/snapshot`).
+    pub fn spike_status(&self) -> SpikeStatus {
+        self.shared.spike_status()
+    }
+
     /// Bytes of memory allocmeter itself holds, now: the allocator's share
     /// ([`allocmeter::MemStats::telemetry_bytes`]: slots, sample rings, the
     /// sampled-pointer table) plus the exporter's (site table, symbol cache,
-    /// snapshot history). The figure `allocmeter_telemetry_bytes` reports.
+    /// snapshot history, spike detector and records). The figure
+    /// `allocmeter_telemetry_bytes` reports.
     ///
     /// ```
     /// let exporter = allocmeter_exporter::Exporter::builder()

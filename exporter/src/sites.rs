@@ -52,6 +52,29 @@ pub(crate) struct RawSite {
     pub samples: u64,
 }
 
+/// A raw site's allocated estimates (never falling), for differences over
+/// time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct AllocTotals {
+    /// Estimated bytes allocated.
+    pub bytes: f64,
+    /// Estimated allocations.
+    pub objects: f64,
+    /// Samples behind them.
+    pub samples: u64,
+}
+
+impl AllocTotals {
+    /// What was added since `earlier`.
+    pub fn minus(&self, earlier: &AllocTotals) -> AllocTotals {
+        AllocTotals {
+            bytes: self.bytes - earlier.bytes,
+            objects: self.objects - earlier.objects,
+            samples: self.samples.saturating_sub(earlier.samples),
+        }
+    }
+}
+
 /// A call site after trimming and merging: what renderers show.
 #[derive(Clone, Debug)]
 pub(crate) struct Site {
@@ -240,6 +263,40 @@ impl SiteTable {
             .filter(|s| s.samples > 0)
             .cloned()
             .collect()
+    }
+
+    /// Every raw site's allocated estimates, by index ("(other)" first).
+    /// Indices are stable: sites are only ever appended.
+    pub fn alloc_totals(&self) -> impl Iterator<Item = AllocTotals> + '_ {
+        self.sites.iter().map(|s| AllocTotals {
+            bytes: s.values.alloc_bytes,
+            objects: s.values.alloc_objects,
+            samples: s.samples,
+        })
+    }
+
+    /// Copies [`SiteTable::alloc_totals`] into `out`, reusing its buffer.
+    pub fn copy_alloc_totals(&self, out: &mut Vec<AllocTotals>) {
+        out.clear();
+        out.extend(self.alloc_totals());
+    }
+
+    /// The raw stack of the site at `index` (empty for "(other)").
+    pub fn raw_stack(&self, index: usize) -> &[usize] {
+        &self.sites[index].stack
+    }
+
+    /// Adds one sample at rate 1 (weight 1), as a drained one would be.
+    #[cfg(test)]
+    pub fn add_for_test(&mut self, id: u64, size: u64, stack: &[usize]) {
+        self.apply(SampleEvent::Alloc(AllocSample {
+            id,
+            address: 0x1000 * id as usize,
+            size,
+            rate: 1,
+            thread: 0,
+            stack,
+        }));
     }
 
     /// Stacks in the table (not counting "(other)").

@@ -16,10 +16,59 @@ pub struct Snapshot {
     pub stats: MemStats,
 }
 
+/// One point of the history as `/api/history` serves it: the counters and
+/// gauges at one tick, and the rates over the interval that ended there.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct HistoryPoint {
+    /// When the statistics were read, ms since the Unix epoch.
+    pub unix_ms: u64,
+    /// Time since the exporter started, ms.
+    pub uptime_ms: u64,
+    /// Bytes allocated since the process started (cumulative).
+    pub alloc_bytes: u64,
+    /// Allocations since the process started (cumulative).
+    pub allocs: u64,
+    /// Bytes freed since the process started (cumulative).
+    pub free_bytes: u64,
+    /// Frees since the process started (cumulative).
+    pub frees: u64,
+    /// Bytes live on the heap (gauge).
+    pub live_bytes: u64,
+    /// Blocks live on the heap (gauge).
+    pub live_objects: u64,
+    /// Bytes allocated per second since the previous point (0 for the first
+    /// point ever taken).
+    pub alloc_bytes_per_sec: f64,
+    /// Allocations per second since the previous point.
+    pub allocs_per_sec: f64,
+    /// Bytes freed per second since the previous point.
+    pub free_bytes_per_sec: f64,
+    /// Frees per second since the previous point.
+    pub frees_per_sec: f64,
+    /// Whether the interval that ended at this point was part of a detected
+    /// allocation-rate spike.
+    pub spike: bool,
+}
+
+/// A snapshot with what the history adds to it.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    snapshot: Snapshot,
+    /// alloc bytes, allocs, free bytes, frees: per second since the
+    /// previous snapshot.
+    rates: [f64; 4],
+    spike: bool,
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The most recent snapshots, oldest first, at most `capacity` of them.
 #[derive(Debug)]
 pub(crate) struct History {
-    snapshots: VecDeque<Snapshot>,
+    entries: VecDeque<Entry>,
     capacity: usize,
 }
 
@@ -28,34 +77,86 @@ impl History {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         History {
-            snapshots: VecDeque::with_capacity(capacity),
+            entries: VecDeque::with_capacity(capacity),
             capacity,
         }
     }
 
-    /// Appends `snapshot`, dropping the oldest one when full. Never grows the
-    /// buffer past `capacity`, so it never allocates after the first fill.
-    pub fn push(&mut self, snapshot: Snapshot) {
-        if self.snapshots.len() == self.capacity {
-            self.snapshots.pop_front();
+    /// How many snapshots it keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Appends `snapshot`, with its rates over the interval since the
+    /// previous one and whether that interval was part of a spike, dropping
+    /// the oldest one when full. Never grows the buffer past `capacity`, so
+    /// it never allocates after the first fill.
+    pub fn push(&mut self, snapshot: Snapshot, spike: bool) {
+        let rates = match self.entries.back() {
+            Some(previous) if snapshot.uptime > previous.snapshot.uptime => {
+                let secs = (snapshot.uptime - previous.snapshot.uptime).as_secs_f64();
+                let (a, b) = (&previous.snapshot.stats, &snapshot.stats);
+                let per_sec = |then: u64, now: u64| now.saturating_sub(then) as f64 / secs;
+                [
+                    per_sec(a.alloc_bytes, b.alloc_bytes),
+                    per_sec(a.allocs, b.allocs),
+                    per_sec(a.free_bytes, b.free_bytes),
+                    per_sec(a.frees, b.frees),
+                ]
+            }
+            _ => [0.0; 4],
+        };
+        if self.entries.len() == self.capacity {
+            self.entries.pop_front();
         }
-        self.snapshots.push_back(snapshot);
+        self.entries.push_back(Entry {
+            snapshot,
+            rates,
+            spike,
+        });
     }
 
     /// Bytes the snapshots kept so far occupy (the buffer is reserved for
     /// `capacity` at the start, but its pages are only touched as it fills).
     pub fn bytes(&self) -> usize {
-        self.snapshots.len() * core::mem::size_of::<Snapshot>()
+        self.entries.len() * core::mem::size_of::<Entry>()
     }
 
     /// The newest snapshot.
     pub fn latest(&self) -> Option<&Snapshot> {
-        self.snapshots.back()
+        self.entries.back().map(|e| &e.snapshot)
     }
 
     /// All snapshots, oldest first.
     pub fn to_vec(&self) -> Vec<Snapshot> {
-        self.snapshots.iter().copied().collect()
+        self.entries.iter().map(|e| e.snapshot).collect()
+    }
+
+    /// The points taken strictly after `since_unix_ms` (all of them without
+    /// it), oldest first.
+    pub fn points(&self, since_unix_ms: Option<u64>) -> Vec<HistoryPoint> {
+        self.entries
+            .iter()
+            .map(|e| {
+                let s = &e.snapshot.stats;
+                HistoryPoint {
+                    unix_ms: unix_ms(e.snapshot.taken_at),
+                    uptime_ms: e.snapshot.uptime.as_millis() as u64,
+                    alloc_bytes: s.alloc_bytes,
+                    allocs: s.allocs,
+                    free_bytes: s.free_bytes,
+                    frees: s.frees,
+                    live_bytes: s.live_bytes,
+                    live_objects: s.live_objects,
+                    alloc_bytes_per_sec: e.rates[0],
+                    allocs_per_sec: e.rates[1],
+                    free_bytes_per_sec: e.rates[2],
+                    frees_per_sec: e.rates[3],
+                    spike: e.spike,
+                }
+            })
+            .filter(|p| since_unix_ms.is_none_or(|since| p.unix_ms > since))
+            .collect()
     }
 }
 
@@ -67,11 +168,14 @@ mod tests {
     fn keeps_only_the_newest_capacity_snapshots() {
         let mut h = History::new(3);
         for i in 0..10u64 {
-            h.push(Snapshot {
-                taken_at: SystemTime::UNIX_EPOCH,
-                uptime: Duration::from_secs(i),
-                stats: allocmeter::stats(),
-            });
+            h.push(
+                Snapshot {
+                    taken_at: SystemTime::UNIX_EPOCH,
+                    uptime: Duration::from_secs(i),
+                    stats: allocmeter::stats(),
+                },
+                false,
+            );
         }
         let all = h.to_vec();
         assert_eq!(all.len(), 3);
@@ -80,5 +184,51 @@ mod tests {
             [7, 8, 9]
         );
         assert_eq!(h.latest().unwrap().uptime.as_secs(), 9);
+    }
+}
+
+#[cfg(test)]
+mod point_tests {
+    use super::*;
+
+    fn at(secs: u64, alloc_bytes: u64, allocs: u64) -> Snapshot {
+        let mut stats = allocmeter::stats();
+        stats.alloc_bytes = alloc_bytes;
+        stats.allocs = allocs;
+        stats.free_bytes = alloc_bytes / 2;
+        stats.frees = allocs / 2;
+        Snapshot {
+            taken_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + secs),
+            uptime: Duration::from_secs(secs),
+            stats,
+        }
+    }
+
+    #[test]
+    fn points_carry_rates_since_the_previous_snapshot_and_filter_by_time() {
+        let mut h = History::new(3);
+        h.push(at(0, 1_000, 10), false);
+        h.push(at(2, 5_000, 30), true);
+        h.push(at(3, 5_500, 31), false);
+        h.push(at(5, 6_500, 41), false);
+        let all = h.points(None);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].unix_ms, 1_002_000);
+        assert_eq!(all[0].uptime_ms, 2_000);
+        assert_eq!(all[0].alloc_bytes_per_sec, 2_000.0, "since the dropped one");
+        assert_eq!(all[0].allocs_per_sec, 10.0);
+        assert_eq!(all[0].free_bytes_per_sec, 1_000.0);
+        assert_eq!(all[0].frees_per_sec, 5.0);
+        assert!(all[0].spike);
+        assert_eq!(all[1].alloc_bytes_per_sec, 500.0);
+        assert_eq!(all[2].alloc_bytes_per_sec, 500.0);
+        assert!(!all[2].spike);
+        let since = h.points(Some(1_003_000));
+        assert_eq!(since, all[2..]);
+        assert!(h.points(Some(1_005_000)).is_empty());
+
+        let mut first = History::new(3);
+        first.push(at(7, 100, 1), false);
+        assert_eq!(first.points(None)[0].alloc_bytes_per_sec, 0.0);
     }
 }

@@ -131,9 +131,10 @@ fn unknown_paths_and_methods_get_clear_errors() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(
-        page.body.contains("href=\"metrics\""),
-        "the page links the metrics endpoint"
+    assert_eq!(
+        page.body,
+        include_str!("../../dashboard/index.html"),
+        "the page is dashboard/index.html"
     );
     // Still serving after the errors.
     assert_eq!(request(addr, "GET", "/metrics?x=1").status, 200);

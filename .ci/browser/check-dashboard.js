@@ -1,0 +1,362 @@
+// Drives Debian's Chromium, headless, against the demo's live page and checks
+// what a person would see. Run by .ci/check-dashboard.sh, which builds and
+// starts the demo and passes:
+//
+//   DASHBOARD_URL   the demo's page, e.g. http://127.0.0.1:40123/
+//   DEMO_PID        the demo's pid (this script kills it once to check that
+//                   the page survives an exporter restart)
+//   DEMO_CMD        a JSON array: the command that starts the demo again on
+//                   the same address
+//   DEMO_PIDFILE    where to write the pid of the restarted demo, so that the
+//                   shell script's trap kills it too
+//   ARTIFACTS       where the screenshots go
+//   SPIKE_FUNCTION  the demo's allocating function, expected among a spike's top sites
+//
+// Every check prints one line; the first failed one ends the run with exit 1.
+
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const {spawn} = require('child_process');
+const {chromium} = require('playwright-core');
+
+const url = process.env.DASHBOARD_URL;
+const artifacts = process.env.ARTIFACTS || 'target/dashboard-artifacts';
+const spikeFunction = process.env.SPIKE_FUNCTION || 'build_report';
+const RUN_SECS = Number(process.env.RUN_SECS || 40); // watched for console errors
+const SPIKE_SECS = Number(process.env.SPIKE_SECS || 60); // for a spike to show, from page load
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const t0 = Date.now();
+let passed = 0;
+
+function log(msg) {
+  console.log(`check-dashboard: [${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}`);
+}
+
+function ok(msg) {
+  passed++;
+  log('ok: ' + msg);
+}
+
+class CheckFailed extends Error {}
+
+function fail(msg) {
+  throw new CheckFailed(msg);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` (in node) until it returns a truthy value or `secs` pass. */
+async function waitFor(what, secs, fn) {
+  const deadline = Date.now() + secs * 1000;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > deadline) fail(`${what}: not within ${secs} s (last seen: ${JSON.stringify(last)})`);
+    await sleep(250);
+  }
+}
+
+/** Every chart on the page: id -> its data-points. */
+function chartPoints(page) {
+  return page.$$eval('[data-chart]', (nodes) => Object.fromEntries(nodes.map((n) => [n.id, Number(n.dataset.points)])));
+}
+
+/** Records console errors and page errors; `phase` says which list they go to. */
+function watchErrors(page, label) {
+  const seen = {phase: 'load', errors: {load: [], failure: []}, pageErrors: []};
+  page.on('console', (m) => {
+    if (m.type() === 'error') seen.errors[seen.phase].push(`${label}: console error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => seen.pageErrors.push(`${label}: page error: ${e.message}`));
+  return seen;
+}
+
+function assertNoErrors(seen, what) {
+  const errors = seen.errors.load.concat(seen.pageErrors);
+  if (errors.length) fail(`${what}:\n  ${errors.join('\n  ')}`);
+  ok(`${what}: no console errors, no page errors`);
+}
+
+/** The page shows something besides the reconnecting banner: tiles and charts with data. */
+async function assertNotBlank(page, what) {
+  const text = await page.evaluate(() => document.querySelector('main').innerText.trim());
+  const visible = await page.isVisible('#chart-rate svg');
+  if (text.length < 200 || !visible) fail(`${what}: the page looks blank (${text.length} characters of text, rate chart visible: ${visible})`);
+}
+
+async function checkDesktop(browser) {
+  const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+  const page = await context.newPage();
+  const seen = watchErrors(page, 'desktop');
+  await page.goto(url, {waitUntil: 'load'});
+  const loadedAt = Date.now();
+  ok(`page loaded: ${await page.title()} at ${url}`);
+
+  // Every chart draws data.
+  const charts = await waitFor('every chart draws data', 30, async () => {
+    const points = await chartPoints(page);
+    // Two points at least: one point draws no line.
+    return Object.values(points).every((n) => n >= 2) && Object.keys(points).length >= 7 ? points : null;
+  });
+  ok('every chart has drawn data: ' + Object.entries(charts).map(([id, n]) => `${id}=${n}`).join(' '));
+  const rows = await page.$$eval('table.sites', (ts) => ts.map((t) => `${t.id}=${t.dataset.rows}`));
+  if (!rows.every((r) => Number(r.split('=')[1]) > 0)) fail('top-sites tables are empty: ' + rows.join(' '));
+  ok('top-sites tables have rows: ' + rows.join(' '));
+
+  // Values change between two moments.
+  const read = () => page.$eval('#v-alloc-bytes', (n) => ({text: n.textContent, value: Number(n.dataset.value)}));
+  const a = await read();
+  await sleep(3000);
+  const b = await read();
+  if (!(b.value > a.value)) fail(`"Allocated in all" did not grow in 3 s: ${JSON.stringify(a)} then ${JSON.stringify(b)}`);
+  ok(`"Allocated in all" grew in 3 s: ${a.text} (${a.value}) -> ${b.text} (${b.value})`);
+  const ratePoints = [await page.$eval('#chart-rate', (n) => Number(n.dataset.points))];
+  await sleep(2000);
+  ratePoints.push(await page.$eval('#chart-rate', (n) => Number(n.dataset.points)));
+  if (!(ratePoints[1] > ratePoints[0])) fail(`the rate chart did not gain points in 2 s: ${ratePoints.join(' -> ')}`);
+  ok(`the rate chart gains points live: ${ratePoints.join(' -> ')}`);
+
+  // A spike is marked on the rate chart and listed with its top sites.
+  const spike = await waitFor(`a spike marked on the rate chart and listed with ${spikeFunction}`, Math.max(5, SPIKE_SECS - (Date.now() - loadedAt) / 1000), async () => {
+    const bands = await page.$eval('#chart-rate', (n) => Number(n.dataset.spikes));
+    const band = await page.$('#chart-rate rect.spike-band');
+    const items = await page.$$eval('#spikes li.spike', (ls) => ls.map((l) => ({id: l.dataset.spikeId, text: l.textContent})));
+    const named = items.find((i) => i.text.includes(spikeFunction));
+    return bands > 0 && band && named ? {bands, named, count: items.length} : null;
+  });
+  ok(`spike #${spike.named.id} marked on the rate chart (${spike.bands} band(s)) and listed (${spike.count} in the list) with top site ${spikeFunction}`);
+  const spikeFigures = await page.$eval(`#spikes li.spike[data-spike-id="${spike.named.id}"] .spike-figures`, (n) => n.textContent);
+  log('  ' + spikeFigures);
+  // The stack of a spike's top site opens on demand.
+  await page.click(`#spikes li.spike[data-spike-id="${spike.named.id}"] details summary`);
+  const frames = await waitFor('a spike site\'s stack opens on demand', 5, () =>
+    page.$$eval(`#spikes li.spike[data-spike-id="${spike.named.id}"] details[open] .stack li`, (ls) => ls.length));
+  ok(`a spike site's stack opens on demand: ${frames} frames`);
+
+  // The flame graph tells what is under the pointer.
+  await page.hover('#flame g.flame-frame:not(.f-root) >> nth=0');
+  const flameInfo = await page.textContent('#flame-info');
+  if (!/ in use \(/.test(flameInfo)) fail('hovering a flame-graph frame shows no details: ' + flameInfo);
+  ok('hovering a flame-graph frame shows: ' + flameInfo);
+  // Clicking a frame zooms to it (its ancestors become full-width bars above); clicking the top bar zooms out.
+  await page.click('#flame g.flame-frame:has-text("worker") >> nth=0');
+  const zoomed = await page.$$eval('#flame g.ancestor', (gs) => gs.length);
+  await page.click('#flame g.f-root');
+  const unzoomed = await page.$$eval('#flame g.ancestor', (gs) => gs.length);
+  if (!(zoomed > 0) || unzoomed !== 0) fail(`flame-graph zoom: ${zoomed} ancestor bars after clicking a frame, ${unzoomed} after clicking the top bar`);
+  ok(`clicking a flame-graph frame zooms to it (${zoomed} ancestor bars), clicking the top bar zooms out`);
+
+  // A run of RUN_SECS with no errors.
+  const left = RUN_SECS * 1000 - (Date.now() - loadedAt);
+  if (left > 0) {
+    log(`watching the page for another ${Math.ceil(left / 1000)} s`);
+    await sleep(left);
+  }
+  assertNoErrors(seen, `${Math.round((Date.now() - loadedAt) / 1000)} s of the live page`);
+  const pageError = await page.isVisible('#page-error');
+  if (pageError) fail('the page shows a script error: ' + (await page.textContent('#page-error')));
+
+  fs.mkdirSync(artifacts, {recursive: true});
+  await page.screenshot({path: path.join(artifacts, 'desktop.png'), fullPage: true});
+  ok(`screenshot ${path.join(artifacts, 'desktop.png')} (1440x900, full page)`);
+  return {context, page, seen};
+}
+
+async function checkPhone(browser) {
+  const context = await browser.newContext({viewport: {width: 390, height: 844}, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
+  const page = await context.newPage();
+  const seen = watchErrors(page, 'phone');
+  await page.goto(url, {waitUntil: 'load'});
+  await waitFor('every chart draws data at phone width', 30, async () => Object.values(await chartPoints(page)).every((n) => n > 0));
+  // Give the spike list and history a moment to fill, then check the width.
+  await sleep(2000);
+  const widths = await page.evaluate(() => ({doc: document.documentElement.scrollWidth, view: window.innerWidth}));
+  if (widths.doc > widths.view) fail(`at phone width the page scrolls sideways: ${widths.doc} px wide in a ${widths.view} px viewport`);
+  ok(`at 390x844 the page fits the width (${widths.doc} px) and every chart draws`);
+  assertNoErrors(seen, 'phone-width page');
+  await page.screenshot({path: path.join(artifacts, 'phone.png'), fullPage: true});
+  ok(`screenshot ${path.join(artifacts, 'phone.png')} (390x844, full page)`);
+  await context.close();
+}
+
+/** Failing /api requests: the page says it is reconnecting, keeps its data, and recovers. */
+async function checkFailingRequests(page, seen) {
+  seen.phase = 'failure'; // console errors for the failed requests are expected from here on
+  await page.route('**/api/**', (route) => route.abort('connectionrefused'));
+  const banner = await waitFor('the reconnecting banner appears while /api fails', 10, async () =>
+    (await page.isVisible('#banner')) ? page.textContent('#banner') : null);
+  ok('with /api/* failing the page shows: ' + banner.replace(/\s+/g, ' ').trim());
+  await assertNotBlank(page, 'while /api fails');
+  ok('the page keeps its last data while /api fails (not blank)');
+  await page.unroute('**/api/**');
+  await waitFor('the banner goes away once /api answers again', 15, async () => !(await page.isVisible('#banner')));
+  ok('once /api answers again the banner is gone and the status reads: ' + (await page.textContent('#status-text')));
+}
+
+/** A page opened while the exporter's API fails shows a message, not a blank page. */
+async function checkFailingFromStart(browser) {
+  const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.route('**/api/**', (route) => route.fulfill({status: 503, contentType: 'text/plain', body: 'unavailable'}));
+  await page.goto(url, {waitUntil: 'load'});
+  const banner = await waitFor('a message when the first requests fail', 10, async () =>
+    (await page.isVisible('#banner')) ? page.textContent('#banner') : null);
+  if (!/Reconnecting/.test(banner) || !/503/.test(banner)) fail('the banner does not say what failed: ' + banner);
+  if (pageErrors.length) fail('page errors: ' + pageErrors.join('; '));
+  ok('a page opened while /api answers 503 says so: ' + banner.replace(/\s+/g, ' ').trim());
+  await page.unroute('**/api/**');
+  await waitFor('that page draws once /api answers', 15, async () => Object.values(await chartPoints(page)).every((n) => n > 0));
+  ok('and draws every chart once /api answers');
+  await context.close();
+}
+
+/**
+ * Names from the program are text, never markup: function names and file
+ * paths in /api/sites and /api/spikes are rewritten to carry HTML, and the
+ * page must show them literally and run none of it.
+ */
+async function checkEscaping(browser) {
+  const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const evil = '<img src=x onerror="window.__injected=1">';
+  const taint = (frame) => {
+    frame.function = evil + frame.function;
+    frame.file = '<b>' + frame.file;
+  };
+  await page.route((u) => u.pathname === '/api/sites' || u.pathname === '/api/spikes', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    for (const site of body.sites || body.spikes.flatMap((s) => s.top_sites)) {
+      taint(site);
+      site.stack.forEach(taint);
+    }
+    await route.fulfill({response, json: body});
+  });
+  await page.goto(url, {waitUntil: 'load'});
+  await waitFor('the tainted sites are drawn', 15, async () => Number(await page.$eval('#sites-alloc', (t) => t.dataset.rows)) > 0);
+  await page.click('#sites-alloc details summary >> nth=0');
+  await sleep(1500);
+  const seen = await page.evaluate(() => ({
+    injected: window.__injected,
+    imgs: document.querySelectorAll('main img, main b').length,
+    literal: document.querySelector('#sites-alloc').textContent.includes('<img src=x onerror='),
+    flame: document.querySelector('#flame').textContent.includes('<img'),
+  }));
+  if (seen.injected !== undefined || seen.imgs > 0 || !seen.literal || !seen.flame || pageErrors.length) {
+    fail('HTML in function names was not shown as text: ' + JSON.stringify(seen) + ' ' + pageErrors.join('; '));
+  }
+  ok('HTML in function names and file paths shows as text and runs nothing (tables, stacks, flame graph)');
+  await context.close();
+}
+
+/**
+ * The inner allocator's figures, which the demo (on System) does not have:
+ * /api/snapshot is given jemalloc-like figures and the page must list them
+ * in human units.
+ */
+async function checkInnerFigures(browser) {
+  const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+  const page = await context.newPage();
+  await page.route((u) => u.pathname === '/api/snapshot', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    body.inner = {
+      allocator: 'jemalloc',
+      figures: [
+        {name: 'allocmeter_inner_resident_bytes', help: 'Bytes in physically resident data pages', value: 1610612736},
+        {name: 'allocmeter_inner_allocated_bytes', help: 'Bytes allocated by the application', value: 52428800},
+      ],
+    };
+    await route.fulfill({response, json: body});
+  });
+  await page.goto(url, {waitUntil: 'load'});
+  const shown = await waitFor('the inner allocator\'s figures are listed', 10, async () => {
+    const title = await page.textContent('#inner-title');
+    const text = await page.textContent('#inner');
+    return /jemalloc/.test(title) && /1\.5 GiB/.test(text) && /50 MiB/.test(text) ? title + ': ' + text : null;
+  });
+  ok('the inner allocator\'s figures are listed: ' + shown);
+  await context.close();
+}
+
+/** The demo is killed and started again on the same address: the page reconnects and starts new series. */
+async function checkRestart(page) {
+  const pid = Number(process.env.DEMO_PID);
+  const cmd = JSON.parse(process.env.DEMO_CMD || 'null');
+  if (!pid || !cmd) {
+    log('skipped the restart check: DEMO_PID or DEMO_CMD not set');
+    return;
+  }
+  const before = await page.$eval('#chart-rate', (n) => Number(n.dataset.points));
+  process.kill(pid, 'SIGTERM');
+  await waitFor('the reconnecting banner appears when the demo is killed', 15, () => page.isVisible('#banner'));
+  ok('demo killed: the page shows ' + (await page.textContent('#banner')).replace(/\s+/g, ' ').trim());
+  await assertNotBlank(page, 'while the demo is down');
+  await sleep(1500);
+  const child = spawn(cmd[0], cmd.slice(1), {stdio: ['ignore', 'ignore', 'ignore']});
+  child.unref(); // the shell script's trap stops it; node must not wait for it
+  if (process.env.DEMO_PIDFILE) fs.appendFileSync(process.env.DEMO_PIDFILE, child.pid + '\n');
+  log(`demo started again (pid ${child.pid})`);
+  await waitFor('the page reconnects to the restarted demo', 20, async () => !(await page.isVisible('#banner')));
+  const status = await page.textContent('#status-text');
+  if (!/restarted/.test(status)) fail('the page did not notice the restart: ' + status);
+  const after = await page.$eval('#chart-rate', (n) => Number(n.dataset.points));
+  if (!(after < before)) fail(`the rate chart kept the old process's points: ${before} before, ${after} after`);
+  ok(`the page reconnected to the restarted demo ("${status}"), rate chart restarted with ${after} point(s) (had ${before})`);
+  await waitFor('charts draw again after the restart', 15, async () => Object.values(await chartPoints(page)).every((n) => n > 0));
+  ok('every chart draws again after the restart');
+}
+
+async function main() {
+  if (!url) fail('DASHBOARD_URL is not set');
+  // launch() starts Chromium with a new, empty --user-data-dir of its own
+  // (a temporary directory, removed on close); every context below is a
+  // fresh profile inside it.
+  const browser = await chromium.launch({executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS});
+  log(`Chromium ${browser.version()} (headless, /usr/bin/chromium)`);
+  try {
+    const desktop = await checkDesktop(browser);
+    await checkPhone(browser);
+    await checkFailingRequests(desktop.page, desktop.seen);
+    await checkFailingFromStart(browser);
+    await checkEscaping(browser);
+    await checkInnerFigures(browser);
+    await checkRestart(desktop.page);
+    if (desktop.seen.pageErrors.length) fail(desktop.seen.pageErrors.join('; '));
+    const pageError = await desktop.page.isVisible('#page-error');
+    if (pageError) fail('the page shows a script error: ' + (await desktop.page.textContent('#page-error')));
+    ok('no page errors in the whole run');
+    await desktop.context.close();
+  } finally {
+    await browser.close();
+  }
+  console.log(`check-dashboard: ${passed} passed, 0 failed`);
+}
+
+main().then(() => process.exit(0), (e) => {
+  log('FAILED: ' + (e instanceof CheckFailed ? e.message : e.stack));
+  console.log(`check-dashboard: ${passed} passed, 1 failed`);
+  process.exit(1);
+});
