@@ -120,6 +120,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "statistics, not memory safety: too slow under Miri")]
     fn distances_are_exponential_with_the_right_mean() {
         let mut rng = 42;
         let rate = 4096u64;
@@ -134,6 +135,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "statistics, not memory safety: too slow under Miri")]
     fn weighting_a_simulated_stream_recovers_its_total() {
         // Simulate the countdown over a stream of mixed sizes and check that
         // the weighted samples estimate the bytes within 2 %.
