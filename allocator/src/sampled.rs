@@ -415,8 +415,9 @@ mod tests {
     // on a lock so they do not see each other's entries.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// An address the table can hold, never dereferenced.
     fn fake(i: usize) -> *mut u8 {
-        (0x7e00_0000_0000usize + i * 16) as *mut u8
+        core::ptr::without_provenance_mut(0x7e00_0000_0000usize + i * 16)
     }
 
     #[test]
