@@ -25,37 +25,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+pub(crate) use crate::bump::{Bump, Owned, Shared};
+
 use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell, first_cell_of_class};
-
-/// How a counter is bumped: by its single owner, or by anyone.
-pub(crate) trait Bump {
-    /// Adds `v` to `cell` and returns the cell's new value.
-    fn add(cell: &AtomicU64, v: u64) -> u64;
-}
-
-/// The owner of a slot: load + store, never a read-modify-write.
-pub(crate) struct Owned;
-
-impl Bump for Owned {
-    #[inline(always)]
-    fn add(cell: &AtomicU64, v: u64) -> u64 {
-        // Only the owning thread stores to this cell, so no increment can be lost
-        // between the load and the store. Release: see the module docs.
-        let new = cell.load(Ordering::Relaxed).wrapping_add(v);
-        cell.store(new, Ordering::Release);
-        new
-    }
-}
-
-/// Any thread, on the shared fallback slot: an atomic read-modify-write.
-pub(crate) struct Shared;
-
-impl Bump for Shared {
-    #[inline(always)]
-    fn add(cell: &AtomicU64, v: u64) -> u64 {
-        cell.fetch_add(v, Ordering::Release).wrapping_add(v)
-    }
-}
 
 /// A plain copy of one set of counters. `wrapping_sub` gives deltas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -80,25 +80,51 @@
 //!   global allocator and is not counted.
 
 #![warn(missing_docs)]
+// Built with `--cfg loom` (`.ci/loom.sh`), the crate is reduced to the parts
+// that loom model-checks; the rest uses `static`s that loom's atomics cannot
+// initialise.
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-mod counters;
-mod fork;
-mod instrumented;
-mod local;
-mod padded;
-pub mod profile;
+mod bump;
+mod ownership;
 mod ring;
-mod sampled;
-mod sampler;
-pub mod size_class;
-pub mod slot;
-pub mod stack;
-mod stats;
+mod sync;
 mod try_lock;
 
+#[cfg(not(loom))]
+mod counters;
+#[cfg(not(loom))]
+mod fork;
+#[cfg(not(loom))]
+mod instrumented;
+#[cfg(not(loom))]
+mod local;
+#[cfg(not(loom))]
+mod padded;
+#[cfg(not(loom))]
+pub mod profile;
+#[cfg(not(loom))]
+mod sampled;
+#[cfg(not(loom))]
+mod sampler;
+#[cfg(not(loom))]
+pub mod size_class;
+#[cfg(not(loom))]
+pub mod slot;
+#[cfg(not(loom))]
+pub mod stack;
+#[cfg(not(loom))]
+mod stats;
+
+#[cfg(all(test, loom))]
+mod loom_models;
+
+#[cfg(not(loom))]
 pub use instrumented::Instrumented;
+#[cfg(not(loom))]
 pub use sampler::{
     DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, OFF_RECHECK_BYTES, sample_rate, sample_weight,
     set_sample_rate, set_stack_depth, stack_depth,
 };
+#[cfg(not(loom))]
 pub use stats::{MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, thread_stats};

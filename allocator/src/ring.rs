@@ -31,8 +31,10 @@
 //! threads. A slot whose ring is too small for a lower rate set later gets a
 //! bigger one (see [`crate::slot::Slot::ring_for_rate`]).
 
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
 use std::alloc::System;
 
 use crate::try_lock::TryLock;
@@ -93,6 +95,7 @@ pub(crate) struct Ring {
 impl Ring {
     /// Allocates a ring of `words` words (rounded up to a power of two) from
     /// the system allocator. `None` if that fails.
+    #[cfg(not(loom))]
     pub fn allocate(words: usize) -> Option<&'static Ring> {
         let words = words.clamp(1, MAX_RING_WORDS).next_power_of_two();
         let words_layout = Layout::array::<AtomicU64>(words).ok()?;
@@ -127,6 +130,24 @@ impl Ring {
             });
             Some(&*p)
         }
+    }
+
+    /// A ring of `words` words for a loom model (loom's atomics must be made
+    /// by their constructor, not from zeroed memory). Leaked, as rings are.
+    #[cfg(loom)]
+    pub fn allocate(words: usize) -> Option<&'static Ring> {
+        let words = words.clamp(1, MAX_RING_WORDS).next_power_of_two();
+        let words: &'static [AtomicU64] =
+            Box::leak((0..words).map(|_| AtomicU64::new(0)).collect());
+        Some(Box::leak(Box::new(Ring {
+            words,
+            _pad0: [0; 128 - 16],
+            head: AtomicUsize::new(0),
+            _pad1: [0; 128 - 8],
+            tail: AtomicUsize::new(0),
+            _pad2: [0; 128 - 8],
+            producer_lock: TryLock::new(),
+        })))
     }
 
     /// Unlocks the producer lock whoever holds it. Only for a forked child:
@@ -228,7 +249,7 @@ impl Ring {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -19,14 +19,12 @@
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::counters::{Bump, CounterCells, Counters};
+use crate::ownership::{self, FREE};
 use crate::ring::{self, Ring};
 
 /// How many threads can own a slot at the same time. Further threads record
 /// into the shared fallback slot.
 pub const MAX_SLOTS: usize = 1024;
-
-const FREE: u32 = 0;
-const LIVE: u32 = 1;
 
 /// One thread's counters, padded to its own cache lines (128 bytes: x86-64
 /// prefetches lines in pairs) so that neighbours never share a line.
@@ -92,9 +90,7 @@ impl Slot {
 
     /// Gives the slot back. Called by its owner at thread exit.
     pub fn release(&self) {
-        // Release: the next owner's Acquire CAS in `claim` then sees every count
-        // this owner stored, so its load + store increments continue from them.
-        self.state.store(FREE, Ordering::Release);
+        ownership::release(&self.state);
     }
 
     /// The slot's ring, if it has one.
@@ -190,7 +186,7 @@ static FALLBACK: Slot = Slot::new();
 /// threads reuse the slots.
 pub(crate) fn reset_in_child(own: *const Slot) {
     for slot in &REGISTRY.slots {
-        if !core::ptr::eq(slot, own) && slot.state.load(Ordering::Relaxed) == LIVE {
+        if !core::ptr::eq(slot, own) && ownership::is_live(&slot.state) {
             slot.release();
         }
     }
@@ -209,13 +205,7 @@ pub(crate) fn fallback() -> &'static Slot {
 /// [`MAX_SLOTS`] are taken. Never allocates, never blocks.
 pub(crate) fn claim() -> Option<&'static Slot> {
     for (index, slot) in REGISTRY.slots.iter().enumerate() {
-        // Acquire pairs with `release`: see there. Relaxed on failure: we only
-        // move on to the next candidate.
-        if slot
-            .state
-            .compare_exchange(FREE, LIVE, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if ownership::try_claim(&slot.state) {
             // Publish the slot to readers before its first count is stored
             // (Release pairs with the Acquire load in `for_each_used`). A slot
             // beyond the old mark was never used, so a reader that misses it
@@ -268,7 +258,7 @@ pub(crate) fn occupancy() -> Occupancy {
         .slots
         .iter()
         .take(used)
-        .filter(|s| s.state.load(Ordering::Relaxed) == LIVE)
+        .filter(|s| ownership::is_live(&s.state))
         .count();
     Occupancy { live, used }
 }

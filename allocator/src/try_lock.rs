@@ -6,14 +6,21 @@
 //! were doing, counting it. Held only for a few dozen instructions, and never
 //! while calling anything that could take another lock.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, Ordering, spin_loop, yield_now};
 
 /// The lock.
 pub(crate) struct TryLock(AtomicBool);
 
 impl TryLock {
     /// An unlocked lock, usable in a `static`.
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
+        TryLock(AtomicBool::new(false))
+    }
+
+    /// An unlocked lock (loom's atomics cannot be made in a `const`).
+    #[cfg(loom)]
+    pub fn new() -> Self {
         TryLock(AtomicBool::new(false))
     }
 
@@ -44,9 +51,9 @@ impl TryLock {
                 return true;
             }
             if attempt < spins {
-                core::hint::spin_loop();
+                spin_loop();
             } else {
-                std::thread::yield_now();
+                yield_now();
             }
         }
         false
@@ -65,7 +72,7 @@ impl TryLock {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
