@@ -79,11 +79,14 @@ static DRAIN_INTERVAL_US: crate::padded::Padded<AtomicU64> =
 
 /// How long a drainer should sleep before its next [`drain`]. Each drain
 /// sets it from how fast the fullest ring filled since the previous drain, so
-/// that the next one finds it about an eighth full: shorter (down to
+/// that the next one finds it about a quarter full: shorter (down to
 /// [`MIN_DRAIN_INTERVAL`]) while some thread takes samples fast, doubling
-/// (up to [`MAX_DRAIN_INTERVAL`]) while every ring stays under a sixteenth.
-/// So the drainer polls as often as the busiest thread's sampling needs, and
-/// allocating threads need not wake it.
+/// (up to [`MAX_DRAIN_INTERVAL`]) while every ring stays under an eighth.
+/// So the drainer polls as often as the busiest thread's sampling needs, no
+/// more (each drain interrupts a thread on a machine whose cores are busy),
+/// and allocating threads need not wake it: a ring reaches half full, where
+/// its thread does wake the drainer, only if the rate more than doubles
+/// between two drains.
 ///
 /// Waking is what this avoids: unparking a parked thread is a system call
 /// plus an inter-processor interrupt, and on a machine whose cores are all
@@ -131,11 +134,11 @@ fn next_drain_interval_us(now_us: u64, elapsed_us: u64, max_fill_64ths: usize) -
         MIN_DRAIN_INTERVAL.as_micros() as u64,
         MAX_DRAIN_INTERVAL.as_micros() as u64,
     );
-    if max_fill_64ths >= 16 {
-        // A quarter full or more: aim at an eighth at the fill rate seen (a
-        // drain woken early counts from its real start, not the interval).
-        (elapsed_us.min(now_us) * 8 / max_fill_64ths as u64).clamp(min, max)
-    } else if max_fill_64ths < 4 {
+    if max_fill_64ths >= 24 {
+        // Three eighths full or more: aim at a quarter at the fill rate seen
+        // (a drain woken early counts from its real start, not the interval).
+        (elapsed_us.min(now_us) * 16 / max_fill_64ths as u64).clamp(min, max)
+    } else if max_fill_64ths < 8 {
         (now_us * 2).clamp(min, max)
     } else {
         now_us
@@ -301,20 +304,20 @@ mod tests {
     fn the_drain_interval_follows_the_fill_rate_within_its_bounds() {
         let (min, max) = (1_000, 50_000);
         // 50 ms after the last drain a ring was half full (32/64): the next
-        // drain comes when it would be an eighth full, in 12.5 ms.
-        assert_eq!(next_drain_interval_us(max, max, 32), 12_500);
-        // Woken after 2 ms at half full: 0.5 ms is below the floor.
-        assert_eq!(next_drain_interval_us(max, 2_000, 32), min);
-        // Full (64/64) after 40 ms: 5 ms.
-        assert_eq!(next_drain_interval_us(max, 40_000, 64), 5_000);
-        // Between a sixteenth and a quarter: unchanged.
-        assert_eq!(next_drain_interval_us(7_000, 7_000, 4), 7_000);
-        assert_eq!(next_drain_interval_us(7_000, 7_000, 15), 7_000);
+        // drain comes when it would be a quarter full, in 25 ms.
+        assert_eq!(next_drain_interval_us(max, max, 32), 25_000);
+        // Woken after 1 ms at half full: 0.5 ms is below the floor.
+        assert_eq!(next_drain_interval_us(max, 1_000, 32), min);
+        // Full (64/64) after 40 ms: 10 ms.
+        assert_eq!(next_drain_interval_us(max, 40_000, 64), 10_000);
+        // Between an eighth and three eighths: unchanged.
+        assert_eq!(next_drain_interval_us(7_000, 7_000, 8), 7_000);
+        assert_eq!(next_drain_interval_us(7_000, 7_000, 23), 7_000);
         // Nearly empty: doubles, up to the ceiling.
-        assert_eq!(next_drain_interval_us(7_000, 7_000, 3), 14_000);
+        assert_eq!(next_drain_interval_us(7_000, 7_000, 7), 14_000);
         assert_eq!(next_drain_interval_us(40_000, 40_000, 0), max);
         // A long pause between drains (elapsed > interval) does not make the
         // fill rate look slower than the interval it was polled at.
-        assert_eq!(next_drain_interval_us(8_000, 1_000_000, 16), 4_000);
+        assert_eq!(next_drain_interval_us(8_000, 1_000_000, 32), 4_000);
     }
 }
