@@ -127,4 +127,6 @@ pub use sampler::{
     set_sample_rate, set_stack_depth, stack_depth,
 };
 #[cfg(not(loom))]
-pub use stats::{MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, thread_stats};
+pub use stats::{
+    MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound, thread_stats,
+};

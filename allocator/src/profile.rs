@@ -58,6 +58,10 @@ pub enum SampleEvent<'a> {
     },
 }
 
+/// The most events one thread's ring holds between two drains (every event
+/// takes at least two words of the largest ring).
+pub const MAX_EVENTS_PER_RING: usize = crate::ring::MAX_RING_WORDS / 2;
+
 /// How many sampled blocks can be live at once. Beyond it, new samples are
 /// dropped (and counted in [`SamplingStats::dropped`]) until some are freed.
 pub const MAX_LIVE_SAMPLES: usize = crate::sampled::CAPACITY;
@@ -226,6 +230,19 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
     });
     adapt_drain_interval(max_fill, started_us);
     Some(count)
+}
+
+/// Whether the sampled block of `sample` (its address and id) is still live:
+/// `Some(false)` once it has been freed (its [`SampleEvent::Free`] may still
+/// be on its way), `None` if that could not be told without waiting.
+///
+/// For consumers that keep sampled blocks until their free arrives: a free
+/// that could not be reported ([`SamplingStats::frees_lost`]) never
+/// arrives, and this is how such a block is found. Takes a lock an
+/// allocating thread may take too, for a few dozen instructions; do not call
+/// it for every block on every drain.
+pub fn is_live(address: usize, id: u64) -> Option<bool> {
+    crate::sampled::holds(address, id)
 }
 
 /// Sampling counters, process-wide.

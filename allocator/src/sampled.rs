@@ -344,6 +344,20 @@ pub(crate) fn remove(ptr: *mut u8) -> Result<Option<u64>, ()> {
     .ok_or(())
 }
 
+/// Whether the block at `addr` is in the table with sample id `id`; `None`
+/// if the shard lock could not be had in time.
+pub(crate) fn holds(addr: usize, id: u64) -> Option<bool> {
+    if addr == 0 {
+        return Some(false);
+    }
+    let bit = filter_bit(addr);
+    let shard = &SHARDS_TABLE[shard_of(bit)];
+    with_shard(shard, |s| {
+        let entries = s.entries();
+        find(entries, addr, bit).is_some_and(|i| entries[i].id.load(Ordering::Relaxed) == id)
+    })
+}
+
 /// The bucket holding `addr` (whose filter bit is `bit`) in `entries`, if any.
 fn find(entries: &[Entry], addr: usize, bit: usize) -> Option<usize> {
     if entries.is_empty() {
@@ -394,6 +408,12 @@ fn backward_shift_delete(entries: &[Entry], mut hole: usize) {
 pub(crate) fn live() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
+
+/// The most [`bytes`] can be: the filter, the shards and every shard at its
+/// largest.
+pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
+    + core::mem::size_of::<[Shard; SHARDS]>()
+    + SHARDS * BUCKETS * core::mem::size_of::<Entry>();
 
 /// Bytes the filter and the table occupy once used (0 before the first
 /// sample: the filter's and the shards' pages are untouched then).

@@ -271,6 +271,26 @@ pub(crate) fn touched_bytes() -> usize {
         + crate::sampled::bytes()
 }
 
+/// The most ring bytes one slot can come to hold: ring sizes at least double
+/// when a ring is replaced (see [`Slot::ring_for_rate`]) and stay within
+/// [`ring::MIN_RING_WORDS`]..=[`ring::MAX_RING_WORDS`], so a slot's rings are
+/// at most one of each power of two in between.
+const MAX_RING_BYTES_PER_SLOT: usize = {
+    let mut words = ring::MIN_RING_WORDS;
+    let mut bytes = 0;
+    while words <= ring::MAX_RING_WORDS {
+        bytes += words * 8 + core::mem::size_of::<Ring>();
+        words *= 2;
+    }
+    bytes
+};
+
+/// The most [`touched_bytes`] can be with `slots_used` slots ever claimed.
+pub(crate) fn max_touched_bytes(slots_used: usize) -> usize {
+    (slots_used.min(MAX_SLOTS) + 1) * (core::mem::size_of::<Slot>() + MAX_RING_BYTES_PER_SLOT)
+        + crate::sampled::MAX_BYTES
+}
+
 /// The index of `slot` in the registry (`MAX_SLOTS` for the fallback slot).
 pub(crate) fn index_of(slot: &Slot) -> usize {
     let base = REGISTRY.slots.as_ptr() as usize;

@@ -123,6 +123,8 @@ pub(crate) struct ProfileState {
     pub spikes_bytes: AtomicUsize,
     /// What the exporter allocated while serving.
     pub own: OwnAllocations,
+    /// The site table's limit, for [`ProfileState::max_own_bytes`].
+    max_sites: usize,
 }
 
 impl ProfileState {
@@ -134,7 +136,18 @@ impl ProfileState {
             history_bytes: AtomicUsize::new(0),
             spikes_bytes: AtomicUsize::new(0),
             own: OwnAllocations::default(),
+            max_sites,
         }
+    }
+
+    /// The most [`ProfileState::own_bytes`] can come to, besides the
+    /// history (`history_max` bytes at most), with `slots_used` thread
+    /// slots feeding the site table.
+    pub fn max_own_bytes(&self, slots_used: usize, history_max: usize) -> usize {
+        SiteTable::max_bytes(self.max_sites, slots_used)
+            + Symbolizer::max_bytes()
+            + SpikeLog::max_bytes(self.max_sites)
+            + history_max
     }
 
     /// Bytes the exporter itself holds: the site table, the symbol cache,

@@ -513,6 +513,34 @@ impl Exporter {
         allocmeter::stats().telemetry_bytes + self.shared.profile.own_bytes() as u64
     }
 
+    /// The most [`Exporter::telemetry_bytes`] can come to with the threads
+    /// seen so far: [`allocmeter::telemetry_bound`] for the allocator's
+    /// share (it grows with the peak number of threads alive at once, about
+    /// 124 KiB each), plus the exporter's at their limits: the site table
+    /// at [`Builder::max_sites`] stacks of the deepest capture with every
+    /// live sample, the symbol cache (8 MiB), the history at
+    /// [`Builder::history`] snapshots and the spike records. It does not
+    /// grow with the allocation rate, the number of call sites or the
+    /// threads ever started.
+    ///
+    /// ```
+    /// let exporter = allocmeter_exporter::Exporter::builder()
+    ///     .serve_http(false)
+    ///     .start()
+    ///     .unwrap();
+    /// assert!(exporter.telemetry_bytes() <= exporter.telemetry_bound());
+    /// ```
+    pub fn telemetry_bound(&self) -> u64 {
+        let slots = allocmeter::stats().slots_used;
+        let history_max = self.shared.history.lock().max_bytes();
+        allocmeter::telemetry_bound(slots)
+            + self
+                .shared
+                .profile
+                .max_own_bytes(usize::try_from(slots).unwrap_or(usize::MAX), history_max)
+                as u64
+    }
+
     /// Stops the threads and waits for them. Also done on drop.
     pub fn shutdown(mut self) {
         self.stop_threads();

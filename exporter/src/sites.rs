@@ -155,7 +155,15 @@ struct LiveSample {
     site: usize,
     weight: f64,
     size: f64,
+    address: usize,
 }
+
+/// Most live samples the allocator can hold at once; the table keeps more
+/// only for frees that never came (see [`SiteTable::drain`]).
+const MAX_LIVE: usize = allocmeter::profile::MAX_LIVE_SAMPLES;
+
+/// Most frees kept waiting for their allocation.
+const MAX_EARLY_FREES: usize = allocmeter::profile::MAX_LIVE_SAMPLES;
 
 /// Index of the "(other)" site.
 const OTHER: usize = 0;
@@ -203,22 +211,51 @@ impl SiteTable {
         // unless its record was dropped.
         let pass = self.pass;
         self.early_frees.retain(|_, seen| pass - *seen < 8);
+        if self.live.len() > MAX_LIVE {
+            self.sweep_lost_frees();
+        }
         n
+    }
+
+    /// More blocks are kept as live than the allocator can have sampled at
+    /// once: some frees were lost (see
+    /// [`allocmeter::profile::SamplingStats::frees_lost`]) and would keep
+    /// their blocks in use for ever. Asks the allocator which are still
+    /// live and treats the others as freed. This keeps the table bounded;
+    /// it runs only after a loss.
+    fn sweep_lost_frees(&mut self) {
+        let gone: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(id, s)| allocmeter::profile::is_live(s.address, **id) == Some(false))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.free(id);
+        }
+    }
+
+    /// The sampled block `id` was freed.
+    fn free(&mut self, id: u64) {
+        if let Some(s) = self.live.remove(&id) {
+            let v = &mut self.sites[s.site].values;
+            v.inuse_objects = (v.inuse_objects - s.weight).max(0.0);
+            v.inuse_bytes = (v.inuse_bytes - s.weight * s.size).max(0.0);
+        }
     }
 
     fn apply(&mut self, event: SampleEvent<'_>) {
         match event {
             SampleEvent::Alloc(sample) => self.add(&sample),
-            SampleEvent::Free { id } => match self.live.remove(&id) {
-                Some(s) => {
-                    let v = &mut self.sites[s.site].values;
-                    v.inuse_objects = (v.inuse_objects - s.weight).max(0.0);
-                    v.inuse_bytes = (v.inuse_bytes - s.weight * s.size).max(0.0);
-                }
-                None => {
+            SampleEvent::Free { id } => {
+                if self.live.contains_key(&id) {
+                    self.free(id);
+                } else if self.early_frees.len() < MAX_EARLY_FREES {
+                    // Beyond the cap the allocation, when it arrives, counts
+                    // as in use until a sweep finds it freed.
                     self.early_frees.insert(id, self.pass);
                 }
-            },
+            }
         }
     }
 
@@ -233,8 +270,15 @@ impl SiteTable {
         if self.early_frees.remove(&sample.id).is_none() {
             s.values.inuse_objects += weight;
             s.values.inuse_bytes += weight * size;
-            self.live
-                .insert(sample.id, LiveSample { site, weight, size });
+            self.live.insert(
+                sample.id,
+                LiveSample {
+                    site,
+                    weight,
+                    size,
+                    address: sample.address,
+                },
+            );
         }
     }
 
@@ -302,6 +346,17 @@ impl SiteTable {
     /// Stacks in the table (not counting "(other)").
     pub fn len(&self) -> usize {
         self.sites.len() - 1
+    }
+
+    /// The most [`SiteTable::approximate_bytes`] can be for a table of
+    /// `max_sites` stacks, with `slots_used` thread slots feeding it: every
+    /// stack as deep as a capture goes, the live samples the allocator can
+    /// hold at once plus one drain's worth of new ones (a sweep trims the
+    /// rest, see [`SiteTable::drain`]), and the waiting frees.
+    pub fn max_bytes(max_sites: usize, slots_used: usize) -> usize {
+        let sites = (max_sites + 1) * 2 * (96 + 8 * allocmeter::stack::MAX_DEPTH);
+        let one_drain = (slots_used + 1) * allocmeter::profile::MAX_EVENTS_PER_RING;
+        sites + 48 * (MAX_LIVE + one_drain + MAX_EARLY_FREES)
     }
 
     /// Bytes the table holds, roughly (for the telemetry-bytes figure).
@@ -448,6 +503,35 @@ mod tests {
         );
         assert_eq!(site.values.alloc_bytes, 400.0, "alloc totals never fall");
         assert_eq!(t.live.len(), 1);
+    }
+
+    #[test]
+    fn blocks_whose_free_never_came_are_swept_once_over_the_limit() {
+        let mut t = SiteTable::new(10);
+        // More live samples than the allocator can hold at once: none of
+        // these fake addresses is in its table, so all their frees were
+        // lost, and the sweep (which asks the allocator) lets them go.
+        for id in 1..=(MAX_LIVE as u64 + 10) {
+            t.apply(SampleEvent::Alloc(sample(id, 10, 1, &[0x40])));
+        }
+        assert_eq!(t.live.len(), MAX_LIVE + 10);
+        let before = t.approximate_bytes();
+        t.sweep_lost_frees();
+        assert_eq!(t.live.len(), 0);
+        assert!(t.approximate_bytes() < before);
+        let site = &top(sites(&t), 1, SortBy::AllocObjects)[0];
+        assert_eq!(site.values.alloc_objects, MAX_LIVE as f64 + 10.0);
+        assert_eq!(site.values.inuse_objects, 0.0);
+        assert!(t.approximate_bytes() <= SiteTable::max_bytes(10, 0));
+    }
+
+    #[test]
+    fn waiting_frees_are_capped() {
+        let mut t = SiteTable::new(10);
+        for id in 1..=(MAX_EARLY_FREES as u64 + 100) {
+            t.apply(SampleEvent::Free { id });
+        }
+        assert_eq!(t.early_frees.len(), MAX_EARLY_FREES);
     }
 
     #[test]

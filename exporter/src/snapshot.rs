@@ -116,6 +116,11 @@ impl History {
         });
     }
 
+    /// The most [`History::bytes`] can be: every place taken.
+    pub fn max_bytes(&self) -> usize {
+        self.capacity * core::mem::size_of::<Entry>()
+    }
+
     /// Bytes the snapshots kept so far occupy (the buffer is reserved for
     /// `capacity` at the start, but its pages are only touched as it fills).
     pub fn bytes(&self) -> usize {

@@ -445,6 +445,21 @@ impl SpikeLog {
         self.records.iter().cloned().collect()
     }
 
+    /// The most [`SpikeLog::approximate_bytes`] can be with a site table of
+    /// at most `max_sites` stacks: the detector's window at its longest,
+    /// a mark per site and [`MAX_SPIKES`] records of [`MAX_RAW_SITES`]
+    /// stacks of the deepest capture (twice each, for amortised growth).
+    pub fn max_bytes(max_sites: usize) -> usize {
+        let detector = core::mem::size_of::<Detector>()
+            + 2 * MAX_BASELINE_INTERVALS * core::mem::size_of::<Interval>();
+        let marks = 2 * (max_sites + 1) * core::mem::size_of::<AllocTotals>();
+        let record = core::mem::size_of::<SpikeRecord>()
+            + 2 * MAX_RAW_SITES
+                * (core::mem::size_of::<RawDelta>()
+                    + allocmeter::stack::MAX_DEPTH * core::mem::size_of::<usize>());
+        detector + marks + 2 * MAX_SPIKES * record
+    }
+
     /// Bytes held: the detector's window, the marks and the records.
     pub fn approximate_bytes(&self) -> usize {
         let records: usize = self

@@ -30,15 +30,46 @@ pub(crate) struct Location {
 pub(crate) struct Symbolizer {
     cache: HashMap<u64, Arc<[Frame]>>,
     capacity: usize,
+    /// [`Symbolizer::approximate_bytes`], kept as entries come and go.
+    bytes: usize,
+}
+
+/// The most bytes the cache holds (then it starts over).
+pub(crate) const MAX_CACHE_BYTES: usize = 8 << 20;
+
+/// Longest function name and file path kept (longer ones are cut, at a
+/// character boundary, with a trailing `…`).
+const MAX_NAME_BYTES: usize = 2048;
+
+/// Most frames kept for one address (inlining deeper than this is cut).
+const MAX_FRAMES_PER_ADDRESS: usize = 64;
+
+/// The most bytes one cached address can take: [`entry_bytes`] of the
+/// longest names and the most frames.
+const MAX_ENTRY_BYTES: usize = 48 + MAX_FRAMES_PER_ADDRESS * (64 + 2 * (MAX_NAME_BYTES + 3));
+
+/// The bytes one cached address takes, roughly.
+fn entry_bytes(frames: &[Frame]) -> usize {
+    48 + frames
+        .iter()
+        .map(|f| 64 + f.function.len() + f.file.as_ref().map_or(0, String::len))
+        .sum::<usize>()
 }
 
 impl Symbolizer {
-    /// A cache holding at most `capacity` addresses (then it starts over).
+    /// A cache holding at most `capacity` addresses and
+    /// [`MAX_CACHE_BYTES`] (then it starts over).
     pub fn new(capacity: usize) -> Self {
         Symbolizer {
             cache: HashMap::new(),
             capacity: capacity.max(1),
+            bytes: 0,
         }
+    }
+
+    /// The most [`Symbolizer::approximate_bytes`] can be.
+    pub const fn max_bytes() -> usize {
+        MAX_CACHE_BYTES + MAX_ENTRY_BYTES
     }
 
     /// Resolves `address`.
@@ -49,24 +80,19 @@ impl Symbolizer {
             };
         }
         let frames: Arc<[Frame]> = resolve_uncached(address).into();
-        if self.cache.len() >= self.capacity {
+        let bytes = entry_bytes(&frames);
+        if self.cache.len() >= self.capacity || self.bytes + bytes > MAX_CACHE_BYTES {
             self.cache.clear();
+            self.bytes = 0;
         }
         self.cache.insert(address, frames.clone());
+        self.bytes += bytes;
         Location { frames }
     }
 
     /// Bytes the cache holds, roughly.
     pub fn approximate_bytes(&self) -> usize {
-        self.cache
-            .values()
-            .map(|frames| {
-                48 + frames
-                    .iter()
-                    .map(|f| 64 + f.function.len() + f.file.as_ref().map_or(0, String::len))
-                    .sum::<usize>()
-            })
-            .sum()
+        self.bytes
     }
 }
 
@@ -78,13 +104,29 @@ fn resolve_uncached(address: u64) -> Vec<Frame> {
             Some(name) => format!("{name:#}"),
             None => return,
         };
-        frames.push(Frame {
-            function,
-            file: symbol.filename().map(|p| p.display().to_string()),
-            line: symbol.lineno(),
-        });
+        if frames.len() < MAX_FRAMES_PER_ADDRESS {
+            frames.push(Frame {
+                function: bounded(function),
+                file: symbol.filename().map(|p| bounded(p.display().to_string())),
+                line: symbol.lineno(),
+            });
+        }
     });
     frames
+}
+
+/// `s`, cut to at most [`MAX_NAME_BYTES`] (plus `…`) at a character
+/// boundary.
+fn bounded(mut s: String) -> String {
+    if s.len() > MAX_NAME_BYTES {
+        let mut end = MAX_NAME_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 /// Whether `function` belongs to the allocation machinery rather than to the
