@@ -125,6 +125,19 @@ pub(crate) struct ProfileState {
     pub own: OwnAllocations,
     /// The site table's limit, for [`ProfileState::max_own_bytes`].
     max_sites: usize,
+    /// Panics the exporter caught and survived, by where: the aggregator
+    /// thread, and rendering a response.
+    pub panics: Panics,
+}
+
+/// Panics caught in the exporter's threads (see
+/// `allocmeter_exporter_panics_total`).
+#[derive(Default)]
+pub(crate) struct Panics {
+    /// In the aggregator thread (draining, snapshotting, spike detection).
+    pub aggregator: AtomicU64,
+    /// While rendering a response.
+    pub render: AtomicU64,
 }
 
 impl ProfileState {
@@ -137,6 +150,7 @@ impl ProfileState {
             spikes_bytes: AtomicUsize::new(0),
             own: OwnAllocations::default(),
             max_sites,
+            panics: Panics::default(),
         }
     }
 
@@ -230,6 +244,10 @@ impl ProfileState {
                 + self.symbolizer.lock().approximate_bytes()
                 + self.bookkeeping_bytes(),
             top,
+            panics: (
+                self.panics.aggregator.load(Ordering::Relaxed),
+                self.panics.render.load(Ordering::Relaxed),
+            ),
         }
     }
 }
@@ -387,19 +405,40 @@ impl Shared {
 /// Drains every [`drain_every`] (sooner when a thread's ring fills up and
 /// unparks this thread) and snapshots every `interval`, until `stop` is set
 /// (and the thread unparked).
+///
+/// A panic in a drain or a snapshot (a bug of the exporter's) is caught: the
+/// default hook has printed it, `allocmeter_exporter_panics_total` counts
+/// it, and the thread carries on with the next drain and the next snapshot
+/// (its locks do not poison; what the panicking step was doing is lost). It
+/// never reaches a thread of the service: they only ever push into rings.
 pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Arc<AtomicBool>) {
     allocmeter::profile::mark_thread_internal();
     let mut next_snapshot = Instant::now() + interval;
     loop {
-        shared.profile.drain();
-        if Instant::now() >= next_snapshot {
-            shared.tick();
-            next_snapshot += interval;
-            if next_snapshot < Instant::now() {
-                next_snapshot = Instant::now() + interval;
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::fault::point("aggregator.drain");
+            shared.profile.drain();
+            if Instant::now() >= next_snapshot {
+                // Moved on first, so that a snapshot that panics every time
+                // is retried at the interval, not in a loop.
+                next_snapshot += interval;
+                if next_snapshot < Instant::now() {
+                    next_snapshot = Instant::now() + interval;
+                }
+                crate::fault::point("aggregator.tick");
+                shared.tick();
             }
+        }));
+        let mut wait = drain_every().min(next_snapshot.saturating_duration_since(Instant::now()));
+        if step.is_err() {
+            shared
+                .profile
+                .panics
+                .aggregator
+                .fetch_add(1, Ordering::Relaxed);
+            // Not faster than this if every drain panics.
+            wait = wait.max(Duration::from_millis(100));
         }
-        let wait = drain_every().min(next_snapshot.saturating_duration_since(Instant::now()));
         if stop.load(Ordering::Acquire) {
             break;
         }

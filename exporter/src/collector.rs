@@ -48,6 +48,8 @@ pub(crate) struct ProfileFigures {
     /// The opt-in top-K sites: short function name, in-use bytes, allocated
     /// bytes (estimates). Empty unless enabled.
     pub top: Vec<(String, f64, f64)>,
+    /// Panics caught in the aggregator thread and while rendering.
+    pub panics: (u64, u64),
 }
 
 /// One metric family this collector exports: name, help, type, and how to
@@ -274,6 +276,19 @@ const FAMILIES: &[Family] = &[
         samples: |i| {
             let extra = i.profile.as_ref().map_or(0, |p| p.table_bytes as u64);
             one(i.stats.telemetry_bytes + extra)
+        },
+    },
+    Family {
+        name: "allocmeter_exporter_panics_total",
+        help: "Panics the exporter caught and survived, by where: the aggregator thread (it carries on with the next drain) or rendering a response (answered with 500). Any is a bug to report.",
+        kind: MetricType::COUNTER,
+        label: Some("where"),
+        samples: |i| {
+            let (aggregator, render) = i.profile.as_ref().map_or((0, 0), |p| p.panics);
+            vec![
+                labelled("aggregator", aggregator),
+                labelled("render", render),
+            ]
         },
     },
     Family {

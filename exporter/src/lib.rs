@@ -84,6 +84,7 @@
 mod aggregator;
 mod collector;
 mod error;
+mod fault;
 mod http;
 mod mappings;
 mod pprof;

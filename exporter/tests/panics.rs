@@ -1,0 +1,130 @@
+//! A panic in the exporter's aggregator thread never reaches the service's
+//! threads; the exporter counts it and keeps draining, snapshotting and
+//! serving.
+//!
+//! The panics are real, injected through the debug-build fault points
+//! (`ALLOCMETER_EXPORTER_FAULTS`, see `exporter/src/fault.rs`): every second
+//! snapshot and every seventh drain panics. The test re-runs its own binary
+//! as a child with the variable set (setting it in this process while other
+//! threads may read the environment would be a data race), and the child
+//! asserts.
+
+mod http_client;
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use allocmeter::Instrumented;
+use allocmeter_exporter::Exporter;
+use http_client::{parse_samples, request};
+
+#[global_allocator]
+static GLOBAL: Instrumented<System> = Instrumented::new(System);
+
+const CHILD_ENV: &str = "ALLOCMETER_PANICS_CHILD";
+const TEST: &str = "panics_in_the_aggregator_are_counted_and_survived";
+
+fn panics_seen(addr: std::net::SocketAddr) -> f64 {
+    let reply = request(addr, "GET", "/metrics");
+    assert_eq!(reply.status, 200, "/metrics answers");
+    parse_samples(&reply.body)
+        .get("allocmeter_exporter_panics_total{where=\"aggregator\"}")
+        .copied()
+        .expect("the panics counter is exported")
+}
+
+/// Runs in the child, with the faults set.
+fn child() {
+    allocmeter::set_sample_rate(4096);
+    let exporter = Exporter::builder()
+        .bind("127.0.0.1:0")
+        .interval(Duration::from_millis(50))
+        .start()
+        .expect("exporter starts");
+    let addr = exporter.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    black_box(vec![0u8; 64 + (n % 5000) as usize]);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let first = panics_seen(addr);
+    let points_first = exporter.history_points(None).len();
+    std::thread::sleep(Duration::from_millis(800));
+    let second = panics_seen(addr);
+    let points_second = exporter.history_points(None).len();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let n = w.join().expect("a service thread saw a panic");
+        assert!(n > 1000, "the service threads kept allocating: {n}");
+    }
+    // Counted, and still happening: the thread survived its panics.
+    assert!(first >= 1.0, "panics counted: {first}");
+    assert!(
+        second > first,
+        "the aggregator went on (and panicked again): {first} -> {second}"
+    );
+    // Snapshots between the panicking ones were taken...
+    assert!(
+        points_second > points_first,
+        "history grew: {points_first} -> {points_second}"
+    );
+    // ...and the rings were drained into the site table.
+    let reply = request(addr, "GET", "/api/sites?top=5");
+    let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert!(
+        !v["sites"].as_array().unwrap().is_empty(),
+        "samples still reach the site table"
+    );
+    println!("child: {second} panics survived, {points_second} snapshots");
+}
+
+#[test]
+fn panics_in_the_aggregator_are_counted_and_survived() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child();
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        // The fault points exist only in debug builds.
+        eprintln!("skipped: fault injection needs a debug build");
+        return;
+    }
+    let start = Instant::now();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .env(
+            "ALLOCMETER_EXPORTER_FAULTS",
+            "aggregator.tick:2,aggregator.drain:7",
+        )
+        .output()
+        .expect("child runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("panics survived"), "child ran: {stdout}");
+    // The panics were real ones, reported by the default hook.
+    assert!(
+        stderr.contains("injected fault at aggregator.tick"),
+        "{stderr}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
