@@ -98,6 +98,8 @@ mod error;
 mod http;
 mod mappings;
 mod pprof;
+#[cfg(test)]
+mod proptests;
 mod request;
 mod server;
 mod sites;
