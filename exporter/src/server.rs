@@ -255,6 +255,10 @@ pub struct HttpStats {
 pub(crate) struct Handle {
     stop: Arc<AtomicBool>,
     waker: Arc<UnixStream>,
+    /// A second descriptor of the waker's read end, held until the threads
+    /// are joined: writing to a socket whose reader is gone would raise
+    /// SIGPIPE, which kills a host process that has not ignored it.
+    _wake_reader: UnixStream,
     threads: Vec<JoinHandle<()>>,
     pub counters: Arc<Counters>,
 }
@@ -302,6 +306,7 @@ pub(crate) fn start<S: Service>(listener: TcpListener, service: Arc<S>) -> io::R
     let mut handle = Handle {
         stop: stop.clone(),
         waker: waker.clone(),
+        _wake_reader: wake_rx.try_clone()?,
         threads: Vec::new(),
         counters: counters.clone(),
     };
@@ -812,6 +817,48 @@ mod tests {
         handle.stop();
         // The listener is closed once stop returns.
         assert!(TcpStream::connect(addr).is_err());
+    }
+
+    /// Serves 8 MiB on every request.
+    struct Big;
+
+    impl Service for Big {
+        fn admit(&self, _: &Request, _: SocketAddr) -> Result<Lane, Response> {
+            Ok(Lane::Heavy)
+        }
+
+        fn render(&self, _: &Request) -> Response {
+            Response::ok("application/octet-stream", vec![7; 8 << 20])
+        }
+    }
+
+    #[test]
+    fn clients_that_reset_mid_response_raise_no_sigpipe() {
+        // With SIGPIPE at its default (as in a host process that never
+        // ignored it), a write to a reset connection would kill this test
+        // process. The server's writes must report EPIPE instead.
+        // SAFETY: setting a signal disposition; no handler runs.
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut handle = start(listener, Arc::new(Big)).unwrap();
+        for _ in 0..20 {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            let mut first = [0u8; 4096];
+            stream.read_exact(&mut first).unwrap();
+            // Closing with unread data resets the connection.
+            drop(stream);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        assert!(all.len() > 8 << 20, "a whole response after the resets");
+        handle.stop();
+        // SAFETY: restores the disposition read above.
+        unsafe { libc::signal(libc::SIGPIPE, previous) };
     }
 
     #[test]
