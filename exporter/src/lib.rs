@@ -159,8 +159,19 @@ pub struct Builder {
     site_metrics: usize,
     serve_http: bool,
     spikes: spikes::SpikeConfig,
-    auth_token: Option<String>,
+    auth_token: Option<Token>,
     expose_profiles: bool,
+}
+
+/// The bearer token, kept out of `Debug` output (a logged builder must not
+/// show it).
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 impl Default for Builder {
@@ -272,7 +283,7 @@ impl Builder {
     /// HTTP the token crosses the network in clear: off loopback, use it
     /// with TLS in front (a reverse proxy) or on a trusted network.
     pub fn auth_token(mut self, token: impl Into<String>) -> Self {
-        self.auth_token = Some(token.into());
+        self.auth_token = Some(Token(token.into()));
         self
     }
 
@@ -329,7 +340,7 @@ impl Builder {
     pub fn start(self) -> Result<Exporter, StartError> {
         // The exporter's own set-up allocations are counted, not profiled.
         let _quiet = allocmeter::profile::suspend_sampling();
-        if let Some(token) = &self.auth_token {
+        if let Some(Token(token)) = &self.auth_token {
             let reason = if token.is_empty() {
                 Some("the token is empty")
             } else if token.len() > 1024 {
@@ -400,7 +411,7 @@ impl Builder {
             let endpoints = http::Endpoints::new(
                 registry,
                 shared,
-                self.auth_token.clone(),
+                self.auth_token.as_ref().map(|t| t.0.clone()),
                 self.expose_profiles,
             );
             // If this fails, dropping `exporter` stops the aggregator.

@@ -362,3 +362,11 @@ fn no_response_echoes_request_input() {
         }
     }
 }
+
+#[test]
+fn a_logged_builder_does_not_show_the_token() {
+    let builder = Exporter::builder().auth_token(TOKEN);
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains(TOKEN), "{shown}");
+    assert!(shown.contains("redacted"), "{shown}");
+}
