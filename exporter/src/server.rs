@@ -74,6 +74,10 @@ pub const QUEUE_PER_LANE: usize = 32;
 /// of connections cannot starve the ones already open.
 const ACCEPTS_PER_TURN: usize = 64;
 
+/// The accept queue's length asked of the kernel (capped by
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: libc::c_int = 1024;
+
 /// The longest the I/O thread sleeps in `poll` (it wakes sooner for
 /// deadlines, connections and finished responses).
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
@@ -297,6 +301,13 @@ struct Done {
 /// Starts the I/O thread and the two workers on `listener`.
 pub(crate) fn start<S: Service>(listener: TcpListener, service: Arc<S>) -> io::Result<Handle> {
     listener.set_nonblocking(true)?;
+    // A deeper accept queue than std's, so that a burst of connections
+    // (a flood, or many scrapers at once) waits in the kernel for the I/O
+    // thread instead of having its SYNs dropped and retried a second later.
+    // Calling listen again on a listening socket only changes the backlog;
+    // if it fails, the old backlog stays.
+    // SAFETY: the descriptor is the listener's own, open for this call.
+    unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
     let (wake_rx, wake_tx) = UnixStream::pair()?;
     wake_rx.set_nonblocking(true)?;
     wake_tx.set_nonblocking(true)?;
@@ -577,7 +588,18 @@ impl<S: Service> IoLoop<S> {
                     Parsed::Refuse(status) => Response::error(status).into_bytes(false),
                     Parsed::Request(request) => {
                         let head_only = request.method == Method::Head;
-                        match self.service.admit(&request, conn.peer) {
+                        let peer = conn.peer;
+                        let admitted = catch_unwind(AssertUnwindSafe(|| {
+                            self.service.admit(&request, peer)
+                        }))
+                        .unwrap_or_else(|_| {
+                            self.counters.panics.fetch_add(1, Ordering::Relaxed);
+                            eprintln!(
+                                "allocmeter-exporter: admitting a request panicked; answered 500 and serving on"
+                            );
+                            Err(Response::error(500))
+                        });
+                        match admitted {
                             Err(response) => response.into_bytes(head_only),
                             Ok(_) if buffered >= MAX_BUFFERED_RESPONSE_BYTES => {
                                 self.counters.busy.fetch_add(1, Ordering::Relaxed);
@@ -775,6 +797,7 @@ mod tests {
         fn admit(&self, request: &Request, _peer: SocketAddr) -> Result<Lane, Response> {
             match request.path.as_str() {
                 "/ok" | "/panic" => Ok(Lane::Light),
+                "/panic-admit" => panic!("an admit that panics (expected in this test)"),
                 _ => Err(Response::error(404)),
             }
         }
@@ -809,11 +832,14 @@ mod tests {
             assert!(reply.starts_with("HTTP/1.1 500 "), "{reply}");
             assert!(reply.contains("\r\nConnection: close\r\n"), "{reply}");
         }
+        // A panic on the I/O thread, deciding what to do with a request.
+        let reply = get(addr, "/panic-admit");
+        assert!(reply.starts_with("HTTP/1.1 500 "), "{reply}");
         let reply = get(addr, "/ok");
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
         assert!(reply.ends_with("\r\n\r\nfine\n"), "{reply}");
         assert!(reply.contains("\r\nContent-Length: 5\r\n"), "{reply}");
-        assert_eq!(handle.counters.panics.load(Ordering::Relaxed), 3);
+        assert_eq!(handle.counters.panics.load(Ordering::Relaxed), 4);
         handle.stop();
         // The listener is closed once stop returns.
         assert!(TcpStream::connect(addr).is_err());
