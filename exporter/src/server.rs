@@ -887,6 +887,100 @@ mod tests {
         unsafe { libc::signal(libc::SIGPIPE, previous) };
     }
 
+    /// `/slow` renders in 100 ms on the heavy lane; anything else at once on
+    /// the light lane.
+    struct Slow;
+
+    impl Service for Slow {
+        fn admit(&self, request: &Request, _: SocketAddr) -> Result<Lane, Response> {
+            Ok(if request.path == "/slow" {
+                Lane::Heavy
+            } else {
+                Lane::Light
+            })
+        }
+
+        fn render(&self, request: &Request) -> Response {
+            if request.path == "/slow" {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Response::ok("text/plain", b"done\n".to_vec())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_answers_503_and_the_other_lane_serves_on() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut handle = start(listener, Arc::new(Slow)).unwrap();
+        // More slow requests at once than the heavy lane holds.
+        let clients: Vec<_> = (0..QUEUE_PER_LANE + 8)
+            .map(|_| std::thread::spawn(move || get(addr, "/slow")))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // Meanwhile the light lane answers at once.
+        let t = Instant::now();
+        assert!(get(addr, "/fast").starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(
+            t.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let busy: Vec<&String> = replies
+            .iter()
+            .filter(|r| r.starts_with("HTTP/1.1 503 "))
+            .collect();
+        let ok = replies
+            .iter()
+            .filter(|r| r.starts_with("HTTP/1.1 200 "))
+            .count();
+        assert_eq!(busy.len() + ok, replies.len(), "only 200 or 503");
+        assert!(!busy.is_empty(), "the queue is bounded");
+        assert!(ok >= QUEUE_PER_LANE, "a full queue's worth is served: {ok}");
+        assert!(busy[0].contains("\r\nRetry-After: 1\r\n"));
+        assert_eq!(
+            handle.counters.busy.load(Ordering::Relaxed),
+            busy.len() as u64
+        );
+        handle.stop();
+    }
+
+    #[test]
+    fn responses_held_for_slow_readers_are_capped() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut handle = start(listener, Arc::new(Big)).unwrap();
+        // Clients that ask for 8 MiB each and read none of it, until the
+        // held bytes pass the cap.
+        let per_response = 8 << 20;
+        let stalled = MAX_BUFFERED_RESPONSE_BYTES / per_response + 1;
+        let mut held = Vec::new();
+        for _ in 0..stalled {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            held.push(s);
+            // Rendered and handed to the I/O thread before the next one.
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let reply = get(addr, "/");
+        assert!(
+            reply.starts_with("HTTP/1.1 503 "),
+            "{}",
+            &reply[..40.min(reply.len())]
+        );
+        // Once they go away, the server serves again.
+        drop(held);
+        std::thread::sleep(Duration::from_millis(300));
+        let reply = get(addr, "/");
+        assert!(
+            reply.starts_with("HTTP/1.1 200 "),
+            "{}",
+            &reply[..40.min(reply.len())]
+        );
+        handle.stop();
+    }
+
     #[test]
     fn head_has_the_get_length_and_no_body() {
         let bytes = Response::ok("text/plain", b"hello".to_vec()).into_bytes(true);
