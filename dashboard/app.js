@@ -12,6 +12,12 @@
 // the program (function names, file paths) is only ever set with textContent,
 // never parsed as HTML.
 //
+// With an exporter that requires a bearer token, open the page as
+// `/?token=TOKEN`: the page sends the token from its own URL as
+// `Authorization: Bearer` on every API call. With call-site data disabled
+// (`profiles_exposed: false` in api/snapshot), the page does not ask for
+// api/sites and says so where the sites would be.
+//
 // Every chart container has a stable id, data-chart, and a data-points
 // attribute with how many data items it drew, which the browser test reads.
 
@@ -29,6 +35,9 @@ const SPIKES_SHOWN = 4; // spikes listed in full; older ones are behind a toggle
 const SPIKE_SITES_SHOWN = 5; // top sites shown per spike; the rest (up to 10) behind a toggle
 const FLAME_SITES = 1000; // sites fetched for the flame graph
 const SVG_NS = 'http://www.w3.org/2000/svg';
+// The exporter's bearer token, if the page was opened with ?token=.
+const TOKEN = new URLSearchParams(window.location.search).get('token');
+const SITES_DISABLED = 'Call-site data is disabled on this exporter (expose_profiles(false)).';
 
 // ---------------------------------------------------------------------------
 // State: everything the page knows, replaced or extended by each poll.
@@ -43,6 +52,7 @@ const state = {
   spikes: null, // the /api/spikes body
   sitesInuse: null, // /api/sites?by=inuse_space, up to FLAME_SITES
   sitesAlloc: null, // /api/sites?by=alloc_space, up to TOP_SITES
+  profilesExposed: true, // false: the exporter serves no call sites (api/snapshot's profiles_exposed)
   tick: 0,
   failures: 0, // consecutive failed polls
   lastOkMs: null, // Date.now() of the last successful poll
@@ -264,12 +274,16 @@ async function getJSON(path) {
   const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
   let response;
   try {
-    response = await fetch(path, {cache: 'no-store', signal: controller.signal});
+    const headers = TOKEN ? {Authorization: 'Bearer ' + TOKEN} : {};
+    response = await fetch(path, {cache: 'no-store', signal: controller.signal, headers});
   } catch (e) {
     const why = e.name === 'AbortError' ? 'no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s' : e.message;
     throw new Error(path + ': ' + why);
   } finally {
     clearTimeout(timer);
+  }
+  if (response.status === 401) {
+    throw new Error(path + ': HTTP 401: the exporter requires a token; open this page as /?token=TOKEN' + (TOKEN ? ' with the right one' : ''));
   }
   if (!response.ok) throw new Error(path + ': HTTP ' + response.status + ' ' + response.statusText);
   let body;
@@ -308,7 +322,9 @@ async function pollOnce() {
 
   const last = state.points[state.points.length - 1];
   const historyPath = last ? 'api/history?since_ms=' + last.unix_ms : 'api/history';
-  const needSites = state.tick % SITES_EVERY_TICKS === 0 || state.sitesInuse === null;
+  // Older exporters do not send the field: sites are exposed there.
+  state.profilesExposed = snapshot.profiles_exposed !== false;
+  const needSites = state.profilesExposed && (state.tick % SITES_EVERY_TICKS === 0 || state.sitesInuse === null);
   const [history, spikes, sitesInuse, sitesAlloc] = await Promise.all([
     getJSON(historyPath),
     getJSON('api/spikes'),
@@ -422,7 +438,15 @@ function renderAll(sitesFetched) {
   safely('panel-reallocs', () => renderReallocs(snap.stats));
   safely('panel-sampling', () => renderSampling(snap));
   safely('panel-spikes', () => renderSpikes(state.spikes));
-  if (sitesFetched) {
+  if (!state.profilesExposed) {
+    safely('panel-sites-inuse', () => renderSitesDisabled('sites-inuse'));
+    safely('panel-sites-alloc', () => renderSitesDisabled('sites-alloc'));
+    safely('panel-flame', () => {
+      const flame = byId('flame');
+      flame.replaceChildren(el('p', {class: 'empty'}, SITES_DISABLED));
+      flame.dataset.points = '0';
+    });
+  } else if (sitesFetched) {
     // Sites whose sampled memory was all freed have nothing in use to show.
     const holding = state.sitesInuse.sites.filter((s) => s.inuse_space >= 0.5);
     safely('panel-sites-inuse', () => renderSites('sites-inuse', holding.slice(0, TOP_SITES), 'inuse'));
@@ -918,13 +942,21 @@ function spikeItem(spike) {
   const more = spike.top_sites.slice(SPIKE_SITES_SHOWN);
   const moreSites = more.length === 0 ? null : keptDetails('spike' + spike.id + '|more', more.length + ' more site' + (more.length > 1 ? 's' : ''),
     () => el('ol', {class: 'spike-sites', start: SPIKE_SITES_SHOWN + 1}, ...more.map((site, i) => siteItem(site, SPIKE_SITES_SHOWN + i))));
-  if (spike.top_sites.length === 0) sites.append(el('li', {class: 'empty'}, 'No sampled allocation during this spike.'));
+  const noSites = state.spikes && state.spikes.sites_exposed === false ? SITES_DISABLED : 'No sampled allocation during this spike.';
+  if (spike.top_sites.length === 0) sites.append(el('li', {class: 'empty'}, noSites));
   return el('li', {class: 'spike' + (spike.active ? ' active' : ''), 'data-spike-id': spike.id}, head, figures,
     el('p', {class: 'spike-sites-title'}, 'Allocated most during the spike (estimated from samples):'), sites, moreSites);
 }
 
 // ---------------------------------------------------------------------------
 // Top call sites
+
+/** A sites table saying that the exporter serves no call sites. */
+function renderSitesDisabled(tableId) {
+  const table = byId(tableId);
+  table.replaceChildren(el('tbody', {}, el('tr', {}, el('td', {colspan: 3, class: 'empty'}, SITES_DISABLED))));
+  table.dataset.rows = '0';
+}
 
 /** A table of call sites: function and location, in-use and allocated estimates, stack on demand. */
 function renderSites(tableId, sites, kind) {

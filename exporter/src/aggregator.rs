@@ -125,19 +125,11 @@ pub(crate) struct ProfileState {
     pub own: OwnAllocations,
     /// The site table's limit, for [`ProfileState::max_own_bytes`].
     max_sites: usize,
-    /// Panics the exporter caught and survived, by where: the aggregator
-    /// thread, and rendering a response.
-    pub panics: Panics,
-}
-
-/// Panics caught in the exporter's threads (see
-/// `allocmeter_exporter_panics_total`).
-#[derive(Default)]
-pub(crate) struct Panics {
-    /// In the aggregator thread (draining, snapshotting, spike detection).
-    pub aggregator: AtomicU64,
-    /// While rendering a response.
-    pub render: AtomicU64,
+    /// Panics the aggregator thread caught and survived (draining,
+    /// snapshotting, spike detection).
+    pub aggregator_panics: AtomicU64,
+    /// The HTTP server's counters (its panics among them), once it runs.
+    pub http: std::sync::OnceLock<Arc<crate::server::Counters>>,
 }
 
 impl ProfileState {
@@ -150,7 +142,8 @@ impl ProfileState {
             spikes_bytes: AtomicUsize::new(0),
             own: OwnAllocations::default(),
             max_sites,
-            panics: Panics::default(),
+            aggregator_panics: AtomicU64::new(0),
+            http: std::sync::OnceLock::new(),
         }
     }
 
@@ -245,8 +238,10 @@ impl ProfileState {
                 + self.bookkeeping_bytes(),
             top,
             panics: (
-                self.panics.aggregator.load(Ordering::Relaxed),
-                self.panics.render.load(Ordering::Relaxed),
+                self.aggregator_panics.load(Ordering::Relaxed),
+                self.http
+                    .get()
+                    .map_or(0, |c| c.panics.load(Ordering::Relaxed)),
             ),
         }
     }
@@ -433,8 +428,7 @@ pub(crate) fn run(shared: Arc<Shared>, interval: Duration, stop: Arc<AtomicBool>
         if step.is_err() {
             shared
                 .profile
-                .panics
-                .aggregator
+                .aggregator_panics
                 .fetch_add(1, Ordering::Relaxed);
             // Not faster than this if every drain panics.
             wait = wait.max(Duration::from_millis(100));

@@ -24,6 +24,11 @@ pub enum StartError {
     },
     /// A background thread could not be started.
     Thread(io::Error),
+    /// The bearer token given to `Builder::auth_token` cannot be used.
+    InvalidToken {
+        /// What is wrong with it (never the token itself).
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -40,6 +45,7 @@ impl fmt::Display for StartError {
             }
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Thread(e) => write!(f, "cannot start an exporter thread: {e}"),
+            StartError::InvalidToken { reason } => write!(f, "invalid auth token: {reason}"),
         }
     }
 }
@@ -48,7 +54,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind { source, .. } | StartError::Thread(source) => Some(source),
-            StartError::InvalidAddress { .. } => None,
+            StartError::InvalidAddress { .. } | StartError::InvalidToken { .. } => None,
         }
     }
 }

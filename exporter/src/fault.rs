@@ -4,7 +4,7 @@
 //! through `point` panics. Release builds compile this to nothing, so no
 //! environment variable can make a service's exporter panic.
 //!
-//! Points: `aggregator.drain`, `aggregator.tick`.
+//! Points: `aggregator.drain`, `aggregator.tick`, `render` (any response).
 
 /// Panics here if a fault is set for `point` and this pass is its turn.
 #[inline]

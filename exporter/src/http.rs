@@ -1,15 +1,19 @@
-//! The HTTP thread: `/metrics`, the pprof heap profiles, the JSON API, and the
-//! page at `/`.
+//! What the HTTP server serves: `/metrics`, the pprof heap profiles, the
+//! JSON API, and the page at `/`; and who may see it (the bearer token, the
+//! switch for the endpoints that reveal code layout). The server itself is
+//! in `server.rs`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use prometheus::{Encoder, Registry, TextEncoder};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::aggregator::{ProfileState, Shared};
 use crate::pprof::{DefaultType, SiteSample, encode_heap_profile};
+use crate::request::Request;
+use crate::server::{Lane, Response, Service};
 use crate::sites::SortBy;
 
 /// The Prometheus text exposition content type.
@@ -26,102 +30,220 @@ pub const API_VERSION: u32 = 1;
 /// `/api/sites` returns at most this many sites.
 const MAX_TOP: usize = 1000;
 
-type Reply = Response<std::io::Cursor<Vec<u8>>>;
+/// The paths that reveal the program's code layout (function names, files,
+/// stacks): 404 with [`crate::Builder::expose_profiles`]`(false)`.
+const PROFILE_PATHS: &[&str] = &["/debug/pprof/heap", "/debug/pprof/allocs", "/api/sites"];
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("static header names and values are valid")
-}
+/// The page's static files, the same in every build of this crate and
+/// holding no data: served without a token, because a browser loads them
+/// from `<script>` and `<link>` tags, which cannot send one.
+const PUBLIC_ASSETS: &[&str] = &["/app.js", "/style.css"];
 
-/// What the HTTP thread serves from.
+/// At most this many 401s are logged per [`LOG_WINDOW`]; the rest are
+/// counted and summed up in one line.
+const LOG_BURST: u32 = 10;
+const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the HTTP server serves from.
 pub(crate) struct Endpoints {
     pub registry: Registry,
     pub shared: Arc<Shared>,
+    /// The bearer token every request must carry, if any.
+    pub auth_token: Option<String>,
+    /// Whether the profile and call-site endpoints answer.
+    pub expose_profiles: bool,
+    /// The 401 log's rate limit: window start, lines logged in it, lines
+    /// suppressed in it.
+    pub unauthorized_log: Mutex<(Instant, u32, u64)>,
 }
 
-/// Serves requests until `stop` is set and the server is unblocked.
-pub(crate) fn run(server: Arc<Server>, endpoints: Endpoints, stop: Arc<AtomicBool>) {
-    allocmeter::profile::mark_thread_internal();
-    while !stop.load(Ordering::Acquire) {
-        match server.recv() {
-            Ok(request) => handle(request, &endpoints),
-            // `unblock()` (shutdown) or an accept error; the loop condition
-            // decides whether to go on.
-            Err(_) => continue,
+impl Endpoints {
+    /// What the server serves from, with the security settings.
+    pub fn new(
+        registry: Registry,
+        shared: Arc<Shared>,
+        auth_token: Option<String>,
+        expose_profiles: bool,
+    ) -> Endpoints {
+        Endpoints {
+            registry,
+            shared,
+            auth_token,
+            expose_profiles,
+            unauthorized_log: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    /// Whether the request carries the token (or needs none): as
+    /// `Authorization: Bearer TOKEN`, or, for the page only, as `?token=`.
+    fn authorized(&self, request: &Request) -> bool {
+        let Some(expected) = &self.auth_token else {
+            return true;
+        };
+        if PUBLIC_ASSETS.contains(&request.path.as_str()) {
+            return true;
+        }
+        let mut ok = false;
+        if let Some(value) = &request.authorization {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            if let Some((scheme, token)) = value.split_once(' ')
+                && scheme.eq_ignore_ascii_case("bearer")
+            {
+                ok |= token_matches(token.trim().as_bytes(), expected.as_bytes());
+            }
+        }
+        if matches!(request.path.as_str(), "/" | "/index.html") {
+            for pair in request.query.split('&') {
+                if let Some(("token", value)) = pair.split_once('=') {
+                    ok |= token_matches(&percent_decode(value), expected.as_bytes());
+                }
+            }
+        }
+        ok
+    }
+
+    /// Logs a refused request to stderr: peer and path, never the query
+    /// string or the token; at most [`LOG_BURST`] lines per [`LOG_WINDOW`].
+    fn log_unauthorized(&self, peer: SocketAddr, path: &str) {
+        let mut log = self.unauthorized_log.lock();
+        let (since, logged, suppressed) = &mut *log;
+        if since.elapsed() >= LOG_WINDOW {
+            if *suppressed > 0 {
+                eprintln!(
+                    "allocmeter-exporter: {suppressed} more unauthorized requests (401) not logged"
+                );
+            }
+            *since = Instant::now();
+            *logged = 0;
+            *suppressed = 0;
+        }
+        if *logged < LOG_BURST {
+            *logged += 1;
+            // The path is visible ASCII (the parser checked); shortened.
+            let shown: String = path.chars().take(200).collect();
+            eprintln!("allocmeter-exporter: 401 unauthorized from {peer} for {shown:?}");
+        } else {
+            *suppressed += 1;
         }
     }
 }
 
-/// Answers one request. Errors writing the response mean the client went away;
-/// there is nobody to tell, so they are dropped.
-///
-/// What rendering the response allocates is the exporter's, not the
-/// service's: the spike detector leaves it out. (Sending it, which allocates
-/// little, stays outside, so that a slow client does not hold the detector
-/// back: it skips the ticks that fall inside a render.)
-fn handle(request: Request, endpoints: &Endpoints) {
-    let response = endpoints
-        .shared
-        .profile
-        .own
-        .account(|| route(request.method(), request.url(), endpoints));
-    let _ = request.respond(response);
+impl Service for Endpoints {
+    fn admit(&self, request: &Request, peer: SocketAddr) -> Result<Lane, Response> {
+        // The token first: without it, which paths exist is not told.
+        if !self.authorized(request) {
+            self.log_unauthorized(peer, &request.path);
+            return Err(Response::error(401));
+        }
+        let path = request.path.as_str();
+        if PROFILE_PATHS.contains(&path) {
+            return if self.expose_profiles {
+                Ok(Lane::Heavy)
+            } else {
+                Err(Response::error(404))
+            };
+        }
+        match path {
+            "/api/spikes" => Ok(Lane::Heavy),
+            "/metrics" | "/api/snapshot" | "/api/stats" | "/api/history" | "/" | "/index.html"
+            | "/app.js" | "/style.css" => Ok(Lane::Light),
+            _ => Err(Response::error(404)),
+        }
+    }
+
+    /// What rendering the response allocates is the exporter's, not the
+    /// service's: the spike detector leaves it out. (Sending it, which
+    /// allocates little, stays outside, so that a slow client does not hold
+    /// the detector back: it skips the ticks that fall inside a render.)
+    fn render(&self, request: &Request) -> Response {
+        self.shared.profile.own.account(|| {
+            crate::fault::point("render");
+            route(&request.path, &request.query, self)
+        })
+    }
 }
 
-fn route(method: &Method, url: &str, endpoints: &Endpoints) -> Reply {
-    if !matches!(method, Method::Get | Method::Head) {
-        return Response::from_string("method not allowed: only GET and HEAD\n")
-            .with_status_code(405)
-            .with_header(header("Allow", "GET, HEAD"));
+/// Compares a presented token with the expected one in time that depends
+/// only on the expected token's length: every byte is compared, with no
+/// early exit, and a length mismatch is folded in at the end.
+pub(crate) fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(presented.len() != expected.len());
+    for (i, &e) in expected.iter().enumerate() {
+        // Past the presented token's end, compare with a byte no token has
+        // (tokens are visible ASCII), so the loop does the same work.
+        let p = presented.get(i).copied().unwrap_or(0);
+        diff |= std::hint::black_box(p ^ e);
     }
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    std::hint::black_box(diff) == 0
+}
+
+/// `%XX` decoding of a query value (`+` is left alone); invalid escapes stay
+/// as they are.
+fn percent_decode(value: &str) -> Vec<u8> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|&b| (b as char).to_digit(16)),
+                bytes.get(i + 2).and_then(|&b| (b as char).to_digit(16)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
     let shared = &endpoints.shared;
     match path {
         "/metrics" => metrics(&endpoints.registry),
         "/debug/pprof/heap" => profile(&shared.profile, DefaultType::InuseSpace, "heap"),
         "/debug/pprof/allocs" => profile(&shared.profile, DefaultType::AllocSpace, "allocs"),
         "/api/sites" => sites(&shared.profile, query),
-        "/api/snapshot" | "/api/stats" => json(&snapshot(shared)),
+        "/api/snapshot" | "/api/stats" => {
+            let mut body = snapshot(shared);
+            body["profiles_exposed"] = endpoints.expose_profiles.into();
+            json(&body)
+        }
         "/api/history" => history(shared, query),
-        "/api/spikes" => json(&spikes(shared)),
-        "/" | "/index.html" => asset(INDEX_HTML, "text/html; charset=utf-8"),
+        "/api/spikes" => json(&spikes(shared, endpoints.expose_profiles)),
+        "/" | "/index.html" => asset(INDEX_HTML, "text/html; charset=utf-8")
+            // The token may be in this page's URL: no Referer carries it on.
+            .with_header("Referrer-Policy", "no-referrer"),
         "/app.js" => asset(APP_JS, "text/javascript; charset=utf-8"),
         "/style.css" => asset(STYLE_CSS, "text/css; charset=utf-8"),
-        _ => Response::from_string("not found\n").with_status_code(404),
+        _ => Response::error(404),
     }
 }
 
 /// One of the page's files.
-fn asset(body: &'static str, content_type: &str) -> Reply {
-    Response::from_string(body)
-        .with_header(header("Content-Type", content_type))
-        .with_header(header("X-Content-Type-Options", "nosniff"))
-        .with_header(header("Cache-Control", "no-cache"))
+fn asset(body: &'static str, content_type: &str) -> Response {
+    Response::ok(content_type, body.as_bytes().to_vec()).with_header("Cache-Control", "no-cache")
 }
 
-fn metrics(registry: &Registry) -> Reply {
+fn metrics(registry: &Registry) -> Response {
     let families = registry.gather();
     let mut body = Vec::with_capacity(16 * 1024);
     match TextEncoder::new().encode(&families, &mut body) {
-        Ok(()) => {
-            Response::from_data(body).with_header(header("Content-Type", METRICS_CONTENT_TYPE))
-        }
-        Err(e) => {
-            Response::from_string(format!("cannot encode metrics: {e}\n")).with_status_code(500)
-        }
+        Ok(()) => Response::ok(METRICS_CONTENT_TYPE, body),
+        Err(_) => Response::error(500),
     }
 }
 
 /// The heap profile as Go's `net/http/pprof` serves it: gzipped profile.proto.
-fn profile(state: &ProfileState, default_type: DefaultType, name: &str) -> Reply {
+fn profile(state: &ProfileState, default_type: DefaultType, name: &'static str) -> Response {
     let body = heap_profile(state, default_type);
-    Response::from_data(body)
-        .with_header(header("Content-Type", "application/octet-stream"))
-        .with_header(header(
-            "Content-Disposition",
-            &format!("attachment; filename=\"{name}\""),
-        ))
-        .with_header(header("X-Content-Type-Options", "nosniff"))
+    Response::ok("application/octet-stream", body).with_header(
+        "Content-Disposition",
+        format!("attachment; filename=\"{name}\""),
+    )
 }
 
 /// Builds the gzipped heap profile from the site table.
@@ -167,7 +289,7 @@ fn heap_profile_now(state: &ProfileState, default_type: DefaultType) -> Vec<u8> 
 }
 
 /// `/api/sites?top=N&by=inuse_space|alloc_space|inuse_objects|alloc_objects`.
-fn sites(state: &ProfileState, query: &str) -> Reply {
+fn sites(state: &ProfileState, query: &str) -> Response {
     let mut top = 20usize;
     let mut by = SortBy::InuseSpace;
     let mut by_name = "inuse_space".to_string();
@@ -276,7 +398,7 @@ pub(crate) fn snapshot(shared: &Shared) -> serde_json::Value {
 }
 
 /// `/api/history[?since_ms=UNIX_MS]`.
-fn history(shared: &Shared, query: &str) -> Reply {
+fn history(shared: &Shared, query: &str) -> Response {
     let mut since = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -306,24 +428,35 @@ pub(crate) fn history_body(shared: &Shared, since_unix_ms: Option<u64>) -> serde
     })
 }
 
-/// `/api/spikes`: the detector's settings and every spike kept.
-pub(crate) fn spikes(shared: &Shared) -> serde_json::Value {
+/// `/api/spikes`: the detector's settings and every spike kept; without
+/// `sites`, each spike's `top_sites` is empty (call sites reveal code
+/// layout, see [`crate::Builder::expose_profiles`]).
+pub(crate) fn spikes(shared: &Shared, sites: bool) -> serde_json::Value {
     let status = shared.spike_status();
+    let mut reports = shared.spike_reports();
+    if !sites {
+        for report in &mut reports {
+            report.top_sites.clear();
+        }
+    }
     serde_json::json!({
         "version": API_VERSION,
         "k": status.k,
         "min_bytes_per_sec": status.min_bytes_per_sec,
         "baseline_secs": status.baseline_secs,
-        "spikes": shared.spike_reports(),
+        "sites_exposed": sites,
+        "spikes": reports,
     })
 }
 
-fn json(value: &serde_json::Value) -> Reply {
-    Response::from_data(serde_json::to_vec(value).unwrap_or_default())
-        .with_header(header("Content-Type", "application/json"))
-        .with_header(header("Cache-Control", "no-store"))
+fn json(value: &serde_json::Value) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => Response::ok("application/json", body).with_header("Cache-Control", "no-store"),
+        Err(_) => Response::error(500),
+    }
 }
 
-fn bad_request(message: &str) -> Reply {
-    json(&serde_json::json!({ "version": API_VERSION, "error": message })).with_status_code(400)
+/// A 400 with a fixed message (never the request's input).
+fn bad_request(message: &'static str) -> Response {
+    json(&serde_json::json!({ "version": API_VERSION, "error": message })).with_status(400)
 }

@@ -31,14 +31,25 @@
 //! }
 //! ```
 //!
-//! The exporter runs two threads: an aggregator that drains the sampled
-//! allocations into a table of call sites ([`Exporter::top_sites`]) and reads
-//! every thread's counters once per interval into a bounded history
-//! ([`Exporter::snapshot`], [`Exporter::history`]), and an HTTP thread (unless
-//! [`Builder::serve_http`] turns it off). Neither takes a lock that an
-//! allocating thread could wait on, and both are marked internal: their
-//! allocations are counted but never sampled. Dropping the [`Exporter`] (or
-//! calling [`Exporter::shutdown`]) stops both.
+//! The exporter runs four threads, however many clients connect: an
+//! aggregator that drains the sampled allocations into a table of call sites
+//! ([`Exporter::top_sites`]) and reads every thread's counters once per
+//! interval into a bounded history ([`Exporter::snapshot`],
+//! [`Exporter::history`]), and, unless [`Builder::serve_http`] turns it off,
+//! an HTTP server of three: one I/O thread that accepts, reads and writes
+//! every connection non-blocking, under fixed limits ([`MAX_CONNECTIONS`],
+//! [`HEAD_TIMEOUT`], [`MAX_HEAD`], [`MAX_REQUEST_LINE`], [`WRITE_TIMEOUT`],
+//! [`MAX_BUFFERED_RESPONSE_BYTES`]), and two workers that render responses,
+//! one for the cheap ones and one for those that symbolize, so a profile
+//! never delays a scrape. None takes a lock that an allocating thread could
+//! wait on, and all are marked internal: their allocations are counted but
+//! never sampled. Dropping the [`Exporter`] (or calling
+//! [`Exporter::shutdown`]) stops them all.
+//!
+//! The server listens on loopback unless [`Builder::bind`] says otherwise;
+//! [`Builder::auth_token`] requires a bearer token, and
+//! [`Builder::expose_profiles`]`(false)` turns off the endpoints that reveal
+//! the program's code layout.
 //!
 //! ## Reading a heap profile
 //!
@@ -88,6 +99,10 @@ mod fault;
 mod http;
 mod mappings;
 mod pprof;
+#[cfg(test)]
+mod proptests;
+mod request;
+mod server;
 mod sites;
 mod snapshot;
 mod spikes;
@@ -104,6 +119,11 @@ pub use collector::AllocCollector;
 pub use error::StartError;
 pub use http::{API_VERSION, METRICS_CONTENT_TYPE};
 pub use pprof::proto as profile_proto;
+pub use request::{MAX_HEAD, MAX_HEADERS, MAX_REQUEST_LINE};
+pub use server::{
+    HEAD_TIMEOUT, HttpStats, LINGER, MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, QUEUE_PER_LANE,
+    RENDER_TIMEOUT, WRITE_TIMEOUT,
+};
 pub use sites::{SiteReport, SortBy};
 pub use snapshot::{HistoryPoint, Snapshot};
 pub use spikes::{
@@ -140,6 +160,19 @@ pub struct Builder {
     site_metrics: usize,
     serve_http: bool,
     spikes: spikes::SpikeConfig,
+    auth_token: Option<Token>,
+    expose_profiles: bool,
+}
+
+/// The bearer token, kept out of `Debug` output (a logged builder must not
+/// show it).
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 impl Default for Builder {
@@ -155,6 +188,8 @@ impl Default for Builder {
             site_metrics: 0,
             serve_http: true,
             spikes: spikes::SpikeConfig::default(),
+            auth_token: None,
+            expose_profiles: true,
         }
     }
 }
@@ -163,7 +198,11 @@ impl Builder {
     /// The address to listen on, as `IP:PORT` or `HOST:PORT` (default
     /// [`DEFAULT_BIND`], loopback). Port 0 picks a free port; read it back
     /// with [`Exporter::local_addr`]. Binding to a non-loopback address
-    /// exposes the endpoints to the network.
+    /// exposes the endpoints to the network: anyone who can reach the port
+    /// reads the metrics, and, unless [`Builder::expose_profiles`]`(false)`,
+    /// the program's function names, files and call stacks. Off loopback,
+    /// set [`Builder::auth_token`] too, or put the port behind a proxy that
+    /// authenticates.
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.bind = addr.into();
         self
@@ -229,6 +268,38 @@ impl Builder {
         self
     }
 
+    /// Requires `Authorization: Bearer TOKEN` on every request (default: no
+    /// token). Without it, or with a wrong one, the answer is 401 (compared
+    /// in constant time; logged to stderr with the peer address and the path
+    /// without its query string, never the token, at most 10 lines per 10 s).
+    ///
+    /// A browser cannot send the header when it opens the page, so the page
+    /// (`/`, `/index.html`) also accepts the token as `?token=TOKEN`
+    /// (percent-encoded); the page then sends it as a bearer token on its
+    /// API calls. Only the page's static files (`/app.js`, `/style.css`, the
+    /// same in every build and holding no data) are served without it.
+    ///
+    /// The token must be 1 to 1024 bytes of visible ASCII; otherwise
+    /// [`Builder::start`] fails with [`StartError::InvalidToken`]. Over plain
+    /// HTTP the token crosses the network in clear: off loopback, use it
+    /// with TLS in front (a reverse proxy) or on a trusted network.
+    pub fn auth_token(mut self, token: impl Into<String>) -> Self {
+        self.auth_token = Some(Token(token.into()));
+        self
+    }
+
+    /// Whether to serve the endpoints that reveal the program's code layout
+    /// (function names, source files, call stacks): `/debug/pprof/heap`,
+    /// `/debug/pprof/allocs` and `/api/sites` (default `true`). With
+    /// `false` they answer 404, `/api/spikes` lists each spike without its
+    /// top call sites, and the page says that call-site data is disabled.
+    /// (The per-site metrics of [`Builder::site_metrics`] are a separate,
+    /// explicit choice and stay as set.)
+    pub fn expose_profiles(mut self, expose: bool) -> Self {
+        self.expose_profiles = expose;
+        self
+    }
+
     /// The spike factor `k` (default [`DEFAULT_SPIKE_FACTOR`], 4): an
     /// interval whose allocation rate is above `k` times the baseline (see
     /// [`Builder::spike_baseline`]) starts a spike, and the spike ends at the
@@ -264,11 +335,26 @@ impl Builder {
     /// Binds the address and starts the threads.
     ///
     /// Fails, without starting anything, if the address does not parse, the
-    /// port is taken, a label name is invalid, or a thread cannot be spawned.
-    /// The error names the address.
+    /// port is taken, a label name is invalid, the token is not valid (see
+    /// [`Builder::auth_token`]), or a thread cannot be spawned. The error
+    /// names the address.
     pub fn start(self) -> Result<Exporter, StartError> {
         // The exporter's own set-up allocations are counted, not profiled.
         let _quiet = allocmeter::profile::suspend_sampling();
+        if let Some(Token(token)) = &self.auth_token {
+            let reason = if token.is_empty() {
+                Some("the token is empty")
+            } else if token.len() > 1024 {
+                Some("the token is longer than 1024 bytes")
+            } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                Some("the token must be visible ASCII (no spaces or control characters)")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(StartError::InvalidToken { reason });
+            }
+        }
         let profile = Arc::new(ProfileState::new(self.max_sites, self.site_metrics));
         let registry = self.registry(profile.clone())?;
         let server = if self.serve_http {
@@ -279,9 +365,7 @@ impl Builder {
             };
             let listener = TcpListener::bind(addr).map_err(bind_error)?;
             let local_addr = listener.local_addr().map_err(bind_error)?;
-            let server = tiny_http::Server::from_listener(listener, None)
-                .map_err(|e| bind_error(std::io::Error::other(e.to_string())))?;
-            Some((Arc::new(server), local_addr))
+            Some((listener, local_addr))
         } else {
             None
         };
@@ -309,7 +393,7 @@ impl Builder {
             local_addr: server.as_ref().map(|(_, a)| *a),
             const_labels: self.const_labels.clone(),
             shared: shared.clone(),
-            server: server.as_ref().map(|(s, _)| s.clone()),
+            server: None,
             stop: stop.clone(),
             threads: Vec::new(),
         };
@@ -324,14 +408,19 @@ impl Builder {
         // samples already wakes it.
         allocmeter::profile::register_drainer(aggregator.thread().clone());
         exporter.threads.push(aggregator);
-        if let Some((server, _)) = server {
-            let endpoints = http::Endpoints { registry, shared };
+        if let Some((listener, _)) = server {
+            let endpoints = http::Endpoints::new(
+                registry,
+                shared,
+                self.auth_token.as_ref().map(|t| t.0.clone()),
+                self.expose_profiles,
+            );
             // If this fails, dropping `exporter` stops the aggregator.
-            let http = std::thread::Builder::new()
-                .name("allocmeter-http".into())
-                .spawn(move || http::run(server, endpoints, stop))
-                .map_err(StartError::Thread)?;
-            exporter.threads.push(http);
+            let server =
+                server::start(listener, Arc::new(endpoints)).map_err(StartError::Thread)?;
+            // For `allocmeter_exporter_panics_total{where="render"}`.
+            let _ = exporter.shared.profile.http.set(server.counters.clone());
+            exporter.server = Some(server);
         }
         Ok(exporter)
     }
@@ -389,7 +478,7 @@ pub struct Exporter {
     local_addr: Option<SocketAddr>,
     const_labels: Vec<(String, String)>,
     shared: Arc<Shared>,
-    server: Option<Arc<tiny_http::Server>>,
+    server: Option<server::Handle>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -542,6 +631,13 @@ impl Exporter {
                 as u64
     }
 
+    /// What the HTTP server did so far: connections accepted, evicted at
+    /// the connection cap, timed out, renders that panicked, requests
+    /// refused as busy. `None` without HTTP ([`Builder::serve_http`]).
+    pub fn http_stats(&self) -> Option<HttpStats> {
+        self.server.as_ref().map(|s| s.counters.read())
+    }
+
     /// Stops the threads and waits for them. Also done on drop.
     pub fn shutdown(mut self) {
         self.stop_threads();
@@ -549,8 +645,8 @@ impl Exporter {
 
     fn stop_threads(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(server) = &self.server {
-            server.unblock();
+        if let Some(server) = &mut self.server {
+            server.stop();
         }
         for thread in self.threads.drain(..) {
             thread.thread().unpark();

@@ -4,7 +4,7 @@
 //!
 //! The panics are real, injected through the debug-build fault points
 //! (`ALLOCMETER_EXPORTER_FAULTS`, see `exporter/src/fault.rs`): every second
-//! snapshot and every seventh drain panics. The test re-runs its own binary
+//! snapshot, every seventh drain and every second response rendered panics. The test re-runs its own binary
 //! as a child with the variable set (setting it in this process while other
 //! threads may read the environment would be a data race), and the child
 //! asserts.
@@ -28,13 +28,28 @@ static GLOBAL: Instrumented<System> = Instrumented::new(System);
 const CHILD_ENV: &str = "ALLOCMETER_PANICS_CHILD";
 const TEST: &str = "panics_in_the_aggregator_are_counted_and_survived";
 
-fn panics_seen(addr: std::net::SocketAddr) -> f64 {
-    let reply = request(addr, "GET", "/metrics");
-    assert_eq!(reply.status, 200, "/metrics answers");
-    parse_samples(&reply.body)
-        .get("allocmeter_exporter_panics_total{where=\"aggregator\"}")
-        .copied()
-        .expect("the panics counter is exported")
+/// The panics counted so far, (aggregator, render). Every second render
+/// panics (answered 500), so this asks again after one.
+fn panics_seen(addr: std::net::SocketAddr) -> (f64, f64) {
+    let mut refused = 0;
+    loop {
+        let reply = request(addr, "GET", "/metrics");
+        if reply.status == 500 {
+            refused += 1;
+            assert!(refused < 5, "every render panics?");
+            continue;
+        }
+        assert_eq!(reply.status, 200, "/metrics answers");
+        let samples = parse_samples(&reply.body);
+        let get = |w: &str| {
+            *samples
+                .get(&format!(
+                    "allocmeter_exporter_panics_total{{where=\"{w}\"}}"
+                ))
+                .expect("the panics counter is exported")
+        };
+        return (get("aggregator"), get("render"));
+    }
 }
 
 /// Runs in the child, with the faults set.
@@ -72,24 +87,33 @@ fn child() {
         assert!(n > 1000, "the service threads kept allocating: {n}");
     }
     // Counted, and still happening: the thread survived its panics.
-    assert!(first >= 1.0, "panics counted: {first}");
+    assert!(first.0 >= 1.0, "aggregator panics counted: {first:?}");
     assert!(
-        second > first,
-        "the aggregator went on (and panicked again): {first} -> {second}"
+        second.0 > first.0,
+        "the aggregator went on (and panicked again): {first:?} -> {second:?}"
     );
+    // Renders that panicked were answered 500 and counted; the server
+    // went on serving (these very requests).
+    assert!(second.1 >= 1.0, "render panics counted: {second:?}");
     // Snapshots between the panicking ones were taken...
     assert!(
         points_second > points_first,
         "history grew: {points_first} -> {points_second}"
     );
     // ...and the rings were drained into the site table.
-    let reply = request(addr, "GET", "/api/sites?top=5");
+    let mut reply = request(addr, "GET", "/api/sites?top=5");
+    if reply.status == 500 {
+        reply = request(addr, "GET", "/api/sites?top=5");
+    }
     let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     assert!(
         !v["sites"].as_array().unwrap().is_empty(),
         "samples still reach the site table"
     );
-    println!("child: {second} panics survived, {points_second} snapshots");
+    println!(
+        "child: {} aggregator and {} render panics survived, {points_second} snapshots",
+        second.0, second.1
+    );
 }
 
 #[test]
@@ -109,7 +133,7 @@ fn panics_in_the_aggregator_are_counted_and_survived() {
         .env(CHILD_ENV, "1")
         .env(
             "ALLOCMETER_EXPORTER_FAULTS",
-            "aggregator.tick:2,aggregator.drain:7",
+            "aggregator.tick:2,aggregator.drain:7,render:2",
         )
         .output()
         .expect("child runs");
@@ -121,6 +145,7 @@ fn panics_in_the_aggregator_are_counted_and_survived() {
         out.status
     );
     assert!(stdout.contains("panics survived"), "child ran: {stdout}");
+    assert!(stderr.contains("injected fault at render"), "{stderr}");
     // The panics were real ones, reported by the default hook.
     assert!(
         stderr.contains("injected fault at aggregator.tick"),
