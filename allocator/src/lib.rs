@@ -87,7 +87,9 @@
 
 mod bump;
 mod ownership;
+mod padded;
 mod ring;
+mod sampled;
 mod sync;
 mod try_lock;
 
@@ -100,11 +102,7 @@ mod instrumented;
 #[cfg(not(loom))]
 mod local;
 #[cfg(not(loom))]
-mod padded;
-#[cfg(not(loom))]
 pub mod profile;
-#[cfg(not(loom))]
-mod sampled;
 #[cfg(not(loom))]
 mod sampler;
 #[cfg(not(loom))]

@@ -164,3 +164,60 @@ fn shared_bumps_lose_nothing() {
         assert_eq!(counter.load(Ordering::Relaxed), 10);
     });
 }
+
+/// The sampled-block table: a block inserted by one thread, together with
+/// three that share its filter bit and shard (so the shard grows and
+/// rehashes), and handed to another thread (the program's own
+/// synchronisation) is seen by that thread's free path, through the filter
+/// read without a lock, and removed. Once the other three are removed too,
+/// nothing is live and the bit is clear again.
+#[test]
+fn the_sampled_table_sees_a_handed_over_block_and_clears_its_bit() {
+    use crate::sampled;
+    use crate::sync::AtomicUsize;
+
+    // The table's operations are many atomic steps each (probing, the
+    // growth's rehash, the filter): more than loom's default branch limit.
+    let mut model = loom::model::Builder::new();
+    model.max_branches = 50_000;
+    model.check(|| {
+        // Fake, never dereferenced addresses. Under loom the filter has one
+        // word: an address's bit is its bits 4..10, so these four share
+        // bit 0, shard 0 and one home bucket.
+        let p = 0x1000usize;
+        let others = [p + 1024, p + 2048, p + 3072];
+        let handoff = Arc::new(AtomicUsize::new(0));
+        let producer = {
+            let handoff = handoff.clone();
+            thread::spawn(move || {
+                assert_eq!(sampled::insert(p as *mut u8, 7), Ok(None));
+                for (i, &q) in others.iter().enumerate() {
+                    assert_eq!(sampled::insert(q as *mut u8, 100 + i as u64), Ok(None));
+                }
+                handoff.store(p, Ordering::Release);
+            })
+        };
+        let got = loop {
+            let v = handoff.load(Ordering::Acquire);
+            if v != 0 {
+                break v;
+            }
+            thread::yield_now();
+        };
+        assert!(
+            sampled::maybe_sampled(got as *mut u8),
+            "the free path missed a sampled block"
+        );
+        assert_eq!(sampled::remove(got as *mut u8), Ok(Some(7)));
+        producer.join().unwrap();
+        assert!(
+            sampled::maybe_sampled(p as *mut u8),
+            "the others keep the bit"
+        );
+        for (i, &q) in others.iter().enumerate() {
+            assert_eq!(sampled::remove(q as *mut u8), Ok(Some(100 + i as u64)));
+        }
+        assert_eq!(sampled::live(), 0);
+        assert!(!sampled::maybe_sampled(p as *mut u8), "a stale filter bit");
+    });
+}

@@ -27,24 +27,34 @@
 //! the table costs a few KiB rather than the megabyte its largest size would;
 //! it never shrinks.
 
+#[cfg(not(loom))]
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
 use std::alloc::System;
+
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::padded::Padded;
 use crate::try_lock::TryLock;
 
 /// log2 of the number of filter bits. (Under Miri, whose borrow tracker
-/// retags the whole array on each access, 32 times fewer.)
-const FILTER_BITS_LOG2: u32 = if cfg!(miri) { 12 } else { 17 };
+/// retags the whole array on each access, 32 times fewer; under loom, one
+/// word.)
+const FILTER_BITS_LOG2: u32 = if cfg!(loom) {
+    6
+} else if cfg!(miri) {
+    12
+} else {
+    17
+};
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 /// Number of shards (a power of two).
 const SHARDS: usize = 64;
 // The fork handlers keep one bit per shard in a `u64`, and a shard's filter
 // bits are one bit position of every filter word.
 const _: () = assert!(SHARDS == 64);
-/// Buckets per shard at most (a power of two).
-const BUCKETS: usize = 1024;
+/// Buckets per shard at most (a power of two; 8 under loom).
+const BUCKETS: usize = if cfg!(loom) { 8 } else { 1024 };
 /// Buckets a shard starts with (a power of two).
 const FIRST_BUCKETS: usize = 4;
 /// A shard grows, or at its largest refuses inserts, beyond 75 % load, so
@@ -57,6 +67,7 @@ const MAX_PER_SHARD: usize = max_load(BUCKETS);
 /// How many sampled blocks can be live at once (further samples are dropped).
 pub(crate) const CAPACITY: usize = SHARDS * MAX_PER_SHARD;
 
+#[cfg(not(loom))]
 static FILTER: Padded<[AtomicU64; FILTER_WORDS]> =
     Padded([const { AtomicU64::new(0) }; FILTER_WORDS]);
 
@@ -80,6 +91,7 @@ struct Shard {
     entries: AtomicPtr<Entry>,
 }
 
+#[cfg(not(loom))]
 static SHARDS_TABLE: [Shard; SHARDS] = [const {
     Shard {
         lock: TryLock::new(),
@@ -90,7 +102,24 @@ static SHARDS_TABLE: [Shard; SHARDS] = [const {
 }; SHARDS];
 
 /// Bytes of buckets allocated by all shards.
+#[cfg(not(loom))]
 static TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// Under loom the globals are made afresh for each execution of a model.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref FILTER: Padded<[AtomicU64; FILTER_WORDS]> =
+        Padded(core::array::from_fn(|_| AtomicU64::new(0)));
+    static ref SHARDS_TABLE: [Shard; SHARDS] = core::array::from_fn(|_| Shard {
+        lock: TryLock::new(),
+        len: AtomicUsize::new(0),
+        buckets: AtomicUsize::new(0),
+        entries: AtomicPtr::new(core::ptr::null_mut()),
+    });
+    static ref TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+    static ref LIVE: Padded<AtomicUsize> = Padded(AtomicUsize::new(0));
+    static ref TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
+}
 
 impl Shard {
     /// The shard's buckets. Caller holds the lock.
@@ -121,16 +150,10 @@ impl Shard {
         if buckets > BUCKETS {
             return false;
         }
-        let Ok(layout) = Layout::array::<Entry>(buckets) else {
+        let Some(fresh) = alloc_buckets(buckets) else {
             return false;
         };
-        // SAFETY: the layout has a non-zero size. All-zero bytes are a valid
-        // `Entry` (two zero atomics: an empty bucket).
-        let fresh = unsafe { System.alloc_zeroed(layout) }.cast::<Entry>();
-        if fresh.is_null() {
-            return false;
-        }
-        // SAFETY: `fresh` holds `buckets` zeroed, so initialised, entries and
+        // SAFETY: `fresh` holds `buckets` initialised (empty) entries and
         // nobody else can see it yet.
         let new = unsafe { core::slice::from_raw_parts(fresh, buckets) };
         for e in old {
@@ -147,29 +170,75 @@ impl Shard {
             }
         }
         let old_ptr = self.entries.load(Ordering::Relaxed);
-        let old_len = old.len();
+        let (old_len, old_bytes) = (old.len(), core::mem::size_of_val(old));
         self.entries.store(fresh, Ordering::Relaxed);
         self.buckets.store(buckets, Ordering::Relaxed);
-        TABLE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        if !old_ptr.is_null()
-            && let Ok(old_layout) = Layout::array::<Entry>(old_len)
-        {
-            // SAFETY: `old_ptr` came from `System.alloc_zeroed` with this
-            // layout (same element count), and no reference to it is left:
-            // the only one, `old`, is not used past this point.
-            unsafe { System.dealloc(old_ptr.cast(), old_layout) };
-            TABLE_BYTES.fetch_sub(old_layout.size(), Ordering::Relaxed);
+        TABLE_BYTES.fetch_add(buckets * core::mem::size_of::<Entry>(), Ordering::Relaxed);
+        if !old_ptr.is_null() {
+            // SAFETY: `old_ptr` came from `alloc_buckets(old_len)`, and no
+            // reference to it is left: the only one, `old`, is not used past
+            // this point.
+            unsafe { free_buckets(old_ptr, old_len) };
+            TABLE_BYTES.fetch_sub(old_bytes, Ordering::Relaxed);
         }
         true
     }
 }
 
+/// `n` empty buckets from the system allocator (`None` if it refuses).
+#[cfg(not(loom))]
+fn alloc_buckets(n: usize) -> Option<*mut Entry> {
+    let layout = Layout::array::<Entry>(n).ok()?;
+    // SAFETY: the layout has a non-zero size (callers ask for at least
+    // `FIRST_BUCKETS`). All-zero bytes are a valid `Entry` (two zero
+    // atomics: an empty bucket).
+    let p = unsafe { System.alloc_zeroed(layout) }.cast::<Entry>();
+    (!p.is_null()).then_some(p)
+}
+
+/// `n` empty buckets (loom's atomics must be made by their constructor).
+#[cfg(loom)]
+fn alloc_buckets(n: usize) -> Option<*mut Entry> {
+    let buckets: Box<[Entry]> = (0..n)
+        .map(|_| Entry {
+            ptr: AtomicUsize::new(0),
+            id: AtomicU64::new(0),
+        })
+        .collect();
+    Some(Box::into_raw(buckets).cast::<Entry>())
+}
+
+/// Frees buckets that [`alloc_buckets`] made.
+///
+/// # Safety
+/// `p` came from `alloc_buckets(n)` and nothing refers to it any more.
+#[cfg(not(loom))]
+unsafe fn free_buckets(p: *mut Entry, n: usize) {
+    if let Ok(layout) = Layout::array::<Entry>(n) {
+        // SAFETY: the caller guarantees `p` came from `alloc_buckets(n)`,
+        // i.e. `System.alloc_zeroed` with this layout, and is unused.
+        unsafe { System.dealloc(p.cast(), layout) };
+    }
+}
+
+/// Frees buckets that [`alloc_buckets`] made.
+///
+/// # Safety
+/// `p` came from `alloc_buckets(n)` and nothing refers to it any more.
+#[cfg(loom)]
+unsafe fn free_buckets(p: *mut Entry, n: usize) {
+    // SAFETY: `p` and `n` are the boxed slice `alloc_buckets` leaked.
+    drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, n)) });
+}
+
 /// Live entries in all shards. Written on every sampled insert and remove, so
 /// kept off the filter's lines.
+#[cfg(not(loom))]
 static LIVE: Padded<AtomicUsize> = Padded(AtomicUsize::new(0));
 
 /// Whether any entry was ever inserted (until then the table's pages are
 /// untouched and cost no memory). Written once.
+#[cfg(not(loom))]
 static TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 
 /// The filter bit of `ptr`: its address in 16-byte units (the smallest
@@ -427,7 +496,7 @@ pub(crate) fn bytes() -> usize {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -1,13 +1,18 @@
 //! The atomics and spin hints the lock-free parts use: `core`'s, or loom's
 //! when the crate is built with `--cfg loom` to model-check those parts
 //! (see `.ci/loom.sh`). Only the modules that loom checks ([`crate::bump`],
-//! [`crate::try_lock`], [`crate::ring`], [`crate::ownership`]) take their
-//! atomics from here; under loom the crate is reduced to them.
+//! [`crate::try_lock`], [`crate::ring`], [`crate::ownership`],
+//! [`crate::sampled`]) take their atomics from here; under loom the crate is
+//! reduced to them.
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 /// A busy-wait hint (a yield point for loom, which must see one in every
 /// spin loop).

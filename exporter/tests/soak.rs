@@ -330,11 +330,10 @@ fn everything_at_once_loses_no_count_and_never_hangs() {
     drop(handoff);
     exporter.shutdown();
 
-    // Every thread of ours has stopped; the HTTP server's connection threads
-    // may still be exiting (tiny_http does not join them), so wait until
-    // nothing allocates or frees for 300 ms (at most 10 s), with the reads
-    // bracketed by two equal readings of the counting allocator. Then the
-    // two live counts must agree exactly.
+    // Every thread has stopped (shutdown joins the exporter's). As a guard
+    // against one that still ends late, the reads are bracketed by two
+    // equal readings of the counting allocator 300 ms apart (retried for at
+    // most 10 s). Then the two live counts must agree exactly.
     let counting = || {
         (
             LIVE_BYTES.load(Ordering::Relaxed),
