@@ -1,0 +1,182 @@
+//! `fork()` of a service with a running exporter: what the child has.
+//!
+//! The child has the parent's statistics up to the fork (and goes on
+//! counting its own work), but not the parent's exporter threads: it must not
+//! use the parent's `Exporter` handle (it leaves it alone and `_exit`s, so no
+//! destructor runs), and it can start an exporter of its own on another port,
+//! which serves `/metrics` and a heap profile and shuts down cleanly. The
+//! parent's exporter serves on. Five children, forked while two threads
+//! allocate with sampling on; each must exit 0 within 30 s.
+
+mod http_client;
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use allocmeter::Instrumented;
+use allocmeter_exporter::Exporter;
+use http_client::{parse_samples, request, request_bytes};
+
+#[global_allocator]
+static GLOBAL: Instrumented<System> = Instrumented::new(System);
+
+const CHILDREN: usize = 5;
+const CHILD_DEADLINE: Duration = Duration::from_secs(30);
+
+fn alloc_bytes_total(addr: std::net::SocketAddr) -> Result<f64, String> {
+    let reply = request(addr, "GET", "/metrics");
+    if reply.status != 200 {
+        return Err(format!("/metrics answered {}", reply.status));
+    }
+    parse_samples(&reply.body)
+        .get("allocmeter_alloc_bytes_total")
+        .copied()
+        .ok_or_else(|| "no allocmeter_alloc_bytes_total".to_string())
+}
+
+/// The child's checks (its only thread is the one that forked).
+fn child_checks(at_fork: u64) -> Result<(), String> {
+    let s = allocmeter::stats();
+    if s.alloc_bytes < at_fork {
+        return Err(format!(
+            "the child's counters start below the parent's: {} < {at_fork}",
+            s.alloc_bytes
+        ));
+    }
+    if s.threads != 1 {
+        return Err(format!("{} threads recorded in the child", s.threads));
+    }
+    let own = Exporter::builder()
+        .bind("127.0.0.1:0")
+        .interval(Duration::from_millis(20))
+        .start()
+        .map_err(|e| format!("the child's own exporter: {e}"))?;
+    let addr = own.local_addr();
+    let before = alloc_bytes_total(addr)?;
+    if before < at_fork as f64 {
+        return Err(format!(
+            "child /metrics below the fork: {before} < {at_fork}"
+        ));
+    }
+    black_box(vec![0u8; 1 << 20]);
+    let after = alloc_bytes_total(addr)?;
+    if after < before + (1 << 20) as f64 {
+        return Err(format!(
+            "the child's 1 MiB is not counted: {before} -> {after}"
+        ));
+    }
+    let profile = request_bytes(addr, "GET", "/debug/pprof/heap");
+    if profile.status != 200 || profile.body.get(..2) != Some(&[0x1f, 0x8b][..]) {
+        return Err(format!(
+            "the child's heap profile: status {}",
+            profile.status
+        ));
+    }
+    let t = Instant::now();
+    own.shutdown();
+    if t.elapsed() > Duration::from_secs(5) {
+        return Err(format!(
+            "the child's exporter took {:?} to stop",
+            t.elapsed()
+        ));
+    }
+    Ok(())
+}
+
+fn fork_child(at_fork: u64) -> Result<(), String> {
+    // SAFETY: the child runs `child_checks` (allocmeter's fork handlers
+    // made the allocator's state consistent; it starts and joins threads of
+    // its own) and `_exit`s without running the parent's destructors, so
+    // the parent's exporter handle, whose threads are not in the child, is
+    // never touched there.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let code = match std::panic::catch_unwind(|| child_checks(at_fork)) {
+            Ok(Ok(())) => 0,
+            Ok(Err(message)) => {
+                // Straight to fd 2: the test harness captures eprintln!.
+                let _ = writeln!(std::io::stderr(), "child: {message}");
+                1
+            }
+            Err(_) => 2,
+        };
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = Instant::now() + CHILD_DEADLINE;
+    loop {
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+                (true, 0) => Ok(()),
+                _ => Err(format!(
+                    "child ended with status {status:#x} (message above)"
+                )),
+            };
+        }
+        if r < 0 {
+            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+        }
+        if Instant::now() > deadline {
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(format!(
+                "child still running after {CHILD_DEADLINE:?}: hung"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_forked_child_counts_on_and_serves_with_its_own_exporter() {
+    allocmeter::set_sample_rate(4096);
+    let exporter = Exporter::builder()
+        .bind("127.0.0.1:0")
+        .interval(Duration::from_millis(20))
+        .start()
+        .expect("exporter starts");
+    let addr = exporter.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    black_box(vec![0u8; 16 + n % 3000]);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    assert!(alloc_bytes_total(addr).expect("parent serves") > 0.0);
+    let mut failures = Vec::new();
+    for i in 0..CHILDREN {
+        let at_fork = allocmeter::stats().alloc_bytes;
+        if let Err(e) = fork_child(at_fork) {
+            failures.push(format!("child {i}: {e}"));
+        }
+    }
+    // The parent's exporter serves on.
+    let a = alloc_bytes_total(addr).expect("parent still serves");
+    std::thread::sleep(Duration::from_millis(100));
+    let b = alloc_bytes_total(addr).expect("parent still serves");
+    assert!(b > a, "the parent's counters move: {a} -> {b}");
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    exporter.shutdown();
+    allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
