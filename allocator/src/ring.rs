@@ -119,15 +119,7 @@ impl Ring {
                 System.dealloc(words.as_ptr() as *mut u8, words_layout);
                 return None;
             }
-            p.write(Ring {
-                words,
-                _pad0: [0; 128 - 16],
-                head: AtomicUsize::new(0),
-                _pad1: [0; 128 - 8],
-                tail: AtomicUsize::new(0),
-                _pad2: [0; 128 - 8],
-                producer_lock: TryLock::new(),
-            });
+            p.write(Ring::over(words));
             Some(&*p)
         }
     }
@@ -139,7 +131,12 @@ impl Ring {
         let words = words.clamp(1, MAX_RING_WORDS).next_power_of_two();
         let words: &'static [AtomicU64] =
             Box::leak((0..words).map(|_| AtomicU64::new(0)).collect());
-        Some(Box::leak(Box::new(Ring {
+        Some(Box::leak(Box::new(Ring::over(words))))
+    }
+
+    /// An empty ring over `words`.
+    fn over(words: &'static [AtomicU64]) -> Ring {
+        Ring {
             words,
             _pad0: [0; 128 - 16],
             head: AtomicUsize::new(0),
@@ -147,7 +144,7 @@ impl Ring {
             tail: AtomicUsize::new(0),
             _pad2: [0; 128 - 8],
             producer_lock: TryLock::new(),
-        })))
+        }
     }
 
     /// Unlocks the producer lock whoever holds it. Only for a forked child:

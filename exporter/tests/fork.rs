@@ -9,6 +9,7 @@
 //! allocate with sampling on; each must exit 0 within 30 s.
 
 mod http_client;
+mod workers;
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -147,18 +148,7 @@ fn a_forked_child_counts_on_and_serves_with_its_own_exporter() {
         .expect("exporter starts");
     let addr = exporter.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    black_box(vec![0u8; 16 + n % 3000]);
-                    n += 1;
-                }
-            })
-        })
-        .collect();
+    let workers = workers::allocating(2, &stop);
     assert!(alloc_bytes_total(addr).expect("parent serves") > 0.0);
     let mut failures = Vec::new();
     for i in 0..CHILDREN {

@@ -10,9 +10,9 @@
 //! asserts.
 
 mod http_client;
+mod workers;
 
 use std::alloc::System;
-use std::hint::black_box;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,19 +62,7 @@ fn child() {
         .expect("exporter starts");
     let addr = exporter.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    black_box(vec![0u8; 64 + (n % 5000) as usize]);
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    let workers = workers::allocating(2, &stop);
     std::thread::sleep(Duration::from_millis(800));
     let first = panics_seen(addr);
     let points_first = exporter.history_points(None).len();
