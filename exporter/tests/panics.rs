@@ -63,12 +63,28 @@ fn child() {
     let addr = exporter.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let workers = workers::allocating(2, &stop);
-    std::thread::sleep(Duration::from_millis(800));
-    let first = panics_seen(addr);
+    // Waits (20 s at most: a loaded machine) until the aggregator has
+    // survived more panics than `after`, and some render panicked too.
+    let wait_for = |after: f64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = panics_seen(addr);
+            if (seen.0 > after && seen.1 >= 1.0) || Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = wait_for(0.0);
     let points_first = exporter.history_points(None).len();
-    std::thread::sleep(Duration::from_millis(800));
-    let second = panics_seen(addr);
-    let points_second = exporter.history_points(None).len();
+    let second = wait_for(first.0);
+    // A snapshot that does not panic comes within a few intervals.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut points_second = exporter.history_points(None).len();
+    while points_second <= points_first && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        points_second = exporter.history_points(None).len();
+    }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let n = w.join().expect("a service thread saw a panic");
@@ -119,6 +135,9 @@ fn panics_in_the_aggregator_are_counted_and_survived() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", TEST, "--nocapture"])
         .env(CHILD_ENV, "1")
+        // The panic hook's backtraces are slow to print in a debug build and
+        // tell nothing here; the messages are enough.
+        .env("RUST_BACKTRACE", "0")
         .env(
             "ALLOCMETER_EXPORTER_FAULTS",
             "aggregator.tick:2,aggregator.drain:7,render:2",
