@@ -123,8 +123,6 @@ pub(crate) struct ProfileState {
     pub spikes_bytes: AtomicUsize,
     /// What the exporter allocated while serving.
     pub own: OwnAllocations,
-    /// The site table's limit, for [`ProfileState::max_own_bytes`].
-    max_sites: usize,
     /// Panics the aggregator thread caught and survived (draining,
     /// snapshotting, spike detection).
     pub aggregator_panics: AtomicU64,
@@ -141,7 +139,6 @@ impl ProfileState {
             history_bytes: AtomicUsize::new(0),
             spikes_bytes: AtomicUsize::new(0),
             own: OwnAllocations::default(),
-            max_sites,
             aggregator_panics: AtomicU64::new(0),
             http: std::sync::OnceLock::new(),
         }
@@ -151,9 +148,10 @@ impl ProfileState {
     /// history (`history_max` bytes at most), with `slots_used` thread
     /// slots feeding the site table.
     pub fn max_own_bytes(&self, slots_used: usize, history_max: usize) -> usize {
-        SiteTable::max_bytes(self.max_sites, slots_used)
+        let max_sites = self.sites.lock().max_sites();
+        SiteTable::max_bytes(max_sites, slots_used)
             + Symbolizer::max_bytes()
-            + SpikeLog::max_bytes(self.max_sites)
+            + SpikeLog::max_bytes(max_sites)
             + history_max
     }
 

@@ -235,22 +235,23 @@ impl SiteTable {
         }
     }
 
-    /// The sampled block `id` was freed.
-    fn free(&mut self, id: u64) {
-        if let Some(s) = self.live.remove(&id) {
-            let v = &mut self.sites[s.site].values;
-            v.inuse_objects = (v.inuse_objects - s.weight).max(0.0);
-            v.inuse_bytes = (v.inuse_bytes - s.weight * s.size).max(0.0);
-        }
+    /// The sampled block `id` was freed; `false` if it is not live here
+    /// (its allocation has not been drained yet).
+    fn free(&mut self, id: u64) -> bool {
+        let Some(s) = self.live.remove(&id) else {
+            return false;
+        };
+        let v = &mut self.sites[s.site].values;
+        v.inuse_objects = (v.inuse_objects - s.weight).max(0.0);
+        v.inuse_bytes = (v.inuse_bytes - s.weight * s.size).max(0.0);
+        true
     }
 
     fn apply(&mut self, event: SampleEvent<'_>) {
         match event {
             SampleEvent::Alloc(sample) => self.add(&sample),
             SampleEvent::Free { id } => {
-                if self.live.contains_key(&id) {
-                    self.free(id);
-                } else if self.early_frees.len() < MAX_EARLY_FREES {
+                if !self.free(id) && self.early_frees.len() < MAX_EARLY_FREES {
                     // Beyond the cap the allocation, when it arrives, counts
                     // as in use until a sweep finds it freed.
                     self.early_frees.insert(id, self.pass);
@@ -341,6 +342,11 @@ impl SiteTable {
             thread: 0,
             stack,
         }));
+    }
+
+    /// The most stacks the table takes besides "(other)".
+    pub fn max_sites(&self) -> usize {
+        self.max_sites
     }
 
     /// Stacks in the table (not counting "(other)").
