@@ -273,7 +273,7 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     const HEAD: usize = 6;
     let depth = sampler::stack_depth();
     if ring.free_words() < HEAD + depth + ring.free_reserve() {
-        slot.ring_was_full();
+        slot.want_bigger_ring();
         return dropped();
     }
     let mut record = [0u64; HEAD + stack::MAX_DEPTH];

@@ -41,9 +41,10 @@ pub(crate) struct Slot {
     /// The slot's sample ring, allocated on its first sample; null before.
     /// Written by the owner (Release), read by the drainer (Acquire).
     ring: AtomicPtr<Ring>,
-    /// The least ring size (words) this slot needs: raised when a sample is
-    /// dropped because the ring was full, so that a thread that allocates
-    /// faster than the drainer keeps up gets a bigger ring. Owner only.
+    /// The least ring size (words) this slot needs, raised by
+    /// [`Slot::want_bigger_ring`] (by the owner or the drainer, hence
+    /// `fetch_max`), so that a thread that samples faster than the drainer
+    /// keeps up, or than it should poll, gets a bigger ring.
     ring_words_wanted: AtomicUsize,
     /// `FREE` or `LIVE`.
     state: AtomicU32,
@@ -103,7 +104,7 @@ impl Slot {
     /// use. Owner only.
     ///
     /// A ring smaller than [`ring::words_for_rate`] asks for (the rate was
-    /// lowered since it was allocated), or than [`Slot::ring_was_full`] asked
+    /// lowered since it was allocated), or than [`Slot::want_bigger_ring`] asked
     /// for, is replaced by a bigger one once it is empty. The old ring is
     /// left alone, never freed, since the drainer may still be looking at it
     /// (it finds it empty); sizes at least double, so a slot leaves at most
@@ -126,10 +127,13 @@ impl Slot {
         Some(fresh)
     }
 
-    /// A sample was dropped because this slot's ring was full: ask for a ring
-    /// twice as big (up to the largest size) from the next sample on. Owner
-    /// only.
-    pub fn ring_was_full(&self) {
+    /// Asks for a ring twice as big as the current one (up to the largest
+    /// size), which the owner puts in place at its next sample once the
+    /// current ring is empty. The owner asks when a sample was dropped
+    /// because the ring was full; the drainer asks when the ring fills so
+    /// fast that it would have to drain it more often than
+    /// [`crate::profile::RING_GROWTH_INTERVAL`]. Any thread.
+    pub fn want_bigger_ring(&self) {
         if let Some(ring) = self.ring() {
             let bigger = (ring.capacity() * 2).min(ring::MAX_RING_WORDS);
             self.ring_words_wanted.fetch_max(bigger, Ordering::Relaxed);
