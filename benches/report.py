@@ -25,6 +25,7 @@ relative to the workspace root, i.e. the parent of this script's folder).
 import json
 import math
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -75,7 +76,51 @@ def load(root):
         results.setdefault(group, {})[function] = Result(
             median["point_estimate"], ci["lower_bound"], ci["upper_bound"], fastest,
             extras.get((group, function), {}))
+    return fold_rounds(results)
+
+
+ROUND = re.compile(r"^(.*)/round(\d+)$")
+SUMMED_EXTRAS = ("ops", "samples", "dropped", "frees_lost")
+
+
+def fold_rounds(results):
+    """Folds groups `<group>/round<k>` (the 64 B pairs, measured in rounds:
+    benches/benches/pairs.rs) into one group `<group>`. Each function's
+    median is the median of its per-round medians; lo and hi are the lowest
+    and highest per-round median (the spread over rounds, not a CI); fastest
+    is the fastest sample of any round; the extras `ops`, `samples`,
+    `dropped` and `frees_lost` are summed, and `round_medians` maps each
+    round to its median, so that per-round ratios can be formed."""
+    rounds = {}
+    for group in list(results):
+        m = ROUND.match(group)
+        if m:
+            rounds.setdefault(m.group(1), {})[int(m.group(2))] = results.pop(group)
+    for group, by_round in rounds.items():
+        folded = {}
+        functions = {f for funcs in by_round.values() for f in funcs}
+        for f in functions:
+            per = {k: funcs[f] for k, funcs in by_round.items() if f in funcs}
+            medians = [r.median for r in per.values()]
+            extra = {}
+            for key in SUMMED_EXTRAS:
+                values = [r.extra[key] for r in per.values() if r.extra.get(key) is not None]
+                if values:
+                    extra[key] = sum(values)
+            rates = [r.extra["rate"] for r in per.values() if r.extra.get("rate") is not None]
+            if rates:
+                extra["rate"] = rates[0]
+            extra["round_medians"] = {k: r.median for k, r in per.items()}
+            folded[f] = Result(statistics.median(medians), min(medians), max(medians),
+                               min(r.fastest for r in per.values()), extra)
+        results[group] = folded
     return results
+
+
+def round_ratios(a, b):
+    """The per-round ratios a/b of two folded results (rounds both ran)."""
+    ra, rb = a.extra.get("round_medians", {}), b.extra.get("round_medians", {})
+    return [ra[k] / rb[k] for k in sorted(ra) if k in rb and rb[k]]
 
 
 def fmt(v, spec=".2f", sign=False):

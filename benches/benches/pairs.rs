@@ -14,7 +14,10 @@
 //!   (or the thread counts in `ALLOCMETER_BENCH_THREADS`, comma-separated).
 //!   All run on threads spawned for each sample (after a short untimed
 //!   warm-up that claims the thread's allocmeter slot), so the one-thread
-//!   case does not run on criterion's main thread or glibc's main arena.
+//!   case does not run on criterion's main thread or glibc's main arena;
+//! - the 64 B workload in rounds (see [`pair_rounds`]): every variant is
+//!   measured once per round, in an order rotated each round, and the report
+//!   takes the median over the rounds.
 //!
 //! The `Instrumented` variants sample at the default rate,
 //! [`allocmeter::DEFAULT_SAMPLE_RATE`] (512 KiB: `sample_rate()` is that
@@ -147,6 +150,74 @@ fn bench_one<A: GlobalAlloc + Sync>(
     );
 }
 
+/// The variants every group runs, in their first round's order.
+const VARIANTS: usize = 5;
+
+/// Runs variant `v` (0 to [`VARIANTS`] - 1) of `work` in `group`.
+fn bench_variant(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    g: &str,
+    v: usize,
+    work: Workload,
+    threads: usize,
+) {
+    match v {
+        0 => bench_one(group, (g, "System"), &SYSTEM, work, threads, None),
+        1 => bench_one(
+            group,
+            (g, "Instrumented<System>"),
+            &INSTRUMENTED_SYSTEM,
+            work,
+            threads,
+            None,
+        ),
+        2 => bench_one(
+            group,
+            (g, "Instrumented<System> (sampling off)"),
+            &INSTRUMENTED_SYSTEM,
+            work,
+            threads,
+            Some(0),
+        ),
+        3 => bench_one(group, (g, "MiMalloc"), &MIMALLOC, work, threads, None),
+        _ => bench_one(
+            group,
+            (g, "Instrumented<MiMalloc>"),
+            &INSTRUMENTED_MIMALLOC,
+            work,
+            threads,
+            None,
+        ),
+    }
+}
+
+/// Rounds of the 64 B workload (`ALLOCMETER_PAIR_ROUNDS`, default 15).
+///
+/// The 64 B figures carry the 1.10× target, and one criterion
+/// measurement per variant cannot tell 1.10× from 1.15× on this project's
+/// 2-core machine: five runs of the same build gave `Instrumented<System>`
+/// ratios of 1.085× to 1.184× (and `System` itself moved from 7.89 to
+/// 8.40 ns), because each variant is measured in one stretch and the
+/// machine drifts between stretches. So the 64 B workload runs in rounds,
+/// each a group `pair_64B/<threads>/round<k>` measuring every variant for
+/// a shorter time (half a second), in an order rotated by one each round;
+/// `run_all.py` reports each variant's median over the rounds, and the
+/// median and spread of the per-round ratios. On a shared host whose speed
+/// swings (this project's machine, some days, moves between two speeds
+/// every few hundred milliseconds), the per-round ratio of two variants
+/// measured a second apart is far steadier than either variant's time.
+fn pair_rounds() -> usize {
+    match std::env::var("ALLOCMETER_PAIR_ROUNDS") {
+        Ok(n) => n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("ALLOCMETER_PAIR_ROUNDS: bad count {n:?}")),
+        Err(_) => 15,
+    }
+}
+
 fn pairs(c: &mut Criterion) {
     LazyLock::force(&SIZES);
     assert_eq!(
@@ -155,43 +226,35 @@ fn pairs(c: &mut Criterion) {
         "the Instrumented variants should sample at the default rate"
     );
     start_drainer();
-    let workloads = [
-        ("pair_64B", Workload::Fixed64),
-        ("pair_mixed_16B-4KiB", Workload::Mixed),
-    ];
-    for (workload_name, work) in workloads {
-        for threads in thread_counts() {
-            let group_name = format!("{workload_name}/{}", threads_name(threads));
+    for threads in thread_counts() {
+        for round in 0..pair_rounds() {
+            let group_name = format!("pair_64B/{}/round{round}", threads_name(threads));
             let g = group_name.as_str();
             let mut group = c.benchmark_group(g);
-            bench_one(&mut group, (g, "System"), &SYSTEM, work, threads, None);
-            bench_one(
-                &mut group,
-                (g, "Instrumented<System>"),
-                &INSTRUMENTED_SYSTEM,
-                work,
-                threads,
-                None,
-            );
-            bench_one(
-                &mut group,
-                (g, "Instrumented<System> (sampling off)"),
-                &INSTRUMENTED_SYSTEM,
-                work,
-                threads,
-                Some(0),
-            );
-            bench_one(&mut group, (g, "MiMalloc"), &MIMALLOC, work, threads, None);
-            bench_one(
-                &mut group,
-                (g, "Instrumented<MiMalloc>"),
-                &INSTRUMENTED_MIMALLOC,
-                work,
-                threads,
-                None,
-            );
+            group
+                .warm_up_time(Duration::from_millis(200))
+                .measurement_time(Duration::from_millis(500))
+                .sample_size(10);
+            for i in 0..VARIANTS {
+                bench_variant(
+                    &mut group,
+                    g,
+                    (i + round) % VARIANTS,
+                    Workload::Fixed64,
+                    threads,
+                );
+            }
             group.finish();
         }
+    }
+    for threads in thread_counts() {
+        let group_name = format!("pair_mixed_16B-4KiB/{}", threads_name(threads));
+        let g = group_name.as_str();
+        let mut group = c.benchmark_group(g);
+        for v in 0..VARIANTS {
+            bench_variant(&mut group, g, v, Workload::Mixed, threads);
+        }
+        group.finish();
     }
 }
 
