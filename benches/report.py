@@ -79,6 +79,18 @@ def load(root):
     return fold_rounds(results)
 
 
+def load_interleaved(root):
+    """{group: {function: extras}} of the interleaved 64 B measurement
+    (benches/benches/pairs.rs, `interleaved`): groups
+    `pair_64B_interleaved/<threads>`, which have no criterion results, only
+    extras (median_ns, p10_ns, ratio, ratio_p25, ratio_p75, rounds, ...)."""
+    out = {}
+    for f in sorted((root / "allocmeter-extra").glob("pair_64B_interleaved_*.json")):
+        e = json.loads(f.read_text())
+        out.setdefault(e["group"], {})[e["function"]] = e
+    return out
+
+
 ROUND = re.compile(r"^(.*)/round(\d+)$")
 SUMMED_EXTRAS = ("ops", "samples", "dropped", "frees_lost")
 

@@ -17,7 +17,14 @@
 //!   case does not run on criterion's main thread or glibc's main arena;
 //! - the 64 B workload in rounds (see [`pair_rounds`]): every variant is
 //!   measured once per round, in an order rotated each round, and the report
-//!   takes the median over the rounds.
+//!   takes the median over the rounds;
+//! - and the 64 B workload once more, outside criterion, interleaved at a
+//!   fine grain (see [`interleaved`]): each thread alternates the variants
+//!   in slices of [`SLICE_PAIRS`] pairs, a fraction of a millisecond each,
+//!   and the report takes the median over the slices of each variant's time
+//!   divided by its inner allocator's in the same round. This is the figure
+//!   the 64 B target is checked against: on a shared host whose speed swings,
+//!   it is the one that repeats (see [`interleaved`]).
 //!
 //! The `Instrumented` variants sample at the default rate,
 //! [`allocmeter::DEFAULT_SAMPLE_RATE`] (512 KiB: `sample_rate()` is that
@@ -46,8 +53,9 @@
 //! Run with `cargo bench -p allocmeter-benches --bench pairs`.
 
 use std::alloc::{GlobalAlloc, System};
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, LazyLock};
+use std::thread;
 use std::time::Duration;
 
 use allocmeter::Instrumented;
@@ -258,12 +266,172 @@ fn pairs(c: &mut Criterion) {
     }
 }
 
+/// Pairs per slice of the interleaved measurement: 0.1 to 0.3 ms.
+const SLICE_PAIRS: u64 = 20_000;
+
+/// Rounds of the interleaved measurement (`ALLOCMETER_INTERLEAVED_ROUNDS`,
+/// default 3,000: about 8 s per thread count; 20 under `--test`).
+fn interleaved_rounds() -> usize {
+    if std::env::args().any(|a| a == "--test") {
+        return 20;
+    }
+    match std::env::var("ALLOCMETER_INTERLEAVED_ROUNDS") {
+        Ok(n) => n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("ALLOCMETER_INTERLEAVED_ROUNDS: bad count {n:?}")),
+        Err(_) => 3_000,
+    }
+}
+
+/// The interleaved variants: name, the index of its inner allocator's
+/// variant (itself for a bare one), and whether sampling is suspended on
+/// the measuring thread. [`run_interleaved`] maps each index to its static.
+const INTERLEAVED: [(&str, usize, bool); 5] = [
+    ("System", 0, false),
+    ("Instrumented<System>", 0, false),
+    ("Instrumented<System> (sampling suspended)", 0, true),
+    ("MiMalloc", 3, false),
+    ("Instrumented<MiMalloc>", 3, false),
+];
+
+/// Runs `pairs` 64 B pairs through interleaved variant `v`: the same
+/// monomorphised [`fixed_64`] loop as criterion's groups, no dynamic
+/// dispatch.
+fn run_interleaved(v: usize, pairs: u64) -> Duration {
+    match v {
+        0 => fixed_64(&SYSTEM, pairs),
+        1 | 2 => fixed_64(&INSTRUMENTED_SYSTEM, pairs),
+        3 => fixed_64(&MIMALLOC, pairs),
+        _ => fixed_64(&INSTRUMENTED_MIMALLOC, pairs),
+    }
+}
+
+/// The 64 B pair, every variant interleaved with every other at a fine
+/// grain, on `threads` threads at once.
+///
+/// Why: criterion measures one variant for seconds, then the next. On this
+/// project's 2-core machine, some days, the host runs the same loop at two
+/// speeds (glibc's pair at 8.1 or about 14 ns) and switches every few
+/// hundred milliseconds; a variant measured in a slow stretch looks 1.7×
+/// slower than one measured in a fast one, and even 15 rounds of criterion
+/// measurements gave per-round ratios from 0.70× to 1.84×. Here each thread
+/// runs round after round; a round measures every variant for
+/// [`SLICE_PAIRS`] pairs (a fraction of a millisecond) in an order rotated
+/// by one each round, and the threads start each round together. A variant's
+/// ratio is the median over the rounds of its slice's time divided by its
+/// inner allocator's slice in the same round: two slices a millisecond
+/// apart almost always run at the same host speed. The loop is
+/// [`fixed_64`], as in criterion's groups, through the same statics; the
+/// drainer runs as for them. `(sampling suspended)` counts but never
+/// samples on the measuring thread
+/// ([`allocmeter::profile::suspend_sampling`]): the rate is process-wide,
+/// and the other variants interleaved with it sample at the default rate.
+///
+/// Written as extras (`allocmeter-extra/`) of the group
+/// `pair_64B_interleaved/<threads>`: per variant, the median and 10th
+/// percentile ns per pair over all threads' slices, the median per-round
+/// ratio, and the samples taken and dropped.
+fn interleaved(threads: usize, rounds: usize) {
+    let group = format!("pair_64B_interleaved/{}", threads_name(threads));
+    let before = allocmeter::profile::sampling_stats();
+    let barrier = Barrier::new(threads);
+    // times[thread][variant][round], ns per pair.
+    let times: Vec<Vec<Vec<f64>>> = thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut t = vec![Vec::with_capacity(rounds); INTERLEAVED.len()];
+                    for v in 0..INTERLEAVED.len() {
+                        run_interleaved(v, WARM_UP_PAIRS);
+                    }
+                    for round in 0..rounds {
+                        barrier.wait();
+                        for i in 0..INTERLEAVED.len() {
+                            let v = (i + round) % INTERLEAVED.len();
+                            let guard =
+                                INTERLEAVED[v].2.then(allocmeter::profile::suspend_sampling);
+                            let took = run_interleaved(v, SLICE_PAIRS);
+                            drop(guard);
+                            t[v].push(took.as_nanos() as f64 / SLICE_PAIRS as f64);
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("interleaved benchmark thread panicked"))
+            .collect()
+    });
+    let after = allocmeter::profile::sampling_stats();
+    let quantile = |mut v: Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    for (v, &(name, base, _)) in INTERLEAVED.iter().enumerate() {
+        let all: Vec<f64> = times.iter().flat_map(|t| t[v].iter().copied()).collect();
+        let ratios: Vec<f64> = times
+            .iter()
+            .flat_map(|t| t[v].iter().zip(&t[base]).map(|(x, b)| x / b))
+            .collect();
+        let (median, p10) = (quantile(all.clone(), 0.5), quantile(all, 0.1));
+        let (ratio, ratio_p25, ratio_p75) = (
+            quantile(ratios.clone(), 0.5),
+            quantile(ratios.clone(), 0.25),
+            quantile(ratios, 0.75),
+        );
+        eprintln!(
+            "  {group}/{name}: median {median:.3} ns, p10 {p10:.3} ns, \
+             ratio {ratio:.4} (quartiles {ratio_p25:.4} to {ratio_p75:.4})"
+        );
+        let mut fields = vec![
+            ("median_ns", median),
+            ("p10_ns", p10),
+            ("ratio", ratio),
+            ("ratio_p25", ratio_p25),
+            ("ratio_p75", ratio_p75),
+            ("rounds", rounds as f64),
+            ("slice_pairs", SLICE_PAIRS as f64),
+        ];
+        if v == 0 {
+            // The run's samples, once (all Instrumented variants share them).
+            fields.push(("samples", (after.samples - before.samples) as f64));
+            fields.push(("dropped", (after.dropped - before.dropped) as f64));
+        }
+        allocmeter_benches::write_extra(&group, name, &fields);
+    }
+}
+
+/// The interleaved measurement for each thread count, unless a criterion
+/// filter on the command line leaves it out.
+fn pairs_interleaved(_: &mut Criterion) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filters.is_empty()
+        && !filters
+            .iter()
+            .any(|f| "pair_64B_interleaved".contains(f.as_str()))
+    {
+        return;
+    }
+    let rounds = interleaved_rounds();
+    for threads in thread_counts() {
+        interleaved(threads, rounds);
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = pairs
+    targets = pairs, pairs_interleaved
 }
 criterion_main!(benches);
