@@ -166,13 +166,13 @@ fn shared_bumps_lose_nothing() {
 }
 
 /// The sampled-block table: a block inserted by one thread, together with
-/// three that share its filter entry and shard (so the shard grows and
+/// three that share its filter bit and shard (so the shard grows and
 /// rehashes), and handed to another thread (the program's own
 /// synchronisation) is seen by that thread's free path, through the filter
 /// read without a lock, and removed. Once the other three are removed too,
-/// nothing is live and the entry is clear again.
+/// nothing is live and the bit is clear again.
 #[test]
-fn the_sampled_table_sees_a_handed_over_block_and_clears_its_entry() {
+fn the_sampled_table_sees_a_handed_over_block_and_clears_its_bit() {
     use crate::sampled;
     use crate::sync::AtomicUsize;
 
@@ -181,9 +181,9 @@ fn the_sampled_table_sees_a_handed_over_block_and_clears_its_entry() {
     let mut model = loom::model::Builder::new();
     model.max_branches = 50_000;
     model.check(|| {
-        // Fake, never dereferenced addresses. Under loom the filter has 64
-        // entries: an address's entry is its bits 4..9 (plus its MiB, 0
-        // here), so these four share entry 0, shard 0 and one home bucket.
+        // Fake, never dereferenced addresses. Under loom the filter has one
+        // word: an address's bit is its bits 4..10, so these four share
+        // bit 0, shard 0 and one home bucket.
         let p = 0x1000usize;
         let others = [p + 1024, p + 2048, p + 3072];
         let handoff = Arc::new(AtomicUsize::new(0));
@@ -218,9 +218,6 @@ fn the_sampled_table_sees_a_handed_over_block_and_clears_its_entry() {
             assert_eq!(sampled::remove(q as *mut u8), Ok(Some(100 + i as u64)));
         }
         assert_eq!(sampled::live(), 0);
-        assert!(
-            !sampled::maybe_sampled(p as *mut u8),
-            "a stale filter entry"
-        );
+        assert!(!sampled::maybe_sampled(p as *mut u8), "a stale filter bit");
     });
 }

@@ -1,26 +1,25 @@
 //! The sampled-pointer table: which live blocks were sampled, so that their
 //! frees can be reported and in-use estimates fall when they are freed.
 //!
-//! Every free asks [`maybe_sampled`] first. That is a multiply, a shift, a
-//! mask and one byte load from a 128 KiB filter that only changes when a
-//! sampled block is allocated or freed, so on the common path the filter's
-//! cache lines are shared read-only by all cores and nothing is written. The
-//! filter entry is the address in 16-byte units modulo 2^17, with higher
-//! address bits added in (see [`filter_index`]), so neighbouring blocks use
-//! neighbouring entries: the filter's cache footprint follows the heap's
-//! working set (one 64-byte filter line covers 1 KiB of addresses) instead
-//! of touching a random line per free. A zero entry means "not sampled", for
-//! certain. A non-zero entry means "perhaps": the table is consulted under
-//! its shard's lock (a short, bounded try-lock that never waits long and
-//! never allocates).
+//! Every free asks [`maybe_sampled`] first. That is a few shifts and one
+//! load from a 16 KiB bit filter that only changes when a sampled block is
+//! allocated or freed, so on the common path the filter's cache lines are
+//! shared read-only by all cores and nothing is written. The bit is the
+//! address in 16-byte units modulo 2^17 (with higher address bits folded in,
+//! see [`filter_bit`]), so neighbouring blocks share a filter line: the
+//! filter's cache footprint follows the heap's working set (one 64-byte
+//! filter line covers 8 KiB of addresses) instead of touching a random line
+//! per free. A clear bit means
+//! "not sampled", for certain. A set bit means "perhaps": the table is
+//! consulted under its shard's lock (a short, bounded try-lock that never
+//! waits long and never allocates).
 //!
-//! Layout: a pointer hashes to a filter entry `e`; `e` picks the shard and
-//! the home bucket inside it (linear probing, deletion by backward shift, so
-//! no tombstones). All blocks whose entry is `e` therefore live in one probe
-//! run of one shard, and a removal can tell whether `e` must stay set by
-//! scanning that run. Every table access, and every write of a filter entry,
-//! happens under the shard lock of that entry; only the filter is read
-//! without it.
+//! Layout: a pointer hashes to a filter bit `b`; `b` picks the shard and the
+//! home bucket inside it (linear probing, deletion by backward shift, so no
+//! tombstones). All blocks whose bit is `b` therefore live in one probe run
+//! of one shard, and a removal can tell whether `b` must stay set by scanning
+//! that run. Every table access happens under the shard lock; only the
+//! filter is read without it.
 //!
 //! Each shard's buckets come from the system allocator and grow with the
 //! shard: 4 buckets (one cache line) on its first insert, doubled (and
@@ -34,27 +33,26 @@ use core::alloc::{GlobalAlloc, Layout};
 #[cfg(not(loom))]
 use std::alloc::System;
 
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::padded::Padded;
 use crate::try_lock::TryLock;
 
-/// log2 of the number of filter entries (one byte each). (Under Miri, whose
-/// borrow tracker retags the whole array on each access, 32 times fewer;
-/// under loom, 64.)
-const FILTER_LOG2: u32 = if cfg!(loom) {
+/// log2 of the number of filter bits. (Under Miri, whose borrow tracker
+/// retags the whole array on each access, 32 times fewer; under loom, one
+/// word.)
+const FILTER_BITS_LOG2: u32 = if cfg!(loom) {
     6
 } else if cfg!(miri) {
     12
 } else {
     17
 };
-/// Filter entries.
-const FILTER_LEN: usize = 1 << FILTER_LOG2;
+const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 /// Number of shards (a power of two).
 const SHARDS: usize = 64;
-// The fork handlers keep one bit per shard in a `u64`; filter entry `e`
-// belongs to shard `e % SHARDS`.
+// The fork handlers keep one bit per shard in a `u64`, and a shard's filter
+// bits are one bit position of every filter word.
 const _: () = assert!(SHARDS == 64);
 /// Buckets per shard at most (a power of two; 8 under loom).
 const BUCKETS: usize = if cfg!(loom) { 8 } else { 1024 };
@@ -71,7 +69,8 @@ const MAX_PER_SHARD: usize = max_load(BUCKETS);
 pub(crate) const CAPACITY: usize = SHARDS * MAX_PER_SHARD;
 
 #[cfg(not(loom))]
-static FILTER: Padded<[AtomicU8; FILTER_LEN]> = Padded([const { AtomicU8::new(0) }; FILTER_LEN]);
+static FILTER: Padded<[AtomicU64; FILTER_WORDS]> =
+    Padded([const { AtomicU64::new(0) }; FILTER_WORDS]);
 
 struct Entry {
     /// The block's address; 0 = empty bucket.
@@ -110,8 +109,8 @@ static TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
 // Under loom the globals are made afresh for each execution of a model.
 #[cfg(loom)]
 loom::lazy_static! {
-    static ref FILTER: Padded<[AtomicU8; FILTER_LEN]> =
-        Padded(core::array::from_fn(|_| AtomicU8::new(0)));
+    static ref FILTER: Padded<[AtomicU64; FILTER_WORDS]> =
+        Padded(core::array::from_fn(|_| AtomicU64::new(0)));
     static ref SHARDS_TABLE: [Shard; SHARDS] = core::array::from_fn(|_| Shard {
         lock: TryLock::new(),
         len: AtomicUsize::new(0),
@@ -161,7 +160,7 @@ impl Shard {
         for e in old {
             let p = e.ptr.load(Ordering::Relaxed);
             if p != 0 {
-                let mut i = home_of(filter_index(p), buckets);
+                let mut i = home_of(filter_bit(p), buckets);
                 while new[i].ptr.load(Ordering::Relaxed) != 0 {
                     i = (i + 1) & (buckets - 1);
                 }
@@ -243,54 +242,47 @@ static LIVE: Padded<AtomicUsize> = Padded(AtomicUsize::new(0));
 #[cfg(not(loom))]
 static TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 
-/// The filter entry of `ptr`: its address in 16-byte units (the smallest
-/// alignment of any allocator's blocks worth telling apart) plus its address
-/// in 1 MiB units, modulo the filter size. With `n` sampled blocks live,
-/// about `n / 2^17` of frees find their entry set without being sampled.
+/// The filter bit of `ptr`: its address in 16-byte units (the smallest
+/// alignment of any allocator's blocks worth telling apart), with the
+/// address bits from 17 up folded in, modulo the filter size. With `n`
+/// sampled blocks live, about `n / 2^17` of frees find their bit set without
+/// being sampled.
 ///
-/// The added term is for allocators that carve every thread's blocks out of
+/// The fold is for allocators that carve every thread's blocks out of
 /// regions aligned alike: glibc's thread arenas are 64 MiB-aligned heaps, so
 /// the blocks two threads allocate first sit at the same offset in each, and
-/// without it they share an entry. Then every sample one thread takes makes
-/// the other thread's frees take the table's lock until it is freed (64 B
-/// pairs on two threads once saw six such lookups per sample). With it, such
-/// blocks are 64 entries (one filter line) apart per 64 MiB. Within an
-/// aligned MiB the added term is constant, so neighbouring blocks keep
-/// neighbouring entries.
-///
-/// One `imul` does both terms: for a 16-byte-aligned `ptr`, the low 17 bits
-/// of `(ptr * (2^30 + 2^14)) >> 34` are those of `(ptr >> 4) + (ptr >> 20)`
-/// (no carry comes from below: the low 34 bits of `ptr << 30` are zero).
-/// Then a mask. The earlier filter, one bit per entry with the higher bits
-/// folded in by two shifts and an `xor`, took four more instructions per
-/// free; this one measured 3 cycles less per 64 B pair (37 against
-/// `System`'s 30, down to 34) on this project's machine, in an A/B harness
-/// running both builds in one process in alternating 20,000-pair slices.
-/// Its cost: 128 KiB of filter instead of 16 KiB, one line per KiB of
-/// addresses instead of per 8 KiB.
+/// without the fold they share a bit. Then every sample one thread takes makes
+/// the other thread's frees take the table's lock until it is freed (on this
+/// project's machine, 64 B pairs on two threads saw six such lookups per
+/// sample, 0.6 cycles per pair, and 0.16 ns per pair came back with the
+/// fold). Folding in bits 17 and up moves regions that differ from bit 26 on
+/// into different filter lines. Within an aligned 8 KiB run of addresses the
+/// folded bits are constant, so that run still maps to one 64-byte filter
+/// line.
 #[inline(always)]
-fn filter_index(ptr: usize) -> usize {
-    const FOLD: usize = (1 << 30) + (1 << 14);
-    (ptr.wrapping_mul(FOLD) >> 34) & (FILTER_LEN - 1)
+fn filter_bit(ptr: usize) -> usize {
+    ((ptr ^ (ptr >> 13)) >> 4) & ((1 << FILTER_BITS_LOG2) - 1)
 }
 
-fn shard_of(entry: usize) -> usize {
-    entry % SHARDS
+fn shard_of(bit: usize) -> usize {
+    bit % SHARDS
 }
 
-/// The home bucket of filter entry `entry` in a shard of `buckets` buckets.
-fn home_of(entry: usize, buckets: usize) -> usize {
-    (entry / SHARDS) & (buckets - 1)
+/// The home bucket of filter bit `bit` in a shard of `buckets` buckets.
+fn home_of(bit: usize, buckets: usize) -> usize {
+    (bit / SHARDS) & (buckets - 1)
 }
 
 /// Whether `ptr` may be a live sampled block. `false` is certain.
 #[inline(always)]
 pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
-    // Relaxed suffices: a block is inserted (and its entry set) before the
+    let bit = filter_bit(ptr as usize);
+    // Relaxed suffices: a block is inserted (and its bit set) before the
     // allocation returns it, and whoever frees it got the pointer through
-    // the program's own synchronisation, which orders the entry's store
+    // the program's own synchronisation, which orders the bit's store
     // before this load.
-    FILTER[filter_index(ptr as usize)].load(Ordering::Relaxed) != 0
+    let word = FILTER[bit / 64].load(Ordering::Relaxed);
+    word & (1 << (bit % 64)) != 0
 }
 
 /// Runs `f` with the shard locked; `None` if the lock could not be had in a
@@ -335,9 +327,10 @@ pub(crate) fn reset_in_child(taken: u64) {
                 e.id.store(0, Ordering::Relaxed);
             }
             LIVE.fetch_sub(shard.len.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-            // Filter entry `e` belongs to shard `e % SHARDS`.
-            for entry in FILTER.0.iter().skip(i).step_by(SHARDS) {
-                entry.store(0, Ordering::Relaxed);
+            // Filter bit `b` belongs to shard `b % SHARDS`: bit `i` of each
+            // word (`SHARDS` is 64, the word size).
+            for word in FILTER.0.iter() {
+                word.fetch_and(!(1 << i), Ordering::Relaxed);
             }
         }
         shard.lock.force_unlock();
@@ -360,10 +353,10 @@ pub(crate) enum InsertError {
 /// id returned, so the caller can report that block as freed.
 pub(crate) fn insert(ptr: *mut u8, id: u64) -> Result<Option<u64>, InsertError> {
     let addr = ptr as usize;
-    let entry = filter_index(addr);
-    let shard = &SHARDS_TABLE[shard_of(entry)];
+    let bit = filter_bit(addr);
+    let shard = &SHARDS_TABLE[shard_of(bit)];
     with_shard(shard, |s| {
-        if let Some(i) = find(s.entries(), addr, entry) {
+        if let Some(i) = find(s.entries(), addr, bit) {
             return Ok(Some(s.entries()[i].id.swap(id, Ordering::Relaxed)));
         }
         let len = s.len.load(Ordering::Relaxed);
@@ -372,7 +365,7 @@ pub(crate) fn insert(ptr: *mut u8, id: u64) -> Result<Option<u64>, InsertError> 
         }
         let entries = s.entries();
         let mask = entries.len() - 1;
-        let mut i = home_of(entry, entries.len());
+        let mut i = home_of(bit, entries.len());
         // The load limit keeps an empty bucket, so this ends.
         while entries[i].ptr.load(Ordering::Relaxed) != 0 {
             i = (i + 1) & mask;
@@ -382,9 +375,7 @@ pub(crate) fn insert(ptr: *mut u8, id: u64) -> Result<Option<u64>, InsertError> 
         e.ptr.store(addr, Ordering::Relaxed);
         s.len.store(len + 1, Ordering::Relaxed);
         LIVE.fetch_add(1, Ordering::Relaxed);
-        // Every write of this entry happens under this shard's lock, so a
-        // plain store will do (no read-modify-write).
-        FILTER[entry].store(1, Ordering::Relaxed);
+        FILTER[bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
         if !TOUCHED.load(Ordering::Relaxed) {
             TOUCHED.store(true, Ordering::Relaxed);
         }
@@ -402,34 +393,34 @@ pub(crate) fn remove(ptr: *mut u8) -> Result<Option<u64>, ()> {
     if addr == 0 {
         return Ok(None);
     }
-    let entry = filter_index(addr);
-    let shard = &SHARDS_TABLE[shard_of(entry)];
+    let bit = filter_bit(addr);
+    let shard = &SHARDS_TABLE[shard_of(bit)];
     with_shard(shard, |s| {
         let entries = s.entries();
-        let found = find(entries, addr, entry)?;
+        let found = find(entries, addr, bit)?;
         let id = entries[found].id.load(Ordering::Relaxed);
         backward_shift_delete(entries, found);
         s.len
             .store(s.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         LIVE.fetch_sub(1, Ordering::Relaxed);
-        // Clear the filter entry unless another live block shares it; such a
+        // Clear the filter bit unless another live block shares it; such a
         // block lies in the probe run starting at the same home bucket.
         let mask = entries.len() - 1;
-        let mut j = home_of(entry, entries.len());
+        let mut j = home_of(bit, entries.len());
         let mut shared = false;
         loop {
             let p = entries[j].ptr.load(Ordering::Relaxed);
             if p == 0 {
                 break;
             }
-            if filter_index(p) == entry {
+            if filter_bit(p) == bit {
                 shared = true;
                 break;
             }
             j = (j + 1) & mask;
         }
         if !shared {
-            FILTER[entry].store(0, Ordering::Relaxed);
+            FILTER[bit / 64].fetch_and(!(1 << (bit % 64)), Ordering::Relaxed);
         }
         Some(id)
     })
@@ -442,21 +433,21 @@ pub(crate) fn holds(addr: usize, id: u64) -> Option<bool> {
     if addr == 0 {
         return Some(false);
     }
-    let entry = filter_index(addr);
-    let shard = &SHARDS_TABLE[shard_of(entry)];
+    let bit = filter_bit(addr);
+    let shard = &SHARDS_TABLE[shard_of(bit)];
     with_shard(shard, |s| {
         let entries = s.entries();
-        find(entries, addr, entry).is_some_and(|i| entries[i].id.load(Ordering::Relaxed) == id)
+        find(entries, addr, bit).is_some_and(|i| entries[i].id.load(Ordering::Relaxed) == id)
     })
 }
 
-/// The bucket holding `addr` (whose filter entry is `entry`) in `entries`, if any.
-fn find(entries: &[Entry], addr: usize, entry: usize) -> Option<usize> {
+/// The bucket holding `addr` (whose filter bit is `bit`) in `entries`, if any.
+fn find(entries: &[Entry], addr: usize, bit: usize) -> Option<usize> {
     if entries.is_empty() {
         return None;
     }
     let mask = entries.len() - 1;
-    let mut i = home_of(entry, entries.len());
+    let mut i = home_of(bit, entries.len());
     // The load limit keeps an empty bucket, so this ends.
     loop {
         let p = entries[i].ptr.load(Ordering::Relaxed);
@@ -481,7 +472,7 @@ fn backward_shift_delete(entries: &[Entry], mut hole: usize) {
         if p == 0 {
             break;
         }
-        let home = home_of(filter_index(p), n);
+        let home = home_of(filter_bit(p), n);
         // The entry at `i` may move into `hole` if its home is not in the
         // cyclic range (hole, i].
         let dist_home = i.wrapping_sub(home) & mask;
@@ -503,7 +494,7 @@ pub(crate) fn live() -> usize {
 
 /// The most [`bytes`] can be: the filter, the shards and every shard at its
 /// largest.
-pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU8; FILTER_LEN]>()
+pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
     + core::mem::size_of::<[Shard; SHARDS]>()
     + SHARDS * BUCKETS * core::mem::size_of::<Entry>();
 
@@ -511,7 +502,7 @@ pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU8; FILTER_LEN]>
 /// sample: the filter's and the shards' pages are untouched then).
 pub(crate) fn bytes() -> usize {
     if TOUCHED.load(Ordering::Relaxed) {
-        core::mem::size_of::<[AtomicU8; FILTER_LEN]>()
+        core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
             + core::mem::size_of::<[Shard; SHARDS]>()
             + TABLE_BYTES.load(Ordering::Relaxed)
     } else {
@@ -533,9 +524,9 @@ mod tests {
         core::ptr::without_provenance_mut(0x7e00_0000_0000usize + i * 16)
     }
 
-    /// The filter line (64 entries) a pointer's entry is in.
+    /// The filter line (512 bits) a pointer's bit is in.
     fn line_of(p: usize) -> usize {
-        filter_index(p) / 64
+        filter_bit(p) / 512
     }
 
     #[test]
@@ -557,35 +548,14 @@ mod tests {
     }
 
     #[test]
-    fn the_index_is_the_16_byte_unit_plus_the_mib_modulo_the_filter() {
-        for p in [
-            0usize,
-            16,
-            0x7f7c_7c00_0ca0,
-            0x5555_5555_e010,
-            0x7fff_ffff_fff0,
-            0xffff_ffff_ffff_fff0,
-        ] {
-            let expected = ((p >> 4).wrapping_add(p >> 20)) & (FILTER_LEN - 1);
-            assert_eq!(filter_index(p), expected, "{p:#x}");
-        }
-    }
-
-    #[test]
     #[cfg_attr(miri, ignore = "the full-size filter's geometry, not memory safety")]
-    fn an_aligned_mib_of_blocks_uses_distinct_neighbouring_entries() {
-        for base in [0x7f7c_7c00_0000usize, 0x5555_5550_0000, 0x7f00_1230_0000] {
-            let first = filter_index(base);
-            // Every 16-byte unit of the MiB has its own entry, and the unit
-            // `i` after `base` is `i` entries after `base`'s (wrapping), so
-            // a 1 KiB run spans at most two filter lines.
-            for i in 0..(1 << 16) {
-                assert_eq!(
-                    filter_index(base + i * 16),
-                    (first + i) & (FILTER_LEN - 1),
-                    "{base:#x} + {i} units"
-                );
-            }
+    fn an_aligned_8_kib_run_of_addresses_shares_one_filter_line() {
+        for base in [0x7f7c_7c00_0000usize, 0x5555_5555_e000, 0x7f00_1234_4000] {
+            let line = line_of(base);
+            let bits: std::collections::HashSet<usize> =
+                (0..512).map(|i| filter_bit(base + i * 16)).collect();
+            assert_eq!(bits.len(), 512, "16-byte units of one run share bits");
+            assert!((0..512).all(|i| line_of(base + i * 16) == line));
         }
     }
 
@@ -613,9 +583,9 @@ mod tests {
             assert_eq!(remove(fake(i)), Ok(Some(i as u64 + 1)), "entry {i}");
             assert_eq!(remove(fake(i)), Ok(None));
         }
-        // Everything removed: every filter entry these pointers set is clear.
+        // Everything removed: every filter bit these pointers set is clear.
         for i in 0..2 * n {
-            assert!(!maybe_sampled(fake(i)), "stale filter entry for {i}");
+            assert!(!maybe_sampled(fake(i)), "stale filter bit for {i}");
         }
     }
 
@@ -626,7 +596,7 @@ mod tests {
         let mut ptrs = Vec::new();
         let mut i = 100_000;
         while ptrs.len() < MAX_PER_SHARD + 10 {
-            if shard_of(filter_index(fake(i) as usize)) == 0 {
+            if shard_of(filter_bit(fake(i) as usize)) == 0 {
                 ptrs.push(fake(i));
             }
             i += 1;

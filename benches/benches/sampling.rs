@@ -19,10 +19,10 @@
 //!   free makes. Batches of 1024 allocations of mixed sizes (16 B to 4 KiB),
 //!   then 1024 frees, so each batch frees ~1000 distinct addresses, all at
 //!   rate 0: through `System`; through `System` behind a replica of the check
-//!   (the allocator's filter hash and a 128 KiB filter that stays empty); and
+//!   (the allocator's filter hash and a 16 KiB filter that stays empty); and
 //!   through `Instrumented<System>` with no sampled block live, and with
 //!   [`LIVE_SAMPLED`] and [`LIVE_SAMPLED_MANY`] sampled blocks live
-//!   (allocated at rate 1 beforehand and kept), whose filter entries make some
+//!   (allocated at rate 1 beforehand and kept), whose filter bits make some
 //!   frees look up the table for nothing. The false-positive rate is measured
 //!   by hashing the freed addresses with a replica of the filter's hash.
 //! - `amortized/*`: realistic workloads at rate 0, 8 KiB, 64 KiB and 512 KiB
@@ -47,7 +47,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, LazyLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,10 +87,11 @@ const BATCH: usize = 1024;
 /// Untimed pairs each benchmark thread runs first (claims the allocmeter
 /// slot, looks up the thread's stack bounds, warms the inner allocator).
 const WARM_UP_PAIRS: u64 = 256;
-/// The allocator's filter: `FILTER_LEN` one-byte entries, indexed by the
-/// address in 16-byte units plus the address in MiB (replicates
-/// `allocator/src/sampled.rs`).
-const FILTER_LEN: usize = 1 << 17;
+/// The allocator's filter: `1 << FILTER_BITS_LOG2` bits, indexed by the
+/// address in 16-byte units with the address bits from 17 up folded in
+/// (replicates `allocator/src/sampled.rs`).
+const FILTER_BITS_LOG2: u32 = 17;
+const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 
 /// Sizes from 16 B to 4 KiB, log-uniform (shared with the other benchmarks).
 static SIZES: LazyLock<[u32; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
@@ -181,25 +182,24 @@ unsafe impl GlobalAlloc for Switch {
     }
 }
 
-/// The filter entry of `ptr`, as `allocator/src/sampled.rs` computes it.
-fn filter_index(ptr: usize) -> usize {
-    const FOLD: usize = (1 << 30) + (1 << 14);
-    (ptr.wrapping_mul(FOLD) >> 34) & (FILTER_LEN - 1)
+/// The filter bit of `ptr`, as `allocator/src/sampled.rs` computes it.
+fn filter_bit(ptr: usize) -> usize {
+    ((ptr ^ (ptr >> 13)) >> 4) & ((1 << FILTER_BITS_LOG2) - 1)
 }
 
 /// A filter like the allocator's, for [`ReplicaCheck`]; always empty.
-static REPLICA_FILTER: [AtomicU8; FILTER_LEN] = [const { AtomicU8::new(0) }; FILTER_LEN];
+static REPLICA_FILTER: [AtomicU64; FILTER_WORDS] = [const { AtomicU64::new(0) }; FILTER_WORDS];
 
-/// The filter entries of the sampled blocks kept live by `unsampled_free`,
-/// to tell which frees are false positives.
-static LIVE_ENTRIES: [AtomicU8; FILTER_LEN] = [const { AtomicU8::new(0) }; FILTER_LEN];
+/// The filter bits of the sampled blocks kept live by `unsampled_free`, to
+/// tell which frees are false positives.
+static LIVE_BITS: [AtomicU64; FILTER_WORDS] = [const { AtomicU64::new(0) }; FILTER_WORDS];
 
-fn is_set(filter: &[AtomicU8; FILTER_LEN], entry: usize) -> bool {
-    filter[entry].load(Ordering::Relaxed) != 0
+fn bit_is_set(filter: &[AtomicU64; FILTER_WORDS], bit: usize) -> bool {
+    filter[bit / 64].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0
 }
 
 /// `System` with a replica of `Instrumented`'s sampled-pointer check on every
-/// free (hash, one load from a 128 KiB filter, a never-taken branch), and no
+/// free (hash, one load from a 16 KiB filter, a never-taken branch), and no
 /// other instrumentation: what the check alone adds to a free.
 struct ReplicaCheck;
 
@@ -220,7 +220,7 @@ unsafe impl GlobalAlloc for ReplicaCheck {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if is_set(&REPLICA_FILTER, filter_index(ptr as usize)) {
+        if bit_is_set(&REPLICA_FILTER, filter_bit(ptr as usize)) {
             replica_hit(ptr);
         }
         // SAFETY: the caller upholds `dealloc`'s contract; `ptr` came from
@@ -432,7 +432,7 @@ fn sample_cost(c: &mut Criterion) {
 
 /// `iters` pairs in batches of [`BATCH`]: allocate a batch, then free it in
 /// allocation order. Then, untimed, one more batch whose addresses are
-/// checked against [`LIVE_ENTRIES`] to count false positives.
+/// checked against [`LIVE_BITS`] to count false positives.
 #[inline(never)]
 fn batches<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
     let mut blocks: Vec<(*mut u8, Layout)> = Vec::with_capacity(BATCH);
@@ -463,7 +463,7 @@ fn batches<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
     }
     let hits = blocks
         .iter()
-        .filter(|(p, _)| is_set(&LIVE_ENTRIES, filter_index(*p as usize)))
+        .filter(|(p, _)| bit_is_set(&LIVE_BITS, filter_bit(*p as usize)))
         .count();
     FP_CHECKED.fetch_add(BATCH as u64, Ordering::Relaxed);
     FP_HITS.fetch_add(hits as u64, Ordering::Relaxed);
@@ -476,7 +476,7 @@ fn batches<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
 }
 
 /// Allocates `n` 64 B blocks at rate 1 through `Instrumented<System>` and
-/// keeps them: `n` sampled blocks live, their entries set in the filter.
+/// keeps them: `n` sampled blocks live, their bits set in the filter.
 fn keep_sampled_blocks(n: usize) -> Vec<usize> {
     let layout = Layout::new::<[u64; 8]>();
     // A thread's first allocation claims its allocmeter slot and is never
@@ -490,7 +490,8 @@ fn keep_sampled_blocks(n: usize) -> Vec<usize> {
     for i in 0..n {
         let p = alloc(&INSTRUMENTED, layout) as usize;
         kept.push(p);
-        LIVE_ENTRIES[filter_index(p)].store(1, Ordering::Relaxed);
+        let bit = filter_bit(p);
+        LIVE_BITS[bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
         if i % 32 == 31 {
             drain();
         }
@@ -509,8 +510,8 @@ fn free_sampled_blocks(kept: Vec<usize>) {
         // `keep_sampled_blocks` and is freed once, here.
         unsafe { INSTRUMENTED.dealloc(p as *mut u8, layout) };
     }
-    for e in &LIVE_ENTRIES {
-        e.store(0, Ordering::Relaxed);
+    for w in &LIVE_BITS {
+        w.store(0, Ordering::Relaxed);
     }
     drain();
 }
