@@ -543,8 +543,10 @@ def section_wholeprogram(path, smoke):
     quick = smoke or doc.get("mode") == "quick"
     out.append(f"`benches/wholeprogram.py` ({doc.get('mode', NA)} mode, {doc.get('runs', NA)} run(s) "
                f"per cell at scale {doc.get('scale', NA)}): each allocator is the real\n"
-               "`#[global_allocator]` of its own binary. Medians over the runs; ratios against the\n"
-               "bare inner allocator; ± is half the range of wall times over the runs; telemetry =\n"
+               "`#[global_allocator]` of its own binary. Medians over the runs; a ratio is the median\n"
+               "over the rounds of the run's figure over the bare inner allocator's run in the same\n"
+               "round (every round runs every binary once), and `wall × range` the lowest and highest\n"
+               "of those wall ratios; ± is half the range of wall times over the runs; telemetry =\n"
                "allocmeter's own memory (`Exporter::telemetry_bytes()`: slots, rings, sampled-pointer\n"
                "table, the exporter's site table, symbol cache and history) as a share of peak RSS.\n\n"
                "Every workload runs on a worker thread that `main` spawns, as a service's work does.\n"
@@ -570,12 +572,15 @@ def section_wholeprogram(path, smoke):
                                  else s["wall_spread_pct"] / 2, ".1f"),
                           wp_fmt(s.get("cpu_s"), ".3f"),
                           wp_fmt(s.get("peak_rss_bytes"), ".1f", 2**20),
-                          r("wall_ratio", ".3f"), r("inner_wall_ratio", ".3f"),
+                          r("wall_ratio", ".3f"),
+                          "—" if bare or s.get("wall_ratio_min") is None else
+                          f"{s['wall_ratio_min']:.2f} to {s['wall_ratio_max']:.2f}",
+                          r("inner_wall_ratio", ".3f"),
                           r("cpu_ratio", ".3f"), r("peak_rss_ratio", ".3f"),
                           "—" if bare else wp_fmt(s.get("telemetry_bytes"), ".0f", 1024),
                           r("telemetry_pct_of_peak_rss", ".2f")])
         out.append(md_table(["allocator", "wall s", "± %", "CPU s", "peak RSS MiB", "wall ×",
-                             "in-process wall ×", "CPU ×", "peak RSS ×", "telemetry KiB",
+                             "wall × range", "in-process wall ×", "CPU ×", "peak RSS ×", "telemetry KiB",
                              "telemetry % RSS"], table))
     targets = doc.get("targets", [])
     if targets and not quick:

@@ -13,14 +13,15 @@ alike), and measures from outside each child process:
   os.wait4 is kept too, but on Linux it is at least this interpreter's own RSS
   at fork time, so it hides peaks below about 15 MiB).
 
-It takes the median of each over the runs, the ratio of each instrumented
-variant's median to its bare inner allocator's (Instrumented<System> to
-System, and so on), and allocmeter's own memory (`telemetry_bytes`, printed by
+It takes the median of each over the runs; a ratio (Instrumented<System> to
+System, and so on) is the median over the rounds of the ratio of the two runs
+of one round, which ran close together (on a shared host whose speed swings,
+far steadier than the ratio of two medians); and allocmeter's own memory (`telemetry_bytes`, printed by
 the instrumented binaries from allocmeter::stats() at the end) as a share of
 peak RSS. It writes everything (every run included) as JSON and prints a
 markdown table.
 
-    python3 benches/wholeprogram.py            # full: 7 runs, about 5 min on 2 cores
+    python3 benches/wholeprogram.py            # full: 9 runs, about 6 min on 2 cores
     python3 benches/wholeprogram.py --quick    # CI: 1 run at a tiny scale, checks it runs
     python3 benches/wholeprogram.py --runs 3 --out results.json
 
@@ -174,6 +175,13 @@ def spread_pct(runs, key):
     return 100.0 * (max(values) - min(values)) / med if med else 0.0
 
 
+def paired_ratios(runs, base_runs, key):
+    """run[key] / base_run[key] for each round both ran (runs are in round
+    order)."""
+    return [r[key] / b[key] for r, b in zip(runs, base_runs)
+            if key in r and key in b and b[key]]
+
+
 def summarise(results):
     """Medians and ratios per (binary, workload)."""
     summary = {}
@@ -212,7 +220,12 @@ def summarise(results):
             ("peak_rss_bytes", "peak_rss_ratio"),
             ("inner_wall_s", "inner_wall_ratio"),
         ):
-            s[ratio] = s[key] / b[key] if b[key] else None
+            # Paired: run i of both ran in round i, close in time, so a
+            # host that changes speed between rounds moves both alike.
+            pairs = paired_ratios(results[(binary, workload)], results[(base, workload)], key)
+            s[ratio] = statistics.median(pairs) if pairs else None
+            if key == "wall_s" and pairs:
+                s["wall_ratio_min"], s["wall_ratio_max"] = min(pairs), max(pairs)
         s["peak_rss_added_bytes"] = s["peak_rss_bytes"] - b["peak_rss_bytes"]
     return summary
 
@@ -306,7 +319,7 @@ def main():
         action="store_true",
         help="one run at a tiny scale: checks that everything runs (for CI)",
     )
-    parser.add_argument("--runs", type=int, help="runs per binary and workload (default 7)")
+    parser.add_argument("--runs", type=int, help="runs per binary and workload (default 9)")
     parser.add_argument("--scale", type=float, help="workload scale (default 1, quick 0.01)")
     parser.add_argument(
         "--out",
@@ -326,7 +339,7 @@ def main():
     )
     args = parser.parse_args()
 
-    runs = args.runs if args.runs is not None else (1 if args.quick else 7)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 9)
     scale = args.scale if args.scale is not None else (QUICK_SCALE if args.quick else FULL_SCALE)
     if runs < 1 or scale <= 0:
         parser.error("--runs must be at least 1 and --scale positive")
