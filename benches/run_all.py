@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run every allocmeter benchmark and write BENCHMARKS.md and benches/overhead.svg.
 
-    python3 benches/run_all.py                   # full: about 13 min + whole program
+    python3 benches/run_all.py                   # full: about 10 min + whole program (6 min)
     python3 benches/run_all.py --quick           # smoke run: every benchmark once
     python3 benches/run_all.py --threads 1,2,4   # thread counts for pairs, peers, sampling
     python3 benches/run_all.py --report-only     # no runs: report existing results
