@@ -17,7 +17,8 @@ const FIRST_SHIFT: u32 = 3;
 /// Counter cells per slot: one per value of `ceil(log2(size))` for a 64-bit
 /// size. The hot path indexes cells without clamping: every request size maps
 /// to one of these. Cells 0 to 3 (sizes 1 to 8) are all class 0; sizes
-/// beyond 4 GiB land above the last class and are folded into it when read.
+/// beyond 4 GiB, and the impossible size 0 (cell 63), land above the last
+/// class and are folded into it when read.
 pub(crate) const CELLS: usize = usize::BITS as usize;
 
 /// The counter cell of a request of `size` bytes: `floor(log2(2 * size - 1))`,
@@ -39,8 +40,8 @@ pub(crate) const fn cell_of(size: usize) -> usize {
     (usize::BITS - 1 - x.leading_zeros()) as usize
 }
 
-/// Cells below this one (sizes 1 to 8) all count class 0; cell `c` above it
-/// counts class `c - FIRST_SHIFT`.
+/// Cells 0 to this one (sizes 1 to 8) all count class 0; cell `c` from this
+/// one on counts class `c - FIRST_CLASS_CELL`.
 const FIRST_CLASS_CELL: usize = FIRST_SHIFT as usize;
 
 /// The size class counted by cell `cell`.

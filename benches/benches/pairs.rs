@@ -215,14 +215,20 @@ fn bench_variant(
 /// every few hundred milliseconds), the per-round ratio of two variants
 /// measured a second apart is far steadier than either variant's time.
 fn pair_rounds() -> usize {
-    match std::env::var("ALLOCMETER_PAIR_ROUNDS") {
+    count_from_env("ALLOCMETER_PAIR_ROUNDS", 15)
+}
+
+/// A positive count from the environment variable `var`, or `default` if it
+/// is unset; panics on anything else.
+fn count_from_env(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
         Ok(n) => n
             .trim()
             .parse()
             .ok()
             .filter(|&n| n > 0)
-            .unwrap_or_else(|| panic!("ALLOCMETER_PAIR_ROUNDS: bad count {n:?}")),
-        Err(_) => 15,
+            .unwrap_or_else(|| panic!("{var}: bad count {n:?}")),
+        Err(_) => default,
     }
 }
 
@@ -275,15 +281,7 @@ fn interleaved_rounds() -> usize {
     if std::env::args().any(|a| a == "--test") {
         return 20;
     }
-    match std::env::var("ALLOCMETER_INTERLEAVED_ROUNDS") {
-        Ok(n) => n
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| panic!("ALLOCMETER_INTERLEAVED_ROUNDS: bad count {n:?}")),
-        Err(_) => 3_000,
-    }
+    count_from_env("ALLOCMETER_INTERLEAVED_ROUNDS", 3_000)
 }
 
 /// The interleaved variants: name, the index of its inner allocator's
