@@ -301,10 +301,9 @@ def section_interleaved(inter):
            "slice's time over its inner allocator's slice in the same round, with the quartiles.\n"
            "`(sampling suspended)` counts but does not sample on the measuring thread.\n"]
     groups = sorted(inter, key=thread_key)
-    order = ["System", "Instrumented<System>", "Instrumented<System> (sampling suspended)",
-             "MiMalloc", "Instrumented<MiMalloc>"]
-    seen = {n for g in groups for n in inter[g]}
-    names = [n for n in order if n in seen] + sorted(seen - set(order))
+    # In the order of `INTERLEAVED` in pairs.rs (each variant's `order`).
+    order = {n: e.get("order", math.inf) for g in groups for n, e in inter[g].items()}
+    names = sorted(order, key=lambda n: (order[n], n))
     header = ["allocator"]
     for g in groups:
         t = g.rsplit("/", 1)[1]
@@ -314,7 +313,7 @@ def section_interleaved(inter):
         row = [n]
         for g in groups:
             e = inter[g].get(n, {})
-            bare = e.get("ratio") == 1.0 and n in INNERS
+            bare = n in INNERS
             row += [num(e.get("median_ns")), num(e.get("p10_ns")),
                     "—" if bare else f"{e.get('ratio', math.nan):.3f}×",
                     "—" if bare else f"{e.get('ratio_p25', math.nan):.3f}× to {e.get('ratio_p75', math.nan):.3f}×"]

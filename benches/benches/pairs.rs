@@ -210,10 +210,11 @@ fn bench_variant(
 /// each a group `pair_64B/<threads>/round<k>` measuring every variant for
 /// a shorter time (half a second), in an order rotated by one each round;
 /// `run_all.py` reports each variant's median over the rounds, and the
-/// median and spread of the per-round ratios. On a shared host whose speed
-/// swings (this project's machine, some days, moves between two speeds
-/// every few hundred milliseconds), the per-round ratio of two variants
-/// measured a second apart is far steadier than either variant's time.
+/// median and spread of the per-round ratios. That evens out a machine
+/// that drifts over seconds; it does not help on a host that switches
+/// speeds every few hundred milliseconds (this project's machine, some
+/// days: per-round ratios from 0.70× to 1.84×), which is what
+/// [`interleaved`] is for.
 fn pair_rounds() -> usize {
     count_from_env("ALLOCMETER_PAIR_ROUNDS", 15)
 }
@@ -366,21 +367,22 @@ fn interleaved(threads: usize, rounds: usize) {
             .collect()
     });
     let after = allocmeter::profile::sampling_stats();
-    let quantile = |mut v: Vec<f64>, q: f64| {
-        v.sort_by(f64::total_cmp);
-        v[((v.len() - 1) as f64 * q).round() as usize]
-    };
+    // The `q` quantile of `sorted`, which is sorted.
+    let quantile =
+        |sorted: &[f64], q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
     for (v, &(name, base, _)) in INTERLEAVED.iter().enumerate() {
-        let all: Vec<f64> = times.iter().flat_map(|t| t[v].iter().copied()).collect();
-        let ratios: Vec<f64> = times
+        let mut all: Vec<f64> = times.iter().flat_map(|t| t[v].iter().copied()).collect();
+        let mut ratios: Vec<f64> = times
             .iter()
             .flat_map(|t| t[v].iter().zip(&t[base]).map(|(x, b)| x / b))
             .collect();
-        let (median, p10) = (quantile(all.clone(), 0.5), quantile(all, 0.1));
+        all.sort_by(f64::total_cmp);
+        ratios.sort_by(f64::total_cmp);
+        let (median, p10) = (quantile(&all, 0.5), quantile(&all, 0.1));
         let (ratio, ratio_p25, ratio_p75) = (
-            quantile(ratios.clone(), 0.5),
-            quantile(ratios.clone(), 0.25),
-            quantile(ratios, 0.75),
+            quantile(&ratios, 0.5),
+            quantile(&ratios, 0.25),
+            quantile(&ratios, 0.75),
         );
         eprintln!(
             "  {group}/{name}: median {median:.3} ns, p10 {p10:.3} ns, \
@@ -394,6 +396,8 @@ fn interleaved(threads: usize, rounds: usize) {
             ("ratio_p75", ratio_p75),
             ("rounds", rounds as f64),
             ("slice_pairs", SLICE_PAIRS as f64),
+            // The report lists the variants in this order.
+            ("order", v as f64),
         ];
         if v == 0 {
             // The run's samples, once (all Instrumented variants share them).
