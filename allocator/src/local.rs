@@ -47,11 +47,11 @@ pub(crate) struct Local {
     /// The owned slot, or null unless `state == Owner`.
     slot: Cell<*const Slot>,
     state: Cell<State>,
-    /// The sampling clock: the allocation that takes the owned slot's
-    /// allocated-bytes total above this is the next sampling point. Set to the
-    /// total when the distance was drawn plus the distance, so it counts
-    /// exactly the bytes this thread allocated since (a slot has one owner).
-    next_sample_at: Cell<u64>,
+    /// The sampling clock: the bytes this thread may still allocate before
+    /// its next sampling point. Every allocation subtracts its size (one
+    /// `sub` on thread-local memory); the allocation that takes it below zero
+    /// is the sampling point. Set to the distance when one is drawn.
+    bytes_to_sample: Cell<i64>,
     /// The rate the distance was drawn with (0: sampling was off, and the
     /// distance only schedules a recheck of the rate).
     drawn_rate: Cell<u64>,
@@ -71,7 +71,7 @@ thread_local! {
         Local {
             slot: Cell::new(ptr::null()),
             state: Cell::new(State::Unclaimed),
-            next_sample_at: Cell::new(0),
+            bytes_to_sample: Cell::new(0),
             drawn_rate: Cell::new(0),
             rng: Cell::new(0),
             busy: Cell::new(false),
@@ -105,10 +105,8 @@ thread_local! {
 
 /// One counting operation, generic over how counters are bumped.
 pub(crate) trait Op: Copy {
-    /// Applies the operation to `cells`. An operation that allocates returns
-    /// the bytes allocated through `cells` so far, this one included (the
-    /// sampling clock, see [`Local::next_sample_at`]); the others return 0.
-    fn apply<B: Bump>(self, cells: &CounterCells) -> u64;
+    /// Applies the operation to `cells`.
+    fn apply<B: Bump>(self, cells: &CounterCells);
 }
 
 /// Applies `op` to the calling thread's slot, claiming a slot first if the
@@ -139,8 +137,8 @@ pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
             let Some(slot) = (unsafe { local.slot.get().as_ref() }) else {
                 return false;
             };
-            let total = op.apply::<Owned>(&slot.counters);
-            check_clock(local, slot, total, ptr, size);
+            op.apply::<Owned>(&slot.counters);
+            tick_clock(local, slot, ptr, size);
             true
         })
         .unwrap_or(false);
@@ -149,13 +147,16 @@ pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
     }
 }
 
-/// Takes a sampling point if the slot's allocated-bytes total, now `total`
-/// after an allocation of `size` bytes at `ptr`, has passed the thread's next
-/// sampling point. Comparing with the total the counters just produced costs
-/// a load and a compare, no store.
+/// Counts an allocation of `size` bytes at `ptr` down the thread's sampling
+/// clock, and takes a sampling point if that passes it. Compiles to a `sub`
+/// on thread-local memory and a `js`. (A `Layout`'s size is at most
+/// `isize::MAX`, and the clock is at most a drawn distance, so the `i64`
+/// never wraps.)
 #[inline(always)]
-fn check_clock(local: &Local, slot: &Slot, total: u64, ptr: *mut u8, size: usize) {
-    if total > local.next_sample_at.get() {
+fn tick_clock(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
+    let left = local.bytes_to_sample.get().wrapping_sub(size as i64);
+    local.bytes_to_sample.set(left);
+    if left < 0 {
         sampling_point(local, slot, ptr, size);
     }
 }
@@ -168,8 +169,8 @@ fn check_clock(local: &Local, slot: &Slot, total: u64, ptr: *mut u8, size: usize
 fn record_alloc_slow<O: Op>(op: O, ptr: *mut u8, size: usize) {
     match current_slot() {
         Some(slot) => {
-            let total = op.apply::<Owned>(&slot.counters);
-            let _ = LOCAL.try_with(|local| check_clock(local, slot, total, ptr, size));
+            op.apply::<Owned>(&slot.counters);
+            let _ = LOCAL.try_with(|local| tick_clock(local, slot, ptr, size));
         }
         None => {
             op.apply::<Shared>(&slot::fallback().counters);
@@ -212,7 +213,7 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
     let seed = (slot::index_of(slot) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (local as *const Local as u64);
     local.rng.set(seed | 1);
-    draw_distance(local, slot);
+    draw_distance(local);
     local.slot.set(slot);
     local.state.set(State::Owner);
     // Register the exit guard. Allocations it makes record into `slot`.
@@ -231,8 +232,8 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
 }
 
 /// Draws the next sampling distance with the current rate and sets the clock
-/// to go off that many bytes after `slot`'s allocated-bytes total now.
-fn draw_distance(local: &Local, slot: &Slot) {
+/// to go off once the thread has allocated more than that many bytes.
+fn draw_distance(local: &Local) {
     let rate = sampler::sample_rate();
     let mut rng = local.rng.get();
     let distance = if rate == 0 {
@@ -241,10 +242,8 @@ fn draw_distance(local: &Local, slot: &Slot) {
         sampler::next_distance(&mut rng, rate)
     };
     local.rng.set(rng);
-    let now = slot.counters.alloc_bytes_owned();
-    local
-        .next_sample_at
-        .set(now.saturating_add(distance.unsigned_abs()));
+    let distance = i64::try_from(distance.unsigned_abs()).unwrap_or(i64::MAX);
+    local.bytes_to_sample.set(distance);
     local.drawn_rate.set(rate);
 }
 
@@ -261,7 +260,7 @@ fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
         take_sample(local, slot, ptr, size, drawn);
         local.busy.set(false);
     }
-    draw_distance(local, slot);
+    draw_distance(local);
 }
 
 /// Captures the stack and hands the sample to the slot's ring.
@@ -371,10 +370,9 @@ fn push_free(id: u64) {
 /// force now.
 pub(crate) fn restart_sampling_clock() {
     let _ = LOCAL.try_with(|local| {
-        // SAFETY: non-null only while this thread owns the slot, which is
-        // `static` (see `record`).
-        if let Some(slot) = unsafe { local.slot.get().as_ref() } {
-            draw_distance(local, slot);
+        // A thread without a slot draws its first distance when it claims one.
+        if !local.slot.get().is_null() {
+            draw_distance(local);
         }
     });
 }
