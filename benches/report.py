@@ -79,13 +79,14 @@ def load(root):
     return fold_rounds(results)
 
 
-def load_interleaved(root):
-    """{group: {function: extras}} of the interleaved 64 B measurement
-    (benches/benches/pairs.rs, `interleaved`): groups
-    `pair_64B_interleaved/<threads>`, which have no criterion results, only
-    extras (median_ns, p10_ns, ratio, ratio_p25, ratio_p75, rounds, ...)."""
+def load_interleaved(root, group="pair_64B_interleaved"):
+    """{group: {function: extras}} of an interleaved measurement: groups
+    `<group>/<threads>` (`pair_64B_interleaved`: `interleaved` in
+    benches/benches/pairs.rs; `peers_64B_interleaved`: in peers.rs), which have
+    no criterion results, only extras (median_ns, p10_ns, ratio, ratio_p25,
+    ratio_p75, added_ns, added_p25, added_p75, rounds, order, ...)."""
     out = {}
-    for f in sorted((root / "allocmeter-extra").glob("pair_64B_interleaved_*.json")):
+    for f in sorted((root / "allocmeter-extra").glob(f"{group}_*.json")):
         e = json.loads(f.read_text())
         out.setdefault(e["group"], {})[e["function"]] = e
     return out

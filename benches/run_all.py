@@ -344,7 +344,42 @@ def section_pairs(results, inter=None):
     return out
 
 
-def section_peers(results):
+def section_peers_interleaved(pinter):
+    """The interleaved 64 B peers measurement: the figures the peers targets are checked against."""
+    if not pinter:
+        return []
+    out = ["### peers/64B, interleaved (the peers targets' figures)\n",
+           "The same 64 B loop outside criterion, `System`, `Instrumented<System>` (default rate)\n"
+           "and every peer: each round runs every variant for one slice of about 0.5 ms, in an order\n"
+           "rotated each round, all threads together between spinning barriers\n"
+           "(`peers_interleaved` in `benches/benches/peers.rs`). ns/op is the median over all\n"
+           "slices; added ns is the median over the threads' rounds of a slice's ns/op minus\n"
+           "`System`'s in the same round (quartiles beside it); ratio likewise, divided.\n"]
+    groups = sorted(pinter, key=thread_key)
+    order_of = {n: e.get("order", math.inf) for g in groups for n, e in pinter[g].items()}
+    names = sorted(order_of, key=lambda n: (order_of[n], n))
+    header = ["allocator"]
+    for g in groups:
+        t = g.rsplit("/", 1)[1]
+        header += [f"ns/op {t}", f"added ns {t}", f"quartiles {t}", f"ratio {t}"]
+    rows = []
+    for n in names:
+        row = [n]
+        for g in groups:
+            e = pinter[g].get(n, {})
+            bare = n in INNERS
+            row += [num(e.get("median_ns")),
+                    "—" if bare else f"{e.get('added_ns', math.nan):+.2f}",
+                    "—" if bare else f"{e.get('added_p25', math.nan):+.2f} to {e.get('added_p75', math.nan):+.2f}",
+                    "—" if bare else f"{e.get('ratio', math.nan):.3f}×"]
+        rows.append(row)
+    out.append(md_table(header, rows))
+    rounds = {int(e.get("rounds", 0)) for g in groups for e in pinter[g].values()}
+    out.append(f"Rounds per thread: {', '.join(str(r) for r in sorted(rounds))}.\n")
+    return out
+
+
+def section_peers(results, pinter=None):
     cap_header, _, cap_names = CAPS
     out = ["## peers: allocmeter next to other instrumented allocators\n",
            "`benches/benches/peers.rs`, wiring and versions in `benches/peers.md`. Median ns per\n"
@@ -360,6 +395,8 @@ def section_peers(results):
         out.append(f"### peers/{workload}\n")
         caps = (cap_header, capability_cells, cap_names) if workload == "64B" else ([], lambda n: [], cap_names)
         out.append(timing_table(results, gs, caps, us=workload.startswith("realloc")))
+        if workload == "64B":
+            out += section_peers_interleaved(pinter or {})
     return out
 
 
@@ -377,7 +414,7 @@ def records(name, column):
     return cell.startswith("Y") or cell.startswith("via tracker")
 
 
-def section_targets(results, wp_path, inter=None):
+def section_targets(results, wp_path, inter=None, pinter=None):
     """The issue's targets, checked against this run's figures."""
     out = ["## Targets\n",
            "The targets set for these benchmarks, checked against the figures below (same run,\n"
@@ -417,14 +454,22 @@ def section_targets(results, wp_path, inter=None):
                           f"({how}; target ≤ {TARGET_MICRO_RATIO}×)"))
     # 2. Peers at 2 threads: lower added cost than every peer recording counts
     # and bytes; the factor against peers recording call sites.
+    # For 64 B, the interleaved measurement where it ran (each variant's
+    # median added ns per round); else criterion's medians.
     rows = []
+    pg = "peers_64B_interleaved/2threads"
     for workload in ["64B", "mixed_16B-64KiB"]:
         g = f"peers/{workload}/2threads"
         funcs = results.get(g, {})
-        inst, base = funcs.get("Instrumented<System>"), funcs.get("System")
-        if not (inst and base):
+        added = {n: f.median - funcs["System"].median for n, f in funcs.items()} \
+            if "System" in funcs else {}
+        if workload == "64B" and (pinter or {}).get(pg):
+            g = pg
+            funcs = pinter[pg]
+            added = {n: e.get("added_ns", math.nan) for n, e in funcs.items()}
+        if "Instrumented<System>" not in added:
             continue
-        ours = inst.median - base.median
+        ours = added["Instrumented<System>"]
         cb, cs = [], []
         for name in order(set(funcs)):
             if name in INNERS or name.startswith("Instrumented<"):
@@ -433,7 +478,7 @@ def section_targets(results, wp_path, inter=None):
             sites = records(name, "call sites")
             if not (counts_bytes or sites):
                 continue
-            theirs = funcs[name].median - base.median
+            theirs = added[name]
             factor = theirs / ours if ours > 0 else None
             what = " and ".join(w for w, k in (("counts + bytes", counts_bytes),
                                                ("call sites", sites)) if k)
@@ -459,7 +504,7 @@ def section_targets(results, wp_path, inter=None):
         elif cs:
             lines.append((True, f"`{g}`: allocmeter measured no slower than System here, so no "
                                 f"factor; peers that record call sites add "
-                                f"{min(funcs[n].median - base.median for _, n in cs):+.1f} ns or more"))
+                                f"{min(added[n] for _, n in cs):+.1f} ns or more"))
     # 3. Whole program.
     try:
         wp = json.loads(Path(wp_path).read_text())
@@ -594,10 +639,19 @@ def section_wholeprogram(path, smoke):
 # SVG
 
 
-def svg_chart(results, path, group="peers/64B/2threads"):
-    """Horizontal bars, log scale: each allocator's ratio to its bare inner allocator."""
-    funcs = results.get(group, {})
+def svg_chart(results, path, pinter=None, group="peers/64B/2threads"):
+    """Horizontal bars, log scale: each allocator's ratio to its bare inner
+    allocator; from the interleaved peers measurement where it ran (its
+    median per-round ratios), else from criterion's medians."""
     bars = []
+    interleaved = (pinter or {}).get("peers_64B_interleaved/2threads")
+    if interleaved:
+        group = "peers_64B_interleaved/2threads"
+        for name in order(set(interleaved), CAPS[2]):
+            x = interleaved[name].get("ratio", math.nan)
+            if name not in INNERS and not math.isnan(x):
+                bars.append((name, x))
+    funcs = {} if interleaved else results.get(group, {})
     for name in order(set(funcs), CAPS[2]):
         base_name = baseline_of(name)
         r, base = funcs[name], funcs.get(base_name) if base_name else None
@@ -618,7 +672,9 @@ def svg_chart(results, path, group="peers/64B/2threads"):
          f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">'
          f'Overhead per 64 B alloc+free pair, 2 threads ({esc(group)})</text>',
          f'<text x="{width / 2}" y="37" text-anchor="middle" fill="#555">'
-         'ratio of median ns/op to the bare inner allocator, log scale (1 = no overhead)</text>']
+         + ('median per-round ratio to System, interleaved' if interleaved else
+            'ratio of median ns/op to the bare inner allocator')
+         + ', log scale (1 = no overhead)</text>']
     bottom = top + len(bars) * (bar_h + gap)
     tick = 1.0
     while tick <= hi:
@@ -676,6 +732,7 @@ def main():
     wp_json = ROOT / "target" / ("wholeprogram.quick.json" if args.quick else "wholeprogram.json")
     results = report.load(crit) if crit.exists() else {}
     inter = report.load_interleaved(crit) if crit.exists() else {}
+    pinter = report.load_interleaved(crit, "peers_64B_interleaved") if crit.exists() else {}
 
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     doc = ["# allocmeter benchmarks" + (" (smoke run)" if args.quick else "") + "\n",
@@ -715,15 +772,15 @@ def main():
         doc += section_wholeprogram(wp_json, smoke=True)
         out = ROOT / "target" / "BENCHMARKS.quick.md"
     else:
-        doc += section_targets(results, wp_json, inter)
+        doc += section_targets(results, wp_json, inter, pinter)
         doc += section_pairs(results, inter)
-        doc += section_peers(results)
+        doc += section_peers(results, pinter)
         doc.append("![Overhead ratio per allocator, 64 B pairs, 2 threads](benches/overhead.svg)\n")
         doc += section_sampling(results)
         doc += section_wholeprogram(wp_json, smoke=False)
         doc += section_details(results)
         out = ROOT / "BENCHMARKS.md"
-        svg_chart(results, HERE / "overhead.svg")
+        svg_chart(results, HERE / "overhead.svg", pinter)
         print(f"wrote {HERE / 'overhead.svg'}", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(doc))

@@ -60,7 +60,8 @@ use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter_benches::{
-    TABLE_LEN, fixed_64, mixed, run_on_threads, start_drainer, thread_counts, threads_name,
+    SliceTimes, TABLE_LEN, count_from_env, fixed_64, mixed, run_on_threads, start_drainer,
+    thread_counts, threads_name,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -219,20 +220,6 @@ fn pair_rounds() -> usize {
     count_from_env("ALLOCMETER_PAIR_ROUNDS", 15)
 }
 
-/// A positive count from the environment variable `var`, or `default` if it
-/// is unset; panics on anything else.
-fn count_from_env(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(n) => n
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| panic!("{var}: bad count {n:?}")),
-        Err(_) => default,
-    }
-}
-
 fn pairs(c: &mut Criterion) {
     LazyLock::force(&SIZES);
     assert_eq!(
@@ -338,7 +325,7 @@ fn interleaved(threads: usize, rounds: usize) {
     let before = allocmeter::profile::sampling_stats();
     let barrier = Barrier::new(threads);
     // times[thread][variant][round], ns per pair.
-    let times: Vec<Vec<Vec<f64>>> = thread::scope(|s| {
+    let times: SliceTimes = thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
@@ -367,38 +354,23 @@ fn interleaved(threads: usize, rounds: usize) {
             .collect()
     });
     let after = allocmeter::profile::sampling_stats();
-    // The `q` quantile of `sorted`, which is sorted.
-    let quantile =
-        |sorted: &[f64], q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
     for (v, &(name, base, _)) in INTERLEAVED.iter().enumerate() {
-        let mut all: Vec<f64> = times.iter().flat_map(|t| t[v].iter().copied()).collect();
-        let mut ratios: Vec<f64> = times
-            .iter()
-            .flat_map(|t| t[v].iter().zip(&t[base]).map(|(x, b)| x / b))
-            .collect();
-        all.sort_by(f64::total_cmp);
-        ratios.sort_by(f64::total_cmp);
-        let (median, p10) = (quantile(&all, 0.5), quantile(&all, 0.1));
-        let (ratio, ratio_p25, ratio_p75) = (
-            quantile(&ratios, 0.5),
-            quantile(&ratios, 0.25),
-            quantile(&ratios, 0.75),
-        );
+        let mut fields = allocmeter_benches::interleaved_figures(&times, v, base);
+        let get = |key| allocmeter_benches::field(&fields, key);
         eprintln!(
-            "  {group}/{name}: median {median:.3} ns, p10 {p10:.3} ns, \
-             ratio {ratio:.4} (quartiles {ratio_p25:.4} to {ratio_p75:.4})"
+            "  {group}/{name}: median {:.3} ns, p10 {:.3} ns, ratio {:.4} (quartiles {:.4} to {:.4})",
+            get("median_ns"),
+            get("p10_ns"),
+            get("ratio"),
+            get("ratio_p25"),
+            get("ratio_p75"),
         );
-        let mut fields = vec![
-            ("median_ns", median),
-            ("p10_ns", p10),
-            ("ratio", ratio),
-            ("ratio_p25", ratio_p25),
-            ("ratio_p75", ratio_p75),
+        fields.extend([
             ("rounds", rounds as f64),
             ("slice_pairs", SLICE_PAIRS as f64),
             // The report lists the variants in this order.
             ("order", v as f64),
-        ];
+        ]);
         if v == 0 {
             // The run's samples, once (all Instrumented variants share them).
             fields.push(("samples", (after.samples - before.samples) as f64));

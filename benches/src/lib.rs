@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -180,6 +181,119 @@ pub fn mixed<A: GlobalAlloc>(a: &A, sizes: &[u32; TABLE_LEN], iters: u64) -> Dur
         unsafe { a.dealloc(p, layout) };
     }
     elapsed
+}
+
+/// A positive count from the environment variable `var`, or `default` if it
+/// is unset; panics on anything else (a benchmark run with the wrong counts
+/// would be worse than none).
+pub fn count_from_env(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
+        Ok(n) => n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("{var}: bad count {n:?}")),
+        Err(_) => default,
+    }
+}
+
+/// A barrier whose waiters spin: they leave it within a fraction of a
+/// microsecond of the last arrival, where `std::sync::Barrier` wakes them
+/// through the kernel tens of microseconds later. The interleaved
+/// measurements use it so that threads run each slice together, from its
+/// first pair, and a variant's contention between threads is measured as it
+/// is. A waiter that has spun for long (more threads than cores) yields.
+pub struct SpinBarrier {
+    threads: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    /// A barrier for `threads` threads.
+    pub fn new(threads: usize) -> Self {
+        SpinBarrier {
+            threads,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until all threads have called `wait`; returns `true` on exactly
+    /// one of them (the last to arrive).
+    pub fn wait(&self) -> bool {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            // Reset before the release, so that a thread that sees the new
+            // generation and comes back counts from zero.
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return true;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            spins = spins.saturating_add(1);
+            if spins > 100_000 {
+                thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        false
+    }
+}
+
+/// The times of an interleaved measurement, ns per op:
+/// `times[thread][variant][round]`.
+pub type SliceTimes = Vec<Vec<Vec<f64>>>;
+
+/// The figures of variant `v` of an interleaved measurement, against variant
+/// `base` (its inner allocator), as extras: the median and 10th percentile
+/// of its slices over all threads and rounds (`median_ns`, `p10_ns`); the
+/// median and quartiles over the threads' rounds of its slice's time divided
+/// by `base`'s slice in the same round (`ratio`, `ratio_p25`, `ratio_p75`)
+/// and minus it (`added_ns`, `added_p25`, `added_p75`). Pairing each slice
+/// with `base`'s slice of the same round, a fraction of a millisecond away,
+/// cancels what the host's speed does over longer spans.
+pub fn interleaved_figures(times: &SliceTimes, v: usize, base: usize) -> Vec<(&'static str, f64)> {
+    // The `q` quantile of `sorted`, which is sorted (NaN if empty).
+    let quantile = |sorted: &[f64], q: f64| {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+    };
+    let per_round = |f: fn(f64, f64) -> f64| {
+        let mut all: Vec<f64> = times
+            .iter()
+            .flat_map(|t| t[v].iter().zip(&t[base]).map(move |(&x, &b)| f(x, b)))
+            .collect();
+        all.sort_by(f64::total_cmp);
+        all
+    };
+    let mut all: Vec<f64> = times.iter().flat_map(|t| t[v].iter().copied()).collect();
+    all.sort_by(f64::total_cmp);
+    let ratios = per_round(|x, b| x / b);
+    let added = per_round(|x, b| x - b);
+    vec![
+        ("median_ns", quantile(&all, 0.5)),
+        ("p10_ns", quantile(&all, 0.1)),
+        ("ratio", quantile(&ratios, 0.5)),
+        ("ratio_p25", quantile(&ratios, 0.25)),
+        ("ratio_p75", quantile(&ratios, 0.75)),
+        ("added_ns", quantile(&added, 0.5)),
+        ("added_p25", quantile(&added, 0.25)),
+        ("added_p75", quantile(&added, 0.75)),
+    ]
+}
+
+/// The value of `key` in `fields` (NaN if absent).
+pub fn field(fields: &[(&str, f64)], key: &str) -> f64 {
+    fields
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(f64::NAN, |f| f.1)
 }
 
 /// Where criterion writes its results: `$CRITERION_HOME`, else
