@@ -82,11 +82,14 @@ def load(root):
 def load_interleaved(root, group="pair_64B_interleaved"):
     """{group: {function: extras}} of an interleaved measurement: groups
     `<group>/<threads>` (`pair_64B_interleaved`: `interleaved` in
-    benches/benches/pairs.rs; `peers_64B_interleaved`: in peers.rs), which have
+    benches/benches/pairs.rs; `peers_<workload>_interleaved`: in peers.rs), which have
     no criterion results, only extras (median_ns, p10_ns, ratio, ratio_p25,
     ratio_p75, added_ns, added_p25, added_p75, rounds, order, ...)."""
     out = {}
-    for f in sorted((root / "allocmeter-extra").glob(f"{group}_*.json")):
+    # File names are the group's with every other character than a letter or
+    # digit made `_` (benches/src/lib.rs, `write_extra`).
+    stem = re.sub(r"[^A-Za-z0-9]", "_", group)
+    for f in sorted((root / "allocmeter-extra").glob(f"{stem}_*.json")):
         e = json.loads(f.read_text())
         out.setdefault(e["group"], {})[e["function"]] = e
     return out

@@ -344,12 +344,14 @@ def section_pairs(results, inter=None):
     return out
 
 
-def section_peers_interleaved(pinter):
-    """The interleaved 64 B peers measurement: the figures the peers targets are checked against."""
+def section_peers_interleaved(pinter, workload):
+    """The interleaved peers measurement of one workload: the figures the peers targets are
+    checked against."""
+    pinter = {g: f for g, f in (pinter or {}).items() if g.startswith(f"peers_{workload}_interleaved/")}
     if not pinter:
         return []
-    out = ["### peers/64B, interleaved (the peers targets' figures)\n",
-           "The same 64 B loop outside criterion, `System`, `Instrumented<System>` (default rate)\n"
+    out = [f"### peers/{workload}, interleaved (the peers targets' figures)\n",
+           "The same loop outside criterion, `System`, `Instrumented<System>` (default rate)\n"
            "and every peer: each round runs every variant for one slice of about 0.5 ms, in an order\n"
            "rotated each round, all threads together between spinning barriers\n"
            "(`peers_interleaved` in `benches/benches/peers.rs`). ns/op is the median over all\n"
@@ -395,8 +397,7 @@ def section_peers(results, pinter=None):
         out.append(f"### peers/{workload}\n")
         caps = (cap_header, capability_cells, cap_names) if workload == "64B" else ([], lambda n: [], cap_names)
         out.append(timing_table(results, gs, caps, us=workload.startswith("realloc")))
-        if workload == "64B":
-            out += section_peers_interleaved(pinter or {})
+        out += section_peers_interleaved(pinter, workload)
     return out
 
 
@@ -454,16 +455,16 @@ def section_targets(results, wp_path, inter=None, pinter=None):
                           f"({how}; target ≤ {TARGET_MICRO_RATIO}×)"))
     # 2. Peers at 2 threads: lower added cost than every peer recording counts
     # and bytes; the factor against peers recording call sites.
-    # For 64 B, the interleaved measurement where it ran (each variant's
-    # median added ns per round); else criterion's medians.
+    # From the interleaved measurement where it ran (each variant's median
+    # added ns per round); else from criterion's medians.
     rows = []
-    pg = "peers_64B_interleaved/2threads"
     for workload in ["64B", "mixed_16B-64KiB"]:
         g = f"peers/{workload}/2threads"
         funcs = results.get(g, {})
         added = {n: f.median - funcs["System"].median for n, f in funcs.items()} \
             if "System" in funcs else {}
-        if workload == "64B" and (pinter or {}).get(pg):
+        pg = f"peers_{workload}_interleaved/2threads"
+        if (pinter or {}).get(pg):
             g = pg
             funcs = pinter[pg]
             added = {n: e.get("added_ns", math.nan) for n, e in funcs.items()}
@@ -732,7 +733,9 @@ def main():
     wp_json = ROOT / "target" / ("wholeprogram.quick.json" if args.quick else "wholeprogram.json")
     results = report.load(crit) if crit.exists() else {}
     inter = report.load_interleaved(crit) if crit.exists() else {}
-    pinter = report.load_interleaved(crit, "peers_64B_interleaved") if crit.exists() else {}
+    pinter = {} if not crit.exists() else {
+        **report.load_interleaved(crit, "peers_64B_interleaved"),
+        **report.load_interleaved(crit, "peers_mixed_16B-64KiB_interleaved")}
 
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     doc = ["# allocmeter benchmarks" + (" (smoke run)" if args.quick else "") + "\n",

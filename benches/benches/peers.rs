@@ -47,9 +47,9 @@
 //! [`allocmeter_benches::write_extra`], so a peer that recorded nothing would
 //! show.
 //!
-//! Then the 64 B pair once more, outside criterion: `System`, allocmeter at
-//! the default rate and every peer interleaved in slices of about half a
-//! millisecond, the threads running each slice together
+//! Then the 64 B and mixed pairs once more, outside criterion: `System`,
+//! allocmeter at the default rate and every peer interleaved in slices of
+//! about half a millisecond, the threads running each slice together
 //! ([`peers_interleaved`]). Its per-round added costs are what the report
 //! checks the peers targets against, on a host whose speed swings faster
 //! than criterion's measurements last.
@@ -408,9 +408,9 @@ struct Variant {
     alloc: &'static (dyn GlobalAlloc + Sync),
     /// `run_threads` on this allocator, monomorphised like the bare ones.
     run: fn(Workload, usize, u64) -> Duration,
-    /// [`fixed_64`] on this allocator on the calling thread (the
+    /// A workload's ops on this allocator on the calling thread (the
     /// interleaved measurement).
-    pairs: fn(u64) -> Duration,
+    ops: fn(Workload, u64) -> Duration,
     setup: Setup,
     observe: fn() -> Observed,
 }
@@ -421,7 +421,7 @@ macro_rules! variant {
             name: $name,
             alloc: &$alloc,
             run: |work, threads, iters| run_threads(&$alloc, work, threads, iters),
-            pairs: |n| fixed_64(&$alloc, n),
+            ops: |work, n| work.run(&$alloc, n),
             setup: $setup,
             observe: $observe,
         }
@@ -644,7 +644,7 @@ fn peers(c: &mut Criterion) {
 const SLICE: Duration = Duration::from_micros(500);
 
 /// Rounds of the interleaved measurement (`ALLOCMETER_PEERS_INTERLEAVED_ROUNDS`,
-/// default 1,000: about 6 s per thread count; 5 under `--test`).
+/// default 1,000: about 6 s per workload and thread count; 5 under `--test`).
 fn interleaved_rounds() -> usize {
     if std::env::args().any(|a| a == "--test") {
         return 5;
@@ -674,9 +674,9 @@ fn enter_interleaved(v: &Variant) {
     re_memory::accounting_allocator::set_tracking_callstacks(on);
 }
 
-/// The 64 B pair through `System`, allocmeter and every peer, interleaved at
-/// a fine grain, on `threads` threads at once: the figures the peers targets
-/// are checked against.
+/// One pair workload (64 B, or mixed sizes) through `System`, allocmeter and
+/// every peer, interleaved at a fine grain, on `threads` threads at once: the
+/// figures the peers targets are checked against.
 ///
 /// Why: criterion measures one variant for seconds, then the next, and on a
 /// host whose speed swings every few hundred milliseconds (see
@@ -684,7 +684,8 @@ fn enter_interleaved(v: &Variant) {
 /// there against 1.9 ns interleaved, which made every factor against the
 /// peers three times too small. Here every round runs each variant for one
 /// slice of about [`SLICE`] (a calibrated number of pairs: about 50,000
-/// for `System`, a few hundred for dhat), in an order rotated each round; the
+/// 64 B pairs for `System`, a few hundred for dhat), in an order rotated
+/// each round; the
 /// threads run each slice together, between two spinning barriers
 /// ([`SpinBarrier`]), so that a
 /// variant's process-wide switch is in force on all of them. A variant's
@@ -693,11 +694,20 @@ fn enter_interleaved(v: &Variant) {
 /// not counted.
 ///
 /// Written as extras (`allocmeter-extra/`) of the group
-/// `peers_64B_interleaved/<threads>`: per variant the figures of
+/// `peers_<workload>_interleaved/<threads>`: per variant the figures of
 /// [`allocmeter_benches::interleaved_figures`], the rounds, the slice's pairs
 /// and the report's order.
-fn interleaved(variants: &[&Variant], slice_pairs: &[u64], threads: usize, rounds: usize) {
-    let group = format!("peers_64B_interleaved/{}", threads_name(threads));
+fn interleaved(
+    (workload_name, work): (&str, Workload),
+    variants: &[&Variant],
+    slice_pairs: &[u64],
+    threads: usize,
+    rounds: usize,
+) {
+    let group = format!(
+        "peers_{workload_name}_interleaved/{}",
+        threads_name(threads)
+    );
     let n = variants.len();
     let barrier = SpinBarrier::new(threads);
     let times: SliceTimes = thread::scope(|s| {
@@ -712,7 +722,7 @@ fn interleaved(variants: &[&Variant], slice_pairs: &[u64], threads: usize, round
                                 enter_interleaved(variants[v]);
                             }
                             barrier.wait();
-                            let took = (variants[v].pairs)(slice_pairs[v]);
+                            let took = (variants[v].ops)(work, slice_pairs[v]);
                             if round > 0 {
                                 t[v].push(took.as_nanos() as f64 / slice_pairs[v] as f64);
                             }
@@ -749,20 +759,27 @@ fn interleaved(variants: &[&Variant], slice_pairs: &[u64], threads: usize, round
     }
 }
 
-/// The interleaved 64 B measurement for each thread count, unless a
-/// criterion filter on the command line leaves it out.
+/// The interleaved measurement of the 64 B and mixed pairs for each thread
+/// count, unless a criterion filter on the command line leaves it out.
 fn peers_interleaved(_: &mut Criterion) {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    if !filters.is_empty()
-        && !filters
-            .iter()
-            .any(|f| "peers_64B_interleaved".contains(f.as_str()))
-    {
+    let workloads: Vec<(&str, Workload)> = [
+        ("64B", Workload::Fixed64),
+        ("mixed_16B-64KiB", Workload::Mixed),
+    ]
+    .into_iter()
+    .filter(|(name, _)| {
+        let group = format!("peers_{name}_interleaved");
+        filters.is_empty() || filters.iter().any(|f| group.contains(f.as_str()))
+    })
+    .collect();
+    if workloads.is_empty() {
         return;
     }
+    LazyLock::force(&SIZES);
     let all = variants();
     let variants: Vec<&Variant> = all.iter().filter(|v| interleaved_variant(v)).collect();
     let old_rate = allocmeter::sample_rate();
@@ -770,19 +787,22 @@ fn peers_interleaved(_: &mut Criterion) {
     AllocationRegistry::enable_tracking();
     let dhat_file = allocmeter_benches::criterion_dir().join("peers-interleaved-dhat-heap.json");
     let profiler = dhat::Profiler::builder().file_name(dhat_file).build();
-    // Pairs per slice: what runs about `SLICE` on one thread, after a warm-up.
-    let slice_pairs: Vec<u64> = variants
-        .iter()
-        .map(|v| {
-            enter_interleaved(v);
-            (v.pairs)(1024);
-            let took = (v.pairs)(2000).as_nanos().max(1) as f64 / 2000.0;
-            ((SLICE.as_nanos() as f64 / took) as u64).clamp(50, 100_000)
-        })
-        .collect();
     let rounds = interleaved_rounds();
-    for threads in thread_counts() {
-        interleaved(&variants, &slice_pairs, threads, rounds);
+    for (name, work) in workloads {
+        // Pairs per slice: what runs about `SLICE` on one thread, after a
+        // warm-up.
+        let slice_pairs: Vec<u64> = variants
+            .iter()
+            .map(|v| {
+                enter_interleaved(v);
+                (v.ops)(work, 1024);
+                let took = (v.ops)(work, 2000).as_nanos().max(1) as f64 / 2000.0;
+                ((SLICE.as_nanos() as f64 / took) as u64).clamp(50, 100_000)
+            })
+            .collect();
+        for threads in thread_counts() {
+            interleaved((name, work), &variants, &slice_pairs, threads, rounds);
+        }
     }
     drop(profiler);
     AllocationRegistry::disable_tracking();
