@@ -289,6 +289,27 @@ def capability_cells(name):
 # sections
 
 
+def interleaved_table(inter, columns):
+    """A table of an interleaved measurement's groups ({group: {variant: extras}}):
+    a row per variant in the benchmark's `order`, and per thread count the columns
+    `columns` gives as (header, cell(extras) -> str) pairs, bare allocators showing
+    only the columns whose cell is marked for them (`("ns/op", f, True)`)."""
+    groups = sorted(inter, key=thread_key)
+    order_of = {n: e.get("order", math.inf) for g in groups for n, e in inter[g].items()}
+    names = sorted(order_of, key=lambda n: (order_of[n], n))
+    header = ["allocator"] + [f"{h} {g.rsplit('/', 1)[1]}" for g in groups for h, _, _ in columns]
+    rows = []
+    for n in names:
+        row = [n]
+        for g in groups:
+            e = inter[g].get(n, {})
+            row += [cell(e) if (for_bare or n not in INNERS) else "—" for _, cell, for_bare in columns]
+        rows.append(row)
+    rounds = {int(e.get("rounds", 0)) for g in groups for e in inter[g].values()}
+    return [md_table(header, rows),
+            f"Rounds per thread: {', '.join(str(r) for r in sorted(rounds))}.\n"]
+
+
 def section_interleaved(inter):
     """The interleaved 64 B measurement: the figures the 64 B target is checked against."""
     if not inter:
@@ -300,28 +321,12 @@ def section_interleaved(inter):
            "(and 10th percentile) over all slices; the ratio is the median over the rounds of a\n"
            "slice's time over its inner allocator's slice in the same round, with the quartiles.\n"
            "`(sampling suspended)` counts but does not sample on the measuring thread.\n"]
-    groups = sorted(inter, key=thread_key)
-    # In the order of `INTERLEAVED` in pairs.rs (each variant's `order`).
-    order = {n: e.get("order", math.inf) for g in groups for n, e in inter[g].items()}
-    names = sorted(order, key=lambda n: (order[n], n))
-    header = ["allocator"]
-    for g in groups:
-        t = g.rsplit("/", 1)[1]
-        header += [f"ns/op {t}", f"p10 {t}", f"ratio {t}", f"quartiles {t}"]
-    rows = []
-    for n in names:
-        row = [n]
-        for g in groups:
-            e = inter[g].get(n, {})
-            bare = n in INNERS
-            row += [num(e.get("median_ns")), num(e.get("p10_ns")),
-                    "—" if bare else f"{e.get('ratio', math.nan):.3f}×",
-                    "—" if bare else f"{e.get('ratio_p25', math.nan):.3f}× to {e.get('ratio_p75', math.nan):.3f}×"]
-        rows.append(row)
-    out.append(md_table(header, rows))
-    rounds = {int(e.get("rounds", 0)) for g in groups for e in inter[g].values()}
-    out.append(f"Rounds per thread: {', '.join(str(r) for r in sorted(rounds))}.\n")
-    return out
+    return out + interleaved_table(inter, [
+        ("ns/op", lambda e: num(e.get("median_ns")), True),
+        ("p10", lambda e: num(e.get("p10_ns")), True),
+        ("ratio", lambda e: f"{e.get('ratio', math.nan):.3f}×", False),
+        ("quartiles", lambda e: f"{e.get('ratio_p25', math.nan):.3f}× to "
+                                f"{e.get('ratio_p75', math.nan):.3f}×", False)])
 
 
 def section_pairs(results, inter=None):
@@ -357,28 +362,12 @@ def section_peers_interleaved(pinter, workload):
            "(`peers_interleaved` in `benches/benches/peers.rs`). ns/op is the median over all\n"
            "slices; added ns is the median over the threads' rounds of a slice's ns/op minus\n"
            "`System`'s in the same round (quartiles beside it); ratio likewise, divided.\n"]
-    groups = sorted(pinter, key=thread_key)
-    order_of = {n: e.get("order", math.inf) for g in groups for n, e in pinter[g].items()}
-    names = sorted(order_of, key=lambda n: (order_of[n], n))
-    header = ["allocator"]
-    for g in groups:
-        t = g.rsplit("/", 1)[1]
-        header += [f"ns/op {t}", f"added ns {t}", f"quartiles {t}", f"ratio {t}"]
-    rows = []
-    for n in names:
-        row = [n]
-        for g in groups:
-            e = pinter[g].get(n, {})
-            bare = n in INNERS
-            row += [num(e.get("median_ns")),
-                    "—" if bare else f"{e.get('added_ns', math.nan):+.2f}",
-                    "—" if bare else f"{e.get('added_p25', math.nan):+.2f} to {e.get('added_p75', math.nan):+.2f}",
-                    "—" if bare else f"{e.get('ratio', math.nan):.3f}×"]
-        rows.append(row)
-    out.append(md_table(header, rows))
-    rounds = {int(e.get("rounds", 0)) for g in groups for e in pinter[g].values()}
-    out.append(f"Rounds per thread: {', '.join(str(r) for r in sorted(rounds))}.\n")
-    return out
+    return out + interleaved_table(pinter, [
+        ("ns/op", lambda e: num(e.get("median_ns")), True),
+        ("added ns", lambda e: f"{e.get('added_ns', math.nan):+.2f}", False),
+        ("quartiles", lambda e: f"{e.get('added_p25', math.nan):+.2f} to "
+                                f"{e.get('added_p75', math.nan):+.2f}", False),
+        ("ratio", lambda e: f"{e.get('ratio', math.nan):.3f}×", False)])
 
 
 def section_peers(results, pinter=None):
