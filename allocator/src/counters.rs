@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use crate::bump::{Bump, Owned, Shared};
 
-use crate::size_class::{NUM_SIZE_CLASSES, class_of, upper_bound};
+use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell, first_cell_of_class};
 
 /// A plain copy of one set of counters. `wrapping_sub` gives deltas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,51 +87,22 @@ impl Counters {
     }
 }
 
-/// Requests of up to this many bytes are counted by their exact size.
-///
-/// One counter per size holds both the count and, multiplied by the size
-/// when read, the bytes: the hot path bumps one counter per allocation or
-/// free, where a byte total and a size-class counter took two, and it needs
-/// no `bsr` to find the class. On this project's machine that took a 64 B
-/// alloc+free pair on glibc from 37 to 36 cycles (`benches/`, the
-/// interleaved 64 B pair; the same build with size classes for every size
-/// stayed at 37). Larger requests, rarer and slower anyway, are counted by
-/// size class with a byte total, off the straight path.
-///
-/// 128 B covers most of what Rust programs allocate (boxed values, small
-/// strings and vectors, map nodes) and keeps each array at 1 KiB: a slot is
-/// 3.3 KiB. Counting up to 512 B (4 KiB arrays) put allocmeter's own memory
-/// at 1.56 % of the producer/consumer whole-program benchmark's peak RSS
-/// (9 MiB, six threads), over the 1 % it is held to.
-pub(crate) const EXACT_MAX: usize = 128;
-const EXACT_SIZES: usize = EXACT_MAX + 1;
-
 /// The atomic counters of one slot.
 ///
-/// The allocation side and the free side each sit in their own run of words
-/// (1.5 KiB apart for the exact sizes). An earlier layout put each class's
-/// allocation and free counts side by side in one 16-byte pair; the free's
-/// read-modify-write of the word next to the one the allocation had just
-/// stored cost 0.6 ns per 64 B pair and 1.2 ns per mixed-size pair on this
-/// project's machine (an A/B harness, 21 alternating rounds), presumably the
-/// CPU ordering the load behind that recent store.
+/// The allocation side (bytes, then counts by size-class cell) and the free
+/// side each sit in their own run of words. An earlier layout put each
+/// class's allocation and free counts side by side in one 16-byte pair; the
+/// free's read-modify-write of the word next to the one the allocation had
+/// just stored cost 0.6 ns per 64 B pair and 1.2 ns per mixed-size pair on
+/// this project's machine (an A/B harness, 21 alternating rounds), presumably
+/// the CPU ordering the load behind that recent store. Kept apart, the
+/// counters add 1.0 to 1.4 ns per 64 B pair over glibc.
 #[repr(C)]
 pub(crate) struct CounterCells {
-    allocs_by_size: [AtomicU64; EXACT_SIZES],
-    classes: ClassCells,
-    frees_by_size: [AtomicU64; EXACT_SIZES],
-}
-
-/// Counts by size class, byte totals and the rest: the part of
-/// [`CounterCells`] for requests above [`EXACT_MAX`] bytes (and for the
-/// realloc kinds and failures), and, on its own, a stored [`Counters`] (a
-/// slot's baseline).
-#[repr(C)]
-pub(crate) struct ClassCells {
     alloc_bytes: AtomicU64,
-    allocs_by_class: [AtomicU64; NUM_SIZE_CLASSES],
+    allocs_by_cell: [AtomicU64; CELLS],
     free_bytes: AtomicU64,
-    frees_by_class: [AtomicU64; NUM_SIZE_CLASSES],
+    frees_by_cell: [AtomicU64; CELLS],
     grown_in_place: AtomicU64,
     shrunk_in_place: AtomicU64,
     moved: AtomicU64,
@@ -155,37 +126,34 @@ impl CounterCells {
     /// All zero; usable in a `static`.
     pub const fn new() -> Self {
         CounterCells {
-            allocs_by_size: [const { AtomicU64::new(0) }; EXACT_SIZES],
-            classes: ClassCells::new(),
-            frees_by_size: [const { AtomicU64::new(0) }; EXACT_SIZES],
+            alloc_bytes: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(0),
+            allocs_by_cell: [const { AtomicU64::new(0) }; CELLS],
+            frees_by_cell: [const { AtomicU64::new(0) }; CELLS],
+            grown_in_place: AtomicU64::new(0),
+            shrunk_in_place: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            grown_bytes: AtomicU64::new(0),
+            shrunk_bytes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 
     /// One allocation of `size` bytes.
     #[inline(always)]
     pub fn alloc<B: Bump>(&self, size: usize) {
-        match self.allocs_by_size.get(size) {
-            Some(cell) => {
-                B::add(cell, 1);
-            }
-            None => {
-                unlikely_path();
-                self.classes.alloc::<B>(size)
-            }
+        B::add(&self.alloc_bytes, size as u64);
+        if let Some(cell) = self.allocs_by_cell.get(cell_of(size)) {
+            B::add(cell, 1);
         }
     }
 
     /// One free of `size` bytes.
     #[inline(always)]
     pub fn free<B: Bump>(&self, size: usize) {
-        match self.frees_by_size.get(size) {
-            Some(cell) => {
-                B::add(cell, 1);
-            }
-            None => {
-                unlikely_path();
-                self.classes.free::<B>(size)
-            }
+        B::add(&self.free_bytes, size as u64);
+        if let Some(cell) = self.frees_by_cell.get(cell_of(size)) {
+            B::add(cell, 1);
         }
     }
 
@@ -196,16 +164,15 @@ impl CounterCells {
     #[inline(always)]
     pub fn realloc<B: Bump>(&self, old: usize, new: usize, kind: ReallocKind) {
         self.alloc::<B>(new);
-        let c = &self.classes;
         let kind_cell = match kind {
-            ReallocKind::GrownInPlace => &c.grown_in_place,
-            ReallocKind::ShrunkInPlace => &c.shrunk_in_place,
-            ReallocKind::Moved => &c.moved,
+            ReallocKind::GrownInPlace => &self.grown_in_place,
+            ReallocKind::ShrunkInPlace => &self.shrunk_in_place,
+            ReallocKind::Moved => &self.moved,
         };
         let delta_cell = if new >= old {
-            &c.grown_bytes
+            &self.grown_bytes
         } else {
-            &c.shrunk_bytes
+            &self.shrunk_bytes
         };
         B::add(kind_cell, 1);
         B::add(delta_cell, new.abs_diff(old) as u64);
@@ -215,106 +182,15 @@ impl CounterCells {
     /// One request the inner allocator refused (returned null).
     #[inline(always)]
     pub fn failure<B: Bump>(&self) {
-        B::add(&self.classes.failures, 1);
-    }
-
-    /// Adds the free side of these cells into `out` (`Acquire`; see module docs).
-    pub fn read_free_side(&self, out: &mut Counters) {
-        self.classes.read_free_side(out);
-        read_exact(
-            &self.frees_by_size,
-            &mut out.free_bytes,
-            &mut out.free_by_class,
-        );
-    }
-
-    /// Adds everything but the free side into `out` (`Acquire`).
-    pub fn read_alloc_side(&self, out: &mut Counters) {
-        self.classes.read_alloc_side(out);
-        read_exact(
-            &self.allocs_by_size,
-            &mut out.alloc_bytes,
-            &mut out.alloc_by_class,
-        );
-    }
-
-    /// A copy of these cells (free side first).
-    pub fn read(&self) -> Counters {
-        let mut out = Counters::default();
-        self.read_free_side(&mut out);
-        self.read_alloc_side(&mut out);
-        out
-    }
-}
-
-/// Marks the branch that calls it as the unlikely one, so the compiler lays
-/// the other out as the straight path (`core::hint::cold_path` is newer than
-/// this crate's minimum Rust). Inlined, it leaves no code.
-#[cold]
-#[inline(always)]
-fn unlikely_path() {}
-
-/// Adds exact-size counts (`cells[size]`) into a byte total and class counts,
-/// one class's run of sizes at a time.
-fn read_exact(cells: &[AtomicU64; EXACT_SIZES], bytes: &mut u64, by_class: &mut [u64]) {
-    let mut first = 0;
-    for (class, out) in by_class.iter_mut().enumerate() {
-        if first > EXACT_MAX {
-            break;
-        }
-        let last = upper_bound(class).map_or(EXACT_MAX, |b| (b as usize).min(EXACT_MAX));
-        let (mut n, mut b) = (0u64, 0u64);
-        for (size, c) in (first..).zip(&cells[first..=last]) {
-            let count = c.load(Ordering::Acquire);
-            n = n.wrapping_add(count);
-            b = b.wrapping_add(count.wrapping_mul(size as u64));
-        }
-        *out = out.wrapping_add(n);
-        *bytes = bytes.wrapping_add(b);
-        first = last + 1;
-    }
-}
-
-impl ClassCells {
-    /// All zero; usable in a `static`.
-    pub const fn new() -> Self {
-        ClassCells {
-            alloc_bytes: AtomicU64::new(0),
-            allocs_by_class: [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES],
-            free_bytes: AtomicU64::new(0),
-            frees_by_class: [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES],
-            grown_in_place: AtomicU64::new(0),
-            shrunk_in_place: AtomicU64::new(0),
-            moved: AtomicU64::new(0),
-            grown_bytes: AtomicU64::new(0),
-            shrunk_bytes: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-        }
-    }
-
-    /// One allocation of `size` bytes, by size class.
-    #[inline(always)]
-    fn alloc<B: Bump>(&self, size: usize) {
-        B::add(&self.alloc_bytes, size as u64);
-        if let Some(cell) = self.allocs_by_class.get(class_of(size)) {
-            B::add(cell, 1);
-        }
-    }
-
-    /// One free of `size` bytes, by size class.
-    #[inline(always)]
-    fn free<B: Bump>(&self, size: usize) {
-        B::add(&self.free_bytes, size as u64);
-        if let Some(cell) = self.frees_by_class.get(class_of(size)) {
-            B::add(cell, 1);
-        }
+        B::add(&self.failures, 1);
     }
 
     /// Adds the free side of these cells into `out` (`Acquire`; see module docs).
     pub fn read_free_side(&self, out: &mut Counters) {
         let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
         out.free_bytes = out.free_bytes.wrapping_add(ld(&self.free_bytes));
-        for (o, c) in out.free_by_class.iter_mut().zip(&self.frees_by_class) {
+        for (cell, c) in self.frees_by_cell.iter().enumerate() {
+            let o = &mut out.free_by_class[class_of_cell(cell)];
             *o = o.wrapping_add(ld(c));
         }
     }
@@ -323,7 +199,8 @@ impl ClassCells {
     pub fn read_alloc_side(&self, out: &mut Counters) {
         let ld = |c: &AtomicU64| c.load(Ordering::Acquire);
         out.alloc_bytes = out.alloc_bytes.wrapping_add(ld(&self.alloc_bytes));
-        for (o, c) in out.alloc_by_class.iter_mut().zip(&self.allocs_by_class) {
+        for (cell, c) in self.allocs_by_cell.iter().enumerate() {
+            let o = &mut out.alloc_by_class[class_of_cell(cell)];
             *o = o.wrapping_add(ld(c));
         }
         out.grown_in_place = out.grown_in_place.wrapping_add(ld(&self.grown_in_place));
@@ -348,11 +225,19 @@ impl ClassCells {
         let st = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
         st(&self.alloc_bytes, value.alloc_bytes);
         st(&self.free_bytes, value.free_bytes);
-        for (c, v) in self.allocs_by_class.iter().zip(value.alloc_by_class) {
-            st(c, v);
-        }
-        for (c, v) in self.frees_by_class.iter().zip(value.free_by_class) {
-            st(c, v);
+        // Each class goes into its first cell; the others get zero (`read`
+        // folds every cell into its class).
+        for (cell, (a, f)) in self
+            .allocs_by_cell
+            .iter()
+            .zip(&self.frees_by_cell)
+            .enumerate()
+        {
+            let class = class_of_cell(cell);
+            let first = cell == first_cell_of_class(class);
+            let class = first.then_some(class);
+            st(a, class.map_or(0, |i| value.alloc_by_class[i]));
+            st(f, class.map_or(0, |i| value.free_by_class[i]));
         }
         st(&self.grown_in_place, value.grown_in_place);
         st(&self.shrunk_in_place, value.shrunk_in_place);
@@ -366,6 +251,7 @@ impl ClassCells {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::size_class::class_of;
 
     #[test]
     fn owned_and_shared_writers_count_the_same() {
@@ -381,26 +267,6 @@ mod tests {
         a.failure::<Owned>();
         b.failure::<Shared>();
         assert_eq!(a.read(), b.read());
-    }
-
-    #[test]
-    fn exact_sizes_and_classes_give_the_same_totals_as_a_plain_sum() {
-        let c = CounterCells::new();
-        let mut want = Counters::default();
-        let top = if cfg!(miri) { 1_100 } else { 5_000 };
-        let sizes = (0..top).chain([EXACT_MAX - 1, EXACT_MAX, EXACT_MAX + 1, 1 << 40]);
-        for (i, size) in sizes.enumerate() {
-            // Every size allocated i % 3 + 1 times, freed once.
-            for _ in 0..i % 3 + 1 {
-                c.alloc::<Owned>(size);
-                want.alloc_bytes += size as u64;
-                want.alloc_by_class[class_of(size)] += 1;
-            }
-            c.free::<Owned>(size);
-            want.free_bytes += size as u64;
-            want.free_by_class[class_of(size)] += 1;
-        }
-        assert_eq!(c.read(), want);
     }
 
     #[test]
@@ -424,7 +290,7 @@ mod tests {
 
     #[test]
     fn store_then_read_round_trips_and_sub_subtracts() {
-        let c = ClassCells::new();
+        let c = CounterCells::new();
         let mut v = Counters {
             alloc_bytes: 7,
             failures: 3,

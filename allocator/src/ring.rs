@@ -44,16 +44,11 @@ use crate::try_lock::TryLock;
 /// borrow tracker retags the whole slice on each access, an eighth of that.)
 pub(crate) const MAX_RING_WORDS: usize = if cfg!(miri) { 1024 } else { 8192 };
 
-/// Words in the smallest ring: 512 words = 4 KiB, room for seven records with
-/// 64-frame stacks (under Miri, 128 words: an eighth of its largest). Most
-/// threads sample a few times a second at the default rate and never need
-/// more; one that fills its ring before the drainer comes by asks for twice
-/// the size (see `Slot::want_bigger_ring`). It was 8 KiB until allocmeter's
-/// own memory came to 0.97 % of the producer/consumer benchmark's peak RSS.
-pub(crate) const MIN_RING_WORDS: usize = if cfg!(miri) { 128 } else { 512 };
+/// Words in the smallest ring: 1024 words = 8 KiB (an eighth under Miri).
+pub(crate) const MIN_RING_WORDS: usize = MAX_RING_WORDS / 8;
 
 /// The ring size (in words, a power of two) for sampling at `rate` bytes:
-/// 4 KiB at 256 KiB and above (the default is 512 KiB) or with sampling off
+/// 8 KiB at 256 KiB and above (the default is 512 KiB) or with sampling off
 /// (0: only frees of blocks sampled earlier are pushed), 32 KiB from 32 KiB,
 /// 64 KiB below that.
 pub(crate) const fn words_for_rate(rate: u64) -> usize {

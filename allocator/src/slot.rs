@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::counters::{Bump, ClassCells, CounterCells, Counters};
+use crate::counters::{Bump, CounterCells, Counters};
 use crate::ownership::{self, FREE};
 use crate::ring::{self, Ring};
 
@@ -35,7 +35,7 @@ pub(crate) struct Slot {
     /// The counters' values when the current owner claimed the slot, so that
     /// [`crate::thread_stats`] reports this thread's own work. Written and read
     /// only by the owner.
-    pub baseline: ClassCells,
+    pub baseline: CounterCells,
     /// Sampling counters, written like `counters`.
     pub sampling: SamplingCells,
     /// The slot's sample ring, allocated on its first sample; null before.
@@ -81,7 +81,7 @@ impl Slot {
     const fn new() -> Self {
         Slot {
             counters: CounterCells::new(),
-            baseline: ClassCells::new(),
+            baseline: CounterCells::new(),
             sampling: SamplingCells::new(),
             ring: AtomicPtr::new(core::ptr::null_mut()),
             ring_words_wanted: AtomicUsize::new(0),

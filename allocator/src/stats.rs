@@ -144,15 +144,15 @@ impl MemStats {
 /// ([`MemStats::telemetry_bytes`]) once `slots_used` thread slots have been
 /// claimed ([`MemStats::slots_used`]: the peak number of threads alive at
 /// once, at most [`MAX_SLOTS`](crate::slot::MAX_SLOTS)): per slot its counters
-/// and at most one sample ring of each size from 4 KiB to 64 KiB (about
-/// 126 KiB), plus the sampled-block filter and table at their largest
+/// and at most one sample ring of each size from 8 KiB to 64 KiB (about
+/// 122 KiB), plus the sampled-block filter and table at their largest
 /// (about 1 MiB). It does not grow with the number of threads ever started,
 /// with the allocation rate or with the number of call sites.
 ///
 /// ```
 /// let s = allocmeter::stats();
 /// assert!(s.telemetry_bytes <= allocmeter::telemetry_bound(s.slots_used));
-/// // A thousand threads alive at once: about 127 MiB at most.
+/// // A thousand threads alive at once: about 125 MiB at most.
 /// assert!(allocmeter::telemetry_bound(1000) < 130 << 20);
 /// ```
 pub fn telemetry_bound(slots_used: u64) -> u64 {
@@ -162,7 +162,7 @@ pub fn telemetry_bound(slots_used: u64) -> u64 {
 /// Reads the process-wide statistics.
 ///
 /// Cheap enough to call often: it reads the slots of the threads that have
-/// allocated (about 330 plain loads per slot), takes no lock, never
+/// allocated (about a hundred plain loads per slot), takes no lock, never
 /// allocates and never blocks an allocating thread. Works whether or not the
 /// exporter runs. Go: `runtime.ReadMemStats`, minus the stop-the-world.
 ///

@@ -606,7 +606,7 @@ impl Exporter {
     /// The most [`Exporter::telemetry_bytes`] can come to with the threads
     /// seen so far: [`allocmeter::telemetry_bound`] for the allocator's
     /// share (it grows with the peak number of threads alive at once, about
-    /// 129 KiB each), plus the exporter's at their limits: the site table
+    /// 124 KiB each), plus the exporter's at their limits: the site table
     /// at [`Builder::max_sites`] stacks of the deepest capture with every
     /// live sample, the symbol cache (8 MiB), the history at
     /// [`Builder::history`] snapshots and the spike records. It does not
