@@ -55,13 +55,12 @@
 use std::alloc::{GlobalAlloc, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, LazyLock};
-use std::thread;
 use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter_benches::{
-    SliceTimes, TABLE_LEN, count_from_env, fixed_64, mixed, run_on_threads, start_drainer,
-    thread_counts, threads_name,
+    TABLE_LEN, count_from_env, fixed_64, interleaved_rounds, mixed, on_threads, run_on_threads,
+    selected, start_drainer, thread_counts, threads_name,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -263,15 +262,6 @@ fn pairs(c: &mut Criterion) {
 /// Pairs per slice of the interleaved measurement: 0.1 to 0.3 ms.
 const SLICE_PAIRS: u64 = 20_000;
 
-/// Rounds of the interleaved measurement (`ALLOCMETER_INTERLEAVED_ROUNDS`,
-/// default 3,000: about 8 s per thread count; 20 under `--test`).
-fn interleaved_rounds() -> usize {
-    if std::env::args().any(|a| a == "--test") {
-        return 20;
-    }
-    count_from_env("ALLOCMETER_INTERLEAVED_ROUNDS", 3_000)
-}
-
 /// The interleaved variants: name, the index of its inner allocator's
 /// variant (itself for a bare one), and whether sampling is suspended on
 /// the measuring thread. [`run_interleaved`] maps each index to its static.
@@ -325,46 +315,26 @@ fn interleaved(threads: usize, rounds: usize) {
     let before = allocmeter::profile::sampling_stats();
     let barrier = Barrier::new(threads);
     // times[thread][variant][round], ns per pair.
-    let times: SliceTimes = thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut t = vec![Vec::with_capacity(rounds); INTERLEAVED.len()];
-                    for v in 0..INTERLEAVED.len() {
-                        run_interleaved(v, WARM_UP_PAIRS);
-                    }
-                    for round in 0..rounds {
-                        barrier.wait();
-                        for i in 0..INTERLEAVED.len() {
-                            let v = (i + round) % INTERLEAVED.len();
-                            let guard =
-                                INTERLEAVED[v].2.then(allocmeter::profile::suspend_sampling);
-                            let took = run_interleaved(v, SLICE_PAIRS);
-                            drop(guard);
-                            t[v].push(took.as_nanos() as f64 / SLICE_PAIRS as f64);
-                        }
-                    }
-                    t
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("interleaved benchmark thread panicked"))
-            .collect()
+    let times = on_threads(threads, || {
+        let mut t = vec![Vec::with_capacity(rounds); INTERLEAVED.len()];
+        for v in 0..INTERLEAVED.len() {
+            run_interleaved(v, WARM_UP_PAIRS);
+        }
+        for round in 0..rounds {
+            barrier.wait();
+            for i in 0..INTERLEAVED.len() {
+                let v = (i + round) % INTERLEAVED.len();
+                let guard = INTERLEAVED[v].2.then(allocmeter::profile::suspend_sampling);
+                let took = run_interleaved(v, SLICE_PAIRS);
+                drop(guard);
+                t[v].push(took.as_nanos() as f64 / SLICE_PAIRS as f64);
+            }
+        }
+        t
     });
     let after = allocmeter::profile::sampling_stats();
     for (v, &(name, base, _)) in INTERLEAVED.iter().enumerate() {
         let mut fields = allocmeter_benches::interleaved_figures(&times, v, base);
-        let get = |key| allocmeter_benches::field(&fields, key);
-        eprintln!(
-            "  {group}/{name}: median {:.3} ns, p10 {:.3} ns, ratio {:.4} (quartiles {:.4} to {:.4})",
-            get("median_ns"),
-            get("p10_ns"),
-            get("ratio"),
-            get("ratio_p25"),
-            get("ratio_p75"),
-        );
         fields.extend([
             ("rounds", rounds as f64),
             ("slice_pairs", SLICE_PAIRS as f64),
@@ -376,25 +346,18 @@ fn interleaved(threads: usize, rounds: usize) {
             fields.push(("samples", (after.samples - before.samples) as f64));
             fields.push(("dropped", (after.dropped - before.dropped) as f64));
         }
-        allocmeter_benches::write_extra(&group, name, &fields);
+        allocmeter_benches::report_interleaved(&group, name, &fields);
     }
 }
 
 /// The interleaved measurement for each thread count, unless a criterion
 /// filter on the command line leaves it out.
 fn pairs_interleaved(_: &mut Criterion) {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty()
-        && !filters
-            .iter()
-            .any(|f| "pair_64B_interleaved".contains(f.as_str()))
-    {
+    if !selected("pair_64B_interleaved") {
         return;
     }
-    let rounds = interleaved_rounds();
+    // About 8 s per thread count.
+    let rounds = interleaved_rounds("ALLOCMETER_INTERLEAVED_ROUNDS", 3_000, 20);
     for threads in thread_counts() {
         interleaved(threads, rounds);
     }

@@ -60,13 +60,12 @@ use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
 use std::hint::black_box;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
 use allocmeter_benches::{
-    ALIGN, SliceTimes, SpinBarrier, TABLE_LEN, alloc, count_from_env, fixed_64, mixed,
-    run_on_threads, start_drainer, thread_counts, threads_name,
+    ALIGN, SpinBarrier, TABLE_LEN, alloc, fixed_64, interleaved_rounds, mixed, on_threads,
+    run_on_threads, selected, start_drainer, thread_counts, threads_name,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -643,15 +642,6 @@ fn peers(c: &mut Criterion) {
 /// pairs are set per variant from a calibration run).
 const SLICE: Duration = Duration::from_micros(500);
 
-/// Rounds of the interleaved measurement (`ALLOCMETER_PEERS_INTERLEAVED_ROUNDS`,
-/// default 1,000: about 6 s per workload and thread count; 5 under `--test`).
-fn interleaved_rounds() -> usize {
-    if std::env::args().any(|a| a == "--test") {
-        return 5;
-    }
-    count_from_env("ALLOCMETER_PEERS_INTERLEAVED_ROUNDS", 1_000)
-}
-
 /// Whether variant `v` takes part in the interleaved measurement: `System`,
 /// `Instrumented<System>` at the default rate, and every peer (they all wrap
 /// `System`).
@@ -710,71 +700,44 @@ fn interleaved(
     );
     let n = variants.len();
     let barrier = SpinBarrier::new(threads);
-    let times: SliceTimes = thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut t = vec![Vec::with_capacity(rounds); n];
-                    for round in 0..=rounds {
-                        for i in 0..n {
-                            let v = (i + round) % n;
-                            if barrier.wait() {
-                                enter_interleaved(variants[v]);
-                            }
-                            barrier.wait();
-                            let took = (variants[v].ops)(work, slice_pairs[v]);
-                            if round > 0 {
-                                t[v].push(took.as_nanos() as f64 / slice_pairs[v] as f64);
-                            }
-                        }
-                    }
-                    t
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("interleaved benchmark thread panicked"))
-            .collect()
+    let times = on_threads(threads, || {
+        let mut t = vec![Vec::with_capacity(rounds); n];
+        for round in 0..=rounds {
+            for i in 0..n {
+                let v = (i + round) % n;
+                if barrier.wait() {
+                    enter_interleaved(variants[v]);
+                }
+                barrier.wait();
+                let took = (variants[v].ops)(work, slice_pairs[v]);
+                if round > 0 {
+                    t[v].push(took.as_nanos() as f64 / slice_pairs[v] as f64);
+                }
+            }
+        }
+        t
     });
     re_memory::accounting_allocator::set_tracking_callstacks(false);
     for (v, variant) in variants.iter().enumerate() {
         let mut fields = allocmeter_benches::interleaved_figures(&times, v, 0);
-        let get = |key| allocmeter_benches::field(&fields, key);
-        eprintln!(
-            "  {group}/{}: median {:.2} ns, added {:+.2} ns (quartiles {:+.2} to {:+.2}), ratio {:.3}",
-            variant.name,
-            get("median_ns"),
-            get("added_ns"),
-            get("added_p25"),
-            get("added_p75"),
-            get("ratio"),
-        );
         fields.extend([
             ("rounds", rounds as f64),
             ("slice_pairs", slice_pairs[v] as f64),
             ("order", v as f64),
         ]);
-        allocmeter_benches::write_extra(&group, variant.name, &fields);
+        allocmeter_benches::report_interleaved(&group, variant.name, &fields);
     }
 }
 
 /// The interleaved measurement of the 64 B and mixed pairs for each thread
 /// count, unless a criterion filter on the command line leaves it out.
 fn peers_interleaved(_: &mut Criterion) {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let workloads: Vec<(&str, Workload)> = [
         ("64B", Workload::Fixed64),
         ("mixed_16B-64KiB", Workload::Mixed),
     ]
     .into_iter()
-    .filter(|(name, _)| {
-        let group = format!("peers_{name}_interleaved");
-        filters.is_empty() || filters.iter().any(|f| group.contains(f.as_str()))
-    })
+    .filter(|(name, _)| selected(&format!("peers_{name}_interleaved")))
     .collect();
     if workloads.is_empty() {
         return;
@@ -787,7 +750,8 @@ fn peers_interleaved(_: &mut Criterion) {
     AllocationRegistry::enable_tracking();
     let dhat_file = allocmeter_benches::criterion_dir().join("peers-interleaved-dhat-heap.json");
     let profiler = dhat::Profiler::builder().file_name(dhat_file).build();
-    let rounds = interleaved_rounds();
+    // About 6 s per workload and thread count.
+    let rounds = interleaved_rounds("ALLOCMETER_PEERS_INTERLEAVED_ROUNDS", 1_000, 5);
     for (name, work) in workloads {
         // Pairs per slice: what runs about `SLICE` on one thread, after a
         // warm-up.

@@ -244,6 +244,55 @@ impl SpinBarrier {
     }
 }
 
+/// Rounds of an interleaved measurement: `test_rounds` under criterion's
+/// `--test` (a smoke run), else the count in `var`, or `default`.
+pub fn interleaved_rounds(var: &str, default: usize, test_rounds: usize) -> usize {
+    if std::env::args().any(|a| a == "--test") {
+        return test_rounds;
+    }
+    count_from_env(var, default)
+}
+
+/// Whether a measurement run outside criterion's groups, named `group`,
+/// should run: yes unless the command line names criterion filters and none
+/// of them is part of `group` (as criterion would filter a group of it).
+pub fn selected(group: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| group.contains(f.as_str()))
+}
+
+/// Runs `measure` on `threads` new threads at once and collects what each
+/// returns (its times by variant and round) into the measurement's
+/// [`SliceTimes`].
+pub fn on_threads(threads: usize, measure: impl Fn() -> Vec<Vec<f64>> + Sync) -> SliceTimes {
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(&measure)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("interleaved benchmark thread panicked"))
+            .collect()
+    })
+}
+
+/// Prints variant `name`'s figures of an interleaved measurement (`fields`,
+/// from [`interleaved_figures`] and the caller's own) and writes them as the
+/// extras of `group`.
+pub fn report_interleaved(group: &str, name: &str, fields: &[(&str, f64)]) {
+    let get = |key| field(fields, key);
+    eprintln!(
+        "  {group}/{name}: median {:.3} ns, added {:+.3} ns, ratio {:.4} (quartiles {:.4} to {:.4})",
+        get("median_ns"),
+        get("added_ns"),
+        get("ratio"),
+        get("ratio_p25"),
+        get("ratio_p75"),
+    );
+    write_extra(group, name, fields);
+}
+
 /// The times of an interleaved measurement, ns per op:
 /// `times[thread][variant][round]`.
 pub type SliceTimes = Vec<Vec<Vec<f64>>>;
