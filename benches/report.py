@@ -82,7 +82,8 @@ def load(root):
 def load_interleaved(root, group="pair_64B_interleaved"):
     """{group: {function: extras}} of an interleaved measurement: groups
     `<group>/<threads>` (`pair_64B_interleaved`: `interleaved` in
-    benches/benches/pairs.rs; `peers_<workload>_interleaved`: in peers.rs), which have
+    benches/benches/pairs.rs; `peers_<workload>_interleaved`: in peers.rs;
+    `floor_<workload>_interleaved`: floor.rs), which have
     no criterion results, only extras (median_ns, p10_ns, ratio, ratio_p25,
     ratio_p75, added_ns, added_p25, added_p75, rounds, order, ...)."""
     out = {}
