@@ -53,8 +53,8 @@ use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter_benches::{
-    SpinBarrier, TABLE_LEN, fixed_64, interleaved_rounds, mixed, on_threads, selected,
-    start_drainer, thread_counts, threads_name,
+    SpinBarrier, TABLE_LEN, fixed_64, interleaved_rounds, mixed, on_threads, report_rotated,
+    rotated_rounds, selected, start_drainer, thread_counts, threads_name,
 };
 
 static SYSTEM: System = System;
@@ -307,30 +307,15 @@ fn interleaved((name, work): (&str, Workload), threads: usize, rounds: usize) {
     let pairs = work.slice_pairs();
     let barrier = SpinBarrier::new(threads);
     let times = on_threads(threads, || {
-        let mut t = vec![Vec::with_capacity(rounds); n];
-        for round in 0..=rounds {
-            for i in 0..n {
-                let v = (i + round) % n;
-                barrier.wait();
-                let guard = (v == SUSPENDED).then(allocmeter::profile::suspend_sampling);
-                let took = run_variant(v, work, pairs);
-                drop(guard);
-                if round > 0 {
-                    t[v].push(took.as_nanos() as f64 / pairs as f64);
-                }
-            }
-        }
-        t
+        rotated_rounds(n, rounds, |v| {
+            barrier.wait();
+            let guard = (v == SUSPENDED).then(allocmeter::profile::suspend_sampling);
+            let took = run_variant(v, work, pairs);
+            drop(guard);
+            took.as_nanos() as f64 / pairs as f64
+        })
     });
-    for (v, variant) in VARIANTS.iter().enumerate() {
-        let mut fields = allocmeter_benches::interleaved_figures(&times, v, 0);
-        fields.extend([
-            ("rounds", rounds as f64),
-            ("slice_pairs", pairs as f64),
-            ("order", v as f64),
-        ]);
-        allocmeter_benches::report_interleaved(&group, variant, &fields);
-    }
+    report_rotated(&group, VARIANTS, &times, rounds, |_| pairs);
 }
 
 fn main() {

@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 use allocmeter::Instrumented;
 use allocmeter_benches::{
     ALIGN, SpinBarrier, TABLE_LEN, alloc, fixed_64, interleaved_rounds, mixed, on_threads,
-    run_on_threads, selected, start_drainer, thread_counts, threads_name,
+    rotated_rounds, run_on_threads, selected, start_drainer, thread_counts, threads_name,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -701,32 +701,18 @@ fn interleaved(
     let n = variants.len();
     let barrier = SpinBarrier::new(threads);
     let times = on_threads(threads, || {
-        let mut t = vec![Vec::with_capacity(rounds); n];
-        for round in 0..=rounds {
-            for i in 0..n {
-                let v = (i + round) % n;
-                if barrier.wait() {
-                    enter_interleaved(variants[v]);
-                }
-                barrier.wait();
-                let took = (variants[v].ops)(work, slice_pairs[v]);
-                if round > 0 {
-                    t[v].push(took.as_nanos() as f64 / slice_pairs[v] as f64);
-                }
+        rotated_rounds(n, rounds, |v| {
+            if barrier.wait() {
+                enter_interleaved(variants[v]);
             }
-        }
-        t
+            barrier.wait();
+            let took = (variants[v].ops)(work, slice_pairs[v]);
+            took.as_nanos() as f64 / slice_pairs[v] as f64
+        })
     });
     re_memory::accounting_allocator::set_tracking_callstacks(false);
-    for (v, variant) in variants.iter().enumerate() {
-        let mut fields = allocmeter_benches::interleaved_figures(&times, v, 0);
-        fields.extend([
-            ("rounds", rounds as f64),
-            ("slice_pairs", slice_pairs[v] as f64),
-            ("order", v as f64),
-        ]);
-        allocmeter_benches::report_interleaved(&group, variant.name, &fields);
-    }
+    let names = variants.iter().map(|v| v.name);
+    allocmeter_benches::report_rotated(&group, names, &times, rounds, |v| slice_pairs[v]);
 }
 
 /// The interleaved measurement of the 64 B and mixed pairs for each thread

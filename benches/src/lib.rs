@@ -277,6 +277,50 @@ pub fn on_threads(threads: usize, measure: impl Fn() -> Vec<Vec<f64>> + Sync) ->
     })
 }
 
+/// One thread's part of an interleaved measurement of `n` variants: one
+/// warm-up round, then `rounds` counted ones, each running every variant once
+/// in an order rotated by one each round. `slice(v)` runs variant `v`'s slice
+/// (waiting at whatever barriers the caller's threads share) and returns its
+/// ns per op. Returns the thread's times by variant and round.
+pub fn rotated_rounds(
+    n: usize,
+    rounds: usize,
+    mut slice: impl FnMut(usize) -> f64,
+) -> Vec<Vec<f64>> {
+    let mut t = vec![Vec::with_capacity(rounds); n];
+    for round in 0..=rounds {
+        for i in 0..n {
+            let v = (i + round) % n;
+            let ns = slice(v);
+            if round > 0 {
+                t[v].push(ns);
+            }
+        }
+    }
+    t
+}
+
+/// Reports every variant of an interleaved measurement against variant 0
+/// (see [`report_interleaved`]), with its `rounds`, its `slice_pairs` and
+/// its place in `names` as the report's order.
+pub fn report_rotated<'a>(
+    group: &str,
+    names: impl IntoIterator<Item = &'a str>,
+    times: &SliceTimes,
+    rounds: usize,
+    slice_pairs: impl Fn(usize) -> u64,
+) {
+    for (v, name) in names.into_iter().enumerate() {
+        let mut fields = interleaved_figures(times, v, 0);
+        fields.extend([
+            ("rounds", rounds as f64),
+            ("slice_pairs", slice_pairs(v) as f64),
+            ("order", v as f64),
+        ]);
+        report_interleaved(group, name, &fields);
+    }
+}
+
 /// Prints variant `name`'s figures of an interleaved measurement (`fields`,
 /// from [`interleaved_figures`] and the caller's own) and writes them as the
 /// extras of `group`.
