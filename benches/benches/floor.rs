@@ -24,7 +24,8 @@
 //! - `classes, bytes, clock, free check`: and the check every free makes
 //!   before it can know whether the block was sampled: allocmeter's filter
 //!   hash and a load from a 16 KiB bit filter (here always clear). This rung
-//!   records what allocmeter's hot path records;
+//!   records what allocmeter's hot path records, but for the null check that
+//!   counts refused requests;
 //! - `exact sizes, clock, free check`: one counter per exact size up to
 //!   1 KiB (it gives both count and bytes), classes and bytes above, the
 //!   clock and the check: the cheapest layout found for the 64 B pair, at
