@@ -311,6 +311,24 @@ def interleaved_table(inter, columns):
             f"Rounds per thread: {', '.join(str(r) for r in sorted(rounds))}.\n"]
 
 
+# Columns of the interleaved tables: (header, cell(extras) -> str, shown for bare
+# allocators too).
+COL_NS = ("ns/op", lambda e: num(e.get("median_ns")), True)
+COL_P10 = ("p10", lambda e: num(e.get("p10_ns")), True)
+COL_ADDED = ("added ns", lambda e: f"{e.get('added_ns', math.nan):+.2f}", False)
+COL_ADDED_QUARTILES = ("quartiles", lambda e: f"{e.get('added_p25', math.nan):+.2f} to "
+                                              f"{e.get('added_p75', math.nan):+.2f}", False)
+COL_RATIO = ("ratio", lambda e: f"{e.get('ratio', math.nan):.3f}×", False)
+COL_RATIO_QUARTILES = ("quartiles", lambda e: f"{e.get('ratio_p25', math.nan):.3f}× to "
+                                              f"{e.get('ratio_p75', math.nan):.3f}×", False)
+
+
+def groups_of(inter, bench, workload):
+    """The groups `<bench>_<workload>_interleaved/<threads>` of an interleaved measurement."""
+    return {g: f for g, f in (inter or {}).items()
+            if g.startswith(f"{bench}_{workload}_interleaved/")}
+
+
 def section_interleaved(inter):
     """The interleaved 64 B measurement: the figures the 64 B target is checked against."""
     if not inter:
@@ -322,12 +340,7 @@ def section_interleaved(inter):
            "(and 10th percentile) over all slices; the ratio is the median over the rounds of a\n"
            "slice's time over its inner allocator's slice in the same round, with the quartiles.\n"
            "`(sampling suspended)` counts but does not sample on the measuring thread.\n"]
-    return out + interleaved_table(inter, [
-        ("ns/op", lambda e: num(e.get("median_ns")), True),
-        ("p10", lambda e: num(e.get("p10_ns")), True),
-        ("ratio", lambda e: f"{e.get('ratio', math.nan):.3f}×", False),
-        ("quartiles", lambda e: f"{e.get('ratio_p25', math.nan):.3f}× to "
-                                f"{e.get('ratio_p75', math.nan):.3f}×", False)])
+    return out + interleaved_table(inter, [COL_NS, COL_P10, COL_RATIO, COL_RATIO_QUARTILES])
 
 
 def section_floor(finter):
@@ -346,16 +359,11 @@ def section_floor(finter):
            "at once) at the price of a size-dependent branch. Added ns and ratio: median over the\n"
            "threads' rounds against `System`'s slice of the same round.\n"]
     for workload in ["64B", "mixed_16B-64KiB"]:
-        groups = {g: f for g, f in finter.items() if g.startswith(f"floor_{workload}_interleaved/")}
+        groups = groups_of(finter, "floor", workload)
         if not groups:
             continue
         out.append(f"### floor/{workload}\n")
-        out += interleaved_table(groups, [
-            ("ns/op", lambda e: num(e.get("median_ns")), True),
-            ("added ns", lambda e: f"{e.get('added_ns', math.nan):+.2f}", False),
-            ("ratio", lambda e: f"{e.get('ratio', math.nan):.3f}×", False),
-            ("quartiles", lambda e: f"{e.get('ratio_p25', math.nan):.3f}× to "
-                                    f"{e.get('ratio_p75', math.nan):.3f}×", False)])
+        out += interleaved_table(groups, [COL_NS, COL_ADDED, COL_RATIO, COL_RATIO_QUARTILES])
     return out
 
 
@@ -382,7 +390,7 @@ def section_pairs(results, inter=None):
 def section_peers_interleaved(pinter, workload):
     """The interleaved peers measurement of one workload: the figures the peers targets are
     checked against."""
-    pinter = {g: f for g, f in (pinter or {}).items() if g.startswith(f"peers_{workload}_interleaved/")}
+    pinter = groups_of(pinter, "peers", workload)
     if not pinter:
         return []
     out = [f"### peers/{workload}, interleaved (the peers targets' figures)\n",
@@ -392,12 +400,7 @@ def section_peers_interleaved(pinter, workload):
            "(`peers_interleaved` in `benches/benches/peers.rs`). ns/op is the median over all\n"
            "slices; added ns is the median over the threads' rounds of a slice's ns/op minus\n"
            "`System`'s in the same round (quartiles beside it); ratio likewise, divided.\n"]
-    return out + interleaved_table(pinter, [
-        ("ns/op", lambda e: num(e.get("median_ns")), True),
-        ("added ns", lambda e: f"{e.get('added_ns', math.nan):+.2f}", False),
-        ("quartiles", lambda e: f"{e.get('added_p25', math.nan):+.2f} to "
-                                f"{e.get('added_p75', math.nan):+.2f}", False),
-        ("ratio", lambda e: f"{e.get('ratio', math.nan):.3f}×", False)])
+    return out + interleaved_table(pinter, [COL_NS, COL_ADDED, COL_ADDED_QUARTILES, COL_RATIO])
 
 
 def section_peers(results, pinter=None):
