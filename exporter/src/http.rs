@@ -5,16 +5,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use prometheus::{Encoder, Registry, TextEncoder};
 
-use crate::aggregator::{ProfileState, Shared};
-use crate::pprof::{DefaultType, SiteSample, encode_heap_profile};
+use crate::render::Renderer;
+use crate::render::json;
+use crate::render::pprof::{self, DefaultType};
+use crate::render::sites::SortBy;
 use crate::request::Request;
 use crate::server::{Lane, Response, Service};
-use crate::sites::SortBy;
 
 /// The Prometheus text exposition content type.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -23,9 +24,6 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../dashboard/app.js");
 const STYLE_CSS: &str = include_str!("../../dashboard/style.css");
-
-/// The JSON API's version, in every response's `version` field.
-pub const API_VERSION: u32 = 1;
 
 /// `/api/sites` returns at most this many sites.
 const MAX_TOP: usize = 1000;
@@ -46,31 +44,44 @@ const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the HTTP server serves from.
 pub(crate) struct Endpoints {
-    pub registry: Registry,
-    pub shared: Arc<Shared>,
+    registry: Registry,
+    renderer: Arc<Renderer>,
     /// The bearer token every request must carry, if any.
-    pub auth_token: Option<String>,
+    auth_token: Option<String>,
     /// Whether the profile and call-site endpoints answer.
-    pub expose_profiles: bool,
-    /// The 401 log's rate limit: window start, lines logged in it, lines
-    /// suppressed in it.
-    pub unauthorized_log: Mutex<(Instant, u32, u64)>,
+    expose_profiles: bool,
+    /// The 401 log's rate limit.
+    unauthorized_log: Mutex<UnauthorizedLog>,
+}
+
+/// The 401 log's rate limit: the current window and what it logged.
+struct UnauthorizedLog {
+    /// When the window started.
+    since: Instant,
+    /// Lines logged in it.
+    logged: u32,
+    /// Lines suppressed in it.
+    suppressed: u64,
 }
 
 impl Endpoints {
     /// What the server serves from, with the security settings.
     pub fn new(
         registry: Registry,
-        shared: Arc<Shared>,
+        renderer: Arc<Renderer>,
         auth_token: Option<String>,
         expose_profiles: bool,
     ) -> Endpoints {
         Endpoints {
             registry,
-            shared,
+            renderer,
             auth_token,
             expose_profiles,
-            unauthorized_log: Mutex::new((Instant::now(), 0, 0)),
+            unauthorized_log: Mutex::new(UnauthorizedLog {
+                since: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            }),
         }
     }
 
@@ -106,7 +117,11 @@ impl Endpoints {
     /// string or the token; at most [`LOG_BURST`] lines per [`LOG_WINDOW`].
     fn log_unauthorized(&self, peer: SocketAddr, path: &str) {
         let mut log = self.unauthorized_log.lock();
-        let (since, logged, suppressed) = &mut *log;
+        let UnauthorizedLog {
+            since,
+            logged,
+            suppressed,
+        } = &mut *log;
         if since.elapsed() >= LOG_WINDOW {
             if *suppressed > 0 {
                 eprintln!(
@@ -156,7 +171,7 @@ impl Service for Endpoints {
     /// allocates little, stays outside, so that a slow client does not hold
     /// the detector back: it skips the ticks that fall inside a render.)
     fn render(&self, request: &Request) -> Response {
-        self.shared.profile.own.account(|| {
+        self.renderer.account(|| {
             crate::fault::point("render");
             route(&request.path, &request.query, self)
         })
@@ -201,19 +216,17 @@ fn percent_decode(value: &str) -> Vec<u8> {
 }
 
 fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
-    let shared = &endpoints.shared;
+    let renderer = &*endpoints.renderer;
     match path {
         "/metrics" => metrics(&endpoints.registry),
-        "/debug/pprof/heap" => profile(&shared.profile, DefaultType::InuseSpace, "heap"),
-        "/debug/pprof/allocs" => profile(&shared.profile, DefaultType::AllocSpace, "allocs"),
-        "/api/sites" => sites(&shared.profile, query),
+        "/debug/pprof/heap" => profile(renderer, DefaultType::InuseSpace, "heap"),
+        "/debug/pprof/allocs" => profile(renderer, DefaultType::AllocSpace, "allocs"),
+        "/api/sites" => sites(renderer, query),
         "/api/snapshot" | "/api/stats" => {
-            let mut body = snapshot(shared);
-            body["profiles_exposed"] = endpoints.expose_profiles.into();
-            json(&body)
+            json_response(&json::stats_body(renderer, endpoints.expose_profiles))
         }
-        "/api/history" => history(shared, query),
-        "/api/spikes" => json(&spikes(shared, endpoints.expose_profiles)),
+        "/api/history" => history(renderer, query),
+        "/api/spikes" => json_response(&json::spikes_body(renderer, endpoints.expose_profiles)),
         "/" | "/index.html" => asset(INDEX_HTML, "text/html; charset=utf-8")
             // The token may be in this page's URL: no Referer carries it on.
             .with_header("Referrer-Policy", "no-referrer"),
@@ -238,58 +251,16 @@ fn metrics(registry: &Registry) -> Response {
 }
 
 /// The heap profile as Go's `net/http/pprof` serves it: gzipped profile.proto.
-fn profile(state: &ProfileState, default_type: DefaultType, name: &'static str) -> Response {
-    let body = heap_profile(state, default_type);
+fn profile(renderer: &Renderer, default_type: DefaultType, name: &'static str) -> Response {
+    let body = pprof::heap_profile(renderer, default_type);
     Response::ok("application/octet-stream", body).with_header(
         "Content-Disposition",
         format!("attachment; filename=\"{name}\""),
     )
 }
 
-/// Builds the gzipped heap profile from the site table.
-pub(crate) fn heap_profile(state: &ProfileState, default_type: DefaultType) -> Vec<u8> {
-    state.own.account(|| heap_profile_now(state, default_type))
-}
-
-fn heap_profile_now(state: &ProfileState, default_type: DefaultType) -> Vec<u8> {
-    let _quiet = allocmeter::profile::suspend_sampling();
-    let samples: Vec<SiteSample> = state
-        .current_sites()
-        .into_iter()
-        .map(|site| SiteSample {
-            stack: site.stack,
-            alloc_objects: site.values.alloc_objects.round() as i64,
-            alloc_space: site.values.alloc_bytes.round() as i64,
-            inuse_objects: site.values.inuse_objects.round() as i64,
-            inuse_space: site.values.inuse_bytes.round() as i64,
-        })
-        .collect();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    let mappings = crate::mappings::current_mappings();
-    let mut symbolizer = state.symbolizer.lock();
-    // Machinery inlined into program code is hidden, as in the site reports.
-    let mut resolve = |address: u64| {
-        let mut location = symbolizer.resolve(address);
-        let program = crate::symbolize::program_frames(&location.frames);
-        if program.len() < location.frames.len() {
-            location.frames = program.to_vec().into();
-        }
-        location
-    };
-    encode_heap_profile(
-        &samples,
-        allocmeter::sample_rate(),
-        now,
-        default_type,
-        &mut resolve,
-        &mappings,
-    )
-}
-
 /// `/api/sites?top=N&by=inuse_space|alloc_space|inuse_objects|alloc_objects`.
-fn sites(state: &ProfileState, query: &str) -> Response {
+fn sites(renderer: &Renderer, query: &str) -> Response {
     let mut top = 20usize;
     let mut by = SortBy::InuseSpace;
     let mut by_name = "inuse_space".to_string();
@@ -314,91 +285,11 @@ fn sites(state: &ProfileState, query: &str) -> Response {
             _ => return bad_request("unknown parameter; use top and by"),
         }
     }
-    let report = state.top_sites(top, by);
-    let body = serde_json::json!({
-        "version": API_VERSION,
-        "sample_rate": allocmeter::sample_rate(),
-        "by": by_name,
-        "sites": report,
-    });
-    json(&body)
-}
-
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// `/api/snapshot` (and its alias `/api/stats`): `allocmeter::stats()` and
-/// the sampling figures, read now, with the wall-clock time of the read
-/// (`unix_ms`), the inner allocator's figures if a feature compiles them in,
-/// and the spike detector's state.
-pub(crate) fn snapshot(shared: &Shared) -> serde_json::Value {
-    let unix_ms = unix_ms_now();
-    let uptime_ms = shared.started.elapsed().as_millis() as u64;
-    let s = allocmeter::stats();
-    let sampling = allocmeter::profile::sampling_stats();
-    let by_size: Vec<serde_json::Value> = s
-        .by_size
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "max_size": c.max_size,
-                "allocs": c.allocs,
-                "frees": c.frees,
-            })
-        })
-        .collect();
-    // One allocator's figures: the first that reported any (a process has
-    // one inner allocator; see the features in Cargo.toml).
-    let figures = crate::collector::inner_figures();
-    let inner = figures.first().map(|first| {
-        let of_first: Vec<serde_json::Value> = figures
-            .iter()
-            .filter(|f| f.allocator == first.allocator)
-            .map(|f| serde_json::json!({"name": f.name, "help": f.help, "value": f.value}))
-            .collect();
-        serde_json::json!({"allocator": first.allocator, "figures": of_first})
-    });
-    serde_json::json!({
-        "version": API_VERSION,
-        "unix_ms": unix_ms,
-        "uptime_ms": uptime_ms,
-        "stats": {
-            "live_bytes": s.live_bytes,
-            "live_objects": s.live_objects,
-            "alloc_bytes": s.alloc_bytes,
-            "allocs": s.allocs,
-            "free_bytes": s.free_bytes,
-            "frees": s.frees,
-            "reallocs": {
-                "grown_in_place": s.reallocs.grown_in_place,
-                "shrunk_in_place": s.reallocs.shrunk_in_place,
-                "moved": s.reallocs.moved,
-                "grown_bytes": s.reallocs.grown_bytes,
-                "shrunk_bytes": s.reallocs.shrunk_bytes,
-            },
-            "failures": s.failures,
-            "threads": s.threads,
-            "slots_used": s.slots_used,
-            "telemetry_bytes": s.telemetry_bytes,
-            "by_size": by_size,
-        },
-        "sampling": {
-            "rate": sampling.rate,
-            "samples": sampling.samples,
-            "dropped": sampling.dropped,
-            "frees_lost": sampling.frees_lost,
-            "live_samples": sampling.live_samples,
-        },
-        "inner": inner,
-        "spike": shared.spike_status(),
-    })
+    json_response(&json::sites_body(renderer, top, by, &by_name))
 }
 
 /// `/api/history[?since_ms=UNIX_MS]`.
-fn history(shared: &Shared, query: &str) -> Response {
+fn history(renderer: &Renderer, query: &str) -> Response {
     let mut since = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -414,42 +305,10 @@ fn history(shared: &Shared, query: &str) -> Response {
             _ => return bad_request("unknown parameter; use since_ms"),
         }
     }
-    json(&history_body(shared, since))
+    json_response(&json::history_body(renderer, since))
 }
 
-/// The body of `/api/history`.
-pub(crate) fn history_body(shared: &Shared, since_unix_ms: Option<u64>) -> serde_json::Value {
-    let capacity = shared.history.lock().capacity();
-    serde_json::json!({
-        "version": API_VERSION,
-        "interval_ms": shared.interval.as_millis() as u64,
-        "capacity": capacity,
-        "points": shared.history_points(since_unix_ms),
-    })
-}
-
-/// `/api/spikes`: the detector's settings and every spike kept; without
-/// `sites`, each spike's `top_sites` is empty (call sites reveal code
-/// layout, see [`crate::Builder::expose_profiles`]).
-pub(crate) fn spikes(shared: &Shared, sites: bool) -> serde_json::Value {
-    let status = shared.spike_status();
-    let mut reports = shared.spike_reports();
-    if !sites {
-        for report in &mut reports {
-            report.top_sites.clear();
-        }
-    }
-    serde_json::json!({
-        "version": API_VERSION,
-        "k": status.k,
-        "min_bytes_per_sec": status.min_bytes_per_sec,
-        "baseline_secs": status.baseline_secs,
-        "sites_exposed": sites,
-        "spikes": reports,
-    })
-}
-
-fn json(value: &serde_json::Value) -> Response {
+fn json_response(value: &serde_json::Value) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => Response::ok("application/json", body).with_header("Cache-Control", "no-store"),
         Err(_) => Response::error(500),
@@ -458,5 +317,5 @@ fn json(value: &serde_json::Value) -> Response {
 
 /// A 400 with a fixed message (never the request's input).
 fn bad_request(message: &'static str) -> Response {
-    json(&serde_json::json!({ "version": API_VERSION, "error": message })).with_status(400)
+    json_response(&json::error_body(message)).with_status(400)
 }

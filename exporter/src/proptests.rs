@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use crate::aggregator::{ProfileState, Shared};
+use crate::aggregate::Aggregator;
+use crate::aggregate::detector::SpikeConfig;
 use crate::http::{Endpoints, token_matches};
-use crate::mappings::Mapping;
-use crate::pprof::{DefaultType, SiteSample, encode_heap_profile, proto};
+use crate::render::Renderer;
+use crate::render::pprof::{DefaultType, ProfileSite, encode_heap_profile, proto};
+use crate::render::sites::SiteReport;
 use crate::request::{MAX_HEAD, MAX_REQUEST_LINE, Method, Parsed, parse_head};
 use crate::server::{Lane, Service};
-use crate::sites::SiteReport;
-use crate::symbolize::{Frame, Location};
+use crate::symbols::Mapping;
+use crate::symbols::{Frame, Location};
 
 /// A well-formed request head and what it must parse to.
 #[derive(Clone, Debug)]
@@ -238,9 +240,9 @@ proptest! {
         allocs in any::<bool>(),
     ) {
         // Addresses 0x1000 apart, in 64 symbols; mappings over some of them.
-        let samples: Vec<SiteSample> = samples
+        let samples: Vec<ProfileSite> = samples
             .into_iter()
-            .map(|(stack, a, b, c, d)| SiteSample {
+            .map(|(stack, a, b, c, d)| ProfileSite {
                 stack: stack.into_iter().map(|i| 0x1000 * (i + 1)).collect(),
                 alloc_objects: a,
                 alloc_space: b,
@@ -269,7 +271,7 @@ proptest! {
         let strings = &profile.string_table;
         prop_assert_eq!(strings.first().map(String::as_str), Some(""), "string 0 is empty");
         let string_ok = |i: i64| i >= 0 && (i as usize) < strings.len();
-        let kept: Vec<&SiteSample> = samples
+        let kept: Vec<&ProfileSite> = samples
             .iter()
             .filter(|s| [s.alloc_objects, s.alloc_space, s.inuse_objects, s.inuse_space] != [0; 4])
             .collect();
@@ -363,17 +365,17 @@ proptest! {
 fn endpoints() -> &'static Endpoints {
     static ENDPOINTS: std::sync::OnceLock<Endpoints> = std::sync::OnceLock::new();
     ENDPOINTS.get_or_init(|| {
-        let profile = Arc::new(ProfileState::new(100, 0));
-        let shared = Arc::new(Shared::new(
+        let aggregator = Arc::new(Aggregator::new(
+            100,
             10,
             Duration::from_secs(1),
-            crate::spikes::SpikeConfig::default(),
-            profile,
+            SpikeConfig::default(),
         ));
-        shared.tick();
+        aggregator.tick();
+        let renderer = Renderer::new(aggregator, Arc::default(), 0);
         Endpoints::new(
             prometheus::Registry::new(),
-            shared,
+            Arc::new(renderer),
             Some("t0ken".into()),
             true,
         )

@@ -31,11 +31,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::health::HttpCounters as Counters;
 use crate::request::{MAX_HEAD, Method, Parsed, Request, parse_head};
 
 /// The most connections open at once. A new connection beyond it evicts the
@@ -209,52 +210,6 @@ pub(crate) trait Service: Send + Sync + 'static {
     fn render(&self, request: &Request) -> Response;
 }
 
-/// Counters of what the server did, for tests and diagnostics.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// Connections accepted.
-    pub accepted: AtomicU64,
-    /// Connections closed to make room for a new one.
-    pub evicted: AtomicU64,
-    /// Connections that did not send a complete head in time.
-    pub timed_out: AtomicU64,
-    /// Renders that panicked (answered 500).
-    pub panics: AtomicU64,
-    /// Requests answered 503 because a queue or the response buffer was full.
-    pub busy: AtomicU64,
-}
-
-impl Counters {
-    /// The counters now.
-    pub fn read(&self) -> HttpStats {
-        HttpStats {
-            accepted: self.accepted.load(Ordering::Relaxed),
-            evicted: self.evicted.load(Ordering::Relaxed),
-            timed_out: self.timed_out.load(Ordering::Relaxed),
-            panics: self.panics.load(Ordering::Relaxed),
-            busy: self.busy.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What the HTTP server did since it started ([`crate::Exporter::http_stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HttpStats {
-    /// Connections accepted.
-    pub accepted: u64,
-    /// Connections closed to make room for a new one at [`MAX_CONNECTIONS`].
-    pub evicted: u64,
-    /// Connections that sent no complete request head within
-    /// [`HEAD_TIMEOUT`] (answered 408).
-    pub timed_out: u64,
-    /// Responses whose rendering panicked (answered 500).
-    pub panics: u64,
-    /// Requests answered 503: a worker's queue ([`QUEUE_PER_LANE`]) or the
-    /// response buffer ([`MAX_BUFFERED_RESPONSE_BYTES`]) was full.
-    pub busy: u64,
-}
-
 /// A running server. [`Handle::stop`] (or dropping it) stops its threads.
 pub(crate) struct Handle {
     stop: Arc<AtomicBool>,
@@ -299,7 +254,11 @@ struct Done {
 }
 
 /// Starts the I/O thread and the two workers on `listener`.
-pub(crate) fn start<S: Service>(listener: TcpListener, service: Arc<S>) -> io::Result<Handle> {
+pub(crate) fn start<S: Service>(
+    listener: TcpListener,
+    service: Arc<S>,
+    counters: Arc<Counters>,
+) -> io::Result<Handle> {
     listener.set_nonblocking(true)?;
     // A deeper accept queue than std's, so that a burst of connections
     // (a flood, or many scrapers at once) waits in the kernel for the I/O
@@ -313,7 +272,6 @@ pub(crate) fn start<S: Service>(listener: TcpListener, service: Arc<S>) -> io::R
     wake_tx.set_nonblocking(true)?;
     let waker = Arc::new(wake_tx);
     let stop = Arc::new(AtomicBool::new(false));
-    let counters = Arc::new(Counters::default());
     let mut handle = Handle {
         stop: stop.clone(),
         waker: waker.clone(),
@@ -825,7 +783,7 @@ mod tests {
     fn a_panicking_render_answers_500_and_the_server_serves_on() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut handle = start(listener, Arc::new(Panicky)).unwrap();
+        let mut handle = start(listener, Arc::new(Panicky), Arc::default()).unwrap();
         assert!(get(addr, "/ok").starts_with("HTTP/1.1 200 OK\r\n"));
         for _ in 0..3 {
             let reply = get(addr, "/panic");
@@ -867,7 +825,7 @@ mod tests {
         let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut handle = start(listener, Arc::new(Big)).unwrap();
+        let mut handle = start(listener, Arc::new(Big), Arc::default()).unwrap();
         for _ in 0..20 {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
@@ -912,7 +870,7 @@ mod tests {
     fn a_full_queue_answers_503_and_the_other_lane_serves_on() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut handle = start(listener, Arc::new(Slow)).unwrap();
+        let mut handle = start(listener, Arc::new(Slow), Arc::default()).unwrap();
         // More slow requests at once than the heavy lane holds.
         let clients: Vec<_> = (0..QUEUE_PER_LANE + 8)
             .map(|_| std::thread::spawn(move || get(addr, "/slow")))
@@ -950,7 +908,7 @@ mod tests {
     fn responses_held_for_slow_readers_are_capped() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut handle = start(listener, Arc::new(Big)).unwrap();
+        let mut handle = start(listener, Arc::new(Big), Arc::default()).unwrap();
         // Clients that ask for 8 MiB each and read none of it, until the
         // held bytes pass the cap.
         let per_response = 8 << 20;

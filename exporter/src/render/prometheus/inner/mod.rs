@@ -50,7 +50,7 @@ fn read_now() -> Vec<Reading> {
         jemalloc::read,
         #[cfg(feature = "mimalloc")]
         mimalloc::read,
-        #[cfg(all(feature = "glibc", target_os = "linux", target_env = "gnu"))]
+        #[cfg(inner_glibc)]
         glibc::read,
     ];
     sources.iter().flat_map(|read| read()).collect()
@@ -176,7 +176,7 @@ mod mimalloc {
 }
 
 /// glibc malloc's figures through `mallinfo2`.
-#[cfg(all(feature = "glibc", target_os = "linux", target_env = "gnu"))]
+#[cfg(inner_glibc)]
 mod glibc {
     use super::Reading;
 
@@ -255,11 +255,7 @@ mod tests {
         if cfg!(feature = "mimalloc") {
             expected += 5;
         }
-        if cfg!(all(
-            feature = "glibc",
-            target_os = "linux",
-            target_env = "gnu"
-        )) {
+        if cfg!(inner_glibc) {
             expected += 5;
         }
         assert_eq!(readings.len(), expected, "{readings:?}");

@@ -1,5 +1,5 @@
-//! The site table: sampled allocations grouped by call stack, with the
-//! estimated allocated and in-use objects and bytes of each call site.
+//! The site table: sampled allocations grouped by raw call stack, with the
+//! estimated allocated and in-use objects and bytes of each.
 //!
 //! Fed by the aggregator from [`allocmeter::profile::drain`]. Each sample
 //! adds its weight (how many allocations it stands for) to its stack's
@@ -10,14 +10,16 @@
 //!
 //! Draining only hashes raw stacks, so it keeps up with the rings whatever
 //! the symbolizer is doing. Symbolizing happens when a renderer asks
-//! ([`SiteTable::snapshot`] then [`merge_sites`]): stacks are trimmed of the
-//! allocation machinery, and stacks that differ only inside it are merged.
+//! ([`SiteTable::copy_sites`], then `render::sites`): stacks are trimmed of
+//! the allocation machinery, and stacks that differ only inside it are
+//! merged.
+//!
+//! Owns: the table. Touches no symbolizer and no lock (the aggregator holds
+//! the table's).
 
 use std::collections::HashMap;
 
 use allocmeter::profile::{AllocSample, SampleEvent};
-
-use crate::symbolize::{Frame, Symbolizer, is_allocation_machinery, program_frames};
 
 /// Estimated totals of one call site.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -25,19 +27,19 @@ pub struct SiteValues {
     /// Allocations made here since sampling started (estimated).
     pub alloc_objects: f64,
     /// Bytes allocated here since sampling started (estimated).
-    pub alloc_bytes: f64,
+    pub alloc_space: f64,
     /// Blocks allocated here and not yet freed (estimated).
     pub inuse_objects: f64,
     /// Bytes in blocks allocated here and not yet freed (estimated).
-    pub inuse_bytes: f64,
+    pub inuse_space: f64,
 }
 
 impl SiteValues {
-    fn add(&mut self, other: &SiteValues) {
+    pub(crate) fn add(&mut self, other: &SiteValues) {
         self.alloc_objects += other.alloc_objects;
-        self.alloc_bytes += other.alloc_bytes;
+        self.alloc_space += other.alloc_space;
         self.inuse_objects += other.inuse_objects;
-        self.inuse_bytes += other.inuse_bytes;
+        self.inuse_space += other.inuse_space;
     }
 }
 
@@ -75,81 +77,6 @@ impl AllocTotals {
     }
 }
 
-/// A call site after trimming and merging: what renderers show.
-#[derive(Clone, Debug)]
-pub(crate) struct Site {
-    /// Code addresses (return address − 1), leaf first, allocation machinery
-    /// trimmed. Empty for "(other)".
-    pub stack: Vec<u64>,
-    /// The estimates.
-    pub values: SiteValues,
-    /// Samples behind them.
-    pub samples: u64,
-}
-
-/// A call site as reported by [`crate::Exporter::top_sites`] and
-/// `/api/sites`: where it allocates, its estimates, and its stack.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SiteReport {
-    /// The program function that allocates (the leaf after the allocation
-    /// machinery is trimmed), or `(other)` for samples beyond the site limit.
-    pub function: String,
-    /// Its source file, if known.
-    pub file: Option<String>,
-    /// Its line, if known.
-    pub line: Option<u32>,
-    /// Estimated allocations.
-    pub alloc_objects: f64,
-    /// Estimated bytes allocated.
-    pub alloc_space: f64,
-    /// Estimated blocks in use.
-    pub inuse_objects: f64,
-    /// Estimated bytes in use.
-    pub inuse_space: f64,
-    /// Samples behind the estimates: the relative error of an estimate is
-    /// about one over the square root of this.
-    pub samples: u64,
-    /// The call stack, innermost first (inlined functions included).
-    pub stack: Vec<Frame>,
-}
-
-/// Which value to rank sites by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortBy {
-    /// Estimated allocations.
-    AllocObjects,
-    /// Estimated allocated bytes.
-    AllocSpace,
-    /// Estimated live blocks.
-    InuseObjects,
-    /// Estimated live bytes.
-    InuseSpace,
-}
-
-impl SortBy {
-    /// Parses the names Go's pprof uses: `alloc_objects`, `alloc_space`,
-    /// `inuse_objects`, `inuse_space`.
-    pub fn parse(name: &str) -> Option<SortBy> {
-        Some(match name {
-            "alloc_objects" => SortBy::AllocObjects,
-            "alloc_space" => SortBy::AllocSpace,
-            "inuse_objects" => SortBy::InuseObjects,
-            "inuse_space" => SortBy::InuseSpace,
-            _ => return None,
-        })
-    }
-
-    /// The value of `v` this ranks by.
-    pub fn key(self, v: &SiteValues) -> f64 {
-        match self {
-            SortBy::AllocObjects => v.alloc_objects,
-            SortBy::AllocSpace => v.alloc_bytes,
-            SortBy::InuseObjects => v.inuse_objects,
-            SortBy::InuseSpace => v.inuse_bytes,
-        }
-    }
-}
-
 /// A sampled block not yet freed.
 struct LiveSample {
     site: usize,
@@ -180,7 +107,7 @@ pub(crate) struct SiteTable {
     pass: u64,
     max_sites: usize,
     /// Samples that went to "(other)" because the table was full.
-    pub overflowed: u64,
+    overflowed: u64,
 }
 
 impl SiteTable {
@@ -243,7 +170,7 @@ impl SiteTable {
         };
         let v = &mut self.sites[s.site].values;
         v.inuse_objects = (v.inuse_objects - s.weight).max(0.0);
-        v.inuse_bytes = (v.inuse_bytes - s.weight * s.size).max(0.0);
+        v.inuse_space = (v.inuse_space - s.weight * s.size).max(0.0);
         true
     }
 
@@ -267,10 +194,10 @@ impl SiteTable {
         let s = &mut self.sites[site];
         s.samples += 1;
         s.values.alloc_objects += weight;
-        s.values.alloc_bytes += weight * size;
+        s.values.alloc_space += weight * size;
         if self.early_frees.remove(&sample.id).is_none() {
             s.values.inuse_objects += weight;
-            s.values.inuse_bytes += weight * size;
+            s.values.inuse_space += weight * size;
             self.live.insert(
                 sample.id,
                 LiveSample {
@@ -302,7 +229,7 @@ impl SiteTable {
     }
 
     /// A copy of every site with samples, for rendering outside the lock.
-    pub fn snapshot(&self) -> Vec<RawSite> {
+    pub fn copy_sites(&self) -> Vec<RawSite> {
         self.sites
             .iter()
             .filter(|s| s.samples > 0)
@@ -314,7 +241,7 @@ impl SiteTable {
     /// Indices are stable: sites are only ever appended.
     pub fn alloc_totals(&self) -> impl Iterator<Item = AllocTotals> + '_ {
         self.sites.iter().map(|s| AllocTotals {
-            bytes: s.values.alloc_bytes,
+            bytes: s.values.alloc_space,
             objects: s.values.alloc_objects,
             samples: s.samples,
         })
@@ -342,6 +269,11 @@ impl SiteTable {
             thread: 0,
             stack,
         }));
+    }
+
+    /// Samples that went to "(other)" because the table was full.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
     }
 
     /// The most stacks the table takes besides "(other)".
@@ -376,104 +308,12 @@ impl SiteTable {
     }
 }
 
-/// Trims each raw stack of the allocation machinery, merges stacks that are
-/// then equal, and returns the sites.
-pub(crate) fn merge_sites(raw: &[RawSite], symbolizer: &mut Symbolizer) -> Vec<Site> {
-    let mut index: HashMap<Vec<u64>, usize> = HashMap::new();
-    let mut out: Vec<Site> = Vec::new();
-    for r in raw {
-        let stack = trim(&r.stack, symbolizer);
-        match index.get(&stack) {
-            Some(&i) => {
-                out[i].values.add(&r.values);
-                out[i].samples += r.samples;
-            }
-            None => {
-                index.insert(stack.clone(), out.len());
-                out.push(Site {
-                    stack,
-                    values: r.values,
-                    samples: r.samples,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// The stack as code addresses, with leading allocation machinery dropped.
-/// (If everything is machinery, the stack is kept whole.)
-fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
-    let addresses: Vec<u64> = raw.iter().map(|&r| (r as u64).saturating_sub(1)).collect();
-    let first_program_frame = addresses.iter().position(|&a| {
-        let loc = symbolizer.resolve(a);
-        // An address with any program frame (possibly with machinery inlined
-        // into it) starts the program's part of the stack. Unresolvable
-        // addresses count as program code: better shown than dropped.
-        loc.frames.is_empty()
-            || loc
-                .frames
-                .iter()
-                .any(|f| !is_allocation_machinery(&f.function))
-    });
-    match first_program_frame {
-        Some(i) => addresses[i..].to_vec(),
-        None => addresses,
-    }
-}
-
-/// The `n` sites with the largest `by`, largest first.
-pub(crate) fn top(mut sites: Vec<Site>, n: usize, by: SortBy) -> Vec<Site> {
-    sites.sort_by(|a, b| by.key(&b.values).total_cmp(&by.key(&a.values)));
-    sites.truncate(n);
-    sites
-}
-
-/// Symbolizes sites for reports.
-pub(crate) fn report(sites: &[Site], symbolizer: &mut Symbolizer) -> Vec<SiteReport> {
-    sites
-        .iter()
-        .map(|site| {
-            let frames: Vec<Frame> = site
-                .stack
-                .iter()
-                .flat_map(|&a| {
-                    let loc = symbolizer.resolve(a);
-                    let frames = program_frames(&loc.frames).to_vec();
-                    if frames.is_empty() {
-                        vec![Frame {
-                            function: format!("{a:#x}"),
-                            file: None,
-                            line: None,
-                        }]
-                    } else {
-                        frames
-                    }
-                })
-                .collect();
-            let leaf = frames.first().cloned().unwrap_or(Frame {
-                function: "(other)".to_string(),
-                file: None,
-                line: None,
-            });
-            SiteReport {
-                function: leaf.function,
-                file: leaf.file,
-                line: leaf.line,
-                alloc_objects: site.values.alloc_objects,
-                alloc_space: site.values.alloc_bytes,
-                inuse_objects: site.values.inuse_objects,
-                inuse_space: site.values.inuse_bytes,
-                samples: site.samples,
-                stack: frames,
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The table is read as a renderer reads it: merged and ranked.
+    use crate::render::sites::{Site, SortBy, merge_sites, top};
+    use crate::symbols::Symbolizer;
 
     fn sample(id: u64, size: u64, rate: u64, stack: &[usize]) -> AllocSample<'_> {
         AllocSample {
@@ -487,7 +327,7 @@ mod tests {
     }
 
     fn sites(t: &SiteTable) -> Vec<Site> {
-        merge_sites(&t.snapshot(), &mut Symbolizer::new(100))
+        merge_sites(&t.copy_sites(), &mut Symbolizer::new(100))
     }
 
     #[test]
@@ -498,16 +338,16 @@ mod tests {
         t.apply(SampleEvent::Alloc(sample(2, 300, 1, &stack)));
         let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
         assert_eq!(site.values.alloc_objects, 2.0);
-        assert_eq!(site.values.alloc_bytes, 400.0);
-        assert_eq!(site.values.inuse_bytes, 400.0);
+        assert_eq!(site.values.alloc_space, 400.0);
+        assert_eq!(site.values.inuse_space, 400.0);
         assert_eq!(site.stack, vec![0xf, 0x1f, 0x2f], "return address - 1");
         t.apply(SampleEvent::Free { id: 1 });
         let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
         assert_eq!(
-            (site.values.inuse_objects, site.values.inuse_bytes),
+            (site.values.inuse_objects, site.values.inuse_space),
             (1.0, 300.0)
         );
-        assert_eq!(site.values.alloc_bytes, 400.0, "alloc totals never fall");
+        assert_eq!(site.values.alloc_space, 400.0, "alloc totals never fall");
         assert_eq!(t.live.len(), 1);
     }
 
@@ -559,7 +399,7 @@ mod tests {
         let w = allocmeter::sample_weight(16, 1 << 20);
         assert!(w > 60_000.0);
         assert_eq!(site.values.alloc_objects, w);
-        assert_eq!(site.values.alloc_bytes, w * 16.0);
+        assert_eq!(site.values.alloc_space, w * 16.0);
     }
 
     #[test]
@@ -573,7 +413,7 @@ mod tests {
         let all = sites(&t);
         let other = all.iter().find(|s| s.stack.is_empty()).unwrap();
         assert_eq!(other.samples, 3);
-        assert_eq!(other.values.alloc_bytes, 30.0);
+        assert_eq!(other.values.alloc_space, 30.0);
         // Known stacks still land on their own site.
         t.apply(SampleEvent::Alloc(sample(9, 10, 1, &[0x100])));
         assert_eq!(t.overflowed, 3);
@@ -610,7 +450,7 @@ mod tests {
             RawSite {
                 stack: vec![machinery_a, program],
                 values: SiteValues {
-                    alloc_bytes: 10.0,
+                    alloc_space: 10.0,
                     ..SiteValues::default()
                 },
                 samples: 1,
@@ -618,7 +458,7 @@ mod tests {
             RawSite {
                 stack: vec![machinery_b, program],
                 values: SiteValues {
-                    alloc_bytes: 5.0,
+                    alloc_space: 5.0,
                     ..SiteValues::default()
                 },
                 samples: 2,
@@ -632,6 +472,6 @@ mod tests {
         let merged = merge_sites(&raw, &mut symbolizer);
         assert_eq!(merged.len(), 1, "{merged:?} {names:?}");
         assert_eq!(merged[0].stack, vec![program as u64 - 1]);
-        assert_eq!((merged[0].values.alloc_bytes, merged[0].samples), (15.0, 3));
+        assert_eq!((merged[0].values.alloc_space, merged[0].samples), (15.0, 3));
     }
 }

@@ -1,5 +1,5 @@
 //! Turning code addresses into function names, files and lines, off the hot
-//! path: in the aggregator and the HTTP thread, on demand, cached, bounded.
+//! path: in the renderers, on demand, cached, bounded.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,312 @@
+//! The aggregator stage: the exporter's only consumer of the allocator's
+//! sample rings, and the owner of everything built from them and from the
+//! counters.
+//!
+//! A thread ([`run`]) drains the rings into the site table every
+//! [`drain_every`] and, once per interval, reads every slot's counters
+//! ([`allocmeter::stats`]) into a [`Snapshot`] for the bounded history and
+//! the spike detector ([`Aggregator::tick`]).
+//!
+//! | file | owns |
+//! |---|---|
+//! | `sites.rs` | the site table: sampled allocations by raw stack |
+//! | `history.rs` | snapshots of the statistics, the bounded history |
+//! | `detector.rs` | the pure spike detector |
+//! | `spikes.rs` | the spike log: records and what allocated during each |
+//! | `own.rs` | what the exporter itself allocated while serving |
+//!
+//! [`Aggregator`] owns all of them behind private locks; renderers get
+//! copies through its methods and never take its locks. It reads with
+//! [`allocmeter::stats`] and [`allocmeter::profile::drain`], which take no
+//! lock an allocating thread could wait on; its own locks are taken only by
+//! exporter threads, and in one order: the spike log, then the site table
+//! (in [`Aggregator::tick`]); no other two are ever held together.
+//!
+//! Must not touch: symbolization, rendering, HTTP (all downstream).
+
+pub(crate) mod detector;
+pub(crate) mod history;
+mod own;
+pub(crate) mod sites;
+pub(crate) mod spikes;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use detector::{Point, SpikeConfig};
+use history::{History, HistoryPoint, Snapshot};
+use own::OwnAllocations;
+use sites::{RawSite, SiteTable};
+use spikes::{SpikeLog, SpikeRecord, SpikeStatus};
+
+/// How often the rings are drained at most: [`allocmeter::profile::drain_interval`],
+/// which shortens down to 1 ms while the rings fill fast and lengthens to
+/// 50 ms when they are quiet. A thread whose ring is half full anyway (a
+/// burst) unparks the aggregator at once (see
+/// [`allocmeter::profile::register_drainer`]).
+fn drain_every() -> Duration {
+    allocmeter::profile::drain_interval()
+}
+
+/// The site table's own figures, for one scrape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TableFigures {
+    /// Stacks in the table.
+    pub sites: usize,
+    /// Samples merged into "(other)" because the table was full.
+    pub overflowed: u64,
+}
+
+/// The aggregator's state: the site table, the history, the spike log, and
+/// the exporter's own allocations. Shared (in an `Arc`) by the aggregator
+/// thread, the renderers and the handle; every field is private, every lock
+/// taken here.
+pub(crate) struct Aggregator {
+    sites: Mutex<SiteTable>,
+    history: Mutex<History>,
+    spikes: Mutex<SpikeLog>,
+    started: Instant,
+    /// How often [`Aggregator::tick`] runs.
+    interval: Duration,
+    /// What the exporter allocated while serving.
+    own: OwnAllocations,
+    /// Bytes the snapshot history holds, as last stored (read without the
+    /// history's lock).
+    history_bytes: AtomicUsize,
+    /// Bytes the spike detector and records hold (same reason).
+    spikes_bytes: AtomicUsize,
+    /// Panics the aggregator thread caught and survived (draining,
+    /// snapshotting, spike detection).
+    panics: AtomicU64,
+}
+
+impl Aggregator {
+    /// An aggregator keeping up to `max_sites` stacks and `history_len`
+    /// snapshots, ticking every `interval`.
+    pub fn new(
+        max_sites: usize,
+        history_len: usize,
+        interval: Duration,
+        spikes: SpikeConfig,
+    ) -> Self {
+        Aggregator {
+            sites: Mutex::new(SiteTable::new(max_sites)),
+            history: Mutex::new(History::new(history_len)),
+            spikes: Mutex::new(SpikeLog::new(spikes)),
+            started: Instant::now(),
+            interval,
+            own: OwnAllocations::default(),
+            history_bytes: AtomicUsize::new(0),
+            spikes_bytes: AtomicUsize::new(0),
+            panics: AtomicU64::new(0),
+        }
+    }
+
+    /// Drains pending samples into the table; returns how many events.
+    pub fn drain(&self) -> usize {
+        self.sites.lock().drain().unwrap_or(0)
+    }
+
+    /// Drains, then copies every site with samples out of the table, for a
+    /// renderer to work on outside the lock. Renders drain first so that
+    /// what they show is as fresh as the rings.
+    pub fn sites_now(&self) -> Vec<RawSite> {
+        let mut table = self.sites.lock();
+        table.drain();
+        table.copy_sites()
+    }
+
+    /// The site table's figures now.
+    pub fn table_figures(&self) -> TableFigures {
+        let table = self.sites.lock();
+        TableFigures {
+            sites: table.len(),
+            overflowed: table.overflowed(),
+        }
+    }
+
+    /// Runs `f` (a render), accounting what this thread allocates meanwhile
+    /// as the exporter's own (see [`OwnAllocations::account`]).
+    pub fn account<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.own.account(f)
+    }
+
+    /// Reads the statistics now, feeds the spike detector (with the site
+    /// table, drained now, so that its estimates cover the same interval as
+    /// the counters) and records the snapshot.
+    ///
+    /// The detector sees the service's allocations: the process's counters
+    /// less what the exporter allocated while serving. A tick that falls
+    /// while the exporter renders something is not fed to it (the next one
+    /// is, over the longer interval).
+    pub fn tick(&self) {
+        let (snapshot, own) = self.own.read_quiescent(|| Snapshot {
+            taken_at: SystemTime::now(),
+            uptime: self.started.elapsed(),
+            stats: allocmeter::stats(),
+        });
+        let (in_spike, spike_bytes) = {
+            let mut log = self.spikes.lock();
+            let in_spike = match own {
+                Some((own_bytes, own_allocs)) => {
+                    let point = Point {
+                        at: snapshot.uptime,
+                        unix_ms: snapshot
+                            .taken_at
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64),
+                        alloc_bytes: snapshot.stats.alloc_bytes.saturating_sub(own_bytes),
+                        allocs: snapshot.stats.allocs.saturating_sub(own_allocs),
+                    };
+                    // Lock order: the spike log, then the site table.
+                    let mut table = self.sites.lock();
+                    table.drain();
+                    log.observe(point, &table)
+                }
+                None => log.status().active,
+            };
+            (in_spike, log.approximate_bytes())
+        };
+        self.spikes_bytes.store(spike_bytes, Ordering::Relaxed);
+        let bytes = {
+            let mut history = self.history.lock();
+            history.push(snapshot, in_spike);
+            history.bytes()
+        };
+        self.history_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The newest snapshot.
+    pub fn latest(&self) -> Snapshot {
+        *self
+            .history
+            .lock()
+            .latest()
+            .expect("the history holds the snapshot taken at start")
+    }
+
+    /// The snapshots in the history, oldest first.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.history.lock().to_vec()
+    }
+
+    /// The history points taken after `since_unix_ms` (all without it).
+    pub fn history_points(&self, since_unix_ms: Option<u64>) -> Vec<HistoryPoint> {
+        self.history.lock().points(since_unix_ms)
+    }
+
+    /// How many snapshots the history keeps.
+    pub fn history_capacity(&self) -> usize {
+        self.history.lock().capacity()
+    }
+
+    /// How often [`Aggregator::tick`] runs.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Time since the aggregator was made (the exporter's uptime).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The spike detector's state now.
+    pub fn spike_status(&self) -> SpikeStatus {
+        self.spikes.lock().status()
+    }
+
+    /// A copy of the spike records, oldest first, for rendering outside the
+    /// lock.
+    pub fn spike_records(&self) -> Vec<SpikeRecord> {
+        self.spikes.lock().records()
+    }
+
+    /// Panics the aggregator thread caught and survived.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the aggregator holds: the site table, the snapshot history and
+    /// the spike records (approximate: element sizes times counts).
+    pub fn own_bytes(&self) -> usize {
+        let table = self.sites.lock().approximate_bytes();
+        table
+            + self.history_bytes.load(Ordering::Relaxed)
+            + self.spikes_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The most [`Aggregator::own_bytes`] can come to with `slots_used`
+    /// thread slots feeding the site table.
+    pub fn max_own_bytes(&self, slots_used: usize) -> usize {
+        let max_sites = self.sites.lock().max_sites();
+        let history_max = self.history.lock().max_bytes();
+        SiteTable::max_bytes(max_sites, slots_used) + SpikeLog::max_bytes(max_sites) + history_max
+    }
+}
+
+/// Drains every [`drain_every`] (sooner when a thread's ring fills up and
+/// unparks this thread) and snapshots every `interval`, until `stop` is set
+/// (and the thread unparked).
+///
+/// A panic in a drain or a snapshot (a bug of the exporter's) is caught: the
+/// default hook has printed it, `allocmeter_exporter_panics_total` counts
+/// it, and the thread carries on with the next drain and the next snapshot
+/// (its locks do not poison; what the panicking step was doing is lost). It
+/// never reaches a thread of the service: they only ever push into rings.
+pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>) {
+    let interval = aggregator.interval();
+    allocmeter::profile::mark_thread_internal();
+    let mut next_snapshot = Instant::now() + interval;
+    loop {
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::fault::point("aggregator.drain");
+            aggregator.drain();
+            if Instant::now() >= next_snapshot {
+                // Moved on first, so that a snapshot that panics every time
+                // is retried at the interval, not in a loop.
+                next_snapshot += interval;
+                if next_snapshot < Instant::now() {
+                    next_snapshot = Instant::now() + interval;
+                }
+                crate::fault::point("aggregator.tick");
+                aggregator.tick();
+            }
+        }));
+        let mut wait = drain_every().min(next_snapshot.saturating_duration_since(Instant::now()));
+        if step.is_err() {
+            aggregator.panics.fetch_add(1, Ordering::Relaxed);
+            // Not faster than this if every drain panics.
+            wait = wait.max(Duration::from_millis(100));
+        }
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        std::thread::park_timeout(wait);
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spike_log_counts_in_the_exporter_s_own_bytes() {
+        let aggregator =
+            Aggregator::new(100, 10, Duration::from_millis(10), SpikeConfig::default());
+        assert_eq!(aggregator.spikes_bytes.load(Ordering::Relaxed), 0);
+        aggregator.tick();
+        aggregator.tick();
+        let spikes = aggregator.spikes_bytes.load(Ordering::Relaxed);
+        assert_eq!(spikes, aggregator.spikes.lock().approximate_bytes());
+        assert!(spikes > 0);
+        let history = aggregator.history_bytes.load(Ordering::Relaxed);
+        assert!(history > 0);
+        assert!(aggregator.own_bytes() >= spikes + history);
+    }
+}

@@ -1,0 +1,235 @@
+//! [`Exporter`]: the handle to a running exporter. Reads go through the
+//! renderer (which reads the aggregator); dropping it stops the threads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crate::aggregate::history::{HistoryPoint, Snapshot};
+use crate::aggregate::spikes::SpikeStatus;
+use crate::builder::{Builder, exporter_collector};
+use crate::health::HttpStats;
+use crate::render::Renderer;
+use crate::render::pprof::{self, DefaultType};
+use crate::render::prometheus::AllocCollector;
+use crate::render::sites::{SiteReport, SortBy};
+use crate::render::spikes::SpikeReport;
+use crate::server;
+
+/// A running exporter. Dropping it stops its threads.
+pub struct Exporter {
+    local_addr: Option<SocketAddr>,
+    const_labels: Vec<(String, String)>,
+    renderer: Arc<Renderer>,
+    server: Option<server::Handle>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Exporter {
+    /// A handle with no threads yet ([`Builder::start`] adds them).
+    pub(crate) fn new(
+        local_addr: Option<SocketAddr>,
+        const_labels: Vec<(String, String)>,
+        renderer: Arc<Renderer>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Exporter {
+            local_addr,
+            const_labels,
+            renderer,
+            server: None,
+            stop,
+            threads: Vec::new(),
+        }
+    }
+
+    /// Adds a thread to stop and join on shutdown.
+    pub(crate) fn add_thread(&mut self, thread: JoinHandle<()>) {
+        self.threads.push(thread);
+    }
+
+    /// Adds the HTTP server, stopped on shutdown.
+    pub(crate) fn set_server(&mut self, server: server::Handle) {
+        self.server = Some(server);
+    }
+
+    /// A builder with the defaults: [`DEFAULT_BIND`](crate::DEFAULT_BIND), [`DEFAULT_INTERVAL`](crate::DEFAULT_INTERVAL),
+    /// [`DEFAULT_HISTORY`](crate::DEFAULT_HISTORY).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The address actually listened on (with the real port if 0 was asked).
+    ///
+    /// # Panics
+    ///
+    /// If the exporter was started with [`Builder::serve_http`]`(false)`.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+            .expect("local_addr() needs an exporter that serves HTTP")
+    }
+
+    /// The URL of the page, `http://IP:PORT/` (see [`Exporter::local_addr`]).
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.local_addr())
+    }
+
+    /// The `n` call sites with the largest `by`, with their estimates and
+    /// symbolized stacks: what `/api/sites` serves, for logging in-process.
+    ///
+    /// ```no_run
+    /// # let exporter = allocmeter_exporter::Exporter::builder().serve_http(false).start().unwrap();
+    /// use allocmeter_exporter::SortBy;
+    /// for site in exporter.top_sites(5, SortBy::InuseSpace) {
+    ///     println!("{:>12.0} B in use  {}", site.inuse_space, site.function);
+    /// }
+    /// ```
+    pub fn top_sites(&self, n: usize, by: SortBy) -> Vec<SiteReport> {
+        self.renderer.top_sites(n, by)
+    }
+
+    /// The heap profile, gzipped `profile.proto`, as `/debug/pprof/heap`
+    /// serves it (in-use space by default).
+    pub fn heap_profile(&self) -> Vec<u8> {
+        pprof::heap_profile(&self.renderer, DefaultType::InuseSpace)
+    }
+
+    /// A collector of allocmeter's metrics for the service's own
+    /// `prometheus::Registry`, for a service that already serves `/metrics`:
+    /// start the exporter with [`Builder::serve_http`]`(false)` and register
+    /// this. It renders the same families, with the same constant labels, as
+    /// the exporter's own `/metrics`, site-table figures included (the
+    /// process metrics excepted: a service with a registry usually registers
+    /// its own `ProcessCollector`).
+    ///
+    /// ```
+    /// let exporter = allocmeter_exporter::Exporter::builder()
+    ///     .serve_http(false)
+    ///     .const_label("service", "checkout")
+    ///     .start()
+    ///     .unwrap();
+    /// let registry = prometheus::Registry::new();
+    /// registry.register(Box::new(exporter.collector())).unwrap();
+    /// let live = registry
+    ///     .gather()
+    ///     .into_iter()
+    ///     .find(|f| f.name() == "allocmeter_heap_live_bytes")
+    ///     .unwrap();
+    /// assert_eq!(live.get_metric()[0].get_label()[0].value(), "checkout");
+    /// ```
+    pub fn collector(&self) -> AllocCollector {
+        exporter_collector(&self.const_labels, self.renderer.clone())
+            .expect("the exporter checked these labels when it started")
+    }
+
+    /// The newest snapshot the aggregator took.
+    pub fn snapshot(&self) -> Snapshot {
+        self.renderer.aggregator().latest()
+    }
+
+    /// The snapshots in the history, oldest first.
+    pub fn history(&self) -> Vec<Snapshot> {
+        self.renderer.aggregator().snapshots()
+    }
+
+    /// The history as `/api/history` serves it: the points taken strictly
+    /// after `since_unix_ms` (all of them with `None`), oldest first, each
+    /// with its rates over the interval that ended there.
+    pub fn history_points(&self, since_unix_ms: Option<u64>) -> Vec<HistoryPoint> {
+        self.renderer.aggregator().history_points(since_unix_ms)
+    }
+
+    /// The allocation-rate spikes detected so far, as `/api/spikes` serves
+    /// them: oldest first, at most [`MAX_SPIKES`](crate::MAX_SPIKES), each with the call sites
+    /// that allocated most during it (symbolized now).
+    pub fn spikes(&self) -> Vec<SpikeReport> {
+        self.renderer.spike_reports()
+    }
+
+    /// The spike detector's settings and state now (the `spike` object of
+    /// `/api/snapshot`).
+    pub fn spike_status(&self) -> SpikeStatus {
+        self.renderer.aggregator().spike_status()
+    }
+
+    /// Bytes of memory allocmeter itself holds, now: the allocator's share
+    /// ([`allocmeter::MemStats::telemetry_bytes`]: slots, sample rings, the
+    /// sampled-pointer table) plus the exporter's (site table, symbol cache,
+    /// snapshot history, spike detector and records). The figure
+    /// `allocmeter_telemetry_bytes` reports.
+    ///
+    /// ```
+    /// let exporter = allocmeter_exporter::Exporter::builder()
+    ///     .serve_http(false)
+    ///     .start()
+    ///     .unwrap();
+    /// assert!(exporter.telemetry_bytes() >= allocmeter::stats().telemetry_bytes);
+    /// ```
+    pub fn telemetry_bytes(&self) -> u64 {
+        allocmeter::stats().telemetry_bytes + self.renderer.own_bytes() as u64
+    }
+
+    /// The most [`Exporter::telemetry_bytes`] can come to with the threads
+    /// seen so far: [`allocmeter::telemetry_bound`] for the allocator's
+    /// share (it grows with the peak number of threads alive at once, about
+    /// 124 KiB each), plus the exporter's at their limits: the site table
+    /// at [`Builder::max_sites`] stacks of the deepest capture with every
+    /// live sample, the symbol cache (8 MiB), the history at
+    /// [`Builder::history`] snapshots and the spike records. It does not
+    /// grow with the allocation rate, the number of call sites or the
+    /// threads ever started.
+    ///
+    /// ```
+    /// let exporter = allocmeter_exporter::Exporter::builder()
+    ///     .serve_http(false)
+    ///     .start()
+    ///     .unwrap();
+    /// assert!(exporter.telemetry_bytes() <= exporter.telemetry_bound());
+    /// ```
+    pub fn telemetry_bound(&self) -> u64 {
+        let slots = allocmeter::stats().slots_used;
+        allocmeter::telemetry_bound(slots)
+            + self
+                .renderer
+                .max_own_bytes(usize::try_from(slots).unwrap_or(usize::MAX)) as u64
+    }
+
+    /// What the HTTP server did so far: connections accepted, evicted at
+    /// the connection cap, timed out, renders that panicked, requests
+    /// refused as busy. `None` without HTTP ([`Builder::serve_http`]).
+    pub fn http_stats(&self) -> Option<HttpStats> {
+        self.server.as_ref().map(|s| s.counters.read())
+    }
+
+    /// Stops the threads and waits for them. Also done on drop.
+    pub fn shutdown(mut self) {
+        self.stop_threads();
+    }
+
+    fn stop_threads(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(server) = &mut self.server {
+            server.stop();
+        }
+        for thread in self.threads.drain(..) {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}

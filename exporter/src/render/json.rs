@@ -1,0 +1,143 @@
+//! The bodies of the JSON API (`/api/*`), each with the API's `version`.
+//!
+//! Owns: the bodies' shapes. Reads the renderer; knows nothing of requests
+//! (the HTTP routes parse queries and wrap bodies in responses).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Renderer;
+use super::prometheus::inner_figures;
+use super::sites::SortBy;
+
+/// The JSON API's version, in every response's `version` field.
+pub const API_VERSION: u32 = 1;
+
+/// `/api/sites`: the `top` sites ranked `by` (named `by_name`), symbolized.
+pub(crate) fn sites_body(
+    renderer: &Renderer,
+    top: usize,
+    by: SortBy,
+    by_name: &str,
+) -> serde_json::Value {
+    let report = renderer.top_sites(top, by);
+    serde_json::json!({
+        "version": API_VERSION,
+        "sample_rate": allocmeter::sample_rate(),
+        "by": by_name,
+        "sites": report,
+    })
+}
+
+/// A 400's body: a fixed message (never the request's input).
+pub(crate) fn error_body(message: &'static str) -> serde_json::Value {
+    serde_json::json!({ "version": API_VERSION, "error": message })
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `/api/snapshot` (and its alias `/api/stats`): `allocmeter::stats()` and
+/// the sampling figures, read now, with the wall-clock time of the read
+/// (`unix_ms`), the inner allocator's figures if a feature compiles them in,
+/// the spike detector's state, and whether the call-site endpoints answer
+/// (`profiles_exposed`).
+pub(crate) fn stats_body(renderer: &Renderer, profiles_exposed: bool) -> serde_json::Value {
+    let aggregator = renderer.aggregator();
+    let unix_ms = unix_ms_now();
+    let uptime_ms = aggregator.uptime().as_millis() as u64;
+    let s = allocmeter::stats();
+    let sampling = allocmeter::profile::sampling_stats();
+    let by_size: Vec<serde_json::Value> = s
+        .by_size
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "max_size": c.max_size,
+                "allocs": c.allocs,
+                "frees": c.frees,
+            })
+        })
+        .collect();
+    // One allocator's figures: the first that reported any (a process has
+    // one inner allocator; see the features in Cargo.toml).
+    let figures = inner_figures();
+    let inner = figures.first().map(|first| {
+        let of_first: Vec<serde_json::Value> = figures
+            .iter()
+            .filter(|f| f.allocator == first.allocator)
+            .map(|f| serde_json::json!({"name": f.name, "help": f.help, "value": f.value}))
+            .collect();
+        serde_json::json!({"allocator": first.allocator, "figures": of_first})
+    });
+    serde_json::json!({
+        "version": API_VERSION,
+        "unix_ms": unix_ms,
+        "uptime_ms": uptime_ms,
+        "stats": {
+            "live_bytes": s.live_bytes,
+            "live_objects": s.live_objects,
+            "alloc_bytes": s.alloc_bytes,
+            "allocs": s.allocs,
+            "free_bytes": s.free_bytes,
+            "frees": s.frees,
+            "reallocs": {
+                "grown_in_place": s.reallocs.grown_in_place,
+                "shrunk_in_place": s.reallocs.shrunk_in_place,
+                "moved": s.reallocs.moved,
+                "grown_bytes": s.reallocs.grown_bytes,
+                "shrunk_bytes": s.reallocs.shrunk_bytes,
+            },
+            "failures": s.failures,
+            "threads": s.threads,
+            "slots_used": s.slots_used,
+            "telemetry_bytes": s.telemetry_bytes,
+            "by_size": by_size,
+        },
+        "sampling": {
+            "rate": sampling.rate,
+            "samples": sampling.samples,
+            "dropped": sampling.dropped,
+            "frees_lost": sampling.frees_lost,
+            "live_samples": sampling.live_samples,
+        },
+        "inner": inner,
+        "spike": aggregator.spike_status(),
+        "profiles_exposed": profiles_exposed,
+    })
+}
+
+/// The body of `/api/history`.
+pub(crate) fn history_body(renderer: &Renderer, since_unix_ms: Option<u64>) -> serde_json::Value {
+    let aggregator = renderer.aggregator();
+    let capacity = aggregator.history_capacity();
+    serde_json::json!({
+        "version": API_VERSION,
+        "interval_ms": aggregator.interval().as_millis() as u64,
+        "capacity": capacity,
+        "points": aggregator.history_points(since_unix_ms),
+    })
+}
+
+/// `/api/spikes`: the detector's settings and every spike kept; without
+/// `sites`, each spike's `top_sites` is empty (call sites reveal code
+/// layout, see [`crate::Builder::expose_profiles`]).
+pub(crate) fn spikes_body(renderer: &Renderer, sites: bool) -> serde_json::Value {
+    let status = renderer.aggregator().spike_status();
+    let mut reports = renderer.spike_reports();
+    if !sites {
+        for report in &mut reports {
+            report.top_sites.clear();
+        }
+    }
+    serde_json::json!({
+        "version": API_VERSION,
+        "k": status.k,
+        "min_bytes_per_sec": status.min_bytes_per_sec,
+        "baseline_secs": status.baseline_secs,
+        "sites_exposed": sites,
+        "spikes": reports,
+    })
+}

@@ -1,0 +1,181 @@
+//! Call sites as renderers show them: the site table's raw stacks trimmed
+//! of the allocation machinery, merged where they are then equal, ranked,
+//! and symbolized into [`SiteReport`]s.
+//!
+//! Owns: [`Site`], [`SiteReport`], [`SortBy`]. Reads a copy of the table
+//! (`SiteTable::copy_sites`) and a symbolizer it is lent; takes no lock.
+
+use std::collections::HashMap;
+
+use crate::aggregate::sites::{RawSite, SiteValues};
+use crate::symbols::{Frame, Symbolizer, is_allocation_machinery, program_frames};
+
+/// A call site after trimming and merging: what renderers show.
+#[derive(Clone, Debug)]
+pub(crate) struct Site {
+    /// Code addresses (return address − 1), leaf first, allocation machinery
+    /// trimmed. Empty for "(other)".
+    pub stack: Vec<u64>,
+    /// The estimates.
+    pub values: SiteValues,
+    /// Samples behind them.
+    pub samples: u64,
+}
+
+/// A call site as reported by [`crate::Exporter::top_sites`] and
+/// `/api/sites`: where it allocates, its estimates, and its stack.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SiteReport {
+    /// The program function that allocates (the leaf after the allocation
+    /// machinery is trimmed), or `(other)` for samples beyond the site limit.
+    pub function: String,
+    /// Its source file, if known.
+    pub file: Option<String>,
+    /// Its line, if known.
+    pub line: Option<u32>,
+    /// Estimated allocations.
+    pub alloc_objects: f64,
+    /// Estimated bytes allocated.
+    pub alloc_space: f64,
+    /// Estimated blocks in use.
+    pub inuse_objects: f64,
+    /// Estimated bytes in use.
+    pub inuse_space: f64,
+    /// Samples behind the estimates: the relative error of an estimate is
+    /// about one over the square root of this.
+    pub samples: u64,
+    /// The call stack, innermost first (inlined functions included).
+    pub stack: Vec<Frame>,
+}
+
+/// Which value to rank sites by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    /// Estimated allocations.
+    AllocObjects,
+    /// Estimated allocated bytes.
+    AllocSpace,
+    /// Estimated live blocks.
+    InuseObjects,
+    /// Estimated live bytes.
+    InuseSpace,
+}
+
+impl SortBy {
+    /// Parses the names Go's pprof uses: `alloc_objects`, `alloc_space`,
+    /// `inuse_objects`, `inuse_space`.
+    pub fn parse(name: &str) -> Option<SortBy> {
+        Some(match name {
+            "alloc_objects" => SortBy::AllocObjects,
+            "alloc_space" => SortBy::AllocSpace,
+            "inuse_objects" => SortBy::InuseObjects,
+            "inuse_space" => SortBy::InuseSpace,
+            _ => return None,
+        })
+    }
+
+    /// The value of `v` this ranks by.
+    pub(crate) fn key(self, v: &SiteValues) -> f64 {
+        match self {
+            SortBy::AllocObjects => v.alloc_objects,
+            SortBy::AllocSpace => v.alloc_space,
+            SortBy::InuseObjects => v.inuse_objects,
+            SortBy::InuseSpace => v.inuse_space,
+        }
+    }
+}
+
+/// Trims each raw stack of the allocation machinery, merges stacks that are
+/// then equal, and returns the sites.
+pub(crate) fn merge_sites(raw: &[RawSite], symbolizer: &mut Symbolizer) -> Vec<Site> {
+    let mut index: HashMap<Vec<u64>, usize> = HashMap::new();
+    let mut out: Vec<Site> = Vec::new();
+    for r in raw {
+        let stack = trim(&r.stack, symbolizer);
+        match index.get(&stack) {
+            Some(&i) => {
+                out[i].values.add(&r.values);
+                out[i].samples += r.samples;
+            }
+            None => {
+                index.insert(stack.clone(), out.len());
+                out.push(Site {
+                    stack,
+                    values: r.values,
+                    samples: r.samples,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The stack as code addresses, with leading allocation machinery dropped.
+/// (If everything is machinery, the stack is kept whole.)
+fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
+    let addresses: Vec<u64> = raw.iter().map(|&r| (r as u64).saturating_sub(1)).collect();
+    let first_program_frame = addresses.iter().position(|&a| {
+        let loc = symbolizer.resolve(a);
+        // An address with any program frame (possibly with machinery inlined
+        // into it) starts the program's part of the stack. Unresolvable
+        // addresses count as program code: better shown than dropped.
+        loc.frames.is_empty()
+            || loc
+                .frames
+                .iter()
+                .any(|f| !is_allocation_machinery(&f.function))
+    });
+    match first_program_frame {
+        Some(i) => addresses[i..].to_vec(),
+        None => addresses,
+    }
+}
+
+/// The `n` sites with the largest `by`, largest first.
+pub(crate) fn top(mut sites: Vec<Site>, n: usize, by: SortBy) -> Vec<Site> {
+    sites.sort_by(|a, b| by.key(&b.values).total_cmp(&by.key(&a.values)));
+    sites.truncate(n);
+    sites
+}
+
+/// Symbolizes sites for reports.
+pub(crate) fn report(sites: &[Site], symbolizer: &mut Symbolizer) -> Vec<SiteReport> {
+    sites
+        .iter()
+        .map(|site| {
+            let frames: Vec<Frame> = site
+                .stack
+                .iter()
+                .flat_map(|&a| {
+                    let loc = symbolizer.resolve(a);
+                    let frames = program_frames(&loc.frames).to_vec();
+                    if frames.is_empty() {
+                        vec![Frame {
+                            function: format!("{a:#x}"),
+                            file: None,
+                            line: None,
+                        }]
+                    } else {
+                        frames
+                    }
+                })
+                .collect();
+            let leaf = frames.first().cloned().unwrap_or(Frame {
+                function: "(other)".to_string(),
+                file: None,
+                line: None,
+            });
+            SiteReport {
+                function: leaf.function,
+                file: leaf.file,
+                line: leaf.line,
+                alloc_objects: site.values.alloc_objects,
+                alloc_space: site.values.alloc_space,
+                inuse_objects: site.values.inuse_objects,
+                inuse_space: site.values.inuse_space,
+                samples: site.samples,
+                stack: frames,
+            }
+        })
+        .collect()
+}
