@@ -127,7 +127,7 @@ pub(crate) struct ProfileState {
     /// snapshotting, spike detection).
     pub aggregator_panics: AtomicU64,
     /// The HTTP server's counters (its panics among them), once it runs.
-    pub http: std::sync::OnceLock<Arc<crate::server::Counters>>,
+    pub http: std::sync::OnceLock<Arc<crate::http::HttpCounters>>,
 }
 
 impl ProfileState {

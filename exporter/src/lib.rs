@@ -37,10 +37,10 @@
 //! interval into a bounded history ([`Exporter::snapshot`],
 //! [`Exporter::history`]), and, unless [`Builder::serve_http`] turns it off,
 //! an HTTP server of three: one I/O thread that accepts, reads and writes
-//! every connection non-blocking, under fixed limits ([`MAX_CONNECTIONS`],
-//! [`HEAD_TIMEOUT`], [`MAX_HEAD`], [`MAX_REQUEST_LINE`], [`WRITE_TIMEOUT`],
-//! [`MAX_BUFFERED_RESPONSE_BYTES`]), and two workers that render responses,
-//! one for the cheap ones and one for those that symbolize, so a profile
+//! every connection non-blocking, under fixed [`limits`] (connections open,
+//! head size and time, write time, response bytes held), and two workers
+//! that render responses, one for the cheap ones and one for those that
+//! symbolize, so a profile
 //! never delays a scrape. None takes a lock that an allocating thread could
 //! wait on, and all are marked internal: their allocations are counted but
 //! never sampled. Dropping the [`Exporter`] (or calling
@@ -101,8 +101,6 @@ mod mappings;
 mod pprof;
 #[cfg(test)]
 mod proptests;
-mod request;
-mod server;
 mod sites;
 mod snapshot;
 mod spikes;
@@ -117,13 +115,15 @@ use std::time::Duration;
 pub use aggregator::MAX_SITE_METRICS;
 pub use collector::AllocCollector;
 pub use error::StartError;
-pub use http::{API_VERSION, METRICS_CONTENT_TYPE};
-pub use pprof::proto as profile_proto;
-pub use request::{MAX_HEAD, MAX_HEADERS, MAX_REQUEST_LINE};
-pub use server::{
-    HEAD_TIMEOUT, HttpStats, LINGER, MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, QUEUE_PER_LANE,
-    RENDER_TIMEOUT, WRITE_TIMEOUT,
+pub use http::HttpStats;
+pub use http::limits;
+// Kept until the tests move to limits::
+pub use http::limits::{
+    HEAD_TIMEOUT, LINGER, MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, MAX_HEAD, MAX_HEADERS,
+    MAX_REQUEST_LINE, QUEUE_PER_LANE, RENDER_TIMEOUT, WRITE_TIMEOUT,
 };
+pub use http::routes::{API_VERSION, METRICS_CONTENT_TYPE};
+pub use pprof::proto as profile_proto;
 pub use sites::{SiteReport, SortBy};
 pub use snapshot::{HistoryPoint, Snapshot};
 pub use spikes::{
@@ -409,15 +409,14 @@ impl Builder {
         allocmeter::profile::register_drainer(aggregator.thread().clone());
         exporter.threads.push(aggregator);
         if let Some((listener, _)) = server {
-            let endpoints = http::Endpoints::new(
+            let endpoints = http::routes::Endpoints::new(
                 registry,
                 shared,
                 self.auth_token.as_ref().map(|t| t.0.clone()),
                 self.expose_profiles,
             );
             // If this fails, dropping `exporter` stops the aggregator.
-            let server =
-                server::start(listener, Arc::new(endpoints)).map_err(StartError::Thread)?;
+            let server = http::start(listener, Arc::new(endpoints)).map_err(StartError::Thread)?;
             // For `allocmeter_exporter_panics_total{where="render"}`.
             let _ = exporter.shared.profile.http.set(server.counters.clone());
             exporter.server = Some(server);
@@ -478,7 +477,7 @@ pub struct Exporter {
     local_addr: Option<SocketAddr>,
     const_labels: Vec<(String, String)>,
     shared: Arc<Shared>,
-    server: Option<server::Handle>,
+    server: Option<http::Handle>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -522,7 +521,7 @@ impl Exporter {
     /// The heap profile, gzipped `profile.proto`, as `/debug/pprof/heap`
     /// serves it (in-use space by default).
     pub fn heap_profile(&self) -> Vec<u8> {
-        http::heap_profile(&self.shared.profile, pprof::DefaultType::InuseSpace)
+        http::routes::heap_profile(&self.shared.profile, pprof::DefaultType::InuseSpace)
     }
 
     /// A collector of allocmeter's metrics for the service's own

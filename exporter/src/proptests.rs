@@ -12,11 +12,12 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use crate::aggregator::{ProfileState, Shared};
-use crate::http::{Endpoints, token_matches};
+use crate::http::limits::{MAX_HEAD, MAX_REQUEST_LINE};
+use crate::http::request::{Method, Parsed, parse_head};
+use crate::http::routes::{Endpoints, token_matches};
+use crate::http::{Lane, Service};
 use crate::mappings::Mapping;
 use crate::pprof::{DefaultType, SiteSample, encode_heap_profile, proto};
-use crate::request::{MAX_HEAD, MAX_REQUEST_LINE, Method, Parsed, parse_head};
-use crate::server::{Lane, Service};
 use crate::sites::SiteReport;
 use crate::symbolize::{Frame, Location};
 

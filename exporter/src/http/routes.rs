@@ -11,18 +11,17 @@ use parking_lot::Mutex;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::aggregator::{ProfileState, Shared};
+use crate::http::{Lane, Request, Response, Service};
 use crate::pprof::{DefaultType, SiteSample, encode_heap_profile};
-use crate::request::Request;
-use crate::server::{Lane, Response, Service};
 use crate::sites::SortBy;
 
 /// The Prometheus text exposition content type.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The live page and its assets, embedded at compile time from `dashboard/`.
-const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
-const APP_JS: &str = include_str!("../../dashboard/app.js");
-const STYLE_CSS: &str = include_str!("../../dashboard/style.css");
+const INDEX_HTML: &str = include_str!("../../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../../dashboard/app.js");
+const STYLE_CSS: &str = include_str!("../../../dashboard/style.css");
 
 /// The JSON API's version, in every response's `version` field.
 pub const API_VERSION: u32 = 1;
