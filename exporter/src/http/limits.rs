@@ -9,7 +9,7 @@
 //! | [`MAX_HEAD`] | memory held per connection while its head is read | 431 |
 //! | [`MAX_HEADERS`] | parsing time spent on one head | 431 |
 //! | [`HEAD_TIMEOUT`] | sockets held by clients that send a head slowly or never | 408, closed |
-//! | [`MAX_CONNECTIONS`] | sockets and per-connection memory, all clients together | the oldest idle connection is evicted |
+//! | [`MAX_CONNECTIONS`] | sockets and per-connection memory, all clients together | the oldest connection not waiting for a render is closed |
 //! | [`QUEUE_PER_LANE`] | memory and waiting time of requests queued for a worker | 503 |
 //! | [`RENDER_TIMEOUT`] | sockets held for a response that does not come | closed |
 //! | [`MAX_BUFFERED_RESPONSE_BYTES`] | memory held for clients that read slowly, all together | 503 |
