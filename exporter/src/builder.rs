@@ -14,10 +14,9 @@ use crate::aggregate::{self, Aggregator};
 use crate::error::StartError;
 use crate::exporter::Exporter;
 use crate::health::HttpCounters;
-use crate::http::Endpoints;
+use crate::http::{self, routes::Endpoints};
 use crate::render::Renderer;
 use crate::render::prometheus::{AllocCollector, MAX_SITE_METRICS};
-use crate::server;
 
 /// The address the exporter listens on unless told otherwise: loopback only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:9464";
@@ -302,7 +301,7 @@ impl Builder {
                 self.expose_profiles,
             );
             // If this fails, dropping `exporter` stops the aggregator.
-            let server = server::start(listener, Arc::new(endpoints), http_counters)
+            let server = http::start(listener, Arc::new(endpoints), http_counters)
                 .map_err(StartError::Thread)?;
             exporter.set_server(server);
         }

@@ -10,19 +10,19 @@ use crate::aggregate::history::{HistoryPoint, Snapshot};
 use crate::aggregate::spikes::SpikeStatus;
 use crate::builder::{Builder, exporter_collector};
 use crate::health::HttpStats;
+use crate::http;
 use crate::render::Renderer;
 use crate::render::pprof::{self, DefaultType};
 use crate::render::prometheus::AllocCollector;
 use crate::render::sites::{SiteReport, SortBy};
 use crate::render::spikes::SpikeReport;
-use crate::server;
 
 /// A running exporter. Dropping it stops its threads.
 pub struct Exporter {
     local_addr: Option<SocketAddr>,
     const_labels: Vec<(String, String)>,
     renderer: Arc<Renderer>,
-    server: Option<server::Handle>,
+    server: Option<http::Handle>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -51,7 +51,7 @@ impl Exporter {
     }
 
     /// Adds the HTTP server, stopped on shutdown.
-    pub(crate) fn set_server(&mut self, server: server::Handle) {
+    pub(crate) fn set_server(&mut self, server: http::Handle) {
         self.server = Some(server);
     }
 

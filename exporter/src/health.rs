@@ -1,14 +1,19 @@
-//! The HTTP server's counters: written by the server's threads, read by the
-//! Prometheus renderer (panics while rendering) and by the handle
-//! ([`crate::Exporter::http_stats`]).
+//! What the HTTP server did: [`HttpCounters`], bumped by the server's I/O
+//! thread and workers as things happen, and [`HttpStats`], the public copy
+//! of them ([`crate::Exporter::http_stats`]).
 //!
-//! A leaf, so that the renderers need not import the server: the builder
-//! makes one [`HttpCounters`] and hands it to both.
+//! A leaf beside the stages rather than inside `http/`: the Prometheus
+//! renderer reads the render panics from it
+//! (`allocmeter_exporter_panics_total{where="render"}`), and renderers do
+//! not import the server. The builder makes one and hands it to both.
+//!
+//! Counters only: plain relaxed atomics, each written where its event
+//! happens and read as a set by [`HttpCounters::read`]. Nothing here decides
+//! anything.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of what the HTTP server did, written by its threads and read
-/// by the collector (render panics) and the handle ([`HttpStats`]).
+/// Counters of what the server did, for tests and diagnostics.
 #[derive(Debug, Default)]
 pub(crate) struct HttpCounters {
     /// Connections accepted.
@@ -42,14 +47,18 @@ impl HttpCounters {
 pub struct HttpStats {
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections closed to make room for a new one at [`MAX_CONNECTIONS`](crate::MAX_CONNECTIONS).
+    /// Connections closed to make room for a new one at
+    /// [`MAX_CONNECTIONS`](crate::limits::MAX_CONNECTIONS).
     pub evicted: u64,
     /// Connections that sent no complete request head within
-    /// [`HEAD_TIMEOUT`](crate::HEAD_TIMEOUT) (answered 408).
+    /// [`HEAD_TIMEOUT`](crate::limits::HEAD_TIMEOUT) (answered 408).
     pub timed_out: u64,
     /// Responses whose rendering panicked (answered 500).
     pub panics: u64,
-    /// Requests answered 503: a worker's queue ([`QUEUE_PER_LANE`](crate::QUEUE_PER_LANE)) or the
-    /// response buffer ([`MAX_BUFFERED_RESPONSE_BYTES`](crate::MAX_BUFFERED_RESPONSE_BYTES)) was full.
+    /// Requests answered 503: a worker's queue
+    /// ([`QUEUE_PER_LANE`](crate::limits::QUEUE_PER_LANE)) or the response
+    /// buffer
+    /// ([`MAX_BUFFERED_RESPONSE_BYTES`](crate::limits::MAX_BUFFERED_RESPONSE_BYTES))
+    /// was full.
     pub busy: u64,
 }

@@ -13,14 +13,14 @@ use proptest::prelude::*;
 
 use crate::aggregate::Aggregator;
 use crate::aggregate::detector::SpikeConfig;
-use crate::http::{Endpoints, token_matches};
+use crate::http::limits::{MAX_HEAD, MAX_REQUEST_LINE};
+use crate::http::request::{Method, Parsed, parse_head};
+use crate::http::routes::{Endpoints, token_matches};
+use crate::http::{Lane, Service};
 use crate::render::Renderer;
 use crate::render::pprof::{DefaultType, ProfileSite, encode_heap_profile, proto};
 use crate::render::sites::SiteReport;
-use crate::request::{MAX_HEAD, MAX_REQUEST_LINE, Method, Parsed, parse_head};
-use crate::server::{Lane, Service};
-use crate::symbols::Mapping;
-use crate::symbols::{Frame, Location};
+use crate::symbols::{Frame, Location, Mapping};
 
 /// A well-formed request head and what it must parse to.
 #[derive(Clone, Debug)]

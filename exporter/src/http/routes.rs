@@ -1,7 +1,7 @@
 //! What the HTTP server serves: `/metrics`, the pprof heap profiles, the
 //! JSON API, and the page at `/`; and who may see it (the bearer token, the
 //! switch for the endpoints that reveal code layout). The server itself is
-//! in `server.rs`.
+//! the rest of this folder (see `mod.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,20 +10,19 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use prometheus::{Encoder, Registry, TextEncoder};
 
+use super::{Lane, Request, Response, Service};
 use crate::render::Renderer;
 use crate::render::json;
 use crate::render::pprof::{self, DefaultType};
 use crate::render::sites::SortBy;
-use crate::request::Request;
-use crate::server::{Lane, Response, Service};
 
 /// The Prometheus text exposition content type.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The live page and its assets, embedded at compile time from `dashboard/`.
-const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
-const APP_JS: &str = include_str!("../../dashboard/app.js");
-const STYLE_CSS: &str = include_str!("../../dashboard/style.css");
+const INDEX_HTML: &str = include_str!("../../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../../dashboard/app.js");
+const STYLE_CSS: &str = include_str!("../../../dashboard/style.css");
 
 /// `/api/sites` returns at most this many sites.
 const MAX_TOP: usize = 1000;

@@ -5,17 +5,12 @@
 //! read: the answer is "need more", a request, or the status to refuse it
 //! with. Nothing here echoes input back: a refusal is a status code, and the
 //! server answers it with a fixed body.
+//!
+//! The decoder, and only that: it touches no socket (the connection in
+//! `conn.rs` reads the bytes and feeds them here) and defines no limit (the
+//! head limits are in [`super::limits`]).
 
-/// The longest request line accepted (method, target and version), bytes
-/// without the line ending. Longer: 414.
-pub const MAX_REQUEST_LINE: usize = 2 * 1024;
-
-/// The largest request head accepted (request line, header fields and the
-/// blank line), bytes. Larger: 431.
-pub const MAX_HEAD: usize = 8 * 1024;
-
-/// The most header fields accepted. More: 431.
-pub const MAX_HEADERS: usize = 64;
+use super::limits::{MAX_HEAD, MAX_HEADERS, MAX_REQUEST_LINE};
 
 /// The request methods the exporter knows; every other valid method token
 /// gets 405.

@@ -1,0 +1,174 @@
+//! One connection: where it is ([`ConnState`]: reading the head, waiting
+//! for its render, writing, lingering), its deadline, and its own reads and
+//! writes, all non-blocking: [`Conn::read_head`] feeds the decoder,
+//! [`Conn::write_some`] sends what the socket takes, [`Conn::discard`]
+//! drains what the client sends after its response.
+//!
+//! A connection knows nothing of the others, of the workers or of the
+//! routes: deciding what to answer, admitting into a lane, expiring and
+//! evicting are the I/O loop's (`io_loop.rs`).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Instant;
+
+use super::limits::{HEAD_TIMEOUT, LINGER, MAX_HEAD, MAX_LINGER_BYTES};
+use super::request::{Parsed, parse_head};
+
+/// Where a connection is.
+pub(super) enum ConnState {
+    /// Reading the request head.
+    Reading { buf: Vec<u8> },
+    /// Waiting for a worker's response.
+    Rendering,
+    /// Sending the response.
+    Writing { out: Vec<u8>, sent: usize },
+    /// Response sent and our side shut down; discarding what comes in.
+    Lingering { discarded: usize },
+}
+
+/// An open connection.
+pub(super) struct Conn {
+    /// The server's number for it, to match a worker's response to it.
+    pub id: u64,
+    pub stream: TcpStream,
+    pub state: ConnState,
+    /// When the current state runs out.
+    pub deadline: Instant,
+    pub accepted: Instant,
+    pub peer: SocketAddr,
+    /// Set when it is done with: the I/O loop drops it.
+    pub close: bool,
+}
+
+impl Conn {
+    /// A connection accepted `now`, reading its head until [`HEAD_TIMEOUT`].
+    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr, now: Instant) -> Conn {
+        Conn {
+            id,
+            stream,
+            state: ConnState::Reading { buf: Vec::new() },
+            deadline: now + HEAD_TIMEOUT,
+            accepted: now,
+            peer,
+            close: false,
+        }
+    }
+
+    /// Eviction preference: lower goes first.
+    pub fn eviction_rank(&self) -> u8 {
+        match self.state {
+            ConnState::Lingering { .. } => 0,
+            ConnState::Reading { .. } => 1,
+            ConnState::Writing { .. } => 2,
+            ConnState::Rendering => 3,
+        }
+    }
+
+    /// Bytes of response held for this connection.
+    pub fn buffered(&self) -> usize {
+        match &self.state {
+            ConnState::Writing { out, .. } => out.len(),
+            _ => 0,
+        }
+    }
+
+    /// Reads what the socket has into the head buffer, until the head is
+    /// complete or refused: then the request or the refusal (never
+    /// [`Parsed::Incomplete`]). `None` to wait for more, or if the
+    /// connection is closing (`close` is then set).
+    pub fn read_head(&mut self) -> Option<Parsed> {
+        let ConnState::Reading { buf } = &mut self.state else {
+            return None;
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.close = true;
+                    return None;
+                }
+                Ok(n) => {
+                    // Never keep more than one byte past the limit:
+                    // that is enough to tell the head is too large.
+                    let room = (MAX_HEAD + 1).saturating_sub(buf.len());
+                    buf.extend_from_slice(&chunk[..n.min(room)]);
+                    match parse_head(buf) {
+                        Parsed::Incomplete => continue,
+                        done => return Some(done),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.close = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Starts sending `out`, to be sent by `deadline`, and sends what the
+    /// socket takes now.
+    pub fn start_writing(&mut self, out: Vec<u8>, deadline: Instant) {
+        self.state = ConnState::Writing { out, sent: 0 };
+        self.deadline = deadline;
+        self.write_some();
+    }
+
+    /// Writes what the socket takes now; once all is written, shuts our side
+    /// down and lingers.
+    pub fn write_some(&mut self) {
+        let ConnState::Writing { out, sent } = &mut self.state else {
+            return;
+        };
+        while *sent < out.len() {
+            match self.stream.write(&out[*sent..]) {
+                Ok(0) => {
+                    self.close = true;
+                    return;
+                }
+                Ok(n) => *sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.close = true;
+                    return;
+                }
+            }
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.state = ConnState::Lingering { discarded: 0 };
+        self.deadline = Instant::now() + LINGER;
+    }
+
+    /// Reads and discards what the client still sends after its response;
+    /// closes at its end, on an error, or past [`MAX_LINGER_BYTES`].
+    pub fn discard(&mut self) {
+        let ConnState::Lingering { discarded } = &mut self.state else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.close = true;
+                    return;
+                }
+                Ok(n) => {
+                    *discarded += n;
+                    if *discarded > MAX_LINGER_BYTES {
+                        self.close = true;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.close = true;
+                    return;
+                }
+            }
+        }
+    }
+}

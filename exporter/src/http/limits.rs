@@ -1,0 +1,79 @@
+//! Every limit of the HTTP server, in one place. Together they let the
+//! server run inside someone else's production service: whatever clients
+//! do, it holds a fixed number of threads, a bounded amount of memory and a
+//! bounded number of sockets, and keeps answering.
+//!
+//! | limit | what it protects | past it |
+//! |---|---|---|
+//! | [`MAX_REQUEST_LINE`] | memory and parsing time spent on one request target | 414 |
+//! | [`MAX_HEAD`] | memory held per connection while its head is read | 431 |
+//! | [`MAX_HEADERS`] | parsing time spent on one head | 431 |
+//! | [`HEAD_TIMEOUT`] | sockets held by clients that send a head slowly or never | 408, closed |
+//! | [`MAX_CONNECTIONS`] | sockets and per-connection memory, all clients together | the oldest connection not waiting for a render is closed |
+//! | [`QUEUE_PER_LANE`] | memory and waiting time of requests queued for a worker | 503 |
+//! | [`RENDER_TIMEOUT`] | sockets held for a response that does not come | closed |
+//! | [`MAX_BUFFERED_RESPONSE_BYTES`] | memory held for clients that read slowly, all together | 503 |
+//! | [`WRITE_TIMEOUT`] | sockets and memory held by a client that stops reading | closed |
+//! | [`LINGER`] | time spent discarding what a client sends after its response | closed |
+//!
+//! The server's internal limits live here too, crate-private:
+//! `MAX_LINGER_BYTES` (bytes discarded after a response), `ACCEPTS_PER_TURN`
+//! (connections a flood gets accepted before the open ones are served) and
+//! `LISTEN_BACKLOG` (connections the kernel queues in a burst).
+//!
+//! This module holds constants only. The decoder (`request.rs`) enforces the
+//! head limits, the connection (`conn.rs`) the linger limits, and the I/O
+//! loop (`io_loop.rs`) the rest; none of them defines a limit of its own.
+
+use std::time::Duration;
+
+/// The longest request line accepted (method, target and version), bytes
+/// without the line ending. Longer: 414.
+pub const MAX_REQUEST_LINE: usize = 2 * 1024;
+
+/// The largest request head accepted (request line, header fields and the
+/// blank line), bytes. Larger: 431.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// The most header fields accepted. More: 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// The most connections open at once. A new connection beyond it evicts the
+/// oldest one that is not waiting for its response to be rendered.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client has, from connecting, to send a complete request head.
+/// Later: 408 and the connection is closed.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client has to read a whole response once it is ready. Later:
+/// the connection is closed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request may wait for a worker and be rendered before its
+/// connection is closed without an answer.
+pub const RENDER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After a response, how long the server keeps reading (and discarding)
+/// what the client still sends, so that closing does not reset the
+/// connection before the client has read the response.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// The most bytes discarded after a response before the connection is
+/// closed anyway.
+pub(crate) const MAX_LINGER_BYTES: usize = 64 * 1024;
+
+/// The most bytes of responses held for clients, all connections together.
+/// While at it, new requests are answered 503.
+pub const MAX_BUFFERED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many requests each worker lane queues. Beyond it: 503.
+pub const QUEUE_PER_LANE: usize = 32;
+
+/// The most connections accepted per turn of the I/O loop, so that a flood
+/// of connections cannot starve the ones already open.
+pub(crate) const ACCEPTS_PER_TURN: usize = 64;
+
+/// The accept queue's length asked of the kernel (capped by
+/// `net.core.somaxconn`).
+pub(crate) const LISTEN_BACKLOG: libc::c_int = 1024;

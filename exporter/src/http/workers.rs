@@ -1,0 +1,119 @@
+//! The workers and the seam between the transport and what it serves: the
+//! [`Service`] trait (decide on the I/O thread, render on a worker), the two
+//! [`Lane`]s, the [`Job`] handed to a worker and the [`Done`] response
+//! handed back, and the worker loop ([`work`]).
+//!
+//! A worker only renders and encodes: it never touches a socket or a
+//! connection (the I/O thread in `io_loop.rs` owns them all) and knows
+//! nothing of the routes (they come in through [`Service`]).
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+
+use super::limits::QUEUE_PER_LANE;
+use super::request::{Method, Request};
+use super::response::Response;
+use crate::health::HttpCounters;
+
+/// Which worker renders a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Cheap, bounded responses: metrics, snapshot, history, the page.
+    Light,
+    /// Responses that may symbolize (seconds, the first time): profiles,
+    /// call sites, spikes.
+    Heavy,
+}
+
+/// What the server serves.
+pub(crate) trait Service: Send + Sync + 'static {
+    /// Decides, on the I/O thread, what to do with a request: render it in
+    /// a lane, or answer at once (401, 404...). Must be quick and must not
+    /// block.
+    fn admit(&self, request: &Request, peer: SocketAddr) -> Result<Lane, Response>;
+
+    /// Renders the response, on a worker thread.
+    fn render(&self, request: &Request) -> Response;
+}
+
+/// A request handed to a worker.
+pub(super) struct Job {
+    pub id: u64,
+    pub request: Request,
+}
+
+/// A rendered response handed back to the I/O thread.
+pub(super) struct Done {
+    pub id: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Starts one worker per lane, each with its queue of at most
+/// [`QUEUE_PER_LANE`] jobs, and pushes it to `threads`; returns the queues'
+/// senders, one per lane.
+pub(super) fn spawn<S: Service>(
+    service: &Arc<S>,
+    done: &Sender<Done>,
+    waker: &Arc<UnixStream>,
+    counters: &Arc<HttpCounters>,
+    threads: &mut Vec<JoinHandle<()>>,
+) -> io::Result<Vec<(Lane, SyncSender<Job>)>> {
+    let mut lanes = Vec::new();
+    for (lane, name) in [
+        (Lane::Light, "allocmeter-http-worker"),
+        (Lane::Heavy, "allocmeter-http-profiles"),
+    ] {
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(QUEUE_PER_LANE);
+        let worker = {
+            let (service, done_tx, waker, counters) = (
+                service.clone(),
+                done.clone(),
+                waker.clone(),
+                counters.clone(),
+            );
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || work(job_rx, done_tx, &waker, &*service, &counters))?
+        };
+        // If a later spawn fails, dropping the caller's handle stops this
+        // one: its queue's sender goes away with `lanes`.
+        threads.push(worker);
+        lanes.push((lane, job_tx));
+    }
+    Ok(lanes)
+}
+
+/// A worker: renders jobs until its queue closes.
+fn work<S: Service>(
+    jobs: Receiver<Job>,
+    done: Sender<Done>,
+    waker: &UnixStream,
+    service: &S,
+    counters: &HttpCounters,
+) {
+    allocmeter::profile::mark_thread_internal();
+    while let Ok(job) = jobs.recv() {
+        let head_only = job.request.method == Method::Head;
+        let response = catch_unwind(AssertUnwindSafe(|| service.render(&job.request)))
+            .unwrap_or_else(|_| {
+                counters.panics.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "allocmeter-exporter: rendering a response panicked; answered 500 and serving on"
+                );
+                Response::error(500)
+            });
+        let bytes = response.into_bytes(head_only);
+        if done.send(Done { id: job.id, bytes }).is_err() {
+            return;
+        }
+        // Full means a wake-up is pending already.
+        let mut waker = waker;
+        let _ = waker.write(&[1]);
+    }
+}
