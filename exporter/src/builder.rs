@@ -78,6 +78,14 @@ impl Default for Builder {
     }
 }
 
+impl Exporter {
+    /// A builder with the defaults: [`DEFAULT_BIND`](crate::DEFAULT_BIND), [`DEFAULT_INTERVAL`](crate::DEFAULT_INTERVAL),
+    /// [`DEFAULT_HISTORY`](crate::DEFAULT_HISTORY).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
 impl Builder {
     /// The address to listen on, as `IP:PORT` or `HOST:PORT` (default
     /// [`DEFAULT_BIND`], loopback). Port 0 picks a free port; read it back
@@ -313,7 +321,7 @@ impl Builder {
             addr: self.bind.clone(),
             reason,
         };
-        let collector = exporter_collector(&self.const_labels, renderer)
+        let collector = AllocCollector::for_exporter(&self.const_labels, renderer)
             .map_err(|e| invalid(format!("bad constant label: {e}")))?;
         let registry = prometheus::Registry::new();
         registry
@@ -327,18 +335,6 @@ impl Builder {
             .map_err(|e| invalid(format!("cannot register process collector: {e}")))?;
         Ok(registry)
     }
-}
-
-/// The collector the exporter serves and hands out: `labels` on every
-/// series, and the exporter's own figures from `renderer`.
-pub(crate) fn exporter_collector(
-    labels: &[(String, String)],
-    renderer: Arc<Renderer>,
-) -> prometheus::Result<AllocCollector> {
-    Ok(
-        AllocCollector::with_const_labels(labels.iter().cloned().collect())?
-            .with_renderer(renderer),
-    )
 }
 
 /// Turns `IP:PORT` or `HOST:PORT` into one socket address.

@@ -1,5 +1,7 @@
 //! [`Exporter`]: the handle to a running exporter. Reads go through the
 //! renderer (which reads the aggregator); dropping it stops the threads.
+//! Made by [`crate::Builder::start`] (`Exporter::builder` is defined beside
+//! the builder, so that this file need not import it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +10,6 @@ use std::thread::JoinHandle;
 
 use crate::aggregate::history::{HistoryPoint, Snapshot};
 use crate::aggregate::spikes::SpikeStatus;
-use crate::builder::{Builder, exporter_collector};
 use crate::health::HttpStats;
 use crate::http;
 use crate::render::Renderer;
@@ -53,12 +54,6 @@ impl Exporter {
     /// Adds the HTTP server, stopped on shutdown.
     pub(crate) fn set_server(&mut self, server: http::Handle) {
         self.server = Some(server);
-    }
-
-    /// A builder with the defaults: [`DEFAULT_BIND`](crate::DEFAULT_BIND), [`DEFAULT_INTERVAL`](crate::DEFAULT_INTERVAL),
-    /// [`DEFAULT_HISTORY`](crate::DEFAULT_HISTORY).
-    pub fn builder() -> Builder {
-        Builder::default()
     }
 
     /// The address actually listened on (with the real port if 0 was asked).
@@ -120,7 +115,7 @@ impl Exporter {
     /// assert_eq!(live.get_metric()[0].get_label()[0].value(), "checkout");
     /// ```
     pub fn collector(&self) -> AllocCollector {
-        exporter_collector(&self.const_labels, self.renderer.clone())
+        AllocCollector::for_exporter(&self.const_labels, self.renderer.clone())
             .expect("the exporter checked these labels when it started")
     }
 

@@ -248,7 +248,7 @@ impl AllocCollector {
     /// Prometheus label name.
     pub fn with_const_labels(labels: HashMap<String, String>) -> prometheus::Result<Self> {
         let mut descs = Vec::with_capacity(FAMILIES.len());
-        for f in FAMILIES {
+        for f in FAMILIES.iter() {
             let variable = f.label.map(|l| vec![l.to_string()]).unwrap_or_default();
             descs.push(Desc::new(
                 f.name.to_string(),
@@ -274,18 +274,23 @@ impl AllocCollector {
         })
     }
 
-    /// The same collector, also reporting the exporter's own figures.
-    pub(crate) fn with_renderer(mut self, renderer: Arc<Renderer>) -> Self {
-        self.renderer = Some(renderer);
-        self
+    /// The collector an exporter serves and hands out: `labels` on every
+    /// series, and the exporter's own figures from `renderer`.
+    pub(crate) fn for_exporter(
+        labels: &[(String, String)],
+        renderer: Arc<Renderer>,
+    ) -> prometheus::Result<Self> {
+        let mut collector = Self::with_const_labels(labels.iter().cloned().collect())?;
+        collector.renderer = Some(renderer);
+        Ok(collector)
     }
 
-    /// The metric families for `inputs`. Families without samples are left out.
+    /// The metric families for `scrape`. Families without samples are left out.
     fn families(&self, scrape: &Scrape) -> Vec<proto::MetricFamily> {
         FAMILIES
             .iter()
             .filter_map(|f| {
-                let samples = (f.samples)(scrape);
+                let samples = f.samples(scrape);
                 if samples.is_empty() {
                     return None;
                 }

@@ -12,18 +12,166 @@
 //! | `mimalloc` | mimalloc (the `mimalloc` 0.1 crate) | `mi_process_info` |
 //! | `glibc` | glibc's malloc (Linux, glibc ≥ 2.33) | `mallinfo2` |
 //!
+//! Each family is declared once here ([`InnerFamily`]); each source's file
+//! lists the families it reads beside its reader, by these constants, and a
+//! family is exported only when a compiled-in source reads it.
+//!
 //! A reading is cheap but not free (jemalloc refreshes its statistics by
 //! merging every arena's; `mallinfo2` locks each arena and walks its free
 //! lists), so readings are taken at most once per [`MIN_REFRESH`] and shared
 //! by every scrape in between.
 
+#[cfg(inner_glibc)]
+mod glibc;
+#[cfg(feature = "jemalloc")]
+mod jemalloc;
+#[cfg(feature = "mimalloc")]
+mod mimalloc;
+
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use prometheus::proto::MetricType;
 
 /// Readings are refreshed at most this often, however often `/metrics` is
 /// scraped; a scrape within this time of the last refresh gets the same
 /// figures.
 pub(crate) const MIN_REFRESH: Duration = Duration::from_millis(100);
+
+/// One `allocmeter_inner_*` metric family: what the figure means, for every
+/// allocator that reports it.
+#[derive(Debug, PartialEq)]
+pub(crate) struct InnerFamily {
+    /// The family's name.
+    pub name: &'static str,
+    /// Its help text: the meaning, then each allocator's source of it.
+    pub help: &'static str,
+    /// Gauge, or counter for `_total`.
+    pub kind: MetricType,
+}
+
+/// `allocmeter_inner_allocated_bytes`.
+pub(crate) const ALLOCATED: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_allocated_bytes",
+    help: "Bytes in blocks the inner allocator has handed out and not taken back, by its own count (its size classes, allocations outside allocmeter included). jemalloc: stats.allocated. glibc: mallinfo2 uordblks, arenas only (blocks served by mmap are in allocmeter_inner_mapped_bytes).",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_active_bytes`.
+pub(crate) const ACTIVE: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_active_bytes",
+    help: "Bytes in the inner allocator's pages that hold allocated blocks (whole pages, so at least allocmeter_inner_allocated_bytes). jemalloc: stats.active.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_resident_bytes`.
+pub(crate) const RESIDENT: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_resident_bytes",
+    help: "Bytes of physical memory the inner allocator holds, by its own estimate. jemalloc: stats.resident (metadata, active and dirty unused pages; untouched pages may be counted). mimalloc: mi_process_info current_rss (the OS's working set on Windows and macOS; elsewhere mimalloc's committed bytes).",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_peak_resident_bytes`.
+pub(crate) const PEAK_RESIDENT: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_peak_resident_bytes",
+    help: "Peak physical memory of the whole process as the inner allocator reports it. mimalloc: mi_process_info peak_rss (getrusage ru_maxrss on Unix, the peak working set on Windows).",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_mapped_bytes`.
+pub(crate) const MAPPED: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_mapped_bytes",
+    help: "Bytes the inner allocator has mapped from the OS, as it counts them. jemalloc: stats.mapped (active extents, at least allocmeter_inner_active_bytes; retained extents excluded). glibc: mallinfo2 hblkhd (blocks too large for the arenas, each served by its own mmap).",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_retained_bytes`.
+pub(crate) const RETAINED: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_retained_bytes",
+    help: "Bytes of address space the inner allocator keeps mapped for reuse instead of unmapping it, usually without physical memory behind it. jemalloc: stats.retained.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_metadata_bytes`.
+pub(crate) const METADATA: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_metadata_bytes",
+    help: "Bytes the inner allocator uses for its own bookkeeping. jemalloc: stats.metadata.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_committed_bytes`.
+pub(crate) const COMMITTED: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_committed_bytes",
+    help: "Bytes the inner allocator has committed (made readable and writable) from the OS. mimalloc: mi_process_info current_commit.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_peak_committed_bytes`.
+pub(crate) const PEAK_COMMITTED: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_peak_committed_bytes",
+    help: "The most bytes the inner allocator has had committed at once since the process started. mimalloc: mi_process_info peak_commit.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_arena_bytes`.
+pub(crate) const ARENA: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_arena_bytes",
+    help: "Bytes the inner allocator's arenas hold from the OS (brk for the main arena, mmap'd heaps for the others), in use or free; blocks served by their own mmap excluded. glibc: mallinfo2 arena.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_free_bytes`.
+pub(crate) const FREE: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_free_bytes",
+    help: "Bytes free inside the inner allocator's arenas: held from the OS, in no block. glibc: mallinfo2 fordblks.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_releasable_bytes`.
+pub(crate) const RELEASABLE: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_releasable_bytes",
+    help: "Free bytes at the top of the inner allocator's main heap, which it could give back to the OS (malloc_trim). glibc: mallinfo2 keepcost.",
+    kind: MetricType::GAUGE,
+};
+
+/// `allocmeter_inner_page_faults_total`.
+pub(crate) const PAGE_FAULTS: InnerFamily = InnerFamily {
+    name: "allocmeter_inner_page_faults_total",
+    help: "Hard (major) page faults of the whole process since it started, as the inner allocator reports them. mimalloc: mi_process_info page_faults (getrusage ru_majflt on Unix).",
+    kind: MetricType::COUNTER,
+};
+
+/// Every inner family, in exposition order.
+const ALL: [&InnerFamily; 13] = [
+    &ALLOCATED,
+    &ACTIVE,
+    &RESIDENT,
+    &PEAK_RESIDENT,
+    &MAPPED,
+    &RETAINED,
+    &METADATA,
+    &COMMITTED,
+    &PEAK_COMMITTED,
+    &ARENA,
+    &FREE,
+    &RELEASABLE,
+    &PAGE_FAULTS,
+];
+
+/// The families some compiled-in source reads, in exposition order.
+pub(crate) fn declared() -> Vec<&'static InnerFamily> {
+    let reads: &[&[&InnerFamily]] = &[
+        #[cfg(feature = "jemalloc")]
+        &jemalloc::READS,
+        #[cfg(feature = "mimalloc")]
+        &mimalloc::READS,
+        #[cfg(inner_glibc)]
+        &glibc::READS,
+    ];
+    ALL.into_iter()
+        .filter(|family| reads.iter().any(|r| r.contains(family)))
+        .collect()
+}
 
 /// One figure from an inner allocator.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,125 +231,6 @@ impl Cache {
         let readings = fresh();
         *last = Some((now, readings.clone()));
         readings
-    }
-}
-
-/// jemalloc's statistics through `mallctl`.
-#[cfg(feature = "jemalloc")]
-mod jemalloc {
-    use super::Reading;
-    use tikv_jemalloc_ctl::{epoch, stats};
-
-    /// Reads one `stats.*` figure from the current snapshot.
-    type Read = fn() -> tikv_jemalloc_ctl::Result<usize>;
-
-    /// jemalloc's figures, all from one refresh of its statistics.
-    pub(super) fn read() -> Vec<Reading> {
-        // jemalloc's `stats.*` are a snapshot that only advancing the epoch
-        // refreshes: advance it once, then read every figure from the same
-        // snapshot, so that they are consistent with each other.
-        if epoch::advance().is_err() {
-            return Vec::new();
-        }
-        let figures: [(&'static str, Read); 6] = [
-            ("allocmeter_inner_allocated_bytes", stats::allocated::read),
-            ("allocmeter_inner_active_bytes", stats::active::read),
-            ("allocmeter_inner_resident_bytes", stats::resident::read),
-            ("allocmeter_inner_mapped_bytes", stats::mapped::read),
-            ("allocmeter_inner_retained_bytes", stats::retained::read),
-            ("allocmeter_inner_metadata_bytes", stats::metadata::read),
-        ];
-        figures
-            .into_iter()
-            .filter_map(|(family, read)| {
-                let value = read().ok()? as f64;
-                Some(Reading {
-                    family,
-                    allocator: "jemalloc",
-                    value,
-                })
-            })
-            .collect()
-    }
-}
-
-/// mimalloc's process figures through `mi_process_info`.
-#[cfg(feature = "mimalloc")]
-mod mimalloc {
-    use std::ptr::null_mut;
-
-    use super::Reading;
-
-    /// mimalloc's figures.
-    pub(super) fn read() -> Vec<Reading> {
-        let mut current_rss = 0usize;
-        let mut peak_rss = 0usize;
-        let mut current_commit = 0usize;
-        let mut peak_commit = 0usize;
-        let mut page_faults = 0usize;
-        // SAFETY: `mi_process_info` writes one `size_t` through each non-null
-        // pointer and skips null ones (the times, which the process
-        // collector already exports). Every non-null pointer is to a distinct,
-        // aligned, writable `usize` local to this frame, alive for the whole
-        // call, and `usize` is `size_t`. The function is thread-safe (it reads
-        // atomics and `getrusage`) and works before mimalloc's first
-        // allocation.
-        unsafe {
-            libmimalloc_sys::mi_process_info(
-                null_mut(),
-                null_mut(),
-                null_mut(),
-                &mut current_rss,
-                &mut peak_rss,
-                &mut current_commit,
-                &mut peak_commit,
-                &mut page_faults,
-            );
-        }
-        [
-            ("allocmeter_inner_resident_bytes", current_rss),
-            ("allocmeter_inner_peak_resident_bytes", peak_rss),
-            ("allocmeter_inner_committed_bytes", current_commit),
-            ("allocmeter_inner_peak_committed_bytes", peak_commit),
-            ("allocmeter_inner_page_faults_total", page_faults),
-        ]
-        .into_iter()
-        .map(|(family, value)| Reading {
-            family,
-            allocator: "mimalloc",
-            value: value as f64,
-        })
-        .collect()
-    }
-}
-
-/// glibc malloc's figures through `mallinfo2`.
-#[cfg(inner_glibc)]
-mod glibc {
-    use super::Reading;
-
-    /// glibc's figures, summed over all its arenas.
-    pub(super) fn read() -> Vec<Reading> {
-        // SAFETY: `mallinfo2` (glibc 2.33 and later) takes no arguments and
-        // returns a plain struct of `size_t`s by value, which the libc crate
-        // declares with glibc's layout. It is thread-safe: it locks each
-        // arena while summing it. It does not allocate, so calling it from
-        // inside a scrape cannot re-enter the global allocator.
-        let info = unsafe { libc::mallinfo2() };
-        [
-            ("allocmeter_inner_arena_bytes", info.arena),
-            ("allocmeter_inner_mapped_bytes", info.hblkhd),
-            ("allocmeter_inner_allocated_bytes", info.uordblks),
-            ("allocmeter_inner_free_bytes", info.fordblks),
-            ("allocmeter_inner_releasable_bytes", info.keepcost),
-        ]
-        .into_iter()
-        .map(|(family, value)| Reading {
-            family,
-            allocator: "glibc",
-            value: value as f64,
-        })
-        .collect()
     }
 }
 
