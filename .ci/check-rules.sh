@@ -4,7 +4,8 @@
 #   - promtool check rules and check config;
 #   - every PromQL query of the Grafana dashboard parses;
 #   - every allocmeter_* and process_* metric name the configs mention is one
-#     the exporter emits (exporter/src/collector.rs, the prometheus crate's
+#     the exporter emits (the family tables in exporter/src/render/prometheus/,
+#     the prometheus crate's
 #     process collector), so a renamed metric cannot silently empty a panel
 #     or disarm an alert. Recording-rule names (with a ':') are allowed;
 #   - promtool test rules on the rules' unit tests.
@@ -57,13 +58,14 @@ promtool check rules "$tmp/dashboard.rules.yml" >/dev/null || {
 echo "  SUCCESS: $(grep -c 'record:' "$tmp/dashboard.rules.yml") queries parse"
 
 echo "== metric names exist"
-# Known names: every family in collector.rs, with _bucket/_sum/_count for the
+# Known names: every family in the family tables (families.rs, and the inner
+# allocators' in inner/mod.rs), with _bucket/_sum/_count for the
 # histograms, and what prometheus::process_collector::ProcessCollector emits.
 awk '
   match($0, /name: "allocmeter_[a-z0-9_]+"/) { name = substr($0, RSTART + 7, RLENGTH - 8); print name }
   /kind: MetricType::HISTOGRAM/ && name != "" { print name "_bucket"; print name "_sum"; print name "_count" }
-' exporter/src/collector.rs >"$tmp/known"
-[ "$(grep -c . "$tmp/known")" -ge 10 ] || { echo "check-rules: found too few metric names in exporter/src/collector.rs; has its layout changed?" >&2; exit 1; }
+' exporter/src/render/prometheus/families.rs exporter/src/render/prometheus/inner/mod.rs >"$tmp/known"
+[ "$(grep -c . "$tmp/known")" -ge 10 ] || { echo "check-rules: found too few metric names in exporter/src/render/prometheus/; has its layout changed?" >&2; exit 1; }
 cat >>"$tmp/known" <<'EOF'
 process_cpu_seconds_total
 process_open_fds
@@ -90,7 +92,7 @@ for f in "${files[@]}"; do
   { grep -vxF -f "$tmp/known" "$tmp/names" || true; } | sed "s|^|  $f: |" >>"$tmp/unknown"
 done
 if [ -s "$tmp/unknown" ]; then
-  echo "check-rules: unknown metric names (not in exporter/src/collector.rs or the process collector):" >&2
+  echo "check-rules: unknown metric names (not in exporter/src/render/prometheus/ or the process collector):" >&2
   cat "$tmp/unknown" >&2
   exit 1
 fi
