@@ -40,11 +40,15 @@
 //! every connection non-blocking, under fixed [`limits`] (connections open,
 //! head size and time, write time, response bytes held), and two workers
 //! that render responses, one for the cheap ones and one for those that
-//! symbolize, so a profile
-//! never delays a scrape. None takes a lock that an allocating thread could
-//! wait on, and all are marked internal: their allocations are counted but
-//! never sampled. Dropping the [`Exporter`] (or calling
-//! [`Exporter::shutdown`]) stops them all.
+//! symbolize, so a profile never delays a scrape. None takes a lock that an
+//! allocating thread could wait on, and all are marked internal: their
+//! allocations are counted but never sampled. Dropping the [`Exporter`] (or
+//! calling [`Exporter::shutdown`]) stops them all.
+//!
+//! Inside, the crate is arranged by stage, in the order data flows:
+//! `aggregate/` (the aggregator thread and what it keeps), `render/`
+//! (Prometheus, pprof, JSON), `http/` (the server), with `symbols/` beside
+//! the renderers. `ARCHITECTURE.md` in the repository maps every file.
 //!
 //! The server listens on loopback unless [`Builder::bind`] says otherwise;
 //! [`Builder::auth_token`] requires a bearer token, and

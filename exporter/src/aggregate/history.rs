@@ -52,7 +52,7 @@ pub struct HistoryPoint {
 
 /// A snapshot with what the history adds to it.
 #[derive(Clone, Copy, Debug)]
-struct Entry {
+struct HistoryEntry {
     snapshot: Snapshot,
     /// alloc bytes, allocs, free bytes, frees: per second since the
     /// previous snapshot.
@@ -68,7 +68,7 @@ fn unix_ms(at: SystemTime) -> u64 {
 /// The most recent snapshots, oldest first, at most `capacity` of them.
 #[derive(Debug)]
 pub(crate) struct History {
-    entries: VecDeque<Entry>,
+    entries: VecDeque<HistoryEntry>,
     capacity: usize,
 }
 
@@ -109,7 +109,7 @@ impl History {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
-        self.entries.push_back(Entry {
+        self.entries.push_back(HistoryEntry {
             snapshot,
             rates,
             spike,
@@ -118,13 +118,13 @@ impl History {
 
     /// The most [`History::bytes`] can be: every place taken.
     pub fn max_bytes(&self) -> usize {
-        self.capacity * core::mem::size_of::<Entry>()
+        self.capacity * core::mem::size_of::<HistoryEntry>()
     }
 
     /// Bytes the snapshots kept so far occupy (the buffer is reserved for
     /// `capacity` at the start, but its pages are only touched as it fills).
     pub fn bytes(&self) -> usize {
-        self.entries.len() * core::mem::size_of::<Entry>()
+        self.entries.len() * core::mem::size_of::<HistoryEntry>()
     }
 
     /// The newest snapshot.

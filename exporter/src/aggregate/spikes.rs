@@ -213,7 +213,7 @@ impl SpikeLog {
 mod tests {
     use super::super::detector::test_points::*;
     use super::*;
-    use crate::render::spikes::report;
+    use crate::render::spikes::spike_report;
     use crate::symbols::Symbolizer;
 
     fn table_with(samples: &[(u64, u64, &[usize])]) -> SiteTable {
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(r.top[0].totals.samples, 2);
         assert_eq!(r.top[1].stack, busy_before);
         assert_eq!(r.top[1].totals.bytes, 1_000_000.0);
-        let report = report(r, &mut Symbolizer::new(100));
+        let report = spike_report(r, &mut Symbolizer::new(100));
         assert_eq!(report.id, 1);
         assert_eq!(report.alloc_bytes, (80.0 * MIB) as u64);
         assert_eq!(report.start_unix_ms, point(10, 0).unix_ms);

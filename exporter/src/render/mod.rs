@@ -128,7 +128,7 @@ impl Renderer {
         self.account(|| {
             let _quiet = allocmeter::profile::suspend_sampling();
             let top = sites::top(self.sites(), n, by);
-            sites::report(&top, &mut self.symbolizer.lock())
+            sites::site_reports(&top, &mut self.symbolizer.lock())
         })
     }
 
@@ -141,7 +141,7 @@ impl Renderer {
             let mut symbolizer = self.symbolizer.lock();
             records
                 .iter()
-                .map(|r| spikes::report(r, &mut symbolizer))
+                .map(|r| spikes::spike_report(r, &mut symbolizer))
                 .collect()
         })
     }

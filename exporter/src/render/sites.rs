@@ -139,7 +139,7 @@ pub(crate) fn top(mut sites: Vec<Site>, n: usize, by: SortBy) -> Vec<Site> {
 }
 
 /// Symbolizes sites for reports.
-pub(crate) fn report(sites: &[Site], symbolizer: &mut Symbolizer) -> Vec<SiteReport> {
+pub(crate) fn site_reports(sites: &[Site], symbolizer: &mut Symbolizer) -> Vec<SiteReport> {
     sites
         .iter()
         .map(|site| {

@@ -62,7 +62,7 @@ pub struct SpikeReport {
 }
 
 /// Symbolizes and merges one record's raw stacks into its report.
-pub(crate) fn report(record: &SpikeRecord, symbolizer: &mut Symbolizer) -> SpikeReport {
+pub(crate) fn spike_report(record: &SpikeRecord, symbolizer: &mut Symbolizer) -> SpikeReport {
     let raw: Vec<RawSite> = record
         .top
         .iter()
@@ -78,7 +78,7 @@ pub(crate) fn report(record: &SpikeRecord, symbolizer: &mut Symbolizer) -> Spike
         .collect();
     let merged = sites::merge_sites(&raw, symbolizer);
     let top = sites::top(merged, MAX_TOP_SITES, SortBy::AllocSpace);
-    let top_sites = sites::report(&top, symbolizer)
+    let top_sites = sites::site_reports(&top, symbolizer)
         .into_iter()
         .map(|s| SpikeSite {
             function: s.function,
