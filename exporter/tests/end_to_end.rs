@@ -1,14 +1,13 @@
 //! End to end: a real exporter on a real port, scraped over real HTTP.
 
-mod http_client;
-
 use std::alloc::System;
 use std::hint::black_box;
 use std::net::TcpListener;
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, METRICS_CONTENT_TYPE, StartError};
-use http_client::{parse_samples, request};
+use allocmeter_test_support::http::fetch;
+use allocmeter_test_support::prometheus_text::parse_samples;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -35,7 +34,7 @@ fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
     assert!(addr.ip().is_loopback());
     assert_ne!(addr.port(), 0);
 
-    let before = parse_samples(&request(addr, "GET", "/metrics").body);
+    let before = parse_samples(&fetch(addr, "GET", "/metrics").body);
 
     const BLOCK: usize = 1 << 20;
     const BLOCKS: usize = 16;
@@ -50,7 +49,7 @@ fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
     });
     let blocks = worker.join().unwrap();
 
-    let reply = request(addr, "GET", "/metrics");
+    let reply = fetch(addr, "GET", "/metrics");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some(METRICS_CONTENT_TYPE));
     let after = parse_samples(&reply.body);
@@ -97,9 +96,9 @@ fn counters_never_go_down_between_scrapes() {
             drop(black_box((v, s)));
         }
     });
-    let mut previous = parse_samples(&request(addr, "GET", "/metrics").body);
+    let mut previous = parse_samples(&fetch(addr, "GET", "/metrics").body);
     for _ in 0..25 {
-        let current = parse_samples(&request(addr, "GET", "/metrics").body);
+        let current = parse_samples(&fetch(addr, "GET", "/metrics").body);
         for (series, value) in &current {
             let monotonic = COUNTERS.iter().any(|c| series.starts_with(c))
                 || series.starts_with("allocmeter_reallocs_total")
@@ -120,11 +119,11 @@ fn counters_never_go_down_between_scrapes() {
 fn unknown_paths_and_methods_get_clear_errors() {
     let exporter = start();
     let addr = exporter.local_addr();
-    assert_eq!(request(addr, "GET", "/nope").status, 404);
-    let post = request(addr, "POST", "/metrics");
+    assert_eq!(fetch(addr, "GET", "/nope").status, 404);
+    let post = fetch(addr, "POST", "/metrics");
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
-    let page = request(addr, "GET", "/");
+    let page = fetch(addr, "GET", "/");
     assert_eq!(page.status, 200);
     assert!(
         page.header("content-type")
@@ -137,7 +136,7 @@ fn unknown_paths_and_methods_get_clear_errors() {
         "the page is dashboard/index.html"
     );
     // Still serving after the errors.
-    assert_eq!(request(addr, "GET", "/metrics?x=1").status, 200);
+    assert_eq!(fetch(addr, "GET", "/metrics?x=1").status, 200);
 }
 
 #[test]
@@ -179,7 +178,7 @@ fn an_unparsable_address_is_an_error_naming_it() {
 fn shutdown_stops_serving_and_frees_the_port() {
     let exporter = start();
     let addr = exporter.local_addr();
-    assert_eq!(request(addr, "GET", "/metrics").status, 200);
+    assert_eq!(fetch(addr, "GET", "/metrics").status, 200);
     let history = exporter.history();
     assert!(!history.is_empty());
     assert!(exporter.snapshot().stats.alloc_bytes > 0);
@@ -193,7 +192,7 @@ fn shutdown_stops_serving_and_frees_the_port() {
     assert_eq!(again.local_addr(), addr);
     // And the old address no longer answers with the old exporter's data:
     // the new one serves it.
-    assert_eq!(request(addr, "GET", "/metrics").status, 200);
+    assert_eq!(fetch(addr, "GET", "/metrics").status, 200);
 }
 
 #[test]
@@ -225,7 +224,7 @@ fn api_stats_agrees_with_the_process_own_stats() {
     // Kept alive across both reads, so the live figures must include it.
     let block = black_box(vec![7u8; 3 << 20]);
     let before = allocmeter::stats();
-    let reply = request(addr, "GET", "/api/stats");
+    let reply = fetch(addr, "GET", "/api/stats");
     let after = allocmeter::stats();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("application/json"));

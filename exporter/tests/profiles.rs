@@ -5,10 +5,6 @@
 //! `harness = false`: the sample rate is process-wide, so the checks run one
 //! after another on the main thread (with a deadlock watchdog).
 
-mod http_client;
-#[path = "../../allocator/tests/support/mod.rs"]
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -19,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, SiteReport, SortBy, profile_proto};
+use allocmeter_test_support::http;
+use allocmeter_test_support::runner;
 use prost::Message;
 
 #[global_allocator]
@@ -213,7 +211,7 @@ fn the_heap_profile_over_http_is_valid_pprof() {
         ("/debug/pprof/heap", None),
         ("/debug/pprof/allocs", Some("alloc_space")),
     ] {
-        let reply = http_client::request_bytes(addr, "GET", path);
+        let reply = http::fetch_bytes(addr, "GET", path);
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(
             reply.header("content-type"),
@@ -300,7 +298,7 @@ fn the_heap_profile_over_http_is_valid_pprof() {
         assert!(within(inuse, truth, 0.25), "in-use estimate {inuse}");
         // The profile agrees with /api/sites about this function (which no
         // longer allocates, unlike the server's own request handling).
-        let api = http_client::request(addr, "GET", "/api/sites?top=1000&by=inuse_space");
+        let api = http::fetch(addr, "GET", "/api/sites?top=1000&by=inuse_space");
         let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
         assert_eq!(json["version"], 1);
         let api_inuse: f64 = json["sites"]
@@ -322,13 +320,10 @@ fn the_heap_profile_over_http_is_valid_pprof() {
     }
     // Bad queries get a clear 400.
     assert_eq!(
-        http_client::request(addr, "GET", "/api/sites?by=nonsense").status,
+        http::fetch(addr, "GET", "/api/sites?by=nonsense").status,
         400
     );
-    assert_eq!(
-        http_client::request(addr, "GET", "/api/sites?top=x").status,
-        400
-    );
+    assert_eq!(http::fetch(addr, "GET", "/api/sites?top=x").status, 400);
     drop(keep);
     allocmeter::set_sample_rate(0);
 }
@@ -352,7 +347,7 @@ fn rate_one_with_concurrent_profile_fetches_stays_exact() {
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    assert_eq!(http_client::request_bytes(addr, "GET", path).status, 200);
+                    assert_eq!(http::fetch_bytes(addr, "GET", path).status, 200);
                     n += 1;
                 }
                 n
@@ -438,7 +433,7 @@ fn rate_one_with_concurrent_profile_fetches_stays_exact() {
 }
 
 fn main() {
-    support::run(
+    runner::run(
         &[
             (
                 "estimates_are_unbiased_and_in_use_follows_frees",

@@ -1,21 +1,18 @@
-//! The HTTP endpoint under attack (issue 7): idle and trickling connections,
-//! malformed, oversized and binary requests, clients that stop reading, and
-//! shutdown with all of that going on. Real sockets, a real exporter on
-//! 127.0.0.1:0, and a watchdog per test so that a hang fails.
+//! The HTTP endpoint under attack by hostile clients: idle and trickling
+//! connections, malformed, oversized and binary requests, clients that stop
+//! reading, and shutdown with all of that going on. Real sockets, a real
+//! exporter on 127.0.0.1:0, and a watchdog per test so that a hang fails.
 
-mod http_common;
-
-use std::alloc::System;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, HEAD_TIMEOUT, MAX_CONNECTIONS};
-use http_common::{exchange, get, get_with, parse_reply, raise_fd_limit, read_until_end, watchdog};
-
-#[global_allocator]
-static GLOBAL: Instrumented<System> = Instrumented::new(System);
+use allocmeter_test_support::http::{
+    self, checked_get, checked_request, exchange, parse_response, read_until_end,
+};
+use allocmeter_test_support::process::raise_fd_limit;
+use allocmeter_test_support::watchdog::watchdog;
 
 fn start() -> Exporter {
     Exporter::builder()
@@ -27,7 +24,7 @@ fn start() -> Exporter {
 /// Times a `GET /metrics`, which must succeed.
 fn timed_metrics(addr: SocketAddr) -> Duration {
     let t = Instant::now();
-    let reply = get(addr, "/metrics");
+    let reply = checked_get(addr, "/metrics");
     let took = t.elapsed();
     assert_eq!(reply.status, 200);
     assert!(reply.text().contains("allocmeter_heap_live_bytes"));
@@ -205,7 +202,7 @@ fn malformed_oversized_and_binary_requests_get_4xx_or_a_close() {
         match got.status() {
             Some(status) => {
                 assert_eq!(status, case.status, "{}", case.name);
-                let reply = parse_reply(&got.received).unwrap();
+                let reply = parse_response(&got.received).unwrap();
                 assert_eq!(reply.header("connection"), Some("close"));
                 // Fixed bodies: nothing of the request comes back.
                 assert!(reply.body.len() < 100, "{}: {}", case.name, reply.text());
@@ -226,7 +223,7 @@ fn malformed_oversized_and_binary_requests_get_4xx_or_a_close() {
     assert!(answered >= cases.len() - 4, "only {answered} answered");
     // And the server still serves.
     timed_metrics(addr);
-    assert_eq!(get(addr, "/api/snapshot").status, 200);
+    assert_eq!(checked_get(addr, "/api/snapshot").status, 200);
 }
 
 #[test]
@@ -272,7 +269,7 @@ fn head_methods_and_unknown_paths() {
     let _dog = watchdog("methods test", Duration::from_secs(60));
     let exporter = start();
     let addr = exporter.local_addr();
-    let head = get_with(addr, "HEAD", "/metrics", "");
+    let head = checked_request(addr, "HEAD", "/metrics", "");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty(), "HEAD has no body");
     let length: usize = head.header("content-length").unwrap().parse().unwrap();
@@ -280,11 +277,11 @@ fn head_methods_and_unknown_paths() {
     for method in [
         "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
     ] {
-        let reply = get_with(addr, method, "/metrics", "");
+        let reply = checked_request(addr, method, "/metrics", "");
         assert_eq!(reply.status, 405, "{method}");
         assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     }
-    let missing = get(addr, "/does/not/exist");
+    let missing = checked_get(addr, "/does/not/exist");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.text(), "not found\n");
     // Ignored extra bytes after the head (a pipelined second request) do
@@ -313,11 +310,11 @@ fn shutdown_is_prompt_with_connections_open() {
     let idle: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
-    let mut stalled = http_common::connect_small_window(addr);
+    let mut stalled = http::connect_small_window(addr);
     stalled
         .write_all(b"GET /debug/pprof/heap HTTP/1.1\r\n\r\n")
         .unwrap();
-    assert_eq!(get(addr, "/metrics").status, 200);
+    assert_eq!(checked_get(addr, "/metrics").status, 200);
     let t = Instant::now();
     exporter.shutdown();
     let took = t.elapsed();
