@@ -6,6 +6,7 @@ use std::net::TcpListener;
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, METRICS_CONTENT_TYPE, StartError};
+use allocmeter_test_support::exporter::start_default_exporter;
 use allocmeter_test_support::http::fetch;
 use allocmeter_test_support::prometheus_text::parse_samples;
 
@@ -20,17 +21,9 @@ const COUNTERS: &[&str] = &[
     "allocmeter_alloc_failures_total",
 ];
 
-fn start() -> Exporter {
-    Exporter::builder()
-        .bind("127.0.0.1:0")
-        .start()
-        .expect("exporter starts on a free port")
-}
-
 #[test]
 fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     assert!(addr.ip().is_loopback());
     assert_ne!(addr.port(), 0);
 
@@ -84,8 +77,7 @@ fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
 
 #[test]
 fn counters_never_go_down_between_scrapes() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     let churn = std::thread::spawn(|| {
         for i in 0..2000usize {
             let v: Vec<u64> = black_box((0..(i % 300)).map(|x| x as u64).collect());
@@ -117,8 +109,7 @@ fn counters_never_go_down_between_scrapes() {
 
 #[test]
 fn unknown_paths_and_methods_get_clear_errors() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     assert_eq!(fetch(addr, "GET", "/nope").status, 404);
     let post = fetch(addr, "POST", "/metrics");
     assert_eq!(post.status, 405);
@@ -176,8 +167,7 @@ fn an_unparsable_address_is_an_error_naming_it() {
 
 #[test]
 fn shutdown_stops_serving_and_frees_the_port() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_default_exporter();
     assert_eq!(fetch(addr, "GET", "/metrics").status, 200);
     let history = exporter.history();
     assert!(!history.is_empty());
@@ -219,8 +209,7 @@ fn the_aggregator_keeps_a_bounded_history() {
 
 #[test]
 fn api_stats_agrees_with_the_process_own_stats() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     // Kept alive across both reads, so the live figures must include it.
     let block = black_box(vec![7u8; 3 << 20]);
     let before = allocmeter::stats();

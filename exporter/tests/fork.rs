@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_test_support::exporter::{loopback_builder, start_exporter, try_start_built};
+use allocmeter_test_support::exporter::{loopback, start_exporter, try_start_built};
 use allocmeter_test_support::fork;
 use allocmeter_test_support::http::{fetch, fetch_bytes};
 use allocmeter_test_support::prometheus_text::parse_samples;
@@ -50,7 +50,7 @@ fn child_checks(at_fork: u64) -> Result<(), String> {
     if s.threads != 1 {
         return Err(format!("{} threads recorded in the child", s.threads));
     }
-    let (own, addr) = try_start_built(loopback_builder(Duration::from_millis(20)))
+    let (own, addr) = try_start_built(loopback().interval(Duration::from_millis(20)))
         .map_err(|e| format!("the child's own exporter: {e}"))?;
     let before = alloc_bytes_total(addr)?;
     if before < at_fork as f64 {

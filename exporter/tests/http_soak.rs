@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::Exporter;
+use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http::{checked_request, exchange};
 use allocmeter_test_support::process::{rss_bytes, thread_names, threads};
 use allocmeter_test_support::watchdog::watchdog;
@@ -43,14 +43,12 @@ fn one_request(addr: std::net::SocketAddr, i: usize) {
 fn ten_thousand_requests_leave_threads_and_memory_flat_and_shutdown_leaves_no_thread() {
     let _dog = watchdog("soak test", Duration::from_secs(300));
     let threads_before_start = threads();
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        // A full history from the start: its growth is not the server's.
-        .history(4)
-        .interval(Duration::from_millis(250))
-        .start()
-        .unwrap();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_built(
+        loopback()
+            // A full history from the start: its growth is not the server's.
+            .history(4)
+            .interval(Duration::from_millis(250)),
+    );
     // Warm up: the first scrape loads what it keeps (the process
     // collector, caches); the history fills.
     for i in 0..800 {

@@ -11,7 +11,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::{Exporter, profile_proto};
+use allocmeter_exporter::profile_proto;
+use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http::{checked_get, connect_small_window, parse_response};
 use allocmeter_test_support::watchdog::watchdog;
 
@@ -33,12 +34,7 @@ fn nest<const N: usize>(depth: usize, keep: &mut Vec<Vec<u8>>) {
 #[test]
 fn a_client_that_stops_reading_mid_profile_stalls_nobody() {
     let _dog = watchdog("stalled reader test", Duration::from_secs(120));
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .sample_rate(1024)
-        .start()
-        .unwrap();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_built(loopback().sample_rate(1024));
     let mut keep = Vec::new();
     macro_rules! each {
         ($($n:literal)*) => {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, SiteReport, SortBy, profile_proto};
+use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http;
 use allocmeter_test_support::runner;
 use prost::Message;
@@ -199,14 +200,9 @@ fn profiled_function(keep: &mut Vec<Box<[u8]>>) {
 
 /// The profile fetched over HTTP decodes as a valid pprof heap profile.
 fn the_heap_profile_over_http_is_valid_pprof() {
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .sample_rate(8192)
-        .start()
-        .unwrap();
+    let (_exporter, addr) = start_built(loopback().sample_rate(8192));
     let mut keep = Vec::new();
     profiled_function(&mut keep);
-    let addr = exporter.local_addr();
     for (path, default) in [
         ("/debug/pprof/heap", None),
         ("/debug/pprof/allocs", Some("alloc_space")),
@@ -333,12 +329,7 @@ fn the_heap_profile_over_http_is_valid_pprof() {
 /// deadlock (the watchdog), and every thread's exact counts still match what
 /// it did.
 fn rate_one_with_concurrent_profile_fetches_stays_exact() {
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .sample_rate(1)
-        .start()
-        .unwrap();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_built(loopback().sample_rate(1));
     let stop = Arc::new(AtomicBool::new(false));
     let fetchers: Vec<_> = ["/debug/pprof/heap", "/api/sites?top=50", "/metrics"]
         .into_iter()

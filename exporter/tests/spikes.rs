@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use allocmeter::Instrumented;
-use allocmeter_test_support::exporter::{loopback_builder, start_built};
+use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http::fetch;
 use serde_json::Value;
 
@@ -72,7 +72,8 @@ fn f(v: &Value, field: &str) -> f64 {
 #[test]
 fn a_real_spike_is_detected_attributed_and_served() {
     let (exporter, addr) = start_built(
-        loopback_builder(INTERVAL)
+        loopback()
+            .interval(INTERVAL)
             .history(600)
             .spike_factor(K)
             .spike_min_rate(MIN_RATE)

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use allocmeter::Instrumented;
-use allocmeter_test_support::exporter::{loopback_builder, start_built};
+use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http;
 
 #[global_allocator]
@@ -75,7 +75,8 @@ fn work(seed: usize) -> Vec<Vec<u8>> {
 fn telemetry_stays_under_its_bound_with_many_threads_and_call_sites() {
     allocmeter::set_sample_rate(1024);
     let (exporter, addr) = start_built(
-        loopback_builder(Duration::from_millis(50))
+        loopback()
+            .interval(Duration::from_millis(50))
             .max_sites(MAX_SITES)
             .history(100),
     );

@@ -7,19 +7,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use allocmeter_exporter::{Exporter, HEAD_TIMEOUT, MAX_CONNECTIONS};
+use allocmeter_exporter::{HEAD_TIMEOUT, MAX_CONNECTIONS};
+use allocmeter_test_support::exporter::start_default_exporter;
 use allocmeter_test_support::http::{
     self, checked_get, checked_request, exchange, parse_response, read_until_end,
 };
 use allocmeter_test_support::process::raise_fd_limit;
 use allocmeter_test_support::watchdog::watchdog;
-
-fn start() -> Exporter {
-    Exporter::builder()
-        .bind("127.0.0.1:0")
-        .start()
-        .expect("exporter starts on a free port")
-}
 
 /// Times a `GET /metrics`, which must succeed.
 fn timed_metrics(addr: SocketAddr) -> Duration {
@@ -39,8 +33,7 @@ fn a_thousand_idle_connections_do_not_stop_metrics() {
         limit >= 2300,
         "needs ~2,100 descriptors, the limit is {limit}"
     );
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_default_exporter();
     let t = Instant::now();
     // Half send nothing at all, half the start of a head and then nothing.
     let idle: Vec<TcpStream> = (0..1000)
@@ -172,8 +165,7 @@ fn malformed_cases() -> Vec<Case> {
 #[test]
 fn malformed_oversized_and_binary_requests_get_4xx_or_a_close() {
     let _dog = watchdog("malformed requests test", Duration::from_secs(120));
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     let cases = malformed_cases();
     // In parallel: the head-timeout case alone takes 5 s.
     let outcomes: Vec<_> = std::thread::scope(|s| {
@@ -229,8 +221,7 @@ fn malformed_oversized_and_binary_requests_get_4xx_or_a_close() {
 #[test]
 fn a_trickling_head_gets_408_at_the_deadline() {
     let _dog = watchdog("trickle test", Duration::from_secs(60));
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_default_exporter();
     let mut stream = TcpStream::connect(addr).unwrap();
     let reader = stream.try_clone().unwrap();
     let t = Instant::now();
@@ -267,8 +258,7 @@ fn a_trickling_head_gets_408_at_the_deadline() {
 #[test]
 fn head_methods_and_unknown_paths() {
     let _dog = watchdog("methods test", Duration::from_secs(60));
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     let head = checked_request(addr, "HEAD", "/metrics", "");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty(), "HEAD has no body");
@@ -305,8 +295,7 @@ fn head_methods_and_unknown_paths() {
 #[test]
 fn shutdown_is_prompt_with_connections_open() {
     let _dog = watchdog("shutdown test", Duration::from_secs(60));
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_default_exporter();
     let idle: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();

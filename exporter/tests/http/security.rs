@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use allocmeter_exporter::{DEFAULT_BIND, Exporter, StartError};
+use allocmeter_test_support::exporter::start_default_exporter;
 use allocmeter_test_support::http::{
     Response, checked_get, checked_request, exchange, parse_response,
 };
@@ -220,7 +221,8 @@ fn unauthorized_requests_are_logged_without_the_token() {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "unauthorized_requests_are_logged_without_the_token",
+            // Its name in this binary: the module, then the function.
+            "security::unauthorized_requests_are_logged_without_the_token",
             "--test-threads=1",
             "--nocapture",
         ])
@@ -328,8 +330,7 @@ fn expose_profiles_false_hides_call_sites() {
         }
     }
     // And on by default.
-    let exporter = Exporter::builder().bind("127.0.0.1:0").start().unwrap();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     assert_eq!(checked_get(addr, "/api/sites").status, 200);
     let snapshot: serde_json::Value =
         serde_json::from_slice(&checked_get(addr, "/api/snapshot").body).unwrap();
