@@ -2,13 +2,12 @@
 //! allocations. No count is lost when threads exit and their slots are reused,
 //! and the registry grows with peak concurrency, not with threads ever started.
 
-mod support;
-
 use std::hint::black_box;
 use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter::size_class::class_of;
+use allocmeter_test_support::runner;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -92,7 +91,7 @@ fn ten_thousand_threads_lose_no_count_and_reuse_slots() {
 }
 
 fn main() {
-    support::run(
+    runner::run(
         &[(
             "ten_thousand_threads_lose_no_count_and_reuse_slots",
             ten_thousand_threads_lose_no_count_and_reuse_slots,

@@ -1,14 +1,13 @@
 //! Exactness: a known sequence of operations moves every counter by exactly
 //! the expected amount, per thread and process-wide.
 
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::time::Duration;
 
 use allocmeter::size_class::{NUM_SIZE_CLASSES, class_of};
 use allocmeter::{Instrumented, MemStats, Reallocs, ThreadStats};
+use allocmeter_test_support::runner;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -258,7 +257,7 @@ fn frees_on_another_thread_balance_the_live_count() {
 }
 
 fn main() {
-    support::run(
+    runner::run(
         &[
             (
                 "thread_and_global_counters_move_by_exactly_the_sequence",

@@ -1,12 +1,11 @@
 //! Failure: when the inner allocator returns null, the caller gets null, the
 //! failure is counted, and nothing else moves.
 
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::time::Duration;
 
 use allocmeter::{Instrumented, MemStats};
+use allocmeter_test_support::runner;
 
 /// Requests of exactly this many bytes fail.
 const REFUSED: usize = 777_777;
@@ -101,7 +100,7 @@ fn try_reserve_sees_an_error_not_an_abort() {
 }
 
 fn main() {
-    support::run(
+    runner::run(
         &[
             (
                 "null_from_alloc_and_alloc_zeroed_is_returned_and_counted",

@@ -6,8 +6,6 @@
 //! deadline, so a child stuck on a lock held by a thread that did not come
 //! along fails the test instead of hanging it.
 
-mod support;
-
 use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -15,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
+use allocmeter_test_support::{fork, runner};
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -118,45 +117,11 @@ fn fork_and_check() -> Result<(), String> {
     // this crate's allocator (made fork-safe by its handlers) and glibc's
     // (fork-safe), spawns and joins one thread, then `_exit`s without
     // running the parent's atexit handlers or destructors.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(child_checks) {
-            Ok(Ok(())) => 0,
-            Ok(Err(message)) => {
-                eprintln!("child: {message}");
-                1
-            }
-            Err(_) => 2,
-        };
-        // SAFETY: ends the child at once; nothing of the parent's runs.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + CHILD_DEADLINE;
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid out pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-                (true, 0) => Ok(()),
-                (true, 1) => Err("a check failed in the child (message above)".into()),
-                _ => Err(format!("child ended abnormally (status {status:#x})")),
-            };
-        }
-        if r < 0 {
-            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
-        }
-        if Instant::now() > deadline {
-            // SAFETY: killing our own child process.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(format!(
-                "child still running after {CHILD_DEADLINE:?}: hung"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let status = unsafe { fork::fork_and_wait(child_checks, CHILD_DEADLINE) }?;
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, 1) => Err("a check failed in the child (message above)".into()),
+        _ => Err(format!("child ended abnormally (status {status:#x})")),
     }
 }
 
@@ -205,7 +170,7 @@ fn children_forked_while_threads_sample_allocate_free_and_exit() {
 }
 
 fn main() {
-    support::run(
+    runner::run(
         &[(
             "children_forked_while_threads_sample_allocate_free_and_exit",
             children_forked_while_threads_sample_allocate_free_and_exit,

@@ -1,8 +1,6 @@
 //! Sampling on the hot path: what gets sampled, the events the rings carry,
 //! and switching sampling off and on at run time.
 
-mod support;
-
 use std::alloc::System;
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -12,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
 use allocmeter::profile::{SampleEvent, drain, sampling_stats};
+use allocmeter_test_support::runner;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -209,7 +208,7 @@ fn switching_sampling_off_and_on_while_threads_allocate() {
 }
 
 fn main() {
-    support::run(
+    runner::run(
         &[
             (
                 "rate_one_samples_every_allocation_and_reports_its_free",

@@ -1,14 +1,14 @@
 //! End to end: a real exporter on a real port, scraped over real HTTP.
 
-mod http_client;
-
 use std::alloc::System;
 use std::hint::black_box;
 use std::net::TcpListener;
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, METRICS_CONTENT_TYPE, StartError};
-use http_client::{parse_samples, request};
+use allocmeter_test_support::exporter::start_default_exporter;
+use allocmeter_test_support::http::fetch;
+use allocmeter_test_support::prometheus_text::parse_samples;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -21,21 +21,13 @@ const COUNTERS: &[&str] = &[
     "allocmeter_alloc_failures_total",
 ];
 
-fn start() -> Exporter {
-    Exporter::builder()
-        .bind("127.0.0.1:0")
-        .start()
-        .expect("exporter starts on a free port")
-}
-
 #[test]
 fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     assert!(addr.ip().is_loopback());
     assert_ne!(addr.port(), 0);
 
-    let before = parse_samples(&request(addr, "GET", "/metrics").body);
+    let before = parse_samples(&fetch(addr, "GET", "/metrics").body);
 
     const BLOCK: usize = 1 << 20;
     const BLOCKS: usize = 16;
@@ -50,7 +42,7 @@ fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
     });
     let blocks = worker.join().unwrap();
 
-    let reply = request(addr, "GET", "/metrics");
+    let reply = fetch(addr, "GET", "/metrics");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some(METRICS_CONTENT_TYPE));
     let after = parse_samples(&reply.body);
@@ -85,8 +77,7 @@ fn scraped_counters_move_by_at_least_what_a_thread_allocated() {
 
 #[test]
 fn counters_never_go_down_between_scrapes() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     let churn = std::thread::spawn(|| {
         for i in 0..2000usize {
             let v: Vec<u64> = black_box((0..(i % 300)).map(|x| x as u64).collect());
@@ -97,9 +88,9 @@ fn counters_never_go_down_between_scrapes() {
             drop(black_box((v, s)));
         }
     });
-    let mut previous = parse_samples(&request(addr, "GET", "/metrics").body);
+    let mut previous = parse_samples(&fetch(addr, "GET", "/metrics").body);
     for _ in 0..25 {
-        let current = parse_samples(&request(addr, "GET", "/metrics").body);
+        let current = parse_samples(&fetch(addr, "GET", "/metrics").body);
         for (series, value) in &current {
             let monotonic = COUNTERS.iter().any(|c| series.starts_with(c))
                 || series.starts_with("allocmeter_reallocs_total")
@@ -118,13 +109,12 @@ fn counters_never_go_down_between_scrapes() {
 
 #[test]
 fn unknown_paths_and_methods_get_clear_errors() {
-    let exporter = start();
-    let addr = exporter.local_addr();
-    assert_eq!(request(addr, "GET", "/nope").status, 404);
-    let post = request(addr, "POST", "/metrics");
+    let (_exporter, addr) = start_default_exporter();
+    assert_eq!(fetch(addr, "GET", "/nope").status, 404);
+    let post = fetch(addr, "POST", "/metrics");
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
-    let page = request(addr, "GET", "/");
+    let page = fetch(addr, "GET", "/");
     assert_eq!(page.status, 200);
     assert!(
         page.header("content-type")
@@ -137,7 +127,7 @@ fn unknown_paths_and_methods_get_clear_errors() {
         "the page is dashboard/index.html"
     );
     // Still serving after the errors.
-    assert_eq!(request(addr, "GET", "/metrics?x=1").status, 200);
+    assert_eq!(fetch(addr, "GET", "/metrics?x=1").status, 200);
 }
 
 #[test]
@@ -177,9 +167,8 @@ fn an_unparsable_address_is_an_error_naming_it() {
 
 #[test]
 fn shutdown_stops_serving_and_frees_the_port() {
-    let exporter = start();
-    let addr = exporter.local_addr();
-    assert_eq!(request(addr, "GET", "/metrics").status, 200);
+    let (exporter, addr) = start_default_exporter();
+    assert_eq!(fetch(addr, "GET", "/metrics").status, 200);
     let history = exporter.history();
     assert!(!history.is_empty());
     assert!(exporter.snapshot().stats.alloc_bytes > 0);
@@ -193,7 +182,7 @@ fn shutdown_stops_serving_and_frees_the_port() {
     assert_eq!(again.local_addr(), addr);
     // And the old address no longer answers with the old exporter's data:
     // the new one serves it.
-    assert_eq!(request(addr, "GET", "/metrics").status, 200);
+    assert_eq!(fetch(addr, "GET", "/metrics").status, 200);
 }
 
 #[test]
@@ -220,12 +209,11 @@ fn the_aggregator_keeps_a_bounded_history() {
 
 #[test]
 fn api_stats_agrees_with_the_process_own_stats() {
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     // Kept alive across both reads, so the live figures must include it.
     let block = black_box(vec![7u8; 3 << 20]);
     let before = allocmeter::stats();
-    let reply = request(addr, "GET", "/api/stats");
+    let reply = fetch(addr, "GET", "/api/stats");
     let after = allocmeter::stats();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("application/json"));

@@ -9,15 +9,14 @@
 //! child exited with status 0, by itself, within 20 s: no crash in an
 //! allocation racing the exit, no hang on a lock the exit needs.
 
-mod http_client;
-
 use std::alloc::System;
 use std::hint::black_box;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::Exporter;
+use allocmeter_test_support::exporter::start_exporter;
+use allocmeter_test_support::http;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -32,12 +31,7 @@ static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 /// The child's work; ends the process while everything runs.
 fn child(how: &str) {
     allocmeter::set_sample_rate(4096);
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .interval(Duration::from_millis(20))
-        .start()
-        .expect("exporter starts");
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_exporter(Duration::from_millis(20));
     for t in 0..4u64 {
         std::thread::spawn(move || {
             let mut x = 0x9E37_79B9 + t;
@@ -56,7 +50,7 @@ fn child(how: &str) {
     for path in ["/metrics", "/debug/pprof/heap"] {
         std::thread::spawn(move || {
             loop {
-                let reply = http_client::request_bytes(addr, "GET", path);
+                let reply = http::fetch_bytes(addr, "GET", path);
                 if reply.status == 200 {
                     SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

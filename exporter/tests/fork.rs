@@ -8,19 +8,18 @@
 //! parent's exporter serves on. Five children, forked while two threads
 //! allocate with sampling on; each must exit 0 within 30 s.
 
-mod http_client;
-mod workers;
-
 use std::alloc::System;
 use std::hint::black_box;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::Exporter;
-use http_client::{parse_samples, request, request_bytes};
+use allocmeter_test_support::exporter::{loopback, start_exporter, try_start_built};
+use allocmeter_test_support::fork;
+use allocmeter_test_support::http::{fetch, fetch_bytes};
+use allocmeter_test_support::prometheus_text::parse_samples;
+use allocmeter_test_support::workers;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -29,7 +28,7 @@ const CHILDREN: usize = 5;
 const CHILD_DEADLINE: Duration = Duration::from_secs(30);
 
 fn alloc_bytes_total(addr: std::net::SocketAddr) -> Result<f64, String> {
-    let reply = request(addr, "GET", "/metrics");
+    let reply = fetch(addr, "GET", "/metrics");
     if reply.status != 200 {
         return Err(format!("/metrics answered {}", reply.status));
     }
@@ -51,12 +50,8 @@ fn child_checks(at_fork: u64) -> Result<(), String> {
     if s.threads != 1 {
         return Err(format!("{} threads recorded in the child", s.threads));
     }
-    let own = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .interval(Duration::from_millis(20))
-        .start()
+    let (own, addr) = try_start_built(loopback().interval(Duration::from_millis(20)))
         .map_err(|e| format!("the child's own exporter: {e}"))?;
-    let addr = own.local_addr();
     let before = alloc_bytes_total(addr)?;
     if before < at_fork as f64 {
         return Err(format!(
@@ -70,7 +65,7 @@ fn child_checks(at_fork: u64) -> Result<(), String> {
             "the child's 1 MiB is not counted: {before} -> {after}"
         ));
     }
-    let profile = request_bytes(addr, "GET", "/debug/pprof/heap");
+    let profile = fetch_bytes(addr, "GET", "/debug/pprof/heap");
     if profile.status != 200 || profile.body.get(..2) != Some(&[0x1f, 0x8b][..]) {
         return Err(format!(
             "the child's heap profile: status {}",
@@ -94,59 +89,19 @@ fn fork_child(at_fork: u64) -> Result<(), String> {
     // its own) and `_exit`s without running the parent's destructors, so
     // the parent's exporter handle, whose threads are not in the child, is
     // never touched there.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(|| child_checks(at_fork)) {
-            Ok(Ok(())) => 0,
-            Ok(Err(message)) => {
-                // Straight to fd 2: the test harness captures eprintln!.
-                let _ = writeln!(std::io::stderr(), "child: {message}");
-                1
-            }
-            Err(_) => 2,
-        };
-        // SAFETY: ends the child at once.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + CHILD_DEADLINE;
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid out pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-                (true, 0) => Ok(()),
-                _ => Err(format!(
-                    "child ended with status {status:#x} (message above)"
-                )),
-            };
-        }
-        if r < 0 {
-            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
-        }
-        if Instant::now() > deadline {
-            // SAFETY: killing our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(format!(
-                "child still running after {CHILD_DEADLINE:?}: hung"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let status = unsafe { fork::fork_and_wait(|| child_checks(at_fork), CHILD_DEADLINE) }?;
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        _ => Err(format!(
+            "child ended with status {status:#x} (message above)"
+        )),
     }
 }
 
 #[test]
 fn a_forked_child_counts_on_and_serves_with_its_own_exporter() {
     allocmeter::set_sample_rate(4096);
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .interval(Duration::from_millis(20))
-        .start()
-        .expect("exporter starts");
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_exporter(Duration::from_millis(20));
     let stop = Arc::new(AtomicBool::new(false));
     let workers = workers::allocating(2, &stop);
     assert!(alloc_bytes_total(addr).expect("parent serves") > 0.0);

@@ -1,11 +1,13 @@
-//! Fuzzing the whole request path over real sockets (issue 7): arbitrary
-//! bytes, mutated requests and random well-formed ones go to a live
-//! exporter, which must answer each with a known status or close, never
-//! with a server error, and must keep serving with the same threads.
+//! Fuzzing the whole request path over real sockets with hostile input:
+//! arbitrary bytes, mutated requests and random well-formed ones go to a
+//! live exporter, which must answer each with a known status or close,
+//! never with a server error, and must keep serving with the same threads.
 //! `PROPTEST_CASES` sets the number of cases (256 by default;
 //! `.ci/fuzz.sh` runs more).
-
-mod http_common;
+//!
+//! Its own binary, not a module of `tests/http/`: "the same threads" is
+//! counted over the whole process, so no other test may start or stop an
+//! exporter (and its threads) while this one runs.
 
 use std::alloc::System;
 use std::io::Write;
@@ -15,7 +17,8 @@ use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::Exporter;
-use http_common::{get, parse_reply, read_until_end, threads};
+use allocmeter_test_support::http::{checked_get, parse_response, read_until_end};
+use allocmeter_test_support::process::threads;
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -118,7 +121,7 @@ proptest! {
             // Closed without an answer: an incomplete head at end of input.
             return Ok(());
         }
-        let reply = parse_reply(&received);
+        let reply = parse_response(&received);
         prop_assert!(reply.is_some(), "not HTTP: {:?}", String::from_utf8_lossy(&received));
         let reply = reply.unwrap();
         prop_assert!(
@@ -138,7 +141,7 @@ fn the_server_serves_on_after_the_fuzzing() {
     for _ in 0..20 {
         let bytes: Vec<u8> = (0..512u32).map(|i| (i * 31 % 251) as u8).collect();
         let _ = send(addr, &bytes);
-        let reply = get(addr, "/app.js");
+        let reply = checked_get(addr, "/app.js");
         assert_eq!(reply.status, 200);
     }
     assert!(threads() <= before + 1, "no thread per connection");

@@ -1,9 +1,8 @@
 //! A client that stops reading in the middle of a heap profile holds
-//! neither a thread nor the other clients (issue 7). Its own binary: the
+//! neither a thread nor the other clients: a slow reader denies no one
+//! service. Its own binary: the
 //! heap profile is made large from this process's samples, which only one
 //! exporter at a time can drain.
-
-mod http_common;
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -12,8 +11,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::{Exporter, profile_proto};
-use http_common::{connect_small_window, get, parse_reply, watchdog};
+use allocmeter_exporter::profile_proto;
+use allocmeter_test_support::exporter::{loopback, start_built};
+use allocmeter_test_support::http::{checked_get, connect_small_window, parse_response};
+use allocmeter_test_support::watchdog::watchdog;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -33,12 +34,7 @@ fn nest<const N: usize>(depth: usize, keep: &mut Vec<Vec<u8>>) {
 #[test]
 fn a_client_that_stops_reading_mid_profile_stalls_nobody() {
     let _dog = watchdog("stalled reader test", Duration::from_secs(120));
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .sample_rate(1024)
-        .start()
-        .unwrap();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_built(loopback().sample_rate(1024));
     let mut keep = Vec::new();
     macro_rules! each {
         ($($n:literal)*) => {
@@ -51,8 +47,8 @@ fn a_client_that_stops_reading_mid_profile_stalls_nobody() {
           32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63);
     std::thread::sleep(Duration::from_millis(1500)); // the aggregator drains
     const SITES: &str = "/api/sites?top=1000";
-    let pprof = get(addr, "/debug/pprof/heap");
-    let sites = get(addr, SITES);
+    let pprof = checked_get(addr, "/debug/pprof/heap");
+    let sites = checked_get(addr, SITES);
     assert_eq!((pprof.status, sites.status), (200, 200));
     eprintln!(
         "stalled reader: the heap profile is {} bytes (gzipped), the call-site profile {} bytes",
@@ -93,7 +89,7 @@ fn a_client_that_stops_reading_mid_profile_stalls_nobody() {
         "/metrics",
     ] {
         let t = Instant::now();
-        assert_eq!(get(addr, path).status, 200, "{path}");
+        assert_eq!(checked_get(addr, path).status, 200, "{path}");
         let took = t.elapsed();
         worst = worst.max(took);
         assert!(took < Duration::from_secs(1), "{path} took {took:?}");
@@ -110,7 +106,7 @@ fn a_client_that_stops_reading_mid_profile_stalls_nobody() {
         stream.read_to_end(&mut rest).unwrap();
         let mut whole = first_kib[index].to_vec();
         whole.extend_from_slice(&rest);
-        let reply = parse_reply(&whole).expect("a response");
+        let reply = parse_response(&whole).expect("a response");
         let length: usize = reply.header("content-length").unwrap().parse().unwrap();
         assert_eq!(reply.body.len(), length, "the whole body came");
         if check == "json" {

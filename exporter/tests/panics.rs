@@ -9,9 +9,6 @@
 //! threads may read the environment would be a data race), and the child
 //! asserts.
 
-mod http_client;
-mod workers;
-
 use std::alloc::System;
 use std::process::Command;
 use std::sync::Arc;
@@ -19,8 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::Exporter;
-use http_client::{parse_samples, request};
+use allocmeter_test_support::exporter::start_exporter;
+use allocmeter_test_support::http::fetch;
+use allocmeter_test_support::prometheus_text::parse_samples;
+use allocmeter_test_support::workers;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -33,7 +32,7 @@ const TEST: &str = "panics_in_the_aggregator_are_counted_and_survived";
 fn panics_seen(addr: std::net::SocketAddr) -> (f64, f64) {
     let mut refused = 0;
     loop {
-        let reply = request(addr, "GET", "/metrics");
+        let reply = fetch(addr, "GET", "/metrics");
         if reply.status == 500 {
             refused += 1;
             assert!(refused < 5, "every render panics?");
@@ -55,12 +54,7 @@ fn panics_seen(addr: std::net::SocketAddr) -> (f64, f64) {
 /// Runs in the child, with the faults set.
 fn child() {
     allocmeter::set_sample_rate(4096);
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .interval(Duration::from_millis(50))
-        .start()
-        .expect("exporter starts");
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_exporter(Duration::from_millis(50));
     let stop = Arc::new(AtomicBool::new(false));
     let workers = workers::allocating(2, &stop);
     // Waits (20 s at most: a loaded machine) until the aggregator has
@@ -105,9 +99,9 @@ fn child() {
         "history grew: {points_first} -> {points_second}"
     );
     // ...and the rings were drained into the site table.
-    let mut reply = request(addr, "GET", "/api/sites?top=5");
+    let mut reply = fetch(addr, "GET", "/api/sites?top=5");
     if reply.status == 500 {
-        reply = request(addr, "GET", "/api/sites?top=5");
+        reply = fetch(addr, "GET", "/api/sites?top=5");
     }
     let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     assert!(

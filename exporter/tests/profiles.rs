@@ -5,10 +5,6 @@
 //! `harness = false`: the sample rate is process-wide, so the checks run one
 //! after another on the main thread (with a deadlock watchdog).
 
-mod http_client;
-#[path = "../../allocator/tests/support/mod.rs"]
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -19,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, SiteReport, SortBy, profile_proto};
+use allocmeter_test_support::exporter::{loopback, start_built};
+use allocmeter_test_support::http;
+use allocmeter_test_support::runner;
 use prost::Message;
 
 #[global_allocator]
@@ -201,19 +200,14 @@ fn profiled_function(keep: &mut Vec<Box<[u8]>>) {
 
 /// The profile fetched over HTTP decodes as a valid pprof heap profile.
 fn the_heap_profile_over_http_is_valid_pprof() {
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .sample_rate(8192)
-        .start()
-        .unwrap();
+    let (_exporter, addr) = start_built(loopback().sample_rate(8192));
     let mut keep = Vec::new();
     profiled_function(&mut keep);
-    let addr = exporter.local_addr();
     for (path, default) in [
         ("/debug/pprof/heap", None),
         ("/debug/pprof/allocs", Some("alloc_space")),
     ] {
-        let reply = http_client::request_bytes(addr, "GET", path);
+        let reply = http::fetch_bytes(addr, "GET", path);
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(
             reply.header("content-type"),
@@ -300,7 +294,7 @@ fn the_heap_profile_over_http_is_valid_pprof() {
         assert!(within(inuse, truth, 0.25), "in-use estimate {inuse}");
         // The profile agrees with /api/sites about this function (which no
         // longer allocates, unlike the server's own request handling).
-        let api = http_client::request(addr, "GET", "/api/sites?top=1000&by=inuse_space");
+        let api = http::fetch(addr, "GET", "/api/sites?top=1000&by=inuse_space");
         let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
         assert_eq!(json["version"], 1);
         let api_inuse: f64 = json["sites"]
@@ -322,13 +316,10 @@ fn the_heap_profile_over_http_is_valid_pprof() {
     }
     // Bad queries get a clear 400.
     assert_eq!(
-        http_client::request(addr, "GET", "/api/sites?by=nonsense").status,
+        http::fetch(addr, "GET", "/api/sites?by=nonsense").status,
         400
     );
-    assert_eq!(
-        http_client::request(addr, "GET", "/api/sites?top=x").status,
-        400
-    );
+    assert_eq!(http::fetch(addr, "GET", "/api/sites?top=x").status, 400);
     drop(keep);
     allocmeter::set_sample_rate(0);
 }
@@ -338,12 +329,7 @@ fn the_heap_profile_over_http_is_valid_pprof() {
 /// deadlock (the watchdog), and every thread's exact counts still match what
 /// it did.
 fn rate_one_with_concurrent_profile_fetches_stays_exact() {
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .sample_rate(1)
-        .start()
-        .unwrap();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_built(loopback().sample_rate(1));
     let stop = Arc::new(AtomicBool::new(false));
     let fetchers: Vec<_> = ["/debug/pprof/heap", "/api/sites?top=50", "/metrics"]
         .into_iter()
@@ -352,7 +338,7 @@ fn rate_one_with_concurrent_profile_fetches_stays_exact() {
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    assert_eq!(http_client::request_bytes(addr, "GET", path).status, 200);
+                    assert_eq!(http::fetch_bytes(addr, "GET", path).status, 200);
                     n += 1;
                 }
                 n
@@ -438,7 +424,7 @@ fn rate_one_with_concurrent_profile_fetches_stays_exact() {
 }
 
 fn main() {
-    support::run(
+    runner::run(
         &[
             (
                 "estimates_are_unbiased_and_in_use_follows_frees",

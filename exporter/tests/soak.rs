@@ -20,10 +20,8 @@
 //! - the whole run ends within its time plus a minute, or the watchdog
 //!   aborts the process (a hang is a deadlock).
 //!
-//! `ALLOCMETER_SOAK_SECS` sets the duration (default 30; the closing notes of
-//! issue 7 give a 60 s run).
-
-mod http_client;
+//! `ALLOCMETER_SOAK_SECS` sets the duration (default 30; set 60 or more
+//! for a longer run).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -33,8 +31,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::Exporter;
-use http_client::{parse_samples, request, request_bytes};
+use allocmeter_test_support::exporter::start_exporter;
+use allocmeter_test_support::http::{fetch, fetch_bytes};
+use allocmeter_test_support::prometheus_text::parse_samples;
 
 /// An allocator that keeps its own live count, independently of allocmeter.
 struct Counting;
@@ -196,12 +195,7 @@ fn everything_at_once_loses_no_count_and_never_hangs() {
         });
     }
 
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .interval(Duration::from_millis(100))
-        .start()
-        .expect("exporter starts");
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_exporter(Duration::from_millis(100));
     let deadline = Instant::now() + Duration::from_secs(secs);
     let stop = Arc::new(AtomicBool::new(false));
     let handoff: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(Vec::with_capacity(1024)));
@@ -252,14 +246,14 @@ fn everything_at_once_loses_no_count_and_never_hangs() {
             let mut previous = BTreeMap::new();
             let mut scrapes = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let reply = request(addr, "GET", "/metrics");
+                let reply = fetch(addr, "GET", "/metrics");
                 assert_eq!(reply.status, 200, "/metrics");
                 let now = parse_samples(&reply.body);
                 assert!(now.contains_key("allocmeter_alloc_bytes_total"));
                 assert_never_down(&previous, &now);
                 previous = now;
                 for path in ["/api/snapshot", "/api/history", "/api/spikes"] {
-                    let reply = request(addr, "GET", path);
+                    let reply = fetch(addr, "GET", path);
                     assert_eq!(reply.status, 200, "{path}");
                     let v: serde_json::Value =
                         serde_json::from_str(&reply.body).expect("JSON body");
@@ -278,11 +272,11 @@ fn everything_at_once_loses_no_count_and_never_hangs() {
             let mut fetched = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for path in ["/debug/pprof/heap", "/debug/pprof/allocs"] {
-                    let reply = request_bytes(addr, "GET", path);
+                    let reply = fetch_bytes(addr, "GET", path);
                     assert_eq!(reply.status, 200, "{path}");
                     assert_eq!(&reply.body[..2], [0x1f, 0x8b], "{path} is gzip");
                 }
-                let reply = request(addr, "GET", "/api/sites?top=50&by=alloc_space");
+                let reply = fetch(addr, "GET", "/api/sites?top=50&by=alloc_space");
                 assert_eq!(reply.status, 200, "/api/sites");
                 let v: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
                 assert!(v["sites"].is_array());

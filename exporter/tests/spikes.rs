@@ -5,16 +5,14 @@
 //! One test in its own binary: the spike detector sees the whole process's
 //! allocation rate, so nothing else may allocate in bulk meanwhile.
 
-mod http_client;
-
 use std::alloc::System;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::Exporter;
-use http_client::request;
+use allocmeter_test_support::exporter::{loopback, start_built};
+use allocmeter_test_support::http::fetch;
 use serde_json::Value;
 
 #[global_allocator]
@@ -46,7 +44,7 @@ fn unix_ms_now() -> u64 {
 
 /// GETs `path`, checks it is versioned, uncached JSON, and parses it.
 fn get_json(addr: SocketAddr, path: &str, status: u16) -> Value {
-    let reply = request(addr, "GET", path);
+    let reply = fetch(addr, "GET", path);
     assert_eq!(reply.status, status, "{path}: {}", reply.body);
     assert_eq!(
         reply.header("content-type"),
@@ -73,16 +71,14 @@ fn f(v: &Value, field: &str) -> f64 {
 
 #[test]
 fn a_real_spike_is_detected_attributed_and_served() {
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .interval(INTERVAL)
-        .history(600)
-        .spike_factor(K)
-        .spike_min_rate(MIN_RATE)
-        .spike_baseline(Duration::from_secs(3))
-        .start()
-        .unwrap();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_built(
+        loopback()
+            .interval(INTERVAL)
+            .history(600)
+            .spike_factor(K)
+            .spike_min_rate(MIN_RATE)
+            .spike_baseline(Duration::from_secs(3)),
+    );
 
     // A quiet second: the baseline.
     std::thread::sleep(Duration::from_secs(1));
@@ -396,7 +392,7 @@ fn a_real_spike_is_detected_attributed_and_served() {
             "text/css; charset=utf-8",
         ),
     ] {
-        let reply = request(addr, "GET", path);
+        let reply = fetch(addr, "GET", path);
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
         assert_eq!(reply.body, body, "{path}");

@@ -10,8 +10,6 @@
 //! meanwhile. The telemetry figure is read throughout and must never exceed
 //! the bound; the site table must stop at its limit.
 
-mod http_client;
-
 use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use allocmeter::Instrumented;
-use allocmeter_exporter::Exporter;
+use allocmeter_test_support::exporter::{loopback, start_built};
+use allocmeter_test_support::http;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -75,14 +74,12 @@ fn work(seed: usize) -> Vec<Vec<u8>> {
 #[test]
 fn telemetry_stays_under_its_bound_with_many_threads_and_call_sites() {
     allocmeter::set_sample_rate(1024);
-    let exporter = Exporter::builder()
-        .bind("127.0.0.1:0")
-        .interval(Duration::from_millis(50))
-        .max_sites(MAX_SITES)
-        .history(100)
-        .start()
-        .expect("exporter starts");
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_built(
+        loopback()
+            .interval(Duration::from_millis(50))
+            .max_sites(MAX_SITES)
+            .history(100),
+    );
     let exporter = Arc::new(exporter);
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -92,13 +89,13 @@ fn telemetry_stays_under_its_bound_with_many_threads_and_call_sites() {
         std::thread::spawn(move || {
             let mut most_sites = 0;
             while !stop.load(Ordering::Relaxed) {
-                let reply = http_client::request(addr, "GET", "/api/sites?top=1000&by=alloc_space");
+                let reply = http::fetch(addr, "GET", "/api/sites?top=1000&by=alloc_space");
                 assert_eq!(reply.status, 200);
                 let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
                 most_sites = most_sites.max(v["sites"].as_array().unwrap().len());
-                let reply = http_client::request_bytes(addr, "GET", "/debug/pprof/heap");
+                let reply = http::fetch_bytes(addr, "GET", "/debug/pprof/heap");
                 assert_eq!(reply.status, 200);
-                let reply = http_client::request(addr, "GET", "/api/spikes");
+                let reply = http::fetch(addr, "GET", "/api/spikes");
                 assert_eq!(reply.status, 200);
             }
             most_sites

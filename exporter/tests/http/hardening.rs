@@ -1,33 +1,24 @@
-//! The HTTP endpoint under attack (issue 7): idle and trickling connections,
-//! malformed, oversized and binary requests, clients that stop reading, and
-//! shutdown with all of that going on. Real sockets, a real exporter on
-//! 127.0.0.1:0, and a watchdog per test so that a hang fails.
+//! The HTTP endpoint under attack by hostile clients: idle and trickling
+//! connections, malformed, oversized and binary requests, clients that stop
+//! reading, and shutdown with all of that going on. Real sockets, a real
+//! exporter on 127.0.0.1:0, and a watchdog per test so that a hang fails.
 
-mod http_common;
-
-use std::alloc::System;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use allocmeter::Instrumented;
-use allocmeter_exporter::{Exporter, HEAD_TIMEOUT, MAX_CONNECTIONS};
-use http_common::{exchange, get, get_with, parse_reply, raise_fd_limit, read_until_end, watchdog};
-
-#[global_allocator]
-static GLOBAL: Instrumented<System> = Instrumented::new(System);
-
-fn start() -> Exporter {
-    Exporter::builder()
-        .bind("127.0.0.1:0")
-        .start()
-        .expect("exporter starts on a free port")
-}
+use allocmeter_exporter::{HEAD_TIMEOUT, MAX_CONNECTIONS};
+use allocmeter_test_support::exporter::start_default_exporter;
+use allocmeter_test_support::http::{
+    self, checked_get, checked_request, exchange, parse_response, read_until_end,
+};
+use allocmeter_test_support::process::raise_fd_limit;
+use allocmeter_test_support::watchdog::watchdog;
 
 /// Times a `GET /metrics`, which must succeed.
 fn timed_metrics(addr: SocketAddr) -> Duration {
     let t = Instant::now();
-    let reply = get(addr, "/metrics");
+    let reply = checked_get(addr, "/metrics");
     let took = t.elapsed();
     assert_eq!(reply.status, 200);
     assert!(reply.text().contains("allocmeter_heap_live_bytes"));
@@ -42,8 +33,7 @@ fn a_thousand_idle_connections_do_not_stop_metrics() {
         limit >= 2300,
         "needs ~2,100 descriptors, the limit is {limit}"
     );
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_default_exporter();
     let t = Instant::now();
     // Half send nothing at all, half the start of a head and then nothing.
     let idle: Vec<TcpStream> = (0..1000)
@@ -175,8 +165,7 @@ fn malformed_cases() -> Vec<Case> {
 #[test]
 fn malformed_oversized_and_binary_requests_get_4xx_or_a_close() {
     let _dog = watchdog("malformed requests test", Duration::from_secs(120));
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (_exporter, addr) = start_default_exporter();
     let cases = malformed_cases();
     // In parallel: the head-timeout case alone takes 5 s.
     let outcomes: Vec<_> = std::thread::scope(|s| {
@@ -205,7 +194,7 @@ fn malformed_oversized_and_binary_requests_get_4xx_or_a_close() {
         match got.status() {
             Some(status) => {
                 assert_eq!(status, case.status, "{}", case.name);
-                let reply = parse_reply(&got.received).unwrap();
+                let reply = parse_response(&got.received).unwrap();
                 assert_eq!(reply.header("connection"), Some("close"));
                 // Fixed bodies: nothing of the request comes back.
                 assert!(reply.body.len() < 100, "{}: {}", case.name, reply.text());
@@ -226,14 +215,13 @@ fn malformed_oversized_and_binary_requests_get_4xx_or_a_close() {
     assert!(answered >= cases.len() - 4, "only {answered} answered");
     // And the server still serves.
     timed_metrics(addr);
-    assert_eq!(get(addr, "/api/snapshot").status, 200);
+    assert_eq!(checked_get(addr, "/api/snapshot").status, 200);
 }
 
 #[test]
 fn a_trickling_head_gets_408_at_the_deadline() {
     let _dog = watchdog("trickle test", Duration::from_secs(60));
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_default_exporter();
     let mut stream = TcpStream::connect(addr).unwrap();
     let reader = stream.try_clone().unwrap();
     let t = Instant::now();
@@ -270,9 +258,8 @@ fn a_trickling_head_gets_408_at_the_deadline() {
 #[test]
 fn head_methods_and_unknown_paths() {
     let _dog = watchdog("methods test", Duration::from_secs(60));
-    let exporter = start();
-    let addr = exporter.local_addr();
-    let head = get_with(addr, "HEAD", "/metrics", "");
+    let (_exporter, addr) = start_default_exporter();
+    let head = checked_request(addr, "HEAD", "/metrics", "");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty(), "HEAD has no body");
     let length: usize = head.header("content-length").unwrap().parse().unwrap();
@@ -280,11 +267,11 @@ fn head_methods_and_unknown_paths() {
     for method in [
         "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
     ] {
-        let reply = get_with(addr, method, "/metrics", "");
+        let reply = checked_request(addr, method, "/metrics", "");
         assert_eq!(reply.status, 405, "{method}");
         assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     }
-    let missing = get(addr, "/does/not/exist");
+    let missing = checked_get(addr, "/does/not/exist");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.text(), "not found\n");
     // Ignored extra bytes after the head (a pipelined second request) do
@@ -308,16 +295,15 @@ fn head_methods_and_unknown_paths() {
 #[test]
 fn shutdown_is_prompt_with_connections_open() {
     let _dog = watchdog("shutdown test", Duration::from_secs(60));
-    let exporter = start();
-    let addr = exporter.local_addr();
+    let (exporter, addr) = start_default_exporter();
     let idle: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
-    let mut stalled = http_common::connect_small_window(addr);
+    let mut stalled = http::connect_small_window(addr);
     stalled
         .write_all(b"GET /debug/pprof/heap HTTP/1.1\r\n\r\n")
         .unwrap();
-    assert_eq!(get(addr, "/metrics").status, 200);
+    assert_eq!(checked_get(addr, "/metrics").status, 200);
     let t = Instant::now();
     exporter.shutdown();
     let took = t.elapsed();

@@ -1,5 +1,4 @@
 //! Threads that stand for a service's own work in the exporter's tests.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -1,60 +1,56 @@
-//! Helpers of the HTTP hardening tests (`tests/http_*.rs`): raw exchanges
-//! over real sockets, a watchdog that fails a hung test instead of stalling
-//! the run, and readings of the process's threads and memory.
-#![allow(dead_code)] // each test binary uses a different part
+//! A small HTTP/1.1 client over real TCP sockets, for the exporter's tests.
+//!
+//! Two ways to ask, one [`Response`]:
+//!
+//! - [`fetch`] and [`fetch_bytes`] send `method path` with
+//!   `Connection: close` and read the whole response, de-chunking a chunked
+//!   body. They check nothing of the framing: for tests about what is served.
+//! - [`checked_request`] and [`checked_get`] send `method path` with extra
+//!   header lines, and assert the framing the exporter promises on every
+//!   response: a `Content-Length` equal to the body (but for `HEAD`) and
+//!   `Connection: close`. For tests of the HTTP endpoint itself.
+//!
+//! Below them, raw exchanges ([`exchange`], [`read_until_end`]) send any
+//! bytes and report what came back and how the connection ended, and
+//! [`connect_small_window`] opens a connection whose receive window is small.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Aborts the whole test process if dropped later than `limit` after
-/// creation: a hang fails the run with a message instead of stalling it.
-pub struct Watchdog(Option<mpsc::Sender<()>>);
-
-pub fn watchdog(what: &'static str, limit: Duration) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            eprintln!("watchdog: {what} did not finish within {limit:?}; aborting");
-            std::process::abort();
-        }
-    });
-    Watchdog(Some(tx))
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// A parsed response.
+/// A response: status code, headers (lower-case names), body (`Vec<u8>`, or
+/// `String` from [`fetch`]).
 #[derive(Debug)]
-pub struct Reply {
+pub struct Response<B = Vec<u8>> {
+    /// The status code.
     pub status: u16,
+    /// The header fields, names in lower case, values trimmed, in order.
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// The body.
+    pub body: B,
 }
 
-impl Reply {
+impl<B> Response<B> {
+    /// The value of the first header field named `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+}
 
+impl Response {
+    /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// Parses `raw` (a whole response, the server closed after it).
-pub fn parse_reply(raw: &[u8]) -> Option<Reply> {
+/// Parses `raw` (a whole response, the server closed after it); `None` if it
+/// has no status line or no end of head. The body is taken as it came.
+pub fn parse_response(raw: &[u8]) -> Option<Response> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
@@ -63,19 +59,74 @@ pub fn parse_reply(raw: &[u8]) -> Option<Reply> {
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Some(Reply {
+    Some(Response {
         status,
         headers,
         body: raw[split + 4..].to_vec(),
     })
 }
 
-/// Sends `GET path` with extra header lines (each ending in CRLF) and reads
-/// the whole response.
-pub fn get_with(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Reply {
+/// Sends `method path` and reads the whole response, with a text body.
+pub fn fetch(addr: SocketAddr, method: &str, path: &str) -> Response<String> {
+    let raw = fetch_bytes(addr, method, path);
+    Response {
+        status: raw.status,
+        headers: raw.headers,
+        body: String::from_utf8(raw.body).expect("utf-8 response"),
+    }
+}
+
+/// Sends `method path` and reads the whole response.
+pub fn fetch_bytes(addr: SocketAddr, method: &str, path: &str) -> Response {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let mut response = parse_response(&raw).expect("a status line and a header/body separator");
+    let chunked = response
+        .headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        response.body = dechunk(&response.body);
+    }
+    response
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body.
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .expect("hex chunk size");
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// Sends `method path` with extra header lines (each ending in CRLF), reads
+/// the whole response, and asserts its framing: `Content-Length` equal to
+/// the body (but for `HEAD`) and `Connection: close`.
+pub fn checked_request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Response {
     let raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n");
     let bytes = exchange(addr, raw.as_bytes(), Duration::from_secs(30));
-    let reply = parse_reply(&bytes.received)
+    let reply = parse_response(&bytes.received)
         .unwrap_or_else(|| panic!("{method} {path}: no HTTP response: {bytes:?}"));
     if method != "HEAD" {
         let length: usize = reply
@@ -89,9 +140,9 @@ pub fn get_with(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Repl
     reply
 }
 
-/// `GET path`.
-pub fn get(addr: SocketAddr, path: &str) -> Reply {
-    get_with(addr, "GET", path, "")
+/// `GET path`, with the framing checked as [`checked_request`] does.
+pub fn checked_get(addr: SocketAddr, path: &str) -> Response {
+    checked_request(addr, "GET", path, "")
 }
 
 /// What came back from an exchange.
@@ -106,7 +157,7 @@ pub struct Exchange {
 impl Exchange {
     /// The status, if a response came.
     pub fn status(&self) -> Option<u16> {
-        parse_reply(&self.received).map(|r| r.status)
+        parse_response(&self.received).map(|r| r.status)
     }
 }
 
@@ -159,49 +210,6 @@ pub fn read_until_end(mut stream: TcpStream, timeout: Duration) -> Exchange {
             }
         }
     }
-}
-
-/// The threads of this process now.
-pub fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// The names of this process's threads.
-pub fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .map(|s| s.trim().to_string())
-        .collect()
-}
-
-/// Resident set size, bytes.
-pub fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    pages * page
-}
-
-/// Raises the soft limit of open files to the hard limit (the slowloris
-/// test holds over a thousand sockets on each side).
-pub fn raise_fd_limit() -> libc::rlim_t {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: `limit` is a valid rlimit; raising the soft limit up to
-        // the hard limit needs no privilege.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    }
-    limit.rlim_cur
 }
 
 /// A TCP connection whose receive buffer is 4 KiB, set before connecting so

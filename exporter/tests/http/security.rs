@@ -1,20 +1,18 @@
-//! Security of the HTTP endpoint (issue 7): loopback by default, the bearer
-//! token on every endpoint (and `?token=` on the page only), 401s logged
-//! without the token, `expose_profiles(false)`, and no response echoing
-//! request input. Real sockets, a real exporter on 127.0.0.1:0.
+//! Security of the HTTP endpoint against readers without the right: loopback
+//! by default, the bearer token on every endpoint (and `?token=` on the page
+//! only), 401s logged without the token, `expose_profiles(false)`, and no
+//! response echoing request input. Real sockets, a real exporter on
+//! 127.0.0.1:0.
 
-mod http_common;
-
-use std::alloc::System;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use allocmeter::Instrumented;
 use allocmeter_exporter::{DEFAULT_BIND, Exporter, StartError};
-use http_common::{Reply, exchange, get, get_with, parse_reply, watchdog};
-
-#[global_allocator]
-static GLOBAL: Instrumented<System> = Instrumented::new(System);
+use allocmeter_test_support::exporter::start_default_exporter;
+use allocmeter_test_support::http::{
+    Response, checked_get, checked_request, exchange, parse_response,
+};
+use allocmeter_test_support::watchdog::watchdog;
 
 const TOKEN: &str = "s3cret-Token_42";
 
@@ -40,8 +38,8 @@ fn with_token() -> Exporter {
         .unwrap()
 }
 
-fn bearer(addr: SocketAddr, path: &str, value: &str) -> Reply {
-    get_with(addr, "GET", path, &format!("Authorization: {value}\r\n"))
+fn bearer(addr: SocketAddr, path: &str, value: &str) -> Response {
+    checked_request(addr, "GET", path, &format!("Authorization: {value}\r\n"))
 }
 
 /// Allocates and frees `bytes` in 64 MiB blocks that are never touched: the
@@ -53,7 +51,7 @@ fn burst(bytes: usize) {
     }
 }
 
-fn assert_401(reply: &Reply, what: &str) {
+fn assert_401(reply: &Response, what: &str) {
     assert_eq!(reply.status, 401, "{what}");
     assert_eq!(
         reply.header("www-authenticate"),
@@ -79,7 +77,7 @@ fn a_token_guards_every_endpoint() {
     let same_length_wrong = "s3cret-Token_43";
     assert_eq!(same_length_wrong.len(), TOKEN.len());
     for &path in ENDPOINTS {
-        assert_401(&get(addr, path), &format!("{path} without a token"));
+        assert_401(&checked_get(addr, path), &format!("{path} without a token"));
         for wrong in [
             format!("Bearer {same_length_wrong}"),
             format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]),
@@ -99,20 +97,30 @@ fn a_token_guards_every_endpoint() {
         // The scheme is case-insensitive.
         assert_eq!(bearer(addr, path, &format!("bearer {TOKEN}")).status, 200);
         // HEAD is guarded alike.
-        assert_eq!(get_with(addr, "HEAD", path, "").status, 401, "HEAD {path}");
+        assert_eq!(
+            checked_request(addr, "HEAD", path, "").status,
+            401,
+            "HEAD {path}"
+        );
     }
     // ?token= is accepted on the page only.
-    assert_eq!(get(addr, &format!("/?token={TOKEN}")).status, 200);
-    assert_eq!(get(addr, &format!("/index.html?token={TOKEN}")).status, 200);
-    assert_eq!(get(addr, &format!("/?x=1&token={TOKEN}")).status, 200);
+    assert_eq!(checked_get(addr, &format!("/?token={TOKEN}")).status, 200);
+    assert_eq!(
+        checked_get(addr, &format!("/index.html?token={TOKEN}")).status,
+        200
+    );
+    assert_eq!(
+        checked_get(addr, &format!("/?x=1&token={TOKEN}")).status,
+        200
+    );
     let encoded = TOKEN.replace('_', "%5F");
     assert_eq!(
-        get(addr, &format!("/?token={encoded}")).status,
+        checked_get(addr, &format!("/?token={encoded}")).status,
         200,
         "percent-encoded"
     );
     assert_401(
-        &get(addr, &format!("/?token={same_length_wrong}")),
+        &checked_get(addr, &format!("/?token={same_length_wrong}")),
         "wrong ?token=",
     );
     for path in [
@@ -123,22 +131,22 @@ fn a_token_guards_every_endpoint() {
         "/api/spikes",
     ] {
         assert_401(
-            &get(addr, &format!("{path}?token={TOKEN}")),
+            &checked_get(addr, &format!("{path}?token={TOKEN}")),
             &format!("{path}?token="),
         );
     }
     // The page's static files hold no data and are served to anyone: a
     // browser loads them from tags that cannot carry a token.
-    assert_eq!(get(addr, "/app.js").status, 200);
-    assert_eq!(get(addr, "/style.css").status, 200);
+    assert_eq!(checked_get(addr, "/app.js").status, 200);
+    assert_eq!(checked_get(addr, "/style.css").status, 200);
     // Unknown paths: 401 without the token (nothing is told), 404 with it.
-    assert_401(&get(addr, "/secret-path"), "unknown path");
+    assert_401(&checked_get(addr, "/secret-path"), "unknown path");
     assert_eq!(
         bearer(addr, "/secret-path", &format!("Bearer {TOKEN}")).status,
         404
     );
     // Two Authorization fields are not a token.
-    let two = get_with(
+    let two = checked_request(
         addr,
         "GET",
         "/metrics",
@@ -147,7 +155,7 @@ fn a_token_guards_every_endpoint() {
     assert_eq!(two.status, 401);
     // The page's URL may hold the token: it tells the browser not to pass
     // it on as a referrer.
-    let page = get(addr, &format!("/?token={TOKEN}"));
+    let page = checked_get(addr, &format!("/?token={TOKEN}"));
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
 }
 
@@ -185,12 +193,12 @@ const CHILD: &str = "ALLOCMETER_TEST_401_LOG_CHILD";
 fn unauthorized_requests_in_a_child() {
     let exporter = with_token();
     let addr = exporter.local_addr();
-    assert_eq!(get(addr, "/metrics").status, 401);
+    assert_eq!(checked_get(addr, "/metrics").status, 401);
     assert_eq!(
         bearer(addr, "/api/snapshot", "Bearer WRONG-GUESS-456").status,
         401
     );
-    assert_eq!(get(addr, "/?token=WRONG-GUESS-789&x=1").status, 401);
+    assert_eq!(checked_get(addr, "/?token=WRONG-GUESS-789&x=1").status, 401);
     for _ in 0..30 {
         assert_eq!(
             bearer(addr, "/api/history?q=1", "Bearer WRONG-GUESS-000").status,
@@ -213,7 +221,8 @@ fn unauthorized_requests_are_logged_without_the_token() {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "unauthorized_requests_are_logged_without_the_token",
+            // Its name in this binary: the module, then the function.
+            "security::unauthorized_requests_are_logged_without_the_token",
             "--test-threads=1",
             "--nocapture",
         ])
@@ -265,13 +274,13 @@ fn expose_profiles_false_hides_call_sites() {
             "/api/sites",
             "/api/sites?top=5",
         ] {
-            let reply = get_with(addr, "GET", path, &auth);
+            let reply = checked_request(addr, "GET", path, &auth);
             assert_eq!(reply.status, 404, "{path}");
             assert_eq!(reply.text(), "not found\n");
         }
         // Without the token these are still 401, not 404.
         if token.is_some() {
-            assert_eq!(get(addr, "/debug/pprof/heap").status, 401);
+            assert_eq!(checked_get(addr, "/debug/pprof/heap").status, 401);
         }
         for path in [
             "/metrics",
@@ -280,10 +289,15 @@ fn expose_profiles_false_hides_call_sites() {
             "/api/spikes",
             "/",
         ] {
-            assert_eq!(get_with(addr, "GET", path, &auth).status, 200, "{path}");
+            assert_eq!(
+                checked_request(addr, "GET", path, &auth).status,
+                200,
+                "{path}"
+            );
         }
         let snapshot: serde_json::Value =
-            serde_json::from_slice(&get_with(addr, "GET", "/api/snapshot", &auth).body).unwrap();
+            serde_json::from_slice(&checked_request(addr, "GET", "/api/snapshot", &auth).body)
+                .unwrap();
         assert_eq!(snapshot["profiles_exposed"], false);
         // Spikes are listed without their call sites: allocate bursts until
         // one is listed. The other tests of this binary run in the same
@@ -299,7 +313,8 @@ fn expose_profiles_false_hides_call_sites() {
             bursts += 1;
             std::thread::sleep(Duration::from_millis(200));
             spikes =
-                serde_json::from_slice(&get_with(addr, "GET", "/api/spikes", &auth).body).unwrap();
+                serde_json::from_slice(&checked_request(addr, "GET", "/api/spikes", &auth).body)
+                    .unwrap();
             if !spikes["spikes"].as_array().unwrap().is_empty() {
                 break;
             }
@@ -315,11 +330,10 @@ fn expose_profiles_false_hides_call_sites() {
         }
     }
     // And on by default.
-    let exporter = Exporter::builder().bind("127.0.0.1:0").start().unwrap();
-    let addr = exporter.local_addr();
-    assert_eq!(get(addr, "/api/sites").status, 200);
+    let (_exporter, addr) = start_default_exporter();
+    assert_eq!(checked_get(addr, "/api/sites").status, 200);
     let snapshot: serde_json::Value =
-        serde_json::from_slice(&get(addr, "/api/snapshot").body).unwrap();
+        serde_json::from_slice(&checked_get(addr, "/api/snapshot").body).unwrap();
     assert_eq!(snapshot["profiles_exposed"], true);
 }
 
@@ -343,7 +357,7 @@ fn no_response_echoes_request_input() {
     for addr in [open.local_addr(), guarded.local_addr()] {
         for path in evil {
             for extra in ["", "X-Evil: <script>alert(2)</script>\r\n"] {
-                let reply = get_with(addr, "GET", path, extra);
+                let reply = checked_request(addr, "GET", path, extra);
                 assert!(
                     [200, 400, 401, 404].contains(&reply.status),
                     "{path}: {}",
@@ -375,7 +389,7 @@ fn no_response_echoes_request_input() {
             "GET / HTTP/1.1\r\n<script>alert(1)</script>\r\n\r\n",
         ] {
             let got = exchange(addr, raw.as_bytes(), Duration::from_secs(10));
-            let reply = parse_reply(&got.received).expect("a response");
+            let reply = parse_response(&got.received).expect("a response");
             assert_eq!(reply.status, 400, "{raw:?}");
             assert!(!reply.text().contains("alert"), "{raw:?}");
         }
