@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of what hostile input reaches (issue 7), as property tests
+# Bounded fuzzing of everything hostile input reaches, as property tests
 # (proptest) with more cases than `cargo test` runs (256 each):
 #
 # - exporter/src/proptests.rs: the request parser (arbitrary bytes, mutated

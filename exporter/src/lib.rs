@@ -125,9 +125,4 @@ pub use render::pprof::proto as profile_proto;
 pub use render::prometheus::{AllocCollector, MAX_SITE_METRICS};
 pub use render::sites::{SiteReport, SortBy};
 pub use render::spikes::{MAX_TOP_SITES, SpikeReport, SpikeSite};
-// Kept until the tests move to limits::
-pub use http::limits::{
-    HEAD_TIMEOUT, LINGER, MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, MAX_HEAD, MAX_HEADERS,
-    MAX_REQUEST_LINE, QUEUE_PER_LANE, RENDER_TIMEOUT, WRITE_TIMEOUT,
-};
 pub use symbols::Frame;

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use allocmeter_exporter::{HEAD_TIMEOUT, MAX_CONNECTIONS};
+use allocmeter_exporter::limits::{HEAD_TIMEOUT, MAX_CONNECTIONS};
 use allocmeter_test_support::exporter::start_default_exporter;
 use allocmeter_test_support::http::{
     self, checked_get, checked_request, exchange, parse_response, read_until_end,
