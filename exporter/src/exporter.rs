@@ -29,7 +29,7 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// A handle with no threads yet ([`Builder::start`] adds them).
+    /// A handle with no threads yet ([`Builder::start`](crate::Builder::start) adds them).
     pub(crate) fn new(
         local_addr: Option<SocketAddr>,
         const_labels: Vec<(String, String)>,
@@ -60,7 +60,7 @@ impl Exporter {
     ///
     /// # Panics
     ///
-    /// If the exporter was started with [`Builder::serve_http`]`(false)`.
+    /// If the exporter was started with [`Builder::serve_http`](crate::Builder::serve_http)`(false)`.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
             .expect("local_addr() needs an exporter that serves HTTP")
@@ -93,7 +93,7 @@ impl Exporter {
 
     /// A collector of allocmeter's metrics for the service's own
     /// `prometheus::Registry`, for a service that already serves `/metrics`:
-    /// start the exporter with [`Builder::serve_http`]`(false)` and register
+    /// start the exporter with [`Builder::serve_http`](crate::Builder::serve_http)`(false)` and register
     /// this. It renders the same families, with the same constant labels, as
     /// the exporter's own `/metrics`, site-table figures included (the
     /// process metrics excepted: a service with a registry usually registers
@@ -170,9 +170,9 @@ impl Exporter {
     /// seen so far: [`allocmeter::telemetry_bound`] for the allocator's
     /// share (it grows with the peak number of threads alive at once, about
     /// 124 KiB each), plus the exporter's at their limits: the site table
-    /// at [`Builder::max_sites`] stacks of the deepest capture with every
+    /// at [`Builder::max_sites`](crate::Builder::max_sites) stacks of the deepest capture with every
     /// live sample, the symbol cache (8 MiB), the history at
-    /// [`Builder::history`] snapshots and the spike records. It does not
+    /// [`Builder::history`](crate::Builder::history) snapshots and the spike records. It does not
     /// grow with the allocation rate, the number of call sites or the
     /// threads ever started.
     ///
@@ -193,7 +193,7 @@ impl Exporter {
 
     /// What the HTTP server did so far: connections accepted, evicted at
     /// the connection cap, timed out, renders that panicked, requests
-    /// refused as busy. `None` without HTTP ([`Builder::serve_http`]).
+    /// refused as busy. `None` without HTTP ([`Builder::serve_http`](crate::Builder::serve_http)).
     pub fn http_stats(&self) -> Option<HttpStats> {
         self.server.as_ref().map(|s| s.counters.read())
     }
