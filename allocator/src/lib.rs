@@ -88,6 +88,8 @@
 mod bump;
 mod ownership;
 mod padded;
+#[cfg(not(loom))]
+mod record;
 mod ring;
 mod sampled;
 mod sync;

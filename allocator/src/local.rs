@@ -24,8 +24,9 @@ use core::cell::Cell;
 use core::ptr;
 
 use crate::counters::{Bump, CounterCells, Owned, Shared};
+use crate::record::{self, AllocRecord};
 use crate::slot::{self, SamplingCells, Slot};
-use crate::{ring, sampled, sampler, stack};
+use crate::{sampled, sampler, stack};
 
 /// Where a thread is in its life, as far as recording goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -269,36 +270,34 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     let Some(ring) = slot.ring_for_rate(rate) else {
         return dropped();
     };
-    const HEAD: usize = 6;
     let depth = sampler::stack_depth();
-    if ring.free_words() < HEAD + depth + ring.free_reserve() {
+    if ring.free_words() < record::alloc_len(depth) + ring.free_reserve() {
         slot.want_bigger_ring();
         return dropped();
     }
-    let mut record = [0u64; HEAD + stack::MAX_DEPTH];
     let mut frames = [0usize; stack::MAX_DEPTH];
     let n = stack::capture(
         &mut frames[..depth.min(stack::MAX_DEPTH)],
         stack_bounds(local),
     );
-    for (w, f) in record[HEAD..].iter_mut().zip(&frames[..n]) {
-        *w = *f as u64;
-    }
     let id = sampler::next_sample_id();
     match sampled::insert(ptr, id) {
         Ok(None) => {}
         Ok(Some(stale)) => push_free(stale),
         Err(_) => return dropped(),
     }
-    let len = HEAD + n;
-    record[0] = ring::header(ring::KIND_ALLOC, len);
-    record[1] = id;
-    record[2] = ptr as u64;
-    record[3] = size as u64;
-    record[4] = rate;
-    record[5] = slot::index_of(slot) as u64;
+    let mut words = [0u64; record::MAX_RECORD_WORDS];
+    let len = AllocRecord {
+        id,
+        address: ptr as usize,
+        size: size as u64,
+        rate,
+        slot: slot::index_of(slot),
+        stack: &frames[..n],
+    }
+    .encode(&mut words);
     // Fits: the space was checked above and only this thread pushes.
-    if ring.push(&record[..len], 0) {
+    if ring.push(&words[..len], 0) {
         SamplingCells::bump::<Owned>(&slot.sampling.taken);
         // Half full: the drainer, polling at its adaptive interval, is
         // behind (a burst). Waking it costs a system call, so only then.
@@ -350,15 +349,15 @@ fn lose_free() {
 /// Pushes a free record; the caller makes sure no other push into this
 /// thread's ring is in progress.
 fn push_free(id: u64) {
-    let record = [ring::header(ring::KIND_FREE, 2), id];
+    let words = record::encode_free(id);
     let owned = current_slot();
     let pushed = match owned {
         Some(slot) => slot
             .ring_for_rate(sampler::sample_rate())
-            .is_some_and(|r| r.push(&record, 0)),
+            .is_some_and(|r| r.push(&words, 0)),
         None => slot::fallback()
             .shared_ring()
-            .and_then(|r| r.with_producer_lock(|r| r.push(&record, 0)))
+            .and_then(|r| r.with_producer_lock(|r| r.push(&words, 0)))
             .unwrap_or(false),
     };
     if !pushed {

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::ring::{self, KIND_ALLOC, KIND_FREE};
+use crate::record::{self, MAX_RECORD_WORDS, Record};
 use crate::slot::{self, MAX_SLOTS};
 use crate::stack::MAX_DEPTH;
 
@@ -206,7 +206,7 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
         }
     }
     let _release = Release;
-    let mut buf = [0u64; 8 + MAX_DEPTH];
+    let mut buf = [0u64; MAX_RECORD_WORDS];
     let mut stack = [0usize; MAX_DEPTH];
     let started_us = drain_epoch().elapsed().as_micros() as u64;
     let filled_in_us = filled_in_us(started_us);
@@ -221,27 +221,20 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
         max_fill = max_fill.max(fill);
         while let Some(len) = ring.pop(&mut buf) {
             count += 1;
-            let (kind, _) = ring::split_header(buf[0]);
             if len > buf.len() {
                 continue;
             }
-            match kind {
-                KIND_ALLOC if len >= 6 => {
-                    let n = (len - 6).min(MAX_DEPTH);
-                    for (d, w) in stack.iter_mut().zip(&buf[6..6 + n]) {
-                        *d = *w as usize;
-                    }
-                    f(SampleEvent::Alloc(AllocSample {
-                        id: buf[1],
-                        address: buf[2] as usize,
-                        size: buf[3],
-                        rate: buf[4],
-                        thread: (buf[5] as usize).min(MAX_SLOTS),
-                        stack: &stack[..n],
-                    }));
-                }
-                KIND_FREE if len >= 2 => f(SampleEvent::Free { id: buf[1] }),
-                _ => {}
+            match record::decode(&buf[..len], &mut stack) {
+                Some(Record::Alloc(r)) => f(SampleEvent::Alloc(AllocSample {
+                    id: r.id,
+                    address: r.address,
+                    size: r.size,
+                    rate: r.rate,
+                    thread: r.slot.min(MAX_SLOTS),
+                    stack: r.stack,
+                })),
+                Some(Record::Free { id }) => f(SampleEvent::Free { id }),
+                None => {}
             }
         }
     });
