@@ -23,6 +23,11 @@
 //! are not in the child: an `Exporter` handle that came along must not be
 //! used there (its threads cannot be joined); a child that wants telemetry
 //! starts an exporter of its own, on another port.
+//!
+//! This module and [`crate::local`] need each other, the one such pair in
+//! the crate: the first thread to claim a slot (in `local`) registers the
+//! handlers here, and the child handler asks `local` for the forking
+//! thread's own slot, which only that thread's thread-local knows.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -56,5 +61,5 @@ extern "C" fn parent() {
 extern "C" fn child() {
     crate::sampled::reset_in_child(TAKEN.load(Ordering::Relaxed));
     crate::slot::reset_in_child(crate::local::own_slot());
-    crate::profile::reset_in_child();
+    crate::drainer::reset_in_child();
 }

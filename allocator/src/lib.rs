@@ -96,7 +96,11 @@ mod sync;
 mod try_lock;
 
 #[cfg(not(loom))]
+mod control;
+#[cfg(not(loom))]
 mod counters;
+#[cfg(not(loom))]
+mod drainer;
 #[cfg(not(loom))]
 mod fork;
 #[cfg(not(loom))]
@@ -120,11 +124,13 @@ mod stats;
 mod loom_models;
 
 #[cfg(not(loom))]
+pub use control::{set_sample_rate, set_stack_depth};
+#[cfg(not(loom))]
 pub use instrumented::Instrumented;
 #[cfg(not(loom))]
 pub use sampler::{
     DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, OFF_RECHECK_BYTES, sample_rate, sample_weight,
-    set_sample_rate, set_stack_depth, stack_depth,
+    stack_depth,
 };
 #[cfg(not(loom))]
 pub use stats::{

@@ -19,6 +19,11 @@
 //! sample is taken, and an allocation made meanwhile (by the unwinder, or a
 //! signal handler) is counted but not sampled, and a free it makes of a
 //! sampled block is not looked up (so no shard lock can be taken twice).
+//!
+//! It calls down only (slots, counters, the sampler's statics, the sampled
+//! table, the record, the drainer), except for one pair: it registers the
+//! fork handlers of [`crate::fork`], which ask it for the forking thread's
+//! slot (see there).
 
 use core::cell::Cell;
 use core::ptr;
@@ -302,7 +307,7 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
         // Half full: the drainer, polling at its adaptive interval, is
         // behind (a burst). Waking it costs a system call, so only then.
         if ring.free_words() < ring.capacity() / 2 {
-            crate::profile::wake_drainer();
+            crate::drainer::wake_drainer();
         }
     } else {
         let _ = sampled::remove(ptr);

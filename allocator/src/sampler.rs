@@ -25,29 +25,18 @@ static RATE: crate::padded::Padded<AtomicU64> =
     crate::padded::Padded(AtomicU64::new(DEFAULT_SAMPLE_RATE));
 static DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_DEPTH);
 
-/// Sets the mean sampling distance in bytes: 0 turns sampling off, 1 samples
-/// every allocation. Takes effect at once on the calling thread, and on every
-/// other thread at its next sampling point: after a mean of the old rate's
-/// bytes, or [`OFF_RECHECK_BYTES`] when sampling was off. (Like Go's
-/// `MemProfileRate`, it is best set once, early.)
-///
-/// ```
-/// allocmeter::set_sample_rate(64 * 1024);
-/// assert_eq!(allocmeter::sample_rate(), 64 * 1024);
-/// allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
-/// ```
-pub fn set_sample_rate(bytes: u64) {
-    RATE.store(bytes, Ordering::Relaxed);
-    crate::local::restart_sampling_clock();
-}
-
 /// The mean sampling distance in bytes (0 = off).
 pub fn sample_rate() -> u64 {
     RATE.load(Ordering::Relaxed)
 }
 
-/// Sets how many return addresses a sample captures (1 to 128; default 64).
-pub fn set_stack_depth(frames: usize) {
+/// Stores the mean sampling distance (see [`crate::set_sample_rate`]).
+pub(crate) fn store_sample_rate(bytes: u64) {
+    RATE.store(bytes, Ordering::Relaxed);
+}
+
+/// Stores the stack depth (see [`crate::set_stack_depth`]).
+pub(crate) fn store_stack_depth(frames: usize) {
     DEPTH.store(frames.clamp(1, MAX_DEPTH), Ordering::Relaxed);
 }
 
