@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use crate::bump::{Bump, Owned, Shared};
+pub(crate) use crate::lockfree::bump::{Bump, Owned, Shared};
 
 use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell, first_cell_of_class};
 

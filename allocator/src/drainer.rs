@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::padded::Padded;
+use crate::lockfree::padded::Padded;
 
 /// Set while a drain runs: the rings are single-consumer.
 static DRAINING: Padded<AtomicBool> = Padded(AtomicBool::new(false));

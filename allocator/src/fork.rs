@@ -51,15 +51,15 @@ pub(crate) fn register_handlers() {
 }
 
 extern "C" fn prepare() {
-    TAKEN.store(crate::sampled::lock_all_for_fork(), Ordering::Relaxed);
+    TAKEN.store(crate::lockfree::sampled::lock_all_for_fork(), Ordering::Relaxed);
 }
 
 extern "C" fn parent() {
-    crate::sampled::unlock_after_fork(TAKEN.load(Ordering::Relaxed));
+    crate::lockfree::sampled::unlock_after_fork(TAKEN.load(Ordering::Relaxed));
 }
 
 extern "C" fn child() {
-    crate::sampled::reset_in_child(TAKEN.load(Ordering::Relaxed));
+    crate::lockfree::sampled::reset_in_child(TAKEN.load(Ordering::Relaxed));
     crate::slot::reset_in_child(crate::local::own_slot());
     crate::drainer::reset_in_child();
 }

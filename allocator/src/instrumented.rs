@@ -4,7 +4,7 @@ use core::alloc::{GlobalAlloc, Layout};
 
 use crate::counters::{Bump, CounterCells, ReallocKind};
 use crate::local::{self, Op};
-use crate::sampled;
+use crate::lockfree::sampled;
 
 /// A global allocator that forwards every request to `A` and records it.
 ///

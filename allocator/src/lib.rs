@@ -85,54 +85,37 @@
 // initialise.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-mod bump;
-mod ownership;
-mod padded;
-#[cfg(not(loom))]
-mod record;
-mod ring;
-mod sampled;
-mod sync;
-mod try_lock;
+/// The items inside are left out of a `--cfg loom` build.
+macro_rules! outside_loom {
+    ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
+}
 
-#[cfg(not(loom))]
-mod control;
-#[cfg(not(loom))]
-mod counters;
-#[cfg(not(loom))]
-mod drainer;
-#[cfg(not(loom))]
-mod fork;
-#[cfg(not(loom))]
-mod instrumented;
-#[cfg(not(loom))]
-mod local;
-#[cfg(not(loom))]
-pub mod profile;
-#[cfg(not(loom))]
-mod sampler;
-#[cfg(not(loom))]
-pub mod size_class;
-#[cfg(not(loom))]
-pub mod slot;
-#[cfg(not(loom))]
-pub mod stack;
-#[cfg(not(loom))]
-mod stats;
+// The lock-free parts, model-checked by loom: all a `--cfg loom` build has.
+mod lockfree;
 
-#[cfg(all(test, loom))]
-mod loom_models;
+outside_loom! {
+    mod control;
+    mod counters;
+    mod drainer;
+    mod fork;
+    mod instrumented;
+    mod local;
+    pub mod profile;
+    mod record;
+    mod sampler;
+    pub mod size_class;
+    pub mod slot;
+    pub mod stack;
+    mod stats;
 
-#[cfg(not(loom))]
-pub use control::{set_sample_rate, set_stack_depth};
-#[cfg(not(loom))]
-pub use instrumented::Instrumented;
-#[cfg(not(loom))]
-pub use sampler::{
-    DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, OFF_RECHECK_BYTES, sample_rate, sample_weight,
-    stack_depth,
-};
-#[cfg(not(loom))]
-pub use stats::{
-    MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound, thread_stats,
-};
+    pub use control::{set_sample_rate, set_stack_depth};
+    pub use instrumented::Instrumented;
+    pub use sampler::{
+        DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, OFF_RECHECK_BYTES, sample_rate, sample_weight,
+        stack_depth,
+    };
+    pub use stats::{
+        MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound,
+        thread_stats,
+    };
+}

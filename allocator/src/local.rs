@@ -31,7 +31,8 @@ use core::ptr;
 use crate::counters::{Bump, CounterCells, Owned, Shared};
 use crate::record::{self, AllocRecord};
 use crate::slot::{self, SamplingCells, Slot};
-use crate::{sampled, sampler, stack};
+use crate::lockfree::sampled;
+use crate::{sampler, stack};
 
 /// Where a thread is in its life, as far as recording goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -61,11 +61,11 @@ pub enum SampleEvent<'a> {
 
 /// The most events one thread's ring holds between two drains (every event
 /// takes at least two words of the largest ring).
-pub const MAX_EVENTS_PER_RING: usize = crate::ring::MAX_RING_WORDS / 2;
+pub const MAX_EVENTS_PER_RING: usize = crate::lockfree::ring::MAX_RING_WORDS / 2;
 
 /// How many sampled blocks can be live at once. Beyond it, new samples are
 /// dropped (and counted in [`SamplingStats::dropped`]) until some are freed.
-pub const MAX_LIVE_SAMPLES: usize = crate::sampled::CAPACITY;
+pub const MAX_LIVE_SAMPLES: usize = crate::lockfree::sampled::CAPACITY;
 
 /// Reads every pending event from every thread's ring, calling `f` for each.
 /// Returns how many events were read.
@@ -122,7 +122,7 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
 /// allocating thread may take too, for a few dozen instructions; do not call
 /// it for every block on every drain.
 pub fn is_live(address: usize, id: u64) -> Option<bool> {
-    crate::sampled::holds(address, id)
+    crate::lockfree::sampled::holds(address, id)
 }
 
 /// Sampling counters, process-wide.
@@ -150,6 +150,6 @@ pub fn sampling_stats() -> SamplingStats {
         samples,
         dropped,
         frees_lost,
-        live_samples: crate::sampled::live() as u64,
+        live_samples: crate::lockfree::sampled::live() as u64,
     }
 }

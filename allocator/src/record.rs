@@ -4,7 +4,7 @@
 //! ([`decode`]); nothing else knows which word holds what.
 //!
 //! The ring frames every record with its header word (kind and length, see
-//! [`crate::ring::header`]); this module owns what follows it:
+//! [`crate::lockfree::ring::header`]); this module owns what follows it:
 //!
 //! | word | allocation ([`KIND_ALLOC`]) | free ([`KIND_FREE`]) |
 //! |---|---|---|
@@ -16,7 +16,7 @@
 //! | 5 | slot index | |
 //! | 6.. | return addresses, innermost first | |
 
-use crate::ring::{self, KIND_ALLOC, KIND_FREE};
+use crate::lockfree::ring::{self, KIND_ALLOC, KIND_FREE};
 use crate::stack::MAX_DEPTH;
 
 /// Words of an allocation record before its stack.
@@ -119,7 +119,7 @@ pub(crate) fn decode<'s>(words: &[u64], stack: &'s mut [usize; MAX_DEPTH]) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Ring;
+    use crate::lockfree::ring::Ring;
 
     #[test]
     fn records_round_trip_through_a_ring() {

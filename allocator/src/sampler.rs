@@ -12,6 +12,7 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::lockfree::padded::Padded;
 use crate::stack::MAX_DEPTH;
 
 /// The default mean sampling distance: 512 KiB, as Go's `MemProfileRate` and
@@ -21,8 +22,8 @@ pub const DEFAULT_SAMPLE_RATE: u64 = 512 * 1024;
 /// The default number of return addresses captured per sample.
 pub const DEFAULT_STACK_DEPTH: usize = 64;
 
-static RATE: crate::padded::Padded<AtomicU64> =
-    crate::padded::Padded(AtomicU64::new(DEFAULT_SAMPLE_RATE));
+static RATE: Padded<AtomicU64> =
+    Padded(AtomicU64::new(DEFAULT_SAMPLE_RATE));
 static DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_DEPTH);
 
 /// The mean sampling distance in bytes (0 = off).
@@ -47,7 +48,7 @@ pub fn stack_depth() -> usize {
 
 /// Bumped by every sample: kept off the line of the rate and depth, which
 /// every sampling point reads.
-static NEXT_ID: crate::padded::Padded<AtomicU64> = crate::padded::Padded(AtomicU64::new(1));
+static NEXT_ID: Padded<AtomicU64> = Padded(AtomicU64::new(1));
 
 /// A process-unique, never-zero sample id.
 pub(crate) fn next_sample_id() -> u64 {

@@ -19,8 +19,8 @@
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::counters::{Bump, CounterCells, Counters};
-use crate::ownership::{self, FREE};
-use crate::ring::{self, Ring};
+use crate::lockfree::ownership::{self, FREE};
+use crate::lockfree::ring::{self, Ring};
 
 /// How many threads can own a slot at the same time. Further threads record
 /// into the shared fallback slot.
@@ -272,7 +272,7 @@ pub(crate) fn occupancy() -> Occupancy {
 pub(crate) fn touched_bytes() -> usize {
     (occupancy().used + 1) * core::mem::size_of::<Slot>()
         + RING_BYTES.load(Ordering::Relaxed)
-        + crate::sampled::bytes()
+        + crate::lockfree::sampled::bytes()
 }
 
 /// The most ring bytes one slot can come to hold: ring sizes at least double
@@ -292,7 +292,7 @@ const MAX_RING_BYTES_PER_SLOT: usize = {
 /// The most [`touched_bytes`] can be with `slots_used` slots ever claimed.
 pub(crate) fn max_touched_bytes(slots_used: usize) -> usize {
     (slots_used.min(MAX_SLOTS) + 1) * (core::mem::size_of::<Slot>() + MAX_RING_BYTES_PER_SLOT)
-        + crate::sampled::MAX_BYTES
+        + crate::lockfree::sampled::MAX_BYTES
 }
 
 /// The index of `slot` in the registry (`MAX_SLOTS` for the fallback slot).

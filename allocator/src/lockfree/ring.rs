@@ -31,13 +31,13 @@
 //! threads. A slot whose ring is too small for a lower rate set later gets a
 //! bigger one (see [`crate::slot::Slot::ring_for_rate`]).
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use super::sync::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use core::alloc::{GlobalAlloc, Layout};
 #[cfg(not(loom))]
 use std::alloc::System;
 
-use crate::try_lock::TryLock;
+use super::try_lock::TryLock;
 
 /// Words in the largest ring (a power of two): 8192 words = 64 KiB, about
 /// 100 records with 64-frame stacks plus room for frees. (Under Miri, whose
@@ -148,8 +148,8 @@ impl Ring {
     }
 
     /// Unlocks the producer lock whoever holds it. Only for a forked child:
-    /// see [`crate::try_lock::TryLock::force_unlock`]. A push cut short by
-    /// the fork had not published its words, so the ring is consistent.
+    /// see [`TryLock::force_unlock`]. A push cut short by the fork had not
+    /// published its words, so the ring is consistent.
     pub fn force_unlock_producer(&self) {
         self.producer_lock.force_unlock();
     }

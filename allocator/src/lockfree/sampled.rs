@@ -33,10 +33,10 @@ use core::alloc::{GlobalAlloc, Layout};
 #[cfg(not(loom))]
 use std::alloc::System;
 
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use super::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::padded::Padded;
-use crate::try_lock::TryLock;
+use super::padded::Padded;
+use super::try_lock::TryLock;
 
 /// log2 of the number of filter bits. (Under Miri, whose borrow tracker
 /// retags the whole array on each access, 32 times fewer; under loom, one

@@ -1,9 +1,10 @@
 //! How a slot changes hands: a thread claims a free slot with a
 //! compare-and-swap and gives it back with a store. Model-checked with loom
-//! (`.ci/loom.sh`) together with [`crate::bump::Owned`]: every count the
-//! previous owner stored is seen by the next one, which continues from it.
+//! (`.ci/loom.sh`) together with [`crate::lockfree::bump::Owned`]: every
+//! count the previous owner stored is seen by the next one, which continues
+//! from it.
 
-use crate::sync::{AtomicU32, Ordering};
+use super::sync::{AtomicU32, Ordering};
 
 /// Nobody owns the slot.
 pub(crate) const FREE: u32 = 0;
