@@ -1,5 +1,6 @@
 //! The counters every slot holds, as atomics ([`CounterCells`]) and as a plain
-//! value read out of them ([`Counters`]).
+//! value read out of them ([`Counters`]), and the operations the allocator
+//! records into them ([`Op`]: [`Alloc`], [`Free`], [`Realloc`], [`Failure`]).
 //!
 //! # Writers
 //!
@@ -245,6 +246,56 @@ impl CounterCells {
         st(&self.grown_bytes, value.grown_bytes);
         st(&self.shrunk_bytes, value.shrunk_bytes);
         st(&self.failures, value.failures);
+    }
+}
+
+/// One counting operation, generic over how counters are bumped.
+pub(crate) trait Op: Copy {
+    /// Applies the operation to `cells`.
+    fn apply<B: Bump>(self, cells: &CounterCells);
+}
+
+/// An allocation of this many bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Alloc(pub usize);
+impl Op for Alloc {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.alloc::<B>(self.0);
+    }
+}
+
+/// A free of this many bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Free(pub usize);
+impl Op for Free {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.free::<B>(self.0);
+    }
+}
+
+/// A successful realloc from `old` to `new` bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Realloc {
+    pub old: usize,
+    pub new: usize,
+    pub kind: ReallocKind,
+}
+impl Op for Realloc {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.realloc::<B>(self.old, self.new, self.kind);
+    }
+}
+
+/// A request the inner allocator refused.
+#[derive(Clone, Copy)]
+pub(crate) struct Failure;
+impl Op for Failure {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.failure::<B>();
     }
 }
 

@@ -2,8 +2,8 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use crate::counters::{Bump, CounterCells, ReallocKind};
-use crate::local::{self, Op};
+use crate::counters::{Alloc, Failure, Free, Realloc, ReallocKind};
+use crate::local;
 use crate::lockfree::sampled;
 
 /// A global allocator that forwards every request to `A` and records it.
@@ -53,46 +53,6 @@ impl<A> Instrumented<A> {
     /// tuning) that `GlobalAlloc` does not have.
     pub const fn inner(&self) -> &A {
         &self.inner
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Alloc(usize);
-impl Op for Alloc {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.alloc::<B>(self.0);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Free(usize);
-impl Op for Free {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.free::<B>(self.0);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Realloc {
-    old: usize,
-    new: usize,
-    kind: ReallocKind,
-}
-impl Op for Realloc {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.realloc::<B>(self.old, self.new, self.kind);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Failure;
-impl Op for Failure {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.failure::<B>();
     }
 }
 

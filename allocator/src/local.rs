@@ -28,7 +28,7 @@
 use core::cell::Cell;
 use core::ptr;
 
-use crate::counters::{Bump, CounterCells, Owned, Shared};
+use crate::counters::{Op, Owned, Shared};
 use crate::record::{self, AllocRecord};
 use crate::slot::{self, SamplingCells, Slot};
 use crate::lockfree::sampled;
@@ -108,12 +108,6 @@ impl Drop for SlotGuard {
 
 thread_local! {
     static GUARD: SlotGuard = const { SlotGuard };
-}
-
-/// One counting operation, generic over how counters are bumped.
-pub(crate) trait Op: Copy {
-    /// Applies the operation to `cells`.
-    fn apply<B: Bump>(self, cells: &CounterCells);
 }
 
 /// Applies `op` to the calling thread's slot, claiming a slot first if the

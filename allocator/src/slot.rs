@@ -28,6 +28,13 @@ pub const MAX_SLOTS: usize = 1024;
 
 /// One thread's counters, padded to its own cache lines (128 bytes: x86-64
 /// prefetches lines in pairs) so that neighbours never share a line.
+///
+/// The alignment is the type's own rather than a
+/// [`Padded`](crate::lockfree::padded::Padded) wrapper (the same 128, for the
+/// same reason): the registry is an array of slots that hands out `&Slot`
+/// everywhere and finds a slot's index from its address and the size of a
+/// `Slot`, so the padding belongs to the slot itself. `repr(C)` keeps the
+/// counters first.
 #[repr(C, align(128))]
 pub(crate) struct Slot {
     /// The counters, written by the owner (or anyone, for the fallback slot).

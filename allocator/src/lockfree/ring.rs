@@ -78,6 +78,12 @@ pub(crate) const fn split_header(word: u64) -> (u64, usize) {
 
 /// One ring. Head and tail sit on separate cache lines from each other and
 /// from the buffer pointer.
+///
+/// Spaced 128 bytes apart by hand rather than with
+/// [`Padded`](super::padded::Padded) fields (the same 128, for the same
+/// reason): a ring is a block from the system allocator, and hand padding
+/// keeps it an ordinary 8-byte-aligned block of `size_of::<Ring>()` bytes,
+/// the figure counted in the telemetry bytes and their bound.
 #[repr(C)]
 pub(crate) struct Ring {
     words: &'static [AtomicU64],

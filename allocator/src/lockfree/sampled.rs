@@ -81,7 +81,8 @@ struct Entry {
 
 /// One shard. `len`, `buckets` and `entries` are read and written only under
 /// `lock` (they are atomics so that the `static` is `Sync` without `unsafe`).
-#[repr(align(128))]
+/// The table holds each shard [`Padded`], so that threads working on
+/// neighbouring shards do not share a cache line.
 struct Shard {
     lock: TryLock,
     len: AtomicUsize,
@@ -93,13 +94,13 @@ struct Shard {
 }
 
 #[cfg(not(loom))]
-static SHARDS_TABLE: [Shard; SHARDS] = [const {
-    Shard {
+static SHARDS_TABLE: [Padded<Shard>; SHARDS] = [const {
+    Padded(Shard {
         lock: TryLock::new(),
         len: AtomicUsize::new(0),
         buckets: AtomicUsize::new(0),
         entries: AtomicPtr::new(core::ptr::null_mut()),
-    }
+    })
 }; SHARDS];
 
 /// Bytes of buckets allocated by all shards.
@@ -111,12 +112,12 @@ static TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
 loom::lazy_static! {
     static ref FILTER: Padded<[AtomicU64; FILTER_WORDS]> =
         Padded(core::array::from_fn(|_| AtomicU64::new(0)));
-    static ref SHARDS_TABLE: [Shard; SHARDS] = core::array::from_fn(|_| Shard {
+    static ref SHARDS_TABLE: [Padded<Shard>; SHARDS] = core::array::from_fn(|_| Padded(Shard {
         lock: TryLock::new(),
         len: AtomicUsize::new(0),
         buckets: AtomicUsize::new(0),
         entries: AtomicPtr::new(core::ptr::null_mut()),
-    });
+    }));
     static ref TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
     static ref LIVE: Padded<AtomicUsize> = Padded(AtomicUsize::new(0));
     static ref TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
@@ -495,7 +496,7 @@ pub(crate) fn live() -> usize {
 /// The most [`bytes`] can be: the filter, the shards and every shard at its
 /// largest.
 pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
-    + core::mem::size_of::<[Shard; SHARDS]>()
+    + core::mem::size_of::<[Padded<Shard>; SHARDS]>()
     + SHARDS * BUCKETS * core::mem::size_of::<Entry>();
 
 /// Bytes the filter and the table occupy once used (0 before the first
@@ -503,7 +504,7 @@ pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU64; FILTER_WORD
 pub(crate) fn bytes() -> usize {
     if TOUCHED.load(Ordering::Relaxed) {
         core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
-            + core::mem::size_of::<[Shard; SHARDS]>()
+            + core::mem::size_of::<[Padded<Shard>; SHARDS]>()
             + TABLE_BYTES.load(Ordering::Relaxed)
     } else {
         0
