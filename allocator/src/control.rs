@@ -10,7 +10,7 @@ use crate::{local, sampler};
 /// Sets the mean sampling distance in bytes: 0 turns sampling off, 1 samples
 /// every allocation. Takes effect at once on the calling thread, and on every
 /// other thread at its next sampling point: after a mean of the old rate's
-/// bytes, or [`OFF_RECHECK_BYTES`](crate::OFF_RECHECK_BYTES) when sampling was off. (Like Go's
+/// bytes, or 256 KiB when sampling was off. (Like Go's
 /// `MemProfileRate`, it is best set once, early.)
 ///
 /// ```

@@ -42,9 +42,9 @@ pub(crate) fn wake_drainer() {
 }
 
 /// The shortest and longest wait [`drain_interval`] suggests.
-pub const MIN_DRAIN_INTERVAL: Duration = Duration::from_millis(1);
+pub(crate) const MIN_DRAIN_INTERVAL: Duration = Duration::from_millis(1);
 /// See [`MIN_DRAIN_INTERVAL`].
-pub const MAX_DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+pub(crate) const MAX_DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A ring that the drainer finds filling so fast that it would have to be
 /// drained more often than this to stay about a quarter full gets a bigger
@@ -56,7 +56,7 @@ pub const MAX_DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// 64 B pairs lost 0.1 to 0.3 ns per pair to a drainer polling every
 /// millisecond (both builds in one process, 9 alternating rounds of 20
 /// million pairs, 8 KiB against 64 KiB rings).
-pub const RING_GROWTH_INTERVAL: Duration = Duration::from_millis(8);
+pub(crate) const RING_GROWTH_INTERVAL: Duration = Duration::from_millis(8);
 
 /// The wait [`drain_interval`] suggests now, in microseconds.
 static DRAIN_INTERVAL_US: Padded<AtomicU64> =
@@ -66,8 +66,8 @@ static DRAIN_INTERVAL_US: Padded<AtomicU64> =
 /// [`drain`](crate::profile::drain). Each drain
 /// sets it from how fast the fullest ring filled since the previous drain, so
 /// that the next one finds it about a quarter full: shorter (down to
-/// [`MIN_DRAIN_INTERVAL`]) while some thread takes samples fast, doubling
-/// (up to [`MAX_DRAIN_INTERVAL`]) while every ring stays under an eighth.
+/// 1 ms) while some thread takes samples fast, doubling
+/// (up to 50 ms) while every ring stays under an eighth.
 /// So the drainer polls as often as the busiest thread's sampling needs, no
 /// more (each drain interrupts a thread on a machine whose cores are busy),
 /// and allocating threads need not wake it: a ring reaches half full, where

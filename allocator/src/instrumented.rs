@@ -28,7 +28,7 @@ use crate::lockfree::sampled;
 /// carry no header: the inner allocator sees exactly the layouts the program
 /// asked for.
 ///
-/// What is recorded, into the calling thread's own slot (see [`crate::stats`]):
+/// What is recorded, into the calling thread's own slot (see [`crate::stats`](fn@crate::stats)):
 /// each allocation and free with its requested size and size class, each
 /// realloc by kind, and each null the inner allocator returned. Recording costs
 /// one thread-local read and a few plain stores; it never locks, allocates,

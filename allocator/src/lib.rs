@@ -36,7 +36,7 @@
 //!
 //! ## Reading the numbers
 //!
-//! - [`stats`] gives process-wide [`MemStats`]: live bytes and objects,
+//! - [`stats`](fn@stats) gives process-wide [`MemStats`]: live bytes and objects,
 //!   cumulative allocations and frees (count and bytes), reallocs by kind,
 //!   failures, and a histogram by power-of-two [size class](size_class).
 //! - [`thread_stats`] and [`measure`] give the calling thread's own exact
@@ -54,7 +54,7 @@
 //! ## How it works, and what it promises
 //!
 //! - Each thread records into its own cache-padded *slot*, claimed on its first
-//!   allocation from a fixed registry of [`slot::MAX_SLOTS`] and released when
+//!   allocation from a fixed registry of [`MAX_SLOTS`] and released when
 //!   the thread exits. The next thread reuses the slot and keeps adding to the
 //!   same totals, so no count is lost when threads exit and memory is bounded by
 //!   the peak number of concurrent threads.
@@ -104,15 +104,15 @@ outside_loom! {
     mod record;
     mod sampler;
     pub mod size_class;
-    pub mod slot;
+    mod slot;
     pub mod stack;
     mod stats;
 
     pub use control::{set_sample_rate, set_stack_depth};
     pub use instrumented::Instrumented;
+    pub use slot::MAX_SLOTS;
     pub use sampler::{
-        DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, OFF_RECHECK_BYTES, sample_rate, sample_weight,
-        stack_depth,
+        DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, sample_rate, sample_weight, stack_depth,
     };
     pub use stats::{
         MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound,

@@ -12,9 +12,7 @@
 //! Nothing here symbolizes: stacks are raw return addresses.
 
 pub use crate::control::{SamplingSuspended, mark_thread_internal, suspend_sampling};
-pub use crate::drainer::{
-    MAX_DRAIN_INTERVAL, MIN_DRAIN_INTERVAL, RING_GROWTH_INTERVAL, drain_interval, register_drainer,
-};
+pub use crate::drainer::{drain_interval, register_drainer};
 
 use crate::drainer;
 use crate::record::{self, MAX_RECORD_WORDS, Record};

@@ -56,7 +56,7 @@ pub(crate) fn next_sample_id() -> u64 {
 }
 
 /// While sampling is off, a thread rechecks the rate after this many bytes.
-pub const OFF_RECHECK_BYTES: u64 = 256 * 1024;
+pub(crate) const OFF_RECHECK_BYTES: u64 = 256 * 1024;
 
 /// The weight of one sample of `size` bytes at `rate`: how many allocations
 /// of that size it stands for. Exactly 1 when every allocation is sampled.

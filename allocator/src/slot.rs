@@ -139,7 +139,7 @@ impl Slot {
     /// current ring is empty. The owner asks when a sample was dropped
     /// because the ring was full; the drainer asks when the ring fills so
     /// fast that it would have to drain it more often than
-    /// [`crate::profile::RING_GROWTH_INTERVAL`]. Any thread.
+    /// [`crate::drainer::RING_GROWTH_INTERVAL`]. Any thread.
     pub fn want_bigger_ring(&self) {
         if let Some(ring) = self.ring() {
             let bigger = (ring.capacity() * 2).min(ring::MAX_RING_WORDS);
