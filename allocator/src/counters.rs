@@ -91,13 +91,9 @@ impl Counters {
 /// The atomic counters of one slot.
 ///
 /// The allocation side (bytes, then counts by size-class cell) and the free
-/// side each sit in their own run of words. An earlier layout put each
-/// class's allocation and free counts side by side in one 16-byte pair; the
-/// free's read-modify-write of the word next to the one the allocation had
-/// just stored cost 0.6 ns per 64 B pair and 1.2 ns per mixed-size pair on
-/// this project's machine (an A/B harness, 21 alternating rounds), presumably
-/// the CPU ordering the load behind that recent store. Kept apart, the
-/// counters add 1.0 to 1.4 ns per 64 B pair over glibc.
+/// side each sit in their own run of words: a free writing next to the word
+/// an allocation had just stored was measurably slower (see
+/// ARCHITECTURE.md, "Measurements behind the hot path's shape").
 #[repr(C)]
 pub(crate) struct CounterCells {
     alloc_bytes: AtomicU64,

@@ -52,10 +52,8 @@ pub(crate) const MAX_DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// can wait longer: each drain interrupts some thread on a machine whose
 /// cores are busy. Only threads that take thousands of samples a second
 /// (at the default rate, ones that allocate over a gigabyte a second) grow
-/// their rings; measured on this project's 2-core machine, two threads of
-/// 64 B pairs lost 0.1 to 0.3 ns per pair to a drainer polling every
-/// millisecond (both builds in one process, 9 alternating rounds of 20
-/// million pairs, 8 KiB against 64 KiB rings).
+/// their rings (what a drainer polling every millisecond costs: see
+/// ARCHITECTURE.md, "Measurements behind the hot path's shape").
 pub(crate) const RING_GROWTH_INTERVAL: Duration = Duration::from_millis(8);
 
 /// The wait [`drain_interval`] suggests now, in microseconds.
@@ -76,10 +74,9 @@ static DRAIN_INTERVAL_US: Padded<AtomicU64> =
 ///
 /// Waking is what this avoids: unparking a parked thread is a system call
 /// plus an inter-processor interrupt, and on a machine whose cores are all
-/// busy the kernel may run the woken drainer in place of the waker. Measured
-/// on this project's 2-core machine (`rdtsc` around the call), one wake cost
-/// the allocating thread 22 thousand cycles with one allocating thread and
-/// 700 thousand with two, where taking the sample itself costs about 700.
+/// busy the kernel may run the woken drainer in place of the waker: one wake
+/// costs the allocating thread many times what taking the sample does (see
+/// ARCHITECTURE.md, "Measurements behind the hot path's shape").
 ///
 /// ```no_run
 /// use allocmeter::profile;

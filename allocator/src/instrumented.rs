@@ -96,10 +96,9 @@ fn take_sampled(ptr: *mut u8) -> Option<u64> {
 // tables, rings from the system allocator); it never unwinds or blocks.
 //
 // `inline(always)`: each method is small once its cold paths are out of line,
-// and whether plain `inline` inlines it depends on the body's size: one build
-// with a larger counting step kept `alloc` as a separate function that the
-// `__rust_alloc` shim called, one cycle more per 64 B alloc+free pair on
-// glibc (`benches/`, the interleaved 64 B pair).
+// and whether plain `inline` inlines it depends on the body's size (a build
+// in which it did not inline cost a cycle per pair: see ARCHITECTURE.md,
+// "Measurements behind the hot path's shape").
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

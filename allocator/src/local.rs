@@ -12,7 +12,7 @@
 //! place: an allocation made while registering (glibc's
 //! `__cxa_thread_atexit_impl` callocs; std's fallback list may allocate)
 //! therefore records into the new slot like any other, instead of recursing
-//! into the claim path. The [`State::Claiming`] state covers the instant
+//! into the claim path. The [`Phase::Claiming`] phase covers the instant
 //! before that.
 //!
 //! Reentrancy in the sampler is explicit too: [`Local::busy`] is set while a
@@ -36,7 +36,7 @@ use crate::{sampler, stack};
 
 /// Where a thread is in its life, as far as recording goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum State {
+pub(crate) enum Phase {
     /// Has not allocated yet: the next allocation claims a slot.
     Unclaimed,
     /// Claiming a slot right now; a reentrant allocation records into the
@@ -51,9 +51,9 @@ pub(crate) enum State {
 
 /// The per-thread record.
 pub(crate) struct Local {
-    /// The owned slot, or null unless `state == Owner`.
+    /// The owned slot, or null unless `phase == Owner`.
     slot: Cell<*const Slot>,
-    state: Cell<State>,
+    phase: Cell<Phase>,
     /// The sampling clock: the bytes this thread may still allocate before
     /// its next sampling point. Every allocation subtracts its size (one
     /// `sub` on thread-local memory); the allocation that takes it below zero
@@ -77,7 +77,7 @@ thread_local! {
     static LOCAL: Local = const {
         Local {
             slot: Cell::new(ptr::null()),
-            state: Cell::new(State::Unclaimed),
+            phase: Cell::new(Phase::Unclaimed),
             bytes_to_sample: Cell::new(0),
             drawn_rate: Cell::new(0),
             rng: Cell::new(0),
@@ -96,7 +96,7 @@ impl Drop for SlotGuard {
         // `LOCAL` has no destructor, so it is still accessible here.
         let _ = LOCAL.try_with(|local| {
             let slot = local.slot.replace(ptr::null());
-            local.state.set(State::Fallback);
+            local.phase.set(Phase::Fallback);
             // SAFETY: a non-null `slot` always points into the `static`
             // registry (set only in `claim_slot`), so it is valid for 'static.
             if let Some(slot) = unsafe { slot.as_ref() } {
@@ -192,11 +192,11 @@ fn record_slow<O: Op>(op: O) {
 /// `None` if it records into the fallback slot.
 pub(crate) fn current_slot() -> Option<&'static Slot> {
     LOCAL
-        .try_with(|local| match local.state.get() {
+        .try_with(|local| match local.phase.get() {
             // SAFETY: non-null while `Owner` (see `record`); slots are static.
-            State::Owner => unsafe { local.slot.get().as_ref() },
-            State::Unclaimed => claim_slot(local),
-            State::Claiming | State::Fallback => None,
+            Phase::Owner => unsafe { local.slot.get().as_ref() },
+            Phase::Unclaimed => claim_slot(local),
+            Phase::Claiming | Phase::Fallback => None,
         })
         .ok()
         .flatten()
@@ -204,9 +204,9 @@ pub(crate) fn current_slot() -> Option<&'static Slot> {
 
 #[cold]
 fn claim_slot(local: &Local) -> Option<&'static Slot> {
-    local.state.set(State::Claiming);
+    local.phase.set(Phase::Claiming);
     let Some(slot) = slot::claim() else {
-        local.state.set(State::Fallback);
+        local.phase.set(Phase::Fallback);
         return None;
     };
     // Seed the sampling generator from the slot and the TLS block's address
@@ -216,13 +216,13 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
     local.rng.set(seed | 1);
     draw_distance(local);
     local.slot.set(slot);
-    local.state.set(State::Owner);
+    local.phase.set(Phase::Owner);
     // Register the exit guard. Allocations it makes record into `slot`.
     if GUARD.try_with(|_| ()).is_err() {
         // The thread is already tearing its thread-locals down, so the guard
         // would never run: give the slot back now rather than leak it.
         local.slot.set(ptr::null());
-        local.state.set(State::Fallback);
+        local.phase.set(Phase::Fallback);
         slot.release();
         return None;
     }

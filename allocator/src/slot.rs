@@ -53,7 +53,7 @@ pub(crate) struct Slot {
     /// `fetch_max`), so that a thread that samples faster than the drainer
     /// keeps up, or than it should poll, gets a bigger ring.
     ring_words_wanted: AtomicUsize,
-    /// `FREE` or `LIVE`.
+    /// `FREE` or `OWNED`.
     state: AtomicU32,
 }
 
@@ -197,7 +197,7 @@ static FALLBACK: Slot = Slot::new();
 /// threads reuse the slots.
 pub(crate) fn reset_in_child(own: *const Slot) {
     for slot in &REGISTRY.slots {
-        if !core::ptr::eq(slot, own) && ownership::is_live(&slot.state) {
+        if !core::ptr::eq(slot, own) && ownership::is_owned(&slot.state) {
             slot.release();
         }
     }
@@ -269,7 +269,7 @@ pub(crate) fn occupancy() -> Occupancy {
         .slots
         .iter()
         .take(used)
-        .filter(|s| ownership::is_live(&s.state))
+        .filter(|s| ownership::is_owned(&s.state))
         .count();
     Occupancy { live, used }
 }

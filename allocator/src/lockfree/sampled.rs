@@ -253,10 +253,9 @@ static TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 /// regions aligned alike: glibc's thread arenas are 64 MiB-aligned heaps, so
 /// the blocks two threads allocate first sit at the same offset in each, and
 /// without the fold they share a bit. Then every sample one thread takes makes
-/// the other thread's frees take the table's lock until it is freed (on this
-/// project's machine, 64 B pairs on two threads saw six such lookups per
-/// sample, 0.6 cycles per pair, and 0.16 ns per pair came back with the
-/// fold). Folding in bits 17 and up moves regions that differ from bit 26 on
+/// the other thread's frees take the table's lock until it is freed (see
+/// ARCHITECTURE.md, "Measurements behind the hot path's shape"). Folding in
+/// bits 17 and up moves regions that differ from bit 26 on
 /// into different filter lines. Within an aligned 8 KiB run of addresses the
 /// folded bits are constant, so that run still maps to one 64-byte filter
 /// line.
