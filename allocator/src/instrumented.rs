@@ -1,4 +1,9 @@
-//! [`Instrumented`], the `GlobalAlloc` wrapper.
+//! [`Instrumented`], the `GlobalAlloc` wrapper: the hot path's entry.
+//!
+//! It forwards each call to the inner allocator and records it through
+//! [`crate::local`] (the counting operations are in [`crate::counters`]); a
+//! free first asks the sampled-pointer table whether its block was sampled.
+//! It knows nothing of the consumers of what it records.
 
 use core::alloc::{GlobalAlloc, Layout};
 

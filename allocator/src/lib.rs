@@ -90,30 +90,44 @@ macro_rules! outside_loom {
     ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
 }
 
-// The lock-free parts, model-checked by loom: all a `--cfg loom` build has.
+// The modules in the order data flows through them. Each one's `//!` docs say
+// what it owns and what it must not touch.
+
+// The lock-free parts, model-checked by loom: all a `--cfg loom` build has
+// (the sample ring, the sampled-pointer table, slot ownership, the try-lock,
+// the counter bumps, `Padded`).
 mod lockfree;
 
 outside_loom! {
-    mod control;
-    mod counters;
-    mod drainer;
-    mod fork;
+    // The hot path: the `GlobalAlloc` wrapper, and the calling thread's state
+    // it records through (its slot, its sampling clock).
     mod instrumented;
     mod local;
-    pub mod profile;
-    mod record;
-    mod sampler;
-    pub mod size_class;
+    // Where the counts go: the per-thread slots and their counter cells, by
+    // size class.
     mod slot;
+    mod counters;
+    pub mod size_class;
+    // The sampled path: which allocations are sampled, their stacks, and the
+    // record each sample becomes in its thread's ring.
+    mod sampler;
     pub mod stack;
+    mod record;
+    // The consumers: `stats()` sums the slots; the drainer reads the rings
+    // through `profile`.
     mod stats;
+    mod drainer;
+    pub mod profile;
+    // The program's knobs, and what `fork()` needs put right.
+    mod control;
+    mod fork;
 
     pub use control::{set_sample_rate, set_stack_depth};
     pub use instrumented::Instrumented;
-    pub use slot::MAX_SLOTS;
     pub use sampler::{
         DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, sample_rate, sample_weight, stack_depth,
     };
+    pub use slot::MAX_SLOTS;
     pub use stats::{
         MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound,
         thread_stats,

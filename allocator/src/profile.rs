@@ -10,6 +10,12 @@
 //! allocation shows up, which is within the next drain.
 //!
 //! Nothing here symbolizes: stacks are raw return addresses.
+//!
+//! This module only reads: it pops the rings and decodes their records, and
+//! never writes a slot's counters. What a drainer and a profiling tool also
+//! need is kept where it is owned and found here too: [`register_drainer`]
+//! and [`drain_interval`] (the drainer's own state), [`suspend_sampling`] and
+//! [`mark_thread_internal`] (the per-thread knobs).
 
 pub use crate::control::{SamplingSuspended, mark_thread_internal, suspend_sampling};
 pub use crate::drainer::{drain_interval, register_drainer};

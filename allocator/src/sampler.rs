@@ -9,6 +9,9 @@
 //! `scaleHeapSample`), makes every estimate unbiased: small allocations are
 //! rarely sampled and weigh a lot, allocations much larger than `R` are
 //! almost always sampled and weigh about one. Nothing is force-sampled.
+//!
+//! The rate and depth live here and are read on every sampling point; the
+//! program sets them through [`crate::control`].
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
