@@ -2,7 +2,7 @@
 # Model-checks the allocator's lock-free parts with loom: the sample ring
 # (one producer and one consumer; the fallback ring's producer lock), the
 # try-lock, a slot changing hands with the owner's load + store counters, and
-# the shared slot's read-modify-writes (allocator/src/loom_models.rs).
+# the shared slot's read-modify-writes (allocator/src/lockfree/loom_models.rs).
 # Built with `--cfg loom` in its own target directory, so the crate is reduced
 # to those parts and nothing else is rebuilt.
 set -euo pipefail

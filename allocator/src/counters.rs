@@ -1,5 +1,6 @@
 //! The counters every slot holds, as atomics ([`CounterCells`]) and as a plain
-//! value read out of them ([`Counters`]).
+//! value read out of them ([`Counters`]), and the operations the allocator
+//! records into them ([`Op`]: [`Alloc`], [`Free`], [`Realloc`], [`Failure`]).
 //!
 //! # Writers
 //!
@@ -25,7 +26,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use crate::bump::{Bump, Owned, Shared};
+pub(crate) use crate::lockfree::bump::{Bump, Owned, Shared};
 
 use crate::size_class::{CELLS, NUM_SIZE_CLASSES, cell_of, class_of_cell, first_cell_of_class};
 
@@ -90,13 +91,9 @@ impl Counters {
 /// The atomic counters of one slot.
 ///
 /// The allocation side (bytes, then counts by size-class cell) and the free
-/// side each sit in their own run of words. An earlier layout put each
-/// class's allocation and free counts side by side in one 16-byte pair; the
-/// free's read-modify-write of the word next to the one the allocation had
-/// just stored cost 0.6 ns per 64 B pair and 1.2 ns per mixed-size pair on
-/// this project's machine (an A/B harness, 21 alternating rounds), presumably
-/// the CPU ordering the load behind that recent store. Kept apart, the
-/// counters add 1.0 to 1.4 ns per 64 B pair over glibc.
+/// side each sit in their own run of words: a free writing next to the word
+/// an allocation had just stored was measurably slower (see
+/// ARCHITECTURE.md, "Measurements behind the hot path's shape").
 #[repr(C)]
 pub(crate) struct CounterCells {
     alloc_bytes: AtomicU64,
@@ -245,6 +242,56 @@ impl CounterCells {
         st(&self.grown_bytes, value.grown_bytes);
         st(&self.shrunk_bytes, value.shrunk_bytes);
         st(&self.failures, value.failures);
+    }
+}
+
+/// One counting operation, generic over how counters are bumped.
+pub(crate) trait Op: Copy {
+    /// Applies the operation to `cells`.
+    fn apply<B: Bump>(self, cells: &CounterCells);
+}
+
+/// An allocation of this many bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Alloc(pub usize);
+impl Op for Alloc {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.alloc::<B>(self.0);
+    }
+}
+
+/// A free of this many bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Free(pub usize);
+impl Op for Free {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.free::<B>(self.0);
+    }
+}
+
+/// A successful realloc from `old` to `new` bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Realloc {
+    pub old: usize,
+    pub new: usize,
+    pub kind: ReallocKind,
+}
+impl Op for Realloc {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.realloc::<B>(self.old, self.new, self.kind);
+    }
+}
+
+/// A request the inner allocator refused.
+#[derive(Clone, Copy)]
+pub(crate) struct Failure;
+impl Op for Failure {
+    #[inline(always)]
+    fn apply<B: Bump>(self, cells: &CounterCells) {
+        cells.failure::<B>();
     }
 }
 

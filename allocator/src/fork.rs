@@ -23,6 +23,11 @@
 //! are not in the child: an `Exporter` handle that came along must not be
 //! used there (its threads cannot be joined); a child that wants telemetry
 //! starts an exporter of its own, on another port.
+//!
+//! This module and [`crate::local`] need each other, the one such pair in
+//! the crate: the first thread to claim a slot (in `local`) registers the
+//! handlers here, and the child handler asks `local` for the forking
+//! thread's own slot, which only that thread's thread-local knows.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -46,15 +51,15 @@ pub(crate) fn register_handlers() {
 }
 
 extern "C" fn prepare() {
-    TAKEN.store(crate::sampled::lock_all_for_fork(), Ordering::Relaxed);
+    TAKEN.store(crate::lockfree::sampled::lock_all_for_fork(), Ordering::Relaxed);
 }
 
 extern "C" fn parent() {
-    crate::sampled::unlock_after_fork(TAKEN.load(Ordering::Relaxed));
+    crate::lockfree::sampled::unlock_after_fork(TAKEN.load(Ordering::Relaxed));
 }
 
 extern "C" fn child() {
-    crate::sampled::reset_in_child(TAKEN.load(Ordering::Relaxed));
+    crate::lockfree::sampled::reset_in_child(TAKEN.load(Ordering::Relaxed));
     crate::slot::reset_in_child(crate::local::own_slot());
-    crate::profile::reset_in_child();
+    crate::drainer::reset_in_child();
 }

@@ -1,10 +1,15 @@
-//! [`Instrumented`], the `GlobalAlloc` wrapper.
+//! [`Instrumented`], the `GlobalAlloc` wrapper: the hot path's entry.
+//!
+//! It forwards each call to the inner allocator and records it through
+//! [`crate::local`] (the counting operations are in [`crate::counters`]); a
+//! free first asks the sampled-pointer table whether its block was sampled.
+//! It knows nothing of the consumers of what it records.
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use crate::counters::{Bump, CounterCells, ReallocKind};
-use crate::local::{self, Op};
-use crate::sampled;
+use crate::counters::{Alloc, Failure, Free, Realloc, ReallocKind};
+use crate::local;
+use crate::lockfree::sampled;
 
 /// A global allocator that forwards every request to `A` and records it.
 ///
@@ -28,7 +33,7 @@ use crate::sampled;
 /// carry no header: the inner allocator sees exactly the layouts the program
 /// asked for.
 ///
-/// What is recorded, into the calling thread's own slot (see [`crate::stats`]):
+/// What is recorded, into the calling thread's own slot (see [`crate::stats`](fn@crate::stats)):
 /// each allocation and free with its requested size and size class, each
 /// realloc by kind, and each null the inner allocator returned. Recording costs
 /// one thread-local read and a few plain stores; it never locks, allocates,
@@ -53,46 +58,6 @@ impl<A> Instrumented<A> {
     /// tuning) that `GlobalAlloc` does not have.
     pub const fn inner(&self) -> &A {
         &self.inner
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Alloc(usize);
-impl Op for Alloc {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.alloc::<B>(self.0);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Free(usize);
-impl Op for Free {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.free::<B>(self.0);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Realloc {
-    old: usize,
-    new: usize,
-    kind: ReallocKind,
-}
-impl Op for Realloc {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.realloc::<B>(self.old, self.new, self.kind);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Failure;
-impl Op for Failure {
-    #[inline(always)]
-    fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.failure::<B>();
     }
 }
 
@@ -136,10 +101,9 @@ fn take_sampled(ptr: *mut u8) -> Option<u64> {
 // tables, rings from the system allocator); it never unwinds or blocks.
 //
 // `inline(always)`: each method is small once its cold paths are out of line,
-// and whether plain `inline` inlines it depends on the body's size: one build
-// with a larger counting step kept `alloc` as a separate function that the
-// `__rust_alloc` shim called, one cycle more per 64 B alloc+free pair on
-// glibc (`benches/`, the interleaved 64 B pair).
+// and whether plain `inline` inlines it depends on the body's size (a build
+// in which it did not inline cost a cycle per pair: see ARCHITECTURE.md,
+// "Measurements behind the hot path's shape").
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

@@ -36,7 +36,7 @@
 //!
 //! ## Reading the numbers
 //!
-//! - [`stats`] gives process-wide [`MemStats`]: live bytes and objects,
+//! - [`stats`](fn@stats) gives process-wide [`MemStats`]: live bytes and objects,
 //!   cumulative allocations and frees (count and bytes), reallocs by kind,
 //!   failures, and a histogram by power-of-two [size class](size_class).
 //! - [`thread_stats`] and [`measure`] give the calling thread's own exact
@@ -54,7 +54,7 @@
 //! ## How it works, and what it promises
 //!
 //! - Each thread records into its own cache-padded *slot*, claimed on its first
-//!   allocation from a fixed registry of [`slot::MAX_SLOTS`] and released when
+//!   allocation from a fixed registry of [`MAX_SLOTS`] and released when
 //!   the thread exits. The next thread reuses the slot and keeps adding to the
 //!   same totals, so no count is lost when threads exit and memory is bounded by
 //!   the peak number of concurrent threads.
@@ -85,46 +85,51 @@
 // initialise.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-mod bump;
-mod ownership;
-mod padded;
-mod ring;
-mod sampled;
-mod sync;
-mod try_lock;
+/// The items inside are left out of a `--cfg loom` build.
+macro_rules! outside_loom {
+    ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
+}
 
-#[cfg(not(loom))]
-mod counters;
-#[cfg(not(loom))]
-mod fork;
-#[cfg(not(loom))]
-mod instrumented;
-#[cfg(not(loom))]
-mod local;
-#[cfg(not(loom))]
-pub mod profile;
-#[cfg(not(loom))]
-mod sampler;
-#[cfg(not(loom))]
-pub mod size_class;
-#[cfg(not(loom))]
-pub mod slot;
-#[cfg(not(loom))]
-pub mod stack;
-#[cfg(not(loom))]
-mod stats;
+// The modules in the order data flows through them. Each one's `//!` docs say
+// what it owns and what it must not touch.
 
-#[cfg(all(test, loom))]
-mod loom_models;
+// The lock-free parts, model-checked by loom: all a `--cfg loom` build has
+// (the sample ring, the sampled-pointer table, slot ownership, the try-lock,
+// the counter bumps, `Padded`).
+mod lockfree;
 
-#[cfg(not(loom))]
-pub use instrumented::Instrumented;
-#[cfg(not(loom))]
-pub use sampler::{
-    DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, OFF_RECHECK_BYTES, sample_rate, sample_weight,
-    set_sample_rate, set_stack_depth, stack_depth,
-};
-#[cfg(not(loom))]
-pub use stats::{
-    MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound, thread_stats,
-};
+outside_loom! {
+    // The hot path: the `GlobalAlloc` wrapper, and the calling thread's state
+    // it records through (its slot, its sampling clock).
+    mod instrumented;
+    mod local;
+    // Where the counts go: the per-thread slots and their counter cells, by
+    // size class.
+    mod slot;
+    mod counters;
+    pub mod size_class;
+    // The sampled path: which allocations are sampled, their stacks, and the
+    // record each sample becomes in its thread's ring.
+    mod sampler;
+    pub mod stack;
+    mod record;
+    // The consumers: `stats()` sums the slots; the drainer reads the rings
+    // through `profile`.
+    mod stats;
+    mod drainer;
+    pub mod profile;
+    // The program's knobs, and what `fork()` needs put right.
+    mod control;
+    mod fork;
+
+    pub use control::{set_sample_rate, set_stack_depth};
+    pub use instrumented::Instrumented;
+    pub use sampler::{
+        DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, sample_rate, sample_weight, stack_depth,
+    };
+    pub use slot::MAX_SLOTS;
+    pub use stats::{
+        MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound,
+        thread_stats,
+    };
+}

@@ -12,24 +12,31 @@
 //! place: an allocation made while registering (glibc's
 //! `__cxa_thread_atexit_impl` callocs; std's fallback list may allocate)
 //! therefore records into the new slot like any other, instead of recursing
-//! into the claim path. The [`State::Claiming`] state covers the instant
+//! into the claim path. The [`Phase::Claiming`] phase covers the instant
 //! before that.
 //!
 //! Reentrancy in the sampler is explicit too: [`Local::busy`] is set while a
 //! sample is taken, and an allocation made meanwhile (by the unwinder, or a
 //! signal handler) is counted but not sampled, and a free it makes of a
 //! sampled block is not looked up (so no shard lock can be taken twice).
+//!
+//! It calls down only (slots, counters, the sampler's statics, the sampled
+//! table, the record, the drainer), except for one pair: it registers the
+//! fork handlers of [`crate::fork`], which ask it for the forking thread's
+//! slot (see there).
 
 use core::cell::Cell;
 use core::ptr;
 
-use crate::counters::{Bump, CounterCells, Owned, Shared};
+use crate::counters::{Op, Owned, Shared};
+use crate::record::{self, AllocRecord};
 use crate::slot::{self, SamplingCells, Slot};
-use crate::{ring, sampled, sampler, stack};
+use crate::lockfree::sampled;
+use crate::{sampler, stack};
 
 /// Where a thread is in its life, as far as recording goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum State {
+pub(crate) enum Phase {
     /// Has not allocated yet: the next allocation claims a slot.
     Unclaimed,
     /// Claiming a slot right now; a reentrant allocation records into the
@@ -44,9 +51,9 @@ pub(crate) enum State {
 
 /// The per-thread record.
 pub(crate) struct Local {
-    /// The owned slot, or null unless `state == Owner`.
+    /// The owned slot, or null unless `phase == Owner`.
     slot: Cell<*const Slot>,
-    state: Cell<State>,
+    phase: Cell<Phase>,
     /// The sampling clock: the bytes this thread may still allocate before
     /// its next sampling point. Every allocation subtracts its size (one
     /// `sub` on thread-local memory); the allocation that takes it below zero
@@ -70,7 +77,7 @@ thread_local! {
     static LOCAL: Local = const {
         Local {
             slot: Cell::new(ptr::null()),
-            state: Cell::new(State::Unclaimed),
+            phase: Cell::new(Phase::Unclaimed),
             bytes_to_sample: Cell::new(0),
             drawn_rate: Cell::new(0),
             rng: Cell::new(0),
@@ -89,7 +96,7 @@ impl Drop for SlotGuard {
         // `LOCAL` has no destructor, so it is still accessible here.
         let _ = LOCAL.try_with(|local| {
             let slot = local.slot.replace(ptr::null());
-            local.state.set(State::Fallback);
+            local.phase.set(Phase::Fallback);
             // SAFETY: a non-null `slot` always points into the `static`
             // registry (set only in `claim_slot`), so it is valid for 'static.
             if let Some(slot) = unsafe { slot.as_ref() } {
@@ -101,12 +108,6 @@ impl Drop for SlotGuard {
 
 thread_local! {
     static GUARD: SlotGuard = const { SlotGuard };
-}
-
-/// One counting operation, generic over how counters are bumped.
-pub(crate) trait Op: Copy {
-    /// Applies the operation to `cells`.
-    fn apply<B: Bump>(self, cells: &CounterCells);
 }
 
 /// Applies `op` to the calling thread's slot, claiming a slot first if the
@@ -191,11 +192,11 @@ fn record_slow<O: Op>(op: O) {
 /// `None` if it records into the fallback slot.
 pub(crate) fn current_slot() -> Option<&'static Slot> {
     LOCAL
-        .try_with(|local| match local.state.get() {
+        .try_with(|local| match local.phase.get() {
             // SAFETY: non-null while `Owner` (see `record`); slots are static.
-            State::Owner => unsafe { local.slot.get().as_ref() },
-            State::Unclaimed => claim_slot(local),
-            State::Claiming | State::Fallback => None,
+            Phase::Owner => unsafe { local.slot.get().as_ref() },
+            Phase::Unclaimed => claim_slot(local),
+            Phase::Claiming | Phase::Fallback => None,
         })
         .ok()
         .flatten()
@@ -203,9 +204,9 @@ pub(crate) fn current_slot() -> Option<&'static Slot> {
 
 #[cold]
 fn claim_slot(local: &Local) -> Option<&'static Slot> {
-    local.state.set(State::Claiming);
+    local.phase.set(Phase::Claiming);
     let Some(slot) = slot::claim() else {
-        local.state.set(State::Fallback);
+        local.phase.set(Phase::Fallback);
         return None;
     };
     // Seed the sampling generator from the slot and the TLS block's address
@@ -215,13 +216,13 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
     local.rng.set(seed | 1);
     draw_distance(local);
     local.slot.set(slot);
-    local.state.set(State::Owner);
+    local.phase.set(Phase::Owner);
     // Register the exit guard. Allocations it makes record into `slot`.
     if GUARD.try_with(|_| ()).is_err() {
         // The thread is already tearing its thread-locals down, so the guard
         // would never run: give the slot back now rather than leak it.
         local.slot.set(ptr::null());
-        local.state.set(State::Fallback);
+        local.phase.set(Phase::Fallback);
         slot.release();
         return None;
     }
@@ -269,41 +270,39 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     let Some(ring) = slot.ring_for_rate(rate) else {
         return dropped();
     };
-    const HEAD: usize = 6;
     let depth = sampler::stack_depth();
-    if ring.free_words() < HEAD + depth + ring.free_reserve() {
+    if ring.free_words() < record::alloc_len(depth) + ring.free_reserve() {
         slot.want_bigger_ring();
         return dropped();
     }
-    let mut record = [0u64; HEAD + stack::MAX_DEPTH];
     let mut frames = [0usize; stack::MAX_DEPTH];
     let n = stack::capture(
         &mut frames[..depth.min(stack::MAX_DEPTH)],
         stack_bounds(local),
     );
-    for (w, f) in record[HEAD..].iter_mut().zip(&frames[..n]) {
-        *w = *f as u64;
-    }
     let id = sampler::next_sample_id();
     match sampled::insert(ptr, id) {
         Ok(None) => {}
         Ok(Some(stale)) => push_free(stale),
         Err(_) => return dropped(),
     }
-    let len = HEAD + n;
-    record[0] = ring::header(ring::KIND_ALLOC, len);
-    record[1] = id;
-    record[2] = ptr as u64;
-    record[3] = size as u64;
-    record[4] = rate;
-    record[5] = slot::index_of(slot) as u64;
+    let mut words = [0u64; record::MAX_RECORD_WORDS];
+    let len = AllocRecord {
+        id,
+        address: ptr as usize,
+        size: size as u64,
+        rate,
+        slot: slot::index_of(slot),
+        stack: &frames[..n],
+    }
+    .encode(&mut words);
     // Fits: the space was checked above and only this thread pushes.
-    if ring.push(&record[..len], 0) {
+    if ring.push(&words[..len], 0) {
         SamplingCells::bump::<Owned>(&slot.sampling.taken);
         // Half full: the drainer, polling at its adaptive interval, is
         // behind (a burst). Waking it costs a system call, so only then.
         if ring.free_words() < ring.capacity() / 2 {
-            crate::profile::wake_drainer();
+            crate::drainer::wake_drainer();
         }
     } else {
         let _ = sampled::remove(ptr);
@@ -350,15 +349,15 @@ fn lose_free() {
 /// Pushes a free record; the caller makes sure no other push into this
 /// thread's ring is in progress.
 fn push_free(id: u64) {
-    let record = [ring::header(ring::KIND_FREE, 2), id];
+    let words = record::encode_free(id);
     let owned = current_slot();
     let pushed = match owned {
         Some(slot) => slot
             .ring_for_rate(sampler::sample_rate())
-            .is_some_and(|r| r.push(&record, 0)),
+            .is_some_and(|r| r.push(&words, 0)),
         None => slot::fallback()
             .shared_ring()
-            .and_then(|r| r.with_producer_lock(|r| r.push(&record, 0)))
+            .and_then(|r| r.with_producer_lock(|r| r.push(&words, 0)))
             .unwrap_or(false),
     };
     if !pushed {

@@ -10,13 +10,18 @@
 //! allocation shows up, which is within the next drain.
 //!
 //! Nothing here symbolizes: stacks are raw return addresses.
+//!
+//! This module only reads: it pops the rings and decodes their records, and
+//! never writes a slot's counters. What a drainer and a profiling tool also
+//! need is kept where it is owned and found here too: [`register_drainer`]
+//! and [`drain_interval`] (the drainer's own state), [`suspend_sampling`] and
+//! [`mark_thread_internal`] (the per-thread knobs).
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::thread::Thread;
-use std::time::{Duration, Instant};
+pub use crate::control::{SamplingSuspended, mark_thread_internal, suspend_sampling};
+pub use crate::drainer::{drain_interval, register_drainer};
 
-use crate::ring::{self, KIND_ALLOC, KIND_FREE};
+use crate::drainer;
+use crate::record::{self, MAX_RECORD_WORDS, Record};
 use crate::slot::{self, MAX_SLOTS};
 use crate::stack::MAX_DEPTH;
 
@@ -42,7 +47,7 @@ impl AllocSample<'_> {
     /// How many allocations of this size this sample stands for
     /// (see [`crate::sample_weight`]).
     pub fn weight(&self) -> f64 {
-        crate::sample_weight(self.size, self.rate)
+        crate::sampler::sample_weight(self.size, self.rate)
     }
 }
 
@@ -60,133 +65,11 @@ pub enum SampleEvent<'a> {
 
 /// The most events one thread's ring holds between two drains (every event
 /// takes at least two words of the largest ring).
-pub const MAX_EVENTS_PER_RING: usize = crate::ring::MAX_RING_WORDS / 2;
+pub const MAX_EVENTS_PER_RING: usize = crate::lockfree::ring::MAX_RING_WORDS / 2;
 
 /// How many sampled blocks can be live at once. Beyond it, new samples are
 /// dropped (and counted in [`SamplingStats::dropped`]) until some are freed.
-pub const MAX_LIVE_SAMPLES: usize = crate::sampled::CAPACITY;
-
-static DRAINING: crate::padded::Padded<AtomicBool> = crate::padded::Padded(AtomicBool::new(false));
-
-/// The thread to wake when a ring fills up (leaked `Box<Thread>`; null: none).
-static DRAINER: crate::padded::Padded<AtomicPtr<Thread>> =
-    crate::padded::Padded(AtomicPtr::new(core::ptr::null_mut()));
-
-/// The shortest and longest wait [`drain_interval`] suggests.
-pub const MIN_DRAIN_INTERVAL: Duration = Duration::from_millis(1);
-/// See [`MIN_DRAIN_INTERVAL`].
-pub const MAX_DRAIN_INTERVAL: Duration = Duration::from_millis(50);
-
-/// A ring that the drainer finds filling so fast that it would have to be
-/// drained more often than this to stay about a quarter full gets a bigger
-/// one (twice as big, up to the largest size, 64 KiB), so that the drainer
-/// can wait longer: each drain interrupts some thread on a machine whose
-/// cores are busy. Only threads that take thousands of samples a second
-/// (at the default rate, ones that allocate over a gigabyte a second) grow
-/// their rings; measured on this project's 2-core machine, two threads of
-/// 64 B pairs lost 0.1 to 0.3 ns per pair to a drainer polling every
-/// millisecond (both builds in one process, 9 alternating rounds of 20
-/// million pairs, 8 KiB against 64 KiB rings).
-pub const RING_GROWTH_INTERVAL: Duration = Duration::from_millis(8);
-
-/// The wait [`drain_interval`] suggests now, in microseconds.
-static DRAIN_INTERVAL_US: crate::padded::Padded<AtomicU64> =
-    crate::padded::Padded(AtomicU64::new(MAX_DRAIN_INTERVAL.as_micros() as u64));
-
-/// How long a drainer should sleep before its next [`drain`]. Each drain
-/// sets it from how fast the fullest ring filled since the previous drain, so
-/// that the next one finds it about a quarter full: shorter (down to
-/// [`MIN_DRAIN_INTERVAL`]) while some thread takes samples fast, doubling
-/// (up to [`MAX_DRAIN_INTERVAL`]) while every ring stays under an eighth.
-/// So the drainer polls as often as the busiest thread's sampling needs, no
-/// more (each drain interrupts a thread on a machine whose cores are busy),
-/// and allocating threads need not wake it: a ring reaches half full, where
-/// its thread does wake the drainer, only if the rate more than doubles
-/// between two drains.
-///
-/// Waking is what this avoids: unparking a parked thread is a system call
-/// plus an inter-processor interrupt, and on a machine whose cores are all
-/// busy the kernel may run the woken drainer in place of the waker. Measured
-/// on this project's 2-core machine (`rdtsc` around the call), one wake cost
-/// the allocating thread 22 thousand cycles with one allocating thread and
-/// 700 thousand with two, where taking the sample itself costs about 700.
-///
-/// ```no_run
-/// use allocmeter::profile;
-/// std::thread::spawn(|| loop {
-///     let _ = profile::drain(|event| { /* aggregate */ let _ = event; });
-///     std::thread::park_timeout(profile::drain_interval());
-/// });
-/// ```
-pub fn drain_interval() -> Duration {
-    Duration::from_micros(DRAIN_INTERVAL_US.load(Ordering::Relaxed))
-}
-
-/// When the previous drain started, in microseconds since [`drain_epoch`].
-static LAST_DRAIN_US: AtomicU64 = AtomicU64::new(0);
-
-fn drain_epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Sets [`drain_interval`] from the fullest ring a drain found, in 64ths of
-/// its capacity, and the time since the previous drain.
-fn adapt_drain_interval(max_fill_64ths: usize, started_us: u64) {
-    let elapsed = started_us.saturating_sub(LAST_DRAIN_US.swap(started_us, Ordering::Relaxed));
-    let now = DRAIN_INTERVAL_US.load(Ordering::Relaxed);
-    // Only the one drainer running (see `DRAINING`) stores.
-    DRAIN_INTERVAL_US.store(
-        next_drain_interval_us(now, elapsed, max_fill_64ths),
-        Ordering::Relaxed,
-    );
-}
-
-/// The next drain interval (µs) after one of `now_us`, when a drain
-/// `elapsed_us` after the previous one found the fullest ring
-/// `max_fill_64ths`/64 full.
-fn next_drain_interval_us(now_us: u64, elapsed_us: u64, max_fill_64ths: usize) -> u64 {
-    let (min, max) = (
-        MIN_DRAIN_INTERVAL.as_micros() as u64,
-        MAX_DRAIN_INTERVAL.as_micros() as u64,
-    );
-    if max_fill_64ths >= 24 {
-        // Three eighths full or more: aim at a quarter at the fill rate seen
-        // (a drain woken early counts from its real start, not the interval).
-        (elapsed_us.min(now_us) * 16 / max_fill_64ths as u64).clamp(min, max)
-    } else if max_fill_64ths < 8 {
-        (now_us * 2).clamp(min, max)
-    } else {
-        now_us
-    }
-}
-
-/// In a forked child: a drain that was running in the parent will never
-/// finish here, so the next one may start.
-pub(crate) fn reset_in_child() {
-    DRAINING.store(false, Ordering::Release);
-}
-
-/// Registers `thread` as the drainer, to be unparked
-/// ([`std::thread::Thread::unpark`], which does not allocate) by a thread
-/// whose sample ring becomes half full. That is the exception, for bursts:
-/// a drainer that sleeps [`drain_interval`] between drains keeps the rings
-/// under a quarter full. The exporter registers its aggregator. A later
-/// registration replaces an earlier one.
-pub fn register_drainer(thread: Thread) {
-    let fresh = Box::into_raw(Box::new(thread));
-    // The previous handle is leaked rather than freed: a producer may be
-    // reading it right now. One small allocation per registration.
-    DRAINER.swap(fresh, Ordering::AcqRel);
-}
-
-/// Wakes the registered drainer, if any. Called on the sampled path only.
-pub(crate) fn wake_drainer() {
-    // SAFETY: the pointer is null or a leaked, never-freed `Box<Thread>`.
-    if let Some(thread) = unsafe { DRAINER.load(Ordering::Acquire).as_ref() } {
-        thread.unpark();
-    }
-}
+pub const MAX_LIVE_SAMPLES: usize = crate::lockfree::sampled::CAPACITY;
 
 /// Reads every pending event from every thread's ring, calling `f` for each.
 /// Returns how many events were read.
@@ -196,77 +79,41 @@ pub(crate) fn wake_drainer() {
 /// blocks an allocating thread. `f` may allocate; allocations it makes are
 /// recorded like any other.
 pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
-    if DRAINING.swap(true, Ordering::Acquire) {
-        return None;
-    }
-    struct Release;
-    impl Drop for Release {
-        fn drop(&mut self) {
-            DRAINING.store(false, Ordering::Release);
-        }
-    }
-    let _release = Release;
-    let mut buf = [0u64; 8 + MAX_DEPTH];
+    let _turn = drainer::begin_drain()?;
+    let mut buf = [0u64; MAX_RECORD_WORDS];
     let mut stack = [0usize; MAX_DEPTH];
-    let started_us = drain_epoch().elapsed().as_micros() as u64;
-    let filled_in_us = filled_in_us(started_us);
+    let started_us = drainer::drain_epoch().elapsed().as_micros() as u64;
+    let filled_in_us = drainer::filled_in_us(started_us);
     let mut count = 0;
     let mut max_fill = 0;
     slot::for_each_used(|s| {
         let Some(ring) = s.ring() else { return };
         let fill = ring.pending_words() * 64 / ring.capacity();
-        if fills_too_fast(fill, filled_in_us) {
+        if drainer::fills_too_fast(fill, filled_in_us) {
             s.want_bigger_ring();
         }
         max_fill = max_fill.max(fill);
         while let Some(len) = ring.pop(&mut buf) {
             count += 1;
-            let (kind, _) = ring::split_header(buf[0]);
             if len > buf.len() {
                 continue;
             }
-            match kind {
-                KIND_ALLOC if len >= 6 => {
-                    let n = (len - 6).min(MAX_DEPTH);
-                    for (d, w) in stack.iter_mut().zip(&buf[6..6 + n]) {
-                        *d = *w as usize;
-                    }
-                    f(SampleEvent::Alloc(AllocSample {
-                        id: buf[1],
-                        address: buf[2] as usize,
-                        size: buf[3],
-                        rate: buf[4],
-                        thread: (buf[5] as usize).min(MAX_SLOTS),
-                        stack: &stack[..n],
-                    }));
-                }
-                KIND_FREE if len >= 2 => f(SampleEvent::Free { id: buf[1] }),
-                _ => {}
+            match record::decode(&buf[..len], &mut stack) {
+                Some(Record::Alloc(r)) => f(SampleEvent::Alloc(AllocSample {
+                    id: r.id,
+                    address: r.address,
+                    size: r.size,
+                    rate: r.rate,
+                    thread: r.slot.min(MAX_SLOTS),
+                    stack: r.stack,
+                })),
+                Some(Record::Free { id }) => f(SampleEvent::Free { id }),
+                None => {}
             }
         }
     });
-    adapt_drain_interval(max_fill, started_us);
+    drainer::adapt_drain_interval(max_fill, started_us);
     Some(count)
-}
-
-/// The time over which the rings filled up to what this drain finds:
-/// since the previous drain, but no longer than the interval the drainer was
-/// told to wait (a drainer that paused longer does not make the rings look
-/// slower to fill than they are).
-fn filled_in_us(started_us: u64) -> u64 {
-    started_us
-        .saturating_sub(LAST_DRAIN_US.load(Ordering::Relaxed))
-        .min(DRAIN_INTERVAL_US.load(Ordering::Relaxed))
-}
-
-/// Whether a ring found `fill_64ths`/64 full, `filled_in_us` after the
-/// previous drain, fills so fast that keeping it about a quarter full would
-/// take drains more often than [`RING_GROWTH_INTERVAL`].
-fn fills_too_fast(fill_64ths: usize, filled_in_us: u64) -> bool {
-    // The interval that would find it a quarter (16/64) full, as in
-    // `next_drain_interval_us`; only rings at least three eighths full count.
-    fill_64ths >= 24
-        && filled_in_us * 16 / (fill_64ths as u64) < RING_GROWTH_INTERVAL.as_micros() as u64
 }
 
 /// Whether the sampled block of `sample` (its address and id) is still live:
@@ -279,7 +126,7 @@ fn fills_too_fast(fill_64ths: usize, filled_in_us: u64) -> bool {
 /// allocating thread may take too, for a few dozen instructions; do not call
 /// it for every block on every drain.
 pub fn is_live(address: usize, id: u64) -> Option<bool> {
-    crate::sampled::holds(address, id)
+    crate::lockfree::sampled::holds(address, id)
 }
 
 /// Sampling counters, process-wide.
@@ -303,90 +150,10 @@ pub struct SamplingStats {
 pub fn sampling_stats() -> SamplingStats {
     let (samples, dropped, frees_lost) = slot::sampling_sum();
     SamplingStats {
-        rate: crate::sample_rate(),
+        rate: crate::sampler::sample_rate(),
         samples,
         dropped,
         frees_lost,
-        live_samples: crate::sampled::live() as u64,
-    }
-}
-
-/// Stops sampling on the calling thread until the returned guard is dropped
-/// (allocations are still counted). For profiling tools that do their work
-/// on the caller's thread, such as symbolizing for a profile requested
-/// in-process, so that their own allocations do not end up in the profile.
-/// Guards nest.
-///
-/// ```
-/// let guard = allocmeter::profile::suspend_sampling();
-/// let scratch = vec![0u8; 1 << 20]; // counted, never sampled
-/// drop(guard);
-/// # drop(scratch);
-/// ```
-#[must_use = "sampling resumes when the guard is dropped"]
-pub fn suspend_sampling() -> SamplingSuspended {
-    SamplingSuspended {
-        was_internal: crate::local::set_internal(true),
-    }
-}
-
-/// Returned by [`suspend_sampling`]; resumes sampling on drop.
-#[derive(Debug)]
-pub struct SamplingSuspended {
-    was_internal: bool,
-}
-
-impl Drop for SamplingSuspended {
-    fn drop(&mut self) {
-        crate::local::set_internal(self.was_internal);
-    }
-}
-
-/// Marks the calling thread as internal: its allocations are still counted,
-/// but never sampled, so that a profiler's own work (aggregating, encoding,
-/// serving) does not show up in the profiles it serves or feed back into
-/// them. The exporter marks its threads this way.
-pub fn mark_thread_internal() {
-    let _ = crate::local::set_internal(true);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_drain_interval_follows_the_fill_rate_within_its_bounds() {
-        let (min, max) = (1_000, 50_000);
-        // 50 ms after the last drain a ring was half full (32/64): the next
-        // drain comes when it would be a quarter full, in 25 ms.
-        assert_eq!(next_drain_interval_us(max, max, 32), 25_000);
-        // Woken after 1 ms at half full: 0.5 ms is below the floor.
-        assert_eq!(next_drain_interval_us(max, 1_000, 32), min);
-        // Full (64/64) after 40 ms: 10 ms.
-        assert_eq!(next_drain_interval_us(max, 40_000, 64), 10_000);
-        // Between an eighth and three eighths: unchanged.
-        assert_eq!(next_drain_interval_us(7_000, 7_000, 8), 7_000);
-        assert_eq!(next_drain_interval_us(7_000, 7_000, 23), 7_000);
-        // Nearly empty: doubles, up to the ceiling.
-        assert_eq!(next_drain_interval_us(7_000, 7_000, 7), 14_000);
-        assert_eq!(next_drain_interval_us(40_000, 40_000, 0), max);
-        // A long pause between drains (elapsed > interval) does not make the
-        // fill rate look slower than the interval it was polled at.
-        assert_eq!(next_drain_interval_us(8_000, 1_000_000, 32), 4_000);
-    }
-
-    #[test]
-    fn only_rings_that_would_need_draining_more_often_than_8_ms_grow() {
-        // Half full after 1 ms: a quarter every 0.5 ms.
-        assert!(fills_too_fast(32, 1_000));
-        // Three eighths after 11 ms: a quarter every 7.3 ms.
-        assert!(fills_too_fast(24, 11_000));
-        // Three eighths after 12 ms: every 8 ms, slow enough.
-        assert!(!fills_too_fast(24, 12_000));
-        // Full after 40 ms: every 10 ms.
-        assert!(!fills_too_fast(64, 40_000));
-        // Under three eighths: never, however fast.
-        assert!(!fills_too_fast(23, 1));
-        assert!(!fills_too_fast(0, 0));
+        live_samples: crate::lockfree::sampled::live() as u64,
     }
 }

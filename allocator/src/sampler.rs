@@ -9,9 +9,13 @@
 //! `scaleHeapSample`), makes every estimate unbiased: small allocations are
 //! rarely sampled and weigh a lot, allocations much larger than `R` are
 //! almost always sampled and weigh about one. Nothing is force-sampled.
+//!
+//! The rate and depth live here and are read on every sampling point; the
+//! program sets them through [`crate::control`].
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::lockfree::padded::Padded;
 use crate::stack::MAX_DEPTH;
 
 /// The default mean sampling distance: 512 KiB, as Go's `MemProfileRate` and
@@ -21,33 +25,22 @@ pub const DEFAULT_SAMPLE_RATE: u64 = 512 * 1024;
 /// The default number of return addresses captured per sample.
 pub const DEFAULT_STACK_DEPTH: usize = 64;
 
-static RATE: crate::padded::Padded<AtomicU64> =
-    crate::padded::Padded(AtomicU64::new(DEFAULT_SAMPLE_RATE));
+static RATE: Padded<AtomicU64> =
+    Padded(AtomicU64::new(DEFAULT_SAMPLE_RATE));
 static DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_DEPTH);
-
-/// Sets the mean sampling distance in bytes: 0 turns sampling off, 1 samples
-/// every allocation. Takes effect at once on the calling thread, and on every
-/// other thread at its next sampling point: after a mean of the old rate's
-/// bytes, or [`OFF_RECHECK_BYTES`] when sampling was off. (Like Go's
-/// `MemProfileRate`, it is best set once, early.)
-///
-/// ```
-/// allocmeter::set_sample_rate(64 * 1024);
-/// assert_eq!(allocmeter::sample_rate(), 64 * 1024);
-/// allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
-/// ```
-pub fn set_sample_rate(bytes: u64) {
-    RATE.store(bytes, Ordering::Relaxed);
-    crate::local::restart_sampling_clock();
-}
 
 /// The mean sampling distance in bytes (0 = off).
 pub fn sample_rate() -> u64 {
     RATE.load(Ordering::Relaxed)
 }
 
-/// Sets how many return addresses a sample captures (1 to 128; default 64).
-pub fn set_stack_depth(frames: usize) {
+/// Stores the mean sampling distance (see [`crate::set_sample_rate`]).
+pub(crate) fn store_sample_rate(bytes: u64) {
+    RATE.store(bytes, Ordering::Relaxed);
+}
+
+/// Stores the stack depth (see [`crate::set_stack_depth`]).
+pub(crate) fn store_stack_depth(frames: usize) {
     DEPTH.store(frames.clamp(1, MAX_DEPTH), Ordering::Relaxed);
 }
 
@@ -58,7 +51,7 @@ pub fn stack_depth() -> usize {
 
 /// Bumped by every sample: kept off the line of the rate and depth, which
 /// every sampling point reads.
-static NEXT_ID: crate::padded::Padded<AtomicU64> = crate::padded::Padded(AtomicU64::new(1));
+static NEXT_ID: Padded<AtomicU64> = Padded(AtomicU64::new(1));
 
 /// A process-unique, never-zero sample id.
 pub(crate) fn next_sample_id() -> u64 {
@@ -66,7 +59,7 @@ pub(crate) fn next_sample_id() -> u64 {
 }
 
 /// While sampling is off, a thread rechecks the rate after this many bytes.
-pub const OFF_RECHECK_BYTES: u64 = 256 * 1024;
+pub(crate) const OFF_RECHECK_BYTES: u64 = 256 * 1024;
 
 /// The weight of one sample of `size` bytes at `rate`: how many allocations
 /// of that size it stands for. Exactly 1 when every allocation is sampled.

@@ -30,10 +30,10 @@ pub(crate) const CELLS: usize = usize::BITS as usize;
 /// - the result is below [`CELLS`], so it needs no bounds clamp;
 /// - it is computed in `usize`, so no 32-bit offset has to be formed first.
 ///
-/// The earlier form, `floor(log2(size - 1 | 7))`, took an `lea`, an `or` and
-/// a `bsr`: one instruction more per allocation and per free. `2 * size`
-/// wraps only for sizes above `isize::MAX`, which no `Layout` has; such a
-/// size would still land in a valid cell (a wrong one).
+/// An earlier form took one instruction more per allocation and per free
+/// (see ARCHITECTURE.md, "Measurements behind the hot path's shape").
+/// `2 * size` wraps only for sizes above `isize::MAX`, which no `Layout` has;
+/// such a size would still land in a valid cell (a wrong one).
 #[inline(always)]
 pub(crate) const fn cell_of(size: usize) -> usize {
     let x = size.wrapping_mul(2).wrapping_sub(1) | 1;

@@ -19,8 +19,8 @@
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::counters::{Bump, CounterCells, Counters};
-use crate::ownership::{self, FREE};
-use crate::ring::{self, Ring};
+use crate::lockfree::ownership::{self, FREE};
+use crate::lockfree::ring::{self, Ring};
 
 /// How many threads can own a slot at the same time. Further threads record
 /// into the shared fallback slot.
@@ -28,6 +28,13 @@ pub const MAX_SLOTS: usize = 1024;
 
 /// One thread's counters, padded to its own cache lines (128 bytes: x86-64
 /// prefetches lines in pairs) so that neighbours never share a line.
+///
+/// The alignment is the type's own rather than a
+/// [`Padded`](crate::lockfree::padded::Padded) wrapper (the same 128, for the
+/// same reason): the registry is an array of slots that hands out `&Slot`
+/// everywhere and finds a slot's index from its address and the size of a
+/// `Slot`, so the padding belongs to the slot itself. `repr(C)` keeps the
+/// counters first.
 #[repr(C, align(128))]
 pub(crate) struct Slot {
     /// The counters, written by the owner (or anyone, for the fallback slot).
@@ -46,7 +53,7 @@ pub(crate) struct Slot {
     /// `fetch_max`), so that a thread that samples faster than the drainer
     /// keeps up, or than it should poll, gets a bigger ring.
     ring_words_wanted: AtomicUsize,
-    /// `FREE` or `LIVE`.
+    /// `FREE` or `OWNED`.
     state: AtomicU32,
 }
 
@@ -132,7 +139,7 @@ impl Slot {
     /// current ring is empty. The owner asks when a sample was dropped
     /// because the ring was full; the drainer asks when the ring fills so
     /// fast that it would have to drain it more often than
-    /// [`crate::profile::RING_GROWTH_INTERVAL`]. Any thread.
+    /// [`crate::drainer::RING_GROWTH_INTERVAL`]. Any thread.
     pub fn want_bigger_ring(&self) {
         if let Some(ring) = self.ring() {
             let bigger = (ring.capacity() * 2).min(ring::MAX_RING_WORDS);
@@ -190,7 +197,7 @@ static FALLBACK: Slot = Slot::new();
 /// threads reuse the slots.
 pub(crate) fn reset_in_child(own: *const Slot) {
     for slot in &REGISTRY.slots {
-        if !core::ptr::eq(slot, own) && ownership::is_live(&slot.state) {
+        if !core::ptr::eq(slot, own) && ownership::is_owned(&slot.state) {
             slot.release();
         }
     }
@@ -262,7 +269,7 @@ pub(crate) fn occupancy() -> Occupancy {
         .slots
         .iter()
         .take(used)
-        .filter(|s| ownership::is_live(&s.state))
+        .filter(|s| ownership::is_owned(&s.state))
         .count();
     Occupancy { live, used }
 }
@@ -272,7 +279,7 @@ pub(crate) fn occupancy() -> Occupancy {
 pub(crate) fn touched_bytes() -> usize {
     (occupancy().used + 1) * core::mem::size_of::<Slot>()
         + RING_BYTES.load(Ordering::Relaxed)
-        + crate::sampled::bytes()
+        + crate::lockfree::sampled::bytes()
 }
 
 /// The most ring bytes one slot can come to hold: ring sizes at least double
@@ -292,7 +299,7 @@ const MAX_RING_BYTES_PER_SLOT: usize = {
 /// The most [`touched_bytes`] can be with `slots_used` slots ever claimed.
 pub(crate) fn max_touched_bytes(slots_used: usize) -> usize {
     (slots_used.min(MAX_SLOTS) + 1) * (core::mem::size_of::<Slot>() + MAX_RING_BYTES_PER_SLOT)
-        + crate::sampled::MAX_BYTES
+        + crate::lockfree::sampled::MAX_BYTES
 }
 
 /// The index of `slot` in the registry (`MAX_SLOTS` for the fallback slot).

@@ -68,7 +68,7 @@ pub fn force_method(m: Method) {
 /// Fills `out` with return addresses, innermost first, and returns how many.
 /// `bounds` is the calling thread's stack `(low, high)`, needed by the walk.
 #[inline(never)]
-pub fn capture(out: &mut [usize], bounds: Option<(usize, usize)>) -> usize {
+pub(crate) fn capture(out: &mut [usize], bounds: Option<(usize, usize)>) -> usize {
     match (method(), bounds) {
         (Method::FramePointers, Some(bounds)) => walker::walk(out, bounds),
         _ => unwind(out),
@@ -76,7 +76,7 @@ pub fn capture(out: &mut [usize], bounds: Option<(usize, usize)>) -> usize {
 }
 
 /// Captures with the `backtrace` crate's unwinder.
-pub fn unwind(out: &mut [usize]) -> usize {
+pub(crate) fn unwind(out: &mut [usize]) -> usize {
     let mut n = 0;
     // SAFETY: `trace_unsynchronized` requires that no other thread unwinds
     // through the same libbacktrace state concurrently in a way that is not
@@ -102,7 +102,7 @@ pub fn unwind(out: &mut [usize]) -> usize {
 /// The calling thread's stack bounds `(low, high)`, or `None` if unknown.
 /// May allocate (glibc reads `/proc/self/maps` for the main thread): call it
 /// only where reentrant allocations are safe.
-pub fn current_thread_stack() -> Option<(usize, usize)> {
+pub(crate) fn current_thread_stack() -> Option<(usize, usize)> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is

@@ -143,7 +143,7 @@ impl MemStats {
 /// The most memory allocmeter's own structures can hold
 /// ([`MemStats::telemetry_bytes`]) once `slots_used` thread slots have been
 /// claimed ([`MemStats::slots_used`]: the peak number of threads alive at
-/// once, at most [`MAX_SLOTS`](crate::slot::MAX_SLOTS)): per slot its counters
+/// once, at most [`MAX_SLOTS`](crate::MAX_SLOTS)): per slot its counters
 /// and at most one sample ring of each size from 8 KiB to 64 KiB (about
 /// 122 KiB), plus the sampled-block filter and table at their largest
 /// (about 1 MiB). It does not grow with the number of threads ever started,
@@ -226,7 +226,7 @@ impl ThreadStats {
 ///
 /// The thread gets its own slot if it has none yet, so the numbers are exact
 /// from this call on. The exception is a thread that finds all
-/// [`MAX_SLOTS`](crate::slot::MAX_SLOTS) slots taken: it records into the shared
+/// [`MAX_SLOTS`](crate::MAX_SLOTS) slots taken: it records into the shared
 /// fallback slot and this returns zeros.
 pub fn thread_stats() -> ThreadStats {
     let counters = match local::current_slot() {

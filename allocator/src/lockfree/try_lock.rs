@@ -6,7 +6,7 @@
 //! were doing, counting it. Held only for a few dozen instructions, and never
 //! while calling anything that could take another lock.
 
-use crate::sync::{AtomicBool, Ordering, spin_loop, yield_now};
+use super::sync::{AtomicBool, Ordering, spin_loop, yield_now};
 
 /// The lock.
 pub(crate) struct TryLock(AtomicBool);

@@ -33,10 +33,10 @@ use core::alloc::{GlobalAlloc, Layout};
 #[cfg(not(loom))]
 use std::alloc::System;
 
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use super::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::padded::Padded;
-use crate::try_lock::TryLock;
+use super::padded::Padded;
+use super::try_lock::TryLock;
 
 /// log2 of the number of filter bits. (Under Miri, whose borrow tracker
 /// retags the whole array on each access, 32 times fewer; under loom, one
@@ -81,7 +81,8 @@ struct Entry {
 
 /// One shard. `len`, `buckets` and `entries` are read and written only under
 /// `lock` (they are atomics so that the `static` is `Sync` without `unsafe`).
-#[repr(align(128))]
+/// The table holds each shard [`Padded`], so that threads working on
+/// neighbouring shards do not share a cache line.
 struct Shard {
     lock: TryLock,
     len: AtomicUsize,
@@ -93,13 +94,13 @@ struct Shard {
 }
 
 #[cfg(not(loom))]
-static SHARDS_TABLE: [Shard; SHARDS] = [const {
-    Shard {
+static SHARDS_TABLE: [Padded<Shard>; SHARDS] = [const {
+    Padded(Shard {
         lock: TryLock::new(),
         len: AtomicUsize::new(0),
         buckets: AtomicUsize::new(0),
         entries: AtomicPtr::new(core::ptr::null_mut()),
-    }
+    })
 }; SHARDS];
 
 /// Bytes of buckets allocated by all shards.
@@ -111,12 +112,12 @@ static TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
 loom::lazy_static! {
     static ref FILTER: Padded<[AtomicU64; FILTER_WORDS]> =
         Padded(core::array::from_fn(|_| AtomicU64::new(0)));
-    static ref SHARDS_TABLE: [Shard; SHARDS] = core::array::from_fn(|_| Shard {
+    static ref SHARDS_TABLE: [Padded<Shard>; SHARDS] = core::array::from_fn(|_| Padded(Shard {
         lock: TryLock::new(),
         len: AtomicUsize::new(0),
         buckets: AtomicUsize::new(0),
         entries: AtomicPtr::new(core::ptr::null_mut()),
-    });
+    }));
     static ref TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
     static ref LIVE: Padded<AtomicUsize> = Padded(AtomicUsize::new(0));
     static ref TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
@@ -252,10 +253,9 @@ static TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 /// regions aligned alike: glibc's thread arenas are 64 MiB-aligned heaps, so
 /// the blocks two threads allocate first sit at the same offset in each, and
 /// without the fold they share a bit. Then every sample one thread takes makes
-/// the other thread's frees take the table's lock until it is freed (on this
-/// project's machine, 64 B pairs on two threads saw six such lookups per
-/// sample, 0.6 cycles per pair, and 0.16 ns per pair came back with the
-/// fold). Folding in bits 17 and up moves regions that differ from bit 26 on
+/// the other thread's frees take the table's lock until it is freed (see
+/// ARCHITECTURE.md, "Measurements behind the hot path's shape"). Folding in
+/// bits 17 and up moves regions that differ from bit 26 on
 /// into different filter lines. Within an aligned 8 KiB run of addresses the
 /// folded bits are constant, so that run still maps to one 64-byte filter
 /// line.
@@ -495,7 +495,7 @@ pub(crate) fn live() -> usize {
 /// The most [`bytes`] can be: the filter, the shards and every shard at its
 /// largest.
 pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
-    + core::mem::size_of::<[Shard; SHARDS]>()
+    + core::mem::size_of::<[Padded<Shard>; SHARDS]>()
     + SHARDS * BUCKETS * core::mem::size_of::<Entry>();
 
 /// Bytes the filter and the table occupy once used (0 before the first
@@ -503,7 +503,7 @@ pub(crate) const MAX_BYTES: usize = core::mem::size_of::<[AtomicU64; FILTER_WORD
 pub(crate) fn bytes() -> usize {
     if TOUCHED.load(Ordering::Relaxed) {
         core::mem::size_of::<[AtomicU64; FILTER_WORDS]>()
-            + core::mem::size_of::<[Shard; SHARDS]>()
+            + core::mem::size_of::<[Padded<Shard>; SHARDS]>()
             + TABLE_BYTES.load(Ordering::Relaxed)
     } else {
         0
@@ -511,115 +511,4 @@ pub(crate) fn bytes() -> usize {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    // The table is a process-wide static; these tests use addresses no real
-    // allocation has (small odd multiples in an unmapped range) and serialise
-    // on a lock so they do not see each other's entries.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    /// An address the table can hold, never dereferenced.
-    fn fake(i: usize) -> *mut u8 {
-        core::ptr::without_provenance_mut(0x7e00_0000_0000usize + i * 16)
-    }
-
-    /// The filter line (512 bits) a pointer's bit is in.
-    fn line_of(p: usize) -> usize {
-        filter_bit(p) / 512
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "the full-size filter's geometry, not memory safety")]
-    fn blocks_at_one_offset_of_differently_aligned_regions_use_other_lines() {
-        // glibc's thread arenas are 64 MiB-aligned: the first blocks of two
-        // threads sit at the same offset in each (e.g. 0x7f7c7c000ca0 and
-        // 0x7f7c78000ca0 on this project's machine).
-        for offset in [0xca0usize, 0x1_2340, 0x3f_fff0] {
-            let lines: std::collections::HashSet<usize> = (0..32usize)
-                .map(|arena| line_of(0x7f00_0000_0000 + (arena << 26) + offset))
-                .collect();
-            assert_eq!(
-                lines.len(),
-                32,
-                "arenas sharing filter lines at {offset:#x}"
-            );
-        }
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "the full-size filter's geometry, not memory safety")]
-    fn an_aligned_8_kib_run_of_addresses_shares_one_filter_line() {
-        for base in [0x7f7c_7c00_0000usize, 0x5555_5555_e000, 0x7f00_1234_4000] {
-            let line = line_of(base);
-            let bits: std::collections::HashSet<usize> =
-                (0..512).map(|i| filter_bit(base + i * 16)).collect();
-            assert_eq!(bits.len(), 512, "16-byte units of one run share bits");
-            assert!((0..512).all(|i| line_of(base + i * 16) == line));
-        }
-    }
-
-    #[test]
-    fn inserted_pointers_are_found_once_and_others_never() {
-        let _g = SERIAL.lock().unwrap();
-        let n = 5000;
-        for i in 0..n {
-            assert_eq!(insert(fake(i), i as u64 + 1), Ok(None));
-        }
-        // Inserting a pointer that is already there replaces its id.
-        assert_eq!(insert(fake(0), 1000), Ok(Some(1)));
-        assert_eq!(insert(fake(0), 1), Ok(Some(1000)));
-        for i in 0..n {
-            assert!(maybe_sampled(fake(i)), "filter must not miss {i}");
-        }
-        // Pointers never inserted are not found (the filter may say maybe).
-        for i in n..2 * n {
-            assert_eq!(remove(fake(i)), Ok(None));
-        }
-        // Remove in a scrambled order; each id comes back exactly once.
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&i| (i * 7919) % n);
-        for &i in &order {
-            assert_eq!(remove(fake(i)), Ok(Some(i as u64 + 1)), "entry {i}");
-            assert_eq!(remove(fake(i)), Ok(None));
-        }
-        // Everything removed: every filter bit these pointers set is clear.
-        for i in 0..2 * n {
-            assert!(!maybe_sampled(fake(i)), "stale filter bit for {i}");
-        }
-    }
-
-    #[test]
-    fn a_full_shard_refuses_inserts() {
-        let _g = SERIAL.lock().unwrap();
-        // Find pointers that all land in shard 0.
-        let mut ptrs = Vec::new();
-        let mut i = 100_000;
-        while ptrs.len() < MAX_PER_SHARD + 10 {
-            if shard_of(filter_bit(fake(i) as usize)) == 0 {
-                ptrs.push(fake(i));
-            }
-            i += 1;
-        }
-        let mut refused = 0;
-        for (k, &p) in ptrs.iter().enumerate() {
-            match insert(p, k as u64) {
-                Ok(None) => {}
-                Ok(Some(_)) => panic!("fresh pointer reported as present"),
-                Err(e) => {
-                    assert_eq!(e, InsertError::Full);
-                    refused += 1;
-                }
-            }
-        }
-        assert_eq!(refused, 10);
-        // It grew from its first 4 buckets to its largest size on the way,
-        // rehashing each time; every entry must still be found below.
-        assert_eq!(SHARDS_TABLE[0].buckets.load(Ordering::Relaxed), BUCKETS);
-        assert!(bytes() >= BUCKETS * core::mem::size_of::<Entry>());
-        for (k, &p) in ptrs.iter().enumerate().take(MAX_PER_SHARD) {
-            assert_eq!(remove(p), Ok(Some(k as u64)));
-        }
-        assert!(ptrs.iter().all(|&p| !maybe_sampled(p)));
-    }
-}
+mod tests;

@@ -3,7 +3,7 @@
 //! for what readers can rely on. Model-checked with loom (`.ci/loom.sh`):
 //! an owner's increments survive the slot changing hands.
 
-use crate::sync::{AtomicU64, Ordering};
+use super::sync::{AtomicU64, Ordering};
 
 /// How a counter is bumped: by its single owner, or by anyone.
 pub(crate) trait Bump {

@@ -9,11 +9,11 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::bump::{Bump, Owned, Shared};
-use crate::ownership;
-use crate::ring::{KIND_ALLOC, KIND_FREE, Ring, header};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::try_lock::TryLock;
+use super::bump::{Bump, Owned, Shared};
+use super::ownership;
+use super::ring::{KIND_ALLOC, KIND_FREE, Ring, header};
+use super::sync::{AtomicU32, AtomicU64, Ordering};
+use super::try_lock::TryLock;
 
 /// The sample ring, one producer and one consumer: three 3-word records
 /// through an 8-word ring, so it fills and wraps. Every record comes out
@@ -173,8 +173,8 @@ fn shared_bumps_lose_nothing() {
 /// nothing is live and the bit is clear again.
 #[test]
 fn the_sampled_table_sees_a_handed_over_block_and_clears_its_bit() {
-    use crate::sampled;
-    use crate::sync::AtomicUsize;
+    use super::sampled;
+    use super::sync::AtomicUsize;
 
     // The table's operations are many atomic steps each (probing, the
     // growth's rehash, the filter): more than loom's default branch limit.

@@ -31,13 +31,13 @@
 //! threads. A slot whose ring is too small for a lower rate set later gets a
 //! bigger one (see [`crate::slot::Slot::ring_for_rate`]).
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use super::sync::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use core::alloc::{GlobalAlloc, Layout};
 #[cfg(not(loom))]
 use std::alloc::System;
 
-use crate::try_lock::TryLock;
+use super::try_lock::TryLock;
 
 /// Words in the largest ring (a power of two): 8192 words = 64 KiB, about
 /// 100 records with 64-frame stacks plus room for frees. (Under Miri, whose
@@ -78,6 +78,12 @@ pub(crate) const fn split_header(word: u64) -> (u64, usize) {
 
 /// One ring. Head and tail sit on separate cache lines from each other and
 /// from the buffer pointer.
+///
+/// Spaced 128 bytes apart by hand rather than with
+/// [`Padded`](super::padded::Padded) fields (the same 128, for the same
+/// reason): a ring is a block from the system allocator, and hand padding
+/// keeps it an ordinary 8-byte-aligned block of `size_of::<Ring>()` bytes,
+/// the figure counted in the telemetry bytes and their bound.
 #[repr(C)]
 pub(crate) struct Ring {
     words: &'static [AtomicU64],
@@ -148,8 +154,8 @@ impl Ring {
     }
 
     /// Unlocks the producer lock whoever holds it. Only for a forked child:
-    /// see [`crate::try_lock::TryLock::force_unlock`]. A push cut short by
-    /// the fork had not published its words, so the ring is consistent.
+    /// see [`TryLock::force_unlock`]. A push cut short by the fork had not
+    /// published its words, so the ring is consistent.
     pub fn force_unlock_producer(&self) {
         self.producer_lock.force_unlock();
     }

@@ -1,9 +1,10 @@
 //! The atomics and spin hints the lock-free parts use: `core`'s, or loom's
 //! when the crate is built with `--cfg loom` to model-check those parts
-//! (see `.ci/loom.sh`). Only the modules that loom checks ([`crate::bump`],
-//! [`crate::try_lock`], [`crate::ring`], [`crate::ownership`],
-//! [`crate::sampled`]) take their atomics from here; under loom the crate is
-//! reduced to them.
+//! (see `.ci/loom.sh`). Only the modules that loom checks
+//! ([`crate::lockfree::bump`], [`crate::lockfree::try_lock`],
+//! [`crate::lockfree::ring`], [`crate::lockfree::ownership`],
+//! [`crate::lockfree::sampled`]) take their atomics from here; under loom
+//! the crate is reduced to them.
 
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{
