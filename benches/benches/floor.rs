@@ -54,16 +54,12 @@ use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter_benches::{
-    SpinBarrier, TABLE_LEN, fixed_64, interleaved_rounds, mixed, on_threads, report_rotated,
-    rotated_rounds, selected, start_drainer, thread_counts, threads_name,
+    SIZES_TO_64KIB, SpinBarrier, Workload, interleaved_pair_workloads, interleaved_rounds,
+    on_threads, report_rotated, rotated_rounds, start_drainer, thread_counts, threads_name,
 };
 
 static SYSTEM: System = System;
 static INSTRUMENTED_SYSTEM: Instrumented<System> = Instrumented::new(System);
-
-/// Sizes from 16 B to 64 KiB, log-uniform, as in `peers.rs`.
-static SIZES: LazyLock<[u32; TABLE_LEN]> =
-    LazyLock::new(|| allocmeter_benches::log_uniform_sizes(16));
 
 /// What a rung records.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -262,26 +258,12 @@ const VARIANTS: [&str; 8] = [
 /// The index of `Instrumented<System> (sampling suspended)` in [`VARIANTS`].
 const SUSPENDED: usize = 2;
 
-#[derive(Clone, Copy)]
-enum Workload {
-    Fixed64,
-    Mixed,
-}
-
-impl Workload {
-    fn run<A: GlobalAlloc>(self, a: &A, pairs: u64) -> Duration {
-        match self {
-            Workload::Fixed64 => fixed_64(a, pairs),
-            Workload::Mixed => mixed(a, &SIZES, pairs),
-        }
-    }
-
-    /// Pairs per slice: about 0.2 ms on this project's machine.
-    fn slice_pairs(self) -> u64 {
-        match self {
-            Workload::Fixed64 => 20_000,
-            Workload::Mixed => 4_000,
-        }
+/// Pairs per slice of `work`: about 0.2 ms on this project's machine.
+fn slice_pairs(work: Workload) -> u64 {
+    match work {
+        Workload::Fixed64 => 20_000,
+        Workload::Mixed4KiB | Workload::Mixed64KiB => 4_000,
+        Workload::ReallocGrowth => unreachable!("the floor measures pairs only"),
     }
 }
 
@@ -302,10 +284,14 @@ fn run_variant(v: usize, work: Workload, pairs: u64) -> Duration {
 /// Every variant interleaved in slices, rounds rotated, threads running
 /// each slice together (as `interleaved` in `peers.rs`); the first round
 /// warms up and is not counted.
-fn interleaved((name, work): (&str, Workload), threads: usize, rounds: usize) {
-    let group = format!("floor_{name}_interleaved/{}", threads_name(threads));
+fn interleaved(work: Workload, threads: usize, rounds: usize) {
+    let group = format!(
+        "floor_{}_interleaved/{}",
+        work.name(),
+        threads_name(threads)
+    );
     let n = VARIANTS.len();
-    let pairs = work.slice_pairs();
+    let pairs = slice_pairs(work);
     let barrier = SpinBarrier::new(threads);
     let times = on_threads(threads, || {
         rotated_rounds(n, rounds, |v| {
@@ -320,13 +306,7 @@ fn interleaved((name, work): (&str, Workload), threads: usize, rounds: usize) {
 }
 
 fn main() {
-    let workloads: Vec<(&str, Workload)> = [
-        ("64B", Workload::Fixed64),
-        ("mixed_16B-64KiB", Workload::Mixed),
-    ]
-    .into_iter()
-    .filter(|(name, _)| selected(&format!("floor_{name}_interleaved")))
-    .collect();
+    let workloads = interleaved_pair_workloads("floor");
     if workloads.is_empty() {
         return;
     }
@@ -335,7 +315,7 @@ fn main() {
         SAMPLE_BYTES as u64,
         "the floor's clock runs at allocmeter's default rate"
     );
-    LazyLock::force(&SIZES);
+    LazyLock::force(&SIZES_TO_64KIB);
     start_drainer();
     // About 2 s per workload and thread count.
     let rounds = interleaved_rounds("ALLOCMETER_FLOOR_ROUNDS", 1_000, 5);

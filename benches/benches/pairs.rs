@@ -46,21 +46,21 @@
 //!
 //! The figure criterion reports is nanoseconds per pair per thread: every
 //! thread performs `iters` pairs and the slowest thread's time is returned.
-//! The design budget (DESIGN.md, "Performance budget") is at most 2 ns added
+//! The project's cost budget (the README's cost table) is at most 2 ns added
 //! per pair, flat from 1 to N threads. `benches/report.py` turns criterion's
 //! output into a table of added ns and ratios.
 //!
 //! Run with `cargo bench -p allocmeter-benches --bench pairs`.
 
 use std::alloc::{GlobalAlloc, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, LazyLock};
 use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter_benches::{
-    TABLE_LEN, count_from_env, fixed_64, interleaved_rounds, mixed, on_threads, run_on_threads,
-    selected, start_drainer, thread_counts, threads_name,
+    SIZES_TO_4KIB, Workload, assert_default_sample_rate, count_from_env, fixed_64,
+    interleaved_rounds, on_threads, ops_run, reset_ops, run_threads, selected, start_drainer,
+    thread_counts, threads_name,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -70,46 +70,6 @@ static SYSTEM: System = System;
 static INSTRUMENTED_SYSTEM: Instrumented<System> = Instrumented::new(System);
 static MIMALLOC: MiMalloc = MiMalloc;
 static INSTRUMENTED_MIMALLOC: Instrumented<MiMalloc> = Instrumented::new(MiMalloc);
-
-/// Pairs each thread runs before timing starts (claims the allocmeter slot,
-/// sets up the inner allocator's thread cache).
-const WARM_UP_PAIRS: u64 = 1024;
-
-/// Sizes from 16 B to 4 KiB, log-uniform (shared with the other benchmarks).
-static SIZES: LazyLock<[u32; TABLE_LEN]> = LazyLock::new(allocmeter_benches::mixed_sizes);
-
-#[derive(Clone, Copy)]
-enum Workload {
-    /// Allocate 64 B and free it at once.
-    Fixed64,
-    /// Allocate a size from [`SIZES`], free the block from [`allocmeter_benches::RING`] steps ago.
-    Mixed,
-}
-
-impl Workload {
-    /// Runs `iters` pairs on the calling thread and returns how long they took.
-    fn run<A: GlobalAlloc>(self, a: &A, iters: u64) -> Duration {
-        match self {
-            Workload::Fixed64 => fixed_64(a, iters),
-            Workload::Mixed => mixed(a, &SIZES, iters),
-        }
-    }
-}
-
-/// Pairs run (warm-up included) in the current benchmark, on all threads.
-static PAIRS: AtomicU64 = AtomicU64::new(0);
-
-/// Runs `iters` pairs on each of `threads` new threads, started together, and
-/// returns the slowest thread's time.
-fn run_threads<A: GlobalAlloc + Sync>(
-    a: &A,
-    work: Workload,
-    threads: usize,
-    iters: u64,
-) -> Duration {
-    PAIRS.fetch_add((WARM_UP_PAIRS + iters) * threads as u64, Ordering::Relaxed);
-    run_on_threads(threads, WARM_UP_PAIRS, iters, |n| work.run(a, n))
-}
 
 /// Benchmarks `a` at sample rate `rate` (`None`: the rate in force), then
 /// restores the rate and reports the samples taken and dropped meanwhile.
@@ -126,14 +86,14 @@ fn bench_one<A: GlobalAlloc + Sync>(
         allocmeter::set_sample_rate(rate);
     }
     let rate = allocmeter::sample_rate();
-    PAIRS.store(0, Ordering::Relaxed);
+    reset_ops();
     let before = allocmeter::profile::sampling_stats();
     group.bench_function(name, |b| {
         b.iter_custom(|iters| run_threads(a, work, threads, iters))
     });
     let after = allocmeter::profile::sampling_stats();
     allocmeter::set_sample_rate(old_rate);
-    let pairs = PAIRS.load(Ordering::Relaxed);
+    let pairs = ops_run();
     if pairs == 0 || !name.starts_with("Instrumented") {
         return; // filtered out, or nothing to report
     }
@@ -201,35 +161,36 @@ fn bench_variant(
 
 /// Rounds of the 64 B workload (`ALLOCMETER_PAIR_ROUNDS`, default 15).
 ///
-/// The 64 B figures carry the 1.10× target, and one criterion
-/// measurement per variant cannot tell 1.10× from 1.15× on this project's
-/// 2-core machine: five runs of the same build gave `Instrumented<System>`
-/// ratios of 1.085× to 1.184× (and `System` itself moved from 7.89 to
-/// 8.40 ns), because each variant is measured in one stretch and the
-/// machine drifts between stretches. So the 64 B workload runs in rounds,
-/// each a group `pair_64B/<threads>/round<k>` measuring every variant for
-/// a shorter time (half a second), in an order rotated by one each round;
-/// `run_all.py` reports each variant's median over the rounds, and the
-/// median and spread of the per-round ratios. That evens out a machine
-/// that drifts over seconds; it does not help on a host that switches
-/// speeds every few hundred milliseconds (this project's machine, some
-/// days: per-round ratios from 0.70× to 1.84×), which is what
-/// [`interleaved`] is for.
+/// The 64 B figures carry the project's cost target of at most 1.10× `System`
+/// (`run_all.py` checks it in BENCHMARKS.md's Targets section), and one
+/// criterion measurement per variant cannot tell 1.10× from 1.15× on this
+/// project's 2-core machine: five runs of the same build gave
+/// `Instrumented<System>` ratios of 1.085× to 1.184× (and `System` itself moved
+/// from 7.89 to 8.40 ns), because each variant is measured in one stretch and
+/// the machine drifts between stretches. So the 64 B workload runs in rounds,
+/// each a group `pair_64B/<threads>/round<k>` measuring every variant for a
+/// shorter time (half a second), in an order rotated by one each round;
+/// `run_all.py` reports each variant's median over the rounds, and the median
+/// and spread of the per-round ratios. That evens out a machine that drifts
+/// over seconds; it does not help on a host that switches speeds every few
+/// hundred milliseconds (this project's machine, some days: per-round ratios
+/// from 0.70× to 1.84×), which is what [`interleaved`] is for.
 fn pair_rounds() -> usize {
     count_from_env("ALLOCMETER_PAIR_ROUNDS", 15)
 }
 
 fn pairs(c: &mut Criterion) {
-    LazyLock::force(&SIZES);
-    assert_eq!(
-        allocmeter::sample_rate(),
-        allocmeter::DEFAULT_SAMPLE_RATE,
-        "the Instrumented variants should sample at the default rate"
-    );
+    LazyLock::force(&SIZES_TO_4KIB);
+    assert_default_sample_rate("the Instrumented variants should sample at the default rate");
     start_drainer();
+    let (fixed, mixed) = (Workload::Fixed64, Workload::Mixed4KiB);
     for threads in thread_counts() {
         for round in 0..pair_rounds() {
-            let group_name = format!("pair_64B/{}/round{round}", threads_name(threads));
+            let group_name = format!(
+                "pair_{}/{}/round{round}",
+                fixed.name(),
+                threads_name(threads)
+            );
             let g = group_name.as_str();
             let mut group = c.benchmark_group(g);
             group
@@ -237,23 +198,17 @@ fn pairs(c: &mut Criterion) {
                 .measurement_time(Duration::from_millis(500))
                 .sample_size(10);
             for i in 0..VARIANTS {
-                bench_variant(
-                    &mut group,
-                    g,
-                    (i + round) % VARIANTS,
-                    Workload::Fixed64,
-                    threads,
-                );
+                bench_variant(&mut group, g, (i + round) % VARIANTS, fixed, threads);
             }
             group.finish();
         }
     }
     for threads in thread_counts() {
-        let group_name = format!("pair_mixed_16B-4KiB/{}", threads_name(threads));
+        let group_name = format!("pair_{}/{}", mixed.name(), threads_name(threads));
         let g = group_name.as_str();
         let mut group = c.benchmark_group(g);
         for v in 0..VARIANTS {
-            bench_variant(&mut group, g, v, Workload::Mixed, threads);
+            bench_variant(&mut group, g, v, mixed, threads);
         }
         group.finish();
     }
@@ -318,7 +273,7 @@ fn interleaved(threads: usize, rounds: usize) {
     let times = on_threads(threads, || {
         let mut t = vec![Vec::with_capacity(rounds); INTERLEAVED.len()];
         for v in 0..INTERLEAVED.len() {
-            run_interleaved(v, WARM_UP_PAIRS);
+            run_interleaved(v, Workload::Fixed64.warm_up_ops());
         }
         for round in 0..rounds {
             barrier.wait();

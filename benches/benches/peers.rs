@@ -56,16 +56,16 @@
 //!
 //! Run with `cargo bench -p allocmeter-benches --bench peers`.
 
-use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
-use std::hint::black_box;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use allocmeter::Instrumented;
 use allocmeter_benches::{
-    ALIGN, SpinBarrier, TABLE_LEN, alloc, fixed_64, interleaved_rounds, mixed, on_threads,
-    rotated_rounds, run_on_threads, selected, start_drainer, thread_counts, threads_name,
+    ALIGN, SIZES_TO_64KIB, SpinBarrier, Workload, alloc, interleaved_pair_workloads,
+    interleaved_rounds, on_threads, ops_run, reset_ops, rotated_rounds, run_threads, start_drainer,
+    thread_counts, threads_name,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -94,96 +94,10 @@ static PPROF_ALLOC: pprof_alloc::PprofAlloc =
     pprof_alloc::PprofAlloc::new().with_pprof().with_stats();
 static DHAT: dhat::Alloc = dhat::Alloc;
 
-/// The growth workload's first and last sizes.
-const GROWTH_FIRST: usize = 8;
-const GROWTH_LAST: usize = 1 << 20;
 /// The probe allocation made after each variant's runs: large enough for
 /// re_memory to track it fully (at least 1 MiB) and for the samplers to take
 /// it almost surely.
 const PROBE_SIZE: usize = 2 << 20;
-
-/// Sizes from 16 B to 64 KiB, log-uniform (see [`allocmeter_benches::log_uniform_sizes`]).
-static SIZES: LazyLock<[u32; TABLE_LEN]> =
-    LazyLock::new(|| allocmeter_benches::log_uniform_sizes(16));
-
-#[derive(Clone, Copy)]
-enum Workload {
-    /// Allocate 64 B and free it at once.
-    Fixed64,
-    /// Allocate a size from [`SIZES`], free the block from [`allocmeter_benches::RING`] steps ago.
-    Mixed,
-    /// Grow a block from [`GROWTH_FIRST`] to [`GROWTH_LAST`] by doubling, then
-    /// free it.
-    ReallocGrowth,
-}
-
-impl Workload {
-    /// Runs `iters` ops on the calling thread and returns how long they took.
-    fn run<A: GlobalAlloc>(self, a: &A, iters: u64) -> Duration {
-        match self {
-            Workload::Fixed64 => fixed_64(a, iters),
-            Workload::Mixed => mixed(a, &SIZES, iters),
-            Workload::ReallocGrowth => realloc_growth(a, iters),
-        }
-    }
-
-    /// Ops each thread runs before timing starts (sets up the thread's state
-    /// in the allocator and in the instrumentation).
-    fn warm_up_ops(self) -> u64 {
-        match self {
-            Workload::Fixed64 | Workload::Mixed => 1024,
-            Workload::ReallocGrowth => 16,
-        }
-    }
-}
-
-#[inline(never)]
-fn realloc_growth<A: GlobalAlloc>(a: &A, iters: u64) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        let first = black_box(Layout::from_size_align(GROWTH_FIRST, ALIGN).expect("small"));
-        let mut p = alloc(a, first);
-        // SAFETY: `p` is valid for writes of `first.size()` bytes.
-        unsafe { p.write_bytes(1, first.size()) };
-        let mut size = first.size();
-        while size < GROWTH_LAST {
-            let new_size = size * 2;
-            let old = Layout::from_size_align(size, ALIGN).expect("at most 1 MiB");
-            // SAFETY: `p` was allocated by `a` with `old` (allocated or last
-            // reallocated to `size` bytes); `new_size` is non-zero and at most
-            // 1 MiB, so rounding it up to `ALIGN` cannot overflow `isize`.
-            let q = unsafe { a.realloc(p, old, new_size) };
-            if q.is_null() {
-                handle_alloc_error(Layout::from_size_align(new_size, ALIGN).expect("small"));
-            }
-            // Fill the grown part, as pushing to a `Vec` would.
-            // SAFETY: `q` is valid for writes of `new_size` bytes.
-            unsafe { q.add(size).write_bytes(1, new_size - size) };
-            p = black_box(q);
-            size = new_size;
-        }
-        let last = Layout::from_size_align(size, ALIGN).expect("at most 1 MiB");
-        // SAFETY: `p` was last reallocated by `a` to `size` bytes.
-        unsafe { a.dealloc(p, last) };
-    }
-    start.elapsed()
-}
-
-/// Ops run (warm-up included) in the current benchmark, on all threads.
-static OPS: AtomicU64 = AtomicU64::new(0);
-
-/// Runs `iters` ops on each of `threads` new threads, started together, and
-/// returns the slowest thread's time.
-fn run_threads<A: GlobalAlloc + Sync>(
-    a: &A,
-    work: Workload,
-    threads: usize,
-    iters: u64,
-) -> Duration {
-    let warm_up = work.warm_up_ops();
-    OPS.fetch_add((warm_up + iters) * threads as u64, Ordering::Relaxed);
-    run_on_threads(threads, warm_up, iters, |n| work.run(a, n))
-}
 
 /// What an allocator's instrumentation reports, read through its own API.
 /// `None`: it keeps no such figure.
@@ -547,13 +461,13 @@ fn bench_one(
 ) {
     let active = v.setup.enter();
     let rate = allocmeter::sample_rate();
-    OPS.store(0, Ordering::Relaxed);
+    reset_ops();
     let sampling_before = allocmeter::profile::sampling_stats();
     let before = (v.observe)();
     group.bench_function(v.name, |b| {
         b.iter_custom(|iters| (v.run)(work, threads, iters))
     });
-    let ops = OPS.load(Ordering::Relaxed);
+    let ops = ops_run();
     if ops == 0 {
         return; // filtered out
     }
@@ -616,19 +530,19 @@ fn bench_one(
 }
 
 fn peers(c: &mut Criterion) {
-    LazyLock::force(&SIZES);
+    LazyLock::force(&SIZES_TO_64KIB);
     AllocationRegistry::set_global_tracker(CountingTracker)
         .expect("no other tracking-allocator tracker is set");
     start_drainer();
     let variants = variants();
     let workloads = [
-        ("64B", Workload::Fixed64),
-        ("mixed_16B-64KiB", Workload::Mixed),
-        ("realloc_8B-1MiB", Workload::ReallocGrowth),
+        Workload::Fixed64,
+        Workload::Mixed64KiB,
+        Workload::ReallocGrowth,
     ];
-    for (workload_name, work) in workloads {
+    for work in workloads {
         for threads in thread_counts() {
-            let group_name = format!("peers/{workload_name}/{}", threads_name(threads));
+            let group_name = format!("peers/{}/{}", work.name(), threads_name(threads));
             let mut group = c.benchmark_group(&group_name);
             for v in &variants {
                 bench_one(&mut group, &group_name, v, work, threads);
@@ -688,14 +602,15 @@ fn enter_interleaved(v: &Variant) {
 /// [`allocmeter_benches::interleaved_figures`], the rounds, the slice's pairs
 /// and the report's order.
 fn interleaved(
-    (workload_name, work): (&str, Workload),
+    work: Workload,
     variants: &[&Variant],
     slice_pairs: &[u64],
     threads: usize,
     rounds: usize,
 ) {
     let group = format!(
-        "peers_{workload_name}_interleaved/{}",
+        "peers_{}_interleaved/{}",
+        work.name(),
         threads_name(threads)
     );
     let n = variants.len();
@@ -718,17 +633,11 @@ fn interleaved(
 /// The interleaved measurement of the 64 B and mixed pairs for each thread
 /// count, unless a criterion filter on the command line leaves it out.
 fn peers_interleaved(_: &mut Criterion) {
-    let workloads: Vec<(&str, Workload)> = [
-        ("64B", Workload::Fixed64),
-        ("mixed_16B-64KiB", Workload::Mixed),
-    ]
-    .into_iter()
-    .filter(|(name, _)| selected(&format!("peers_{name}_interleaved")))
-    .collect();
+    let workloads = interleaved_pair_workloads("peers");
     if workloads.is_empty() {
         return;
     }
-    LazyLock::force(&SIZES);
+    LazyLock::force(&SIZES_TO_64KIB);
     let all = variants();
     let variants: Vec<&Variant> = all.iter().filter(|v| interleaved_variant(v)).collect();
     let old_rate = allocmeter::sample_rate();
@@ -738,7 +647,7 @@ fn peers_interleaved(_: &mut Criterion) {
     let profiler = dhat::Profiler::builder().file_name(dhat_file).build();
     // About 6 s per workload and thread count.
     let rounds = interleaved_rounds("ALLOCMETER_PEERS_INTERLEAVED_ROUNDS", 1_000, 5);
-    for (name, work) in workloads {
+    for work in workloads {
         // Pairs per slice: what runs about `SLICE` on one thread, after a
         // warm-up.
         let slice_pairs: Vec<u64> = variants
@@ -751,7 +660,7 @@ fn peers_interleaved(_: &mut Criterion) {
             })
             .collect();
         for threads in thread_counts() {
-            interleaved((name, work), &variants, &slice_pairs, threads, rounds);
+            interleaved(work, &variants, &slice_pairs, threads, rounds);
         }
     }
     drop(profiler);

@@ -56,7 +56,10 @@ use allocmeter::Instrumented;
 use allocmeter::profile::{self, SampleEvent};
 use allocmeter::stack::{self, Method};
 use allocmeter_benches::write_extra;
-use allocmeter_benches::{ALIGN, RING, TABLE_LEN, alloc, thread_counts, threads_name};
+use allocmeter_benches::{
+    ALIGN, RING, TABLE_LEN, alloc, assert_default_sample_rate, thread_counts, threads_name,
+    time_on_threads,
+};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 
@@ -342,21 +345,6 @@ fn bench(
     );
 }
 
-/// Runs `work` on each of `threads` new threads and returns the slowest
-/// thread's time. `work` gets the barrier to wait on between its warm-up and
-/// its timed part.
-fn on_threads(threads: usize, work: impl Fn(&Barrier) -> Duration + Sync) -> Duration {
-    let barrier = Barrier::new(threads);
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| work(&barrier))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("benchmark thread panicked"))
-            .max()
-            .unwrap_or_default()
-    })
-}
-
 // ---------------------------------------------------------------------------
 // sample_cost
 
@@ -404,7 +392,7 @@ fn sample_cost(c: &mut Criterion) {
         let group_name = format!("sample_cost/depth_{depth}");
         let mut group = c.benchmark_group(&group_name);
         let run = |iters| {
-            on_threads(1, |_| {
+            time_on_threads(1, |_| {
                 at_depth(depth, WARM_UP_PAIRS);
                 at_depth(depth, iters)
             })
@@ -519,7 +507,7 @@ fn free_sampled_blocks(kept: Vec<usize>) {
 fn unsampled_free(c: &mut Criterion) {
     let group_name = "unsampled_free/batch_1024_mixed";
     let mut group = c.benchmark_group(group_name);
-    let on_one = |f: fn(u64) -> Duration| move |iters| on_threads(1, |_| f(iters));
+    let on_one = |f: fn(u64) -> Duration| move |iters| time_on_threads(1, |_| f(iters));
     bench(
         &mut group,
         group_name,
@@ -678,7 +666,7 @@ fn amortized(c: &mut Criterion) {
         let mut group = c.benchmark_group(&group_name);
         let run = |a: fn(u64) -> Duration| {
             move |iters| {
-                on_threads(threads, |barrier| {
+                time_on_threads(threads, |barrier| {
                     a(WARM_UP_PAIRS);
                     barrier.wait();
                     a(iters)
@@ -707,7 +695,7 @@ fn amortized(c: &mut Criterion) {
     let group_name = "amortized/collections_1thread";
     let mut group = c.benchmark_group(group_name);
     bench(&mut group, group_name, "System", None, |iters| {
-        on_threads(1, |_| collections(false, iters))
+        time_on_threads(1, |_| collections(false, iters))
     });
     for (rate_name, rate) in RATES {
         bench(
@@ -715,7 +703,7 @@ fn amortized(c: &mut Criterion) {
             group_name,
             &format!("Instrumented<System> {rate_name}"),
             Some(rate),
-            |iters| on_threads(1, |_| collections(true, iters)),
+            |iters| time_on_threads(1, |_| collections(true, iters)),
         );
     }
     group.finish();
@@ -762,11 +750,7 @@ fn cross_thread(c: &mut Criterion) {
 
 fn setup(c: &mut Criterion) {
     LazyLock::force(&SIZES);
-    assert_eq!(
-        allocmeter::sample_rate(),
-        allocmeter::DEFAULT_SAMPLE_RATE,
-        "sampling should start at the default rate"
-    );
+    assert_default_sample_rate("sampling should start at the default rate");
     eprintln!("stack capture method probed: {:?}", stack::method());
     let _ = c;
 }
