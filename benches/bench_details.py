@@ -15,7 +15,7 @@ from bench_tables import count, fmt, md_table, ns_ci
 
 ALLOCATORS = ["System", "Instrumented<System>", "Instrumented<System> (sampling off)",
               "MiMalloc", "Instrumented<MiMalloc>", "Instrumented<MiMalloc> (sampling off)"]
-FILTER_BITS = 1 << 17  # the sampled-pointer filter (allocator/src/sampled.rs)
+FILTER_BITS = 1 << 17  # the sampled-pointer filter (allocator/src/lockfree/sampled/)
 
 
 def apart(a, b):

@@ -92,7 +92,7 @@ const BATCH: usize = 1024;
 const WARM_UP_PAIRS: u64 = 256;
 /// The allocator's filter: `1 << FILTER_BITS_LOG2` bits, indexed by the
 /// address in 16-byte units with the address bits from 17 up folded in
-/// (replicates `allocator/src/sampled.rs`).
+/// (replicates `allocator/src/lockfree/sampled/`).
 const FILTER_BITS_LOG2: u32 = 17;
 const FILTER_WORDS: usize = 1 << (FILTER_BITS_LOG2 - 6);
 
@@ -185,7 +185,7 @@ unsafe impl GlobalAlloc for Switch {
     }
 }
 
-/// The filter bit of `ptr`, as `allocator/src/sampled.rs` computes it.
+/// The filter bit of `ptr`, as `allocator/src/lockfree/sampled/` computes it.
 fn filter_bit(ptr: usize) -> usize {
     ((ptr ^ (ptr >> 13)) >> 4) & ((1 << FILTER_BITS_LOG2) - 1)
 }
