@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The live page in a real browser (issue 6): Debian's Chromium, headless,
+# The live page in a real browser: Debian's Chromium, headless,
 # driven by playwright-core (pinned in .ci/browser/package-lock.json; it
 # never downloads a browser of its own) against the demo:
 #
