@@ -18,7 +18,7 @@ use crate::http::request::{Method, Parsed, parse_head};
 use crate::http::routes::{Endpoints, token_matches};
 use crate::http::{Lane, Service};
 use crate::render::Renderer;
-use crate::render::pprof::{DefaultType, ProfileSite, encode_heap_profile, proto};
+use crate::render::pprof::{DefaultType, ProfileSite, gzipped, profile_message, proto};
 use crate::render::sites::SiteReport;
 use crate::symbols::{Frame, Location, Mapping};
 
@@ -264,7 +264,14 @@ proptest! {
             frames: symbols[(address / 0x1000 - 1) as usize % 64].clone().into(),
         };
         let default_type = if allocs { DefaultType::AllocSpace } else { DefaultType::InuseSpace };
-        let gz = encode_heap_profile(&samples, rate, time, default_type, &mut resolve, &mappings);
+        let gz = gzipped(&profile_message(
+            &samples,
+            rate,
+            time,
+            default_type,
+            &mut resolve,
+            &mappings,
+        ));
         let profile = <proto::Profile as prost::Message>::decode(gunzip(&gz).as_slice())
             .expect("the profile decodes as profile.proto");
 

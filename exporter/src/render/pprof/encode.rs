@@ -60,36 +60,22 @@ const SAMPLE_TYPES: [(&str, &str); 4] = [
     ("inuse_space", "bytes"),
 ];
 
-/// Builds the profile and returns it gzip-compressed, ready to serve.
-///
-/// `sample_rate` is the mean sampling distance in bytes (the profile's
-/// period), `time_nanos` the wall clock when the profile was taken, `resolve`
-/// symbolizes one address (called once per distinct address), `mappings` are
-/// the process's executable mappings.
-pub(crate) fn encode_heap_profile(
-    samples: &[ProfileSite],
-    sample_rate: u64,
-    time_nanos: i64,
-    default_type: DefaultType,
-    resolve: &mut dyn FnMut(u64) -> Location,
-    mappings: &[Mapping],
-) -> Vec<u8> {
-    let profile = profile_message(
-        samples,
-        sample_rate,
-        time_nanos,
-        default_type,
-        resolve,
-        mappings,
-    );
+/// A profile message gzip-compressed, ready to serve.
+pub(crate) fn gzipped(profile: &proto::Profile) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     gz.write_all(&profile.encode_to_vec())
         .expect("writing to a Vec cannot fail");
     gz.finish().expect("writing to a Vec cannot fail")
 }
 
-/// The uncompressed profile message; see [`encode_heap_profile`].
-fn profile_message(
+/// The heap profile message of `samples`, as Go's `/debug/pprof/heap`
+/// writes one (serve it [`gzipped`]).
+///
+/// `sample_rate` is the mean sampling distance in bytes (the profile's
+/// period), `time_nanos` the wall clock when the profile was taken, `resolve`
+/// symbolizes one address (called once per distinct address), `mappings` are
+/// the process's executable mappings.
+pub(crate) fn profile_message(
     samples: &[ProfileSite],
     sample_rate: u64,
     time_nanos: i64,
@@ -370,14 +356,14 @@ mod tests {
             *calls.entry(address).or_default() += 1;
             fake_resolve(address)
         };
-        let gz = encode_heap_profile(
+        let gz = gzipped(&profile_message(
             &samples(),
             524_288,
             1_700_000_000_000_000_000,
             default_type,
             &mut resolve,
             &mappings(),
-        );
+        ));
         assert_eq!(gz[..2], [0x1f, 0x8b], "gzip magic");
         let mut raw = Vec::new();
         GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
@@ -549,7 +535,14 @@ mod tests {
 
     #[test]
     fn empty_profile_is_valid() {
-        let gz = encode_heap_profile(&[], 0, 0, DefaultType::AllocSpace, &mut fake_resolve, &[]);
+        let gz = gzipped(&profile_message(
+            &[],
+            0,
+            0,
+            DefaultType::AllocSpace,
+            &mut fake_resolve,
+            &[],
+        ));
         let mut raw = Vec::new();
         GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
         let p = proto::Profile::decode(&raw[..]).unwrap();

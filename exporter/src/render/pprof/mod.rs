@@ -11,7 +11,7 @@ pub mod proto;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) use encode::{DefaultType, ProfileSite, encode_heap_profile};
+pub(crate) use encode::{DefaultType, ProfileSite, gzipped, profile_message};
 
 use super::Renderer;
 use crate::symbols::{current_mappings, program_frames};
@@ -49,13 +49,13 @@ fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
             }
             location
         };
-        encode_heap_profile(
+        gzipped(&profile_message(
             &sites,
             allocmeter::sample_rate(),
             now,
             default_type,
             &mut resolve,
             &mappings,
-        )
+        ))
     })
 }
