@@ -1,4 +1,9 @@
 //! Snapshots of the statistics and the bounded history the aggregator keeps.
+//!
+//! Owns: [`Snapshot`] (the statistics at one tick), [`HistoryPoint`] (a
+//! snapshot with its rates, as `/api/history` serves it) and the bounded
+//! [`History`]. Pure data: it reads no counter and takes no lock (the
+//! aggregator holds the history's).
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};

@@ -2,6 +2,10 @@
 //! JSON API, and the page at `/`; and who may see it (the bearer token, the
 //! switch for the endpoints that reveal code layout). The server itself is
 //! the rest of this folder (see `mod.rs`).
+//!
+//! Owns: the paths, who may see them, and each response's headers. The
+//! bodies come from the renderers (`crate::render`); this file renders
+//! nothing itself and takes no lock but its 401 log's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
