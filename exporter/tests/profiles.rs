@@ -423,6 +423,91 @@ fn rate_one_with_concurrent_profile_fetches_stays_exact() {
     drop(exporter);
 }
 
+/// Allocates one block: the leaf both calls of [`two_calls_on_one_line`]
+/// share.
+#[inline(never)]
+fn one_site_leaf(keep: &mut Vec<Box<[u8]>>) {
+    keep.push(black_box(vec![7u8; 4096].into_boxed_slice()));
+}
+
+/// Two calls written as one: both expand onto the line of the invocation
+/// (`collapse_debuginfo`), so the two call instructions have different
+/// return addresses and the same function, file and line.
+#[collapse_debuginfo(yes)]
+macro_rules! twice {
+    ($call:expr) => {{
+        $call;
+        $call;
+    }};
+}
+
+/// Calls [`one_site_leaf`] from two call instructions on one source line,
+/// as a runtime's worker loop and a task can call on from two addresses
+/// that resolve to the same function and line.
+#[inline(never)]
+fn two_calls_on_one_line(keep: &mut Vec<Box<[u8]>>) {
+    twice!(one_site_leaf(black_box(&mut *keep)));
+}
+
+/// Stacks that symbolize to the same frames are one site in the site
+/// reports, with their estimates summed; the pprof profile keeps both
+/// stacks' locations.
+fn stacks_with_the_same_frames_are_one_site() {
+    let exporter = Exporter::builder()
+        .serve_http(false)
+        .sample_rate(1)
+        .start()
+        .unwrap();
+    // Room for every block, so that `keep` itself never grows (its growth
+    // would be a third stack with the leaf's frames).
+    let mut keep = Vec::with_capacity(100);
+    for _ in 0..50 {
+        two_calls_on_one_line(&mut keep);
+    }
+    let sites = exporter.top_sites(1000, SortBy::AllocSpace);
+    allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
+    let ours: Vec<&SiteReport> = sites
+        .iter()
+        .filter(|s| s.function.ends_with("one_site_leaf"))
+        .collect();
+    for s in &ours {
+        println!(
+            "  {} {:?}:{:?} samples {} frames {:?}",
+            s.function,
+            s.file,
+            s.line,
+            s.samples,
+            s.stack
+                .iter()
+                .map(|f| (f.function.as_str(), f.line))
+                .take(3)
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(ours.len(), 1, "one site for one function, file and line");
+    assert_eq!(ours[0].samples, 100, "both calls' samples in it");
+    assert_eq!(ours[0].alloc_objects, 100.0);
+    assert_eq!(ours[0].inuse_space, 100.0 * 4096.0);
+    // The heap profile keeps both call instructions' stacks apart, as
+    // pprof's locations are addresses (pprof merges them by line itself).
+    let p = profile_proto::Profile::decode(gunzip(&exporter.heap_profile()).as_slice())
+        .expect("the profile decodes");
+    let leaf_function = |sample: &profile_proto::Sample| -> String {
+        let location = p.location.iter().find(|l| l.id == sample.location_id[0]);
+        let function_id = location.and_then(|l| l.line.first()).map(|l| l.function_id);
+        let function = p.function.iter().find(|f| Some(f.id) == function_id);
+        function.map_or(String::new(), |f| p.string_table[f.name as usize].clone())
+    };
+    let stacks: HashSet<&[u64]> = p
+        .sample
+        .iter()
+        .filter(|sample| leaf_function(sample).ends_with("one_site_leaf"))
+        .map(|sample| sample.location_id.as_slice())
+        .collect();
+    assert_eq!(stacks.len(), 2, "the profile keeps both stacks");
+    drop(keep);
+}
+
 fn main() {
     runner::run(
         &[
@@ -437,6 +522,10 @@ fn main() {
             (
                 "rate_one_with_concurrent_profile_fetches_stays_exact",
                 rate_one_with_concurrent_profile_fetches_stays_exact,
+            ),
+            (
+                "stacks_with_the_same_frames_are_one_site",
+                stacks_with_the_same_frames_are_one_site,
             ),
         ],
         Duration::from_secs(240),

@@ -123,12 +123,15 @@ impl Renderer {
         sites::merge_sites(&raw, &mut self.symbolizer.lock())
     }
 
-    /// The `n` sites with the largest `by`, symbolized.
+    /// The `n` sites with the largest `by`, symbolized; stacks that read the
+    /// same are one site.
     pub fn top_sites(&self, n: usize, by: SortBy) -> Vec<SiteReport> {
         self.account(|| {
             let _quiet = allocmeter::profile::suspend_sampling();
-            let top = sites::top(self.sites(), n, by);
-            sites::site_reports(&top, &mut self.symbolizer.lock())
+            let sites = self.sites();
+            let mut symbolizer = self.symbolizer.lock();
+            let top = sites::top(sites::merge_same_frames(sites, &mut symbolizer), n, by);
+            sites::site_reports(&top, &mut symbolizer)
         })
     }
 

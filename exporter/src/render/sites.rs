@@ -1,11 +1,14 @@
 //! Call sites as renderers show them: the site table's raw stacks trimmed
-//! of the allocation machinery, merged where they are then equal, ranked,
-//! and symbolized into [`SiteReport`]s.
+//! of the allocation machinery, merged where they are then equal (for
+//! pprof), merged again where they read the same (for people), ranked, and
+//! symbolized into [`SiteReport`]s.
 //!
 //! Owns: [`Site`], [`SiteReport`], [`SortBy`]. Reads a copy of the table
 //! (`SiteTable::copy_sites`) and a symbolizer it is lent; takes no lock.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::Hash;
 
 use crate::aggregate::sites::{RawSite, SiteValues};
 use crate::symbols::{Frame, Symbolizer, is_allocation_machinery, program_frames};
@@ -86,24 +89,44 @@ impl SortBy {
 }
 
 /// Trims each raw stack of the allocation machinery, merges stacks that are
-/// then equal, and returns the sites.
+/// then equal, and returns the sites. Distinct code addresses stay distinct
+/// sites here, as pprof expects of its locations; [`merge_same_frames`]
+/// merges what reads the same.
 pub(crate) fn merge_sites(raw: &[RawSite], symbolizer: &mut Symbolizer) -> Vec<Site> {
-    let mut index: HashMap<Vec<u64>, usize> = HashMap::new();
+    let trimmed = raw.iter().map(|r| Site {
+        stack: trim(&r.stack, symbolizer),
+        values: r.values,
+        samples: r.samples,
+    });
+    merge_by(trimmed, |site| site.stack.clone())
+}
+
+/// Merges the sites whose stacks symbolize to the same frames (function,
+/// file and line of every frame), for the reports a person reads: a call
+/// made from two instructions of one line (a runtime's worker loop and a
+/// task, a macro, an unrolled loop) is one site there, with its estimates
+/// summed. Each merged site keeps the stack of the first of its parts.
+pub(crate) fn merge_same_frames(sites: Vec<Site>, symbolizer: &mut Symbolizer) -> Vec<Site> {
+    merge_by(sites, |site| frames_of(&site.stack, symbolizer))
+}
+
+/// Adds up the sites whose `key` is equal, in the order first seen.
+fn merge_by<K: Eq + Hash>(
+    sites: impl IntoIterator<Item = Site>,
+    mut key: impl FnMut(&Site) -> K,
+) -> Vec<Site> {
+    let mut index: HashMap<K, usize> = HashMap::new();
     let mut out: Vec<Site> = Vec::new();
-    for r in raw {
-        let stack = trim(&r.stack, symbolizer);
-        match index.get(&stack) {
-            Some(&i) => {
-                out[i].values.add(&r.values);
-                out[i].samples += r.samples;
+    for site in sites {
+        match index.entry(key(&site)) {
+            Entry::Occupied(i) => {
+                let merged = &mut out[*i.get()];
+                merged.values.add(&site.values);
+                merged.samples += site.samples;
             }
-            None => {
-                index.insert(stack.clone(), out.len());
-                out.push(Site {
-                    stack,
-                    values: r.values,
-                    samples: r.samples,
-                });
+            Entry::Vacant(slot) => {
+                slot.insert(out.len());
+                out.push(site);
             }
         }
     }
@@ -138,28 +161,33 @@ pub(crate) fn top(mut sites: Vec<Site>, n: usize, by: SortBy) -> Vec<Site> {
     sites
 }
 
+/// The program frames of a trimmed stack, innermost first (inlined
+/// functions included); an address that does not resolve stands as itself.
+fn frames_of(stack: &[u64], symbolizer: &mut Symbolizer) -> Vec<Frame> {
+    stack
+        .iter()
+        .flat_map(|&a| {
+            let loc = symbolizer.resolve(a);
+            let frames = program_frames(&loc.frames).to_vec();
+            if frames.is_empty() {
+                vec![Frame {
+                    function: format!("{a:#x}"),
+                    file: None,
+                    line: None,
+                }]
+            } else {
+                frames
+            }
+        })
+        .collect()
+}
+
 /// Symbolizes sites for reports.
 pub(crate) fn site_reports(sites: &[Site], symbolizer: &mut Symbolizer) -> Vec<SiteReport> {
     sites
         .iter()
         .map(|site| {
-            let frames: Vec<Frame> = site
-                .stack
-                .iter()
-                .flat_map(|&a| {
-                    let loc = symbolizer.resolve(a);
-                    let frames = program_frames(&loc.frames).to_vec();
-                    if frames.is_empty() {
-                        vec![Frame {
-                            function: format!("{a:#x}"),
-                            file: None,
-                            line: None,
-                        }]
-                    } else {
-                        frames
-                    }
-                })
-                .collect();
+            let frames = frames_of(&site.stack, symbolizer);
             let leaf = frames.first().cloned().unwrap_or(Frame {
                 function: "(other)".to_string(),
                 file: None,

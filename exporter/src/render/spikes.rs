@@ -76,7 +76,7 @@ pub(crate) fn spike_report(record: &SpikeRecord, symbolizer: &mut Symbolizer) ->
             samples: t.totals.samples,
         })
         .collect();
-    let merged = sites::merge_sites(&raw, symbolizer);
+    let merged = sites::merge_same_frames(sites::merge_sites(&raw, symbolizer), symbolizer);
     let top = sites::top(merged, MAX_TOP_SITES, SortBy::AllocSpace);
     let top_sites = sites::site_reports(&top, symbolizer)
         .into_iter()
