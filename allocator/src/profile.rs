@@ -25,6 +25,13 @@ use crate::record::{self, MAX_RECORD_WORDS, Record};
 use crate::slot::{self, MAX_SLOTS};
 use crate::stack::MAX_DEPTH;
 
+/// Where this crate's sources were when it was built, ending in `/src/`.
+/// A sampled stack starts inside allocmeter; a consumer that symbolizes it
+/// can tell allocmeter's own frames by their file lying under this
+/// directory, whatever the shape of their names (an inlined frame may carry
+/// a bare function name).
+pub const SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
 /// A sampled allocation.
 #[derive(Clone, Copy, Debug)]
 pub struct AllocSample<'a> {

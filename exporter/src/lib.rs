@@ -67,7 +67,9 @@
 //! inverse of its probability of being sampled, so the figures are unbiased
 //! estimates, not exact counts. Stacks start at the program's function that
 //! asked for memory: allocmeter's own frames and the standard library's
-//! allocation plumbing (`alloc::`, `core::`, `std::`) are trimmed off the top.
+//! allocation plumbing are trimmed off the top (told by where their code
+//! lives: the toolchain's `library/` sources, allocmeter's own; by their
+//! `alloc::`, `core::`, `std::` names only without debug info).
 //!
 //! To serve the metrics from a `/metrics` endpoint the service already has,
 //! start the exporter with [`Builder::serve_http`]`(false)` and register

@@ -508,6 +508,146 @@ fn stacks_with_the_same_frames_are_one_site() {
     drop(keep);
 }
 
+/// One program function per way the standard library allocates on a
+/// program's behalf; each must name the site of what it allocates.
+mod through_std {
+    use std::collections::{BTreeMap, HashMap};
+    use std::hint::black_box;
+    use std::io::{BufReader, Read};
+    use std::sync::Arc;
+
+    #[inline(never)]
+    pub fn via_format(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        keep.push(Box::new(black_box(format!(
+            "{}-{}",
+            black_box(7),
+            "x".repeat(0)
+        ))));
+    }
+    #[inline(never)]
+    pub fn via_to_string(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        keep.push(Box::new(black_box(black_box(12345u64).to_string())));
+    }
+    #[inline(never)]
+    pub fn via_push_str(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        let mut s = String::new();
+        s.push_str(black_box("grows the string"));
+        keep.push(Box::new(s));
+    }
+    // The growth on the first push is what this allocates through.
+    #[allow(clippy::vec_init_then_push)]
+    #[inline(never)]
+    pub fn via_vec_push(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        let mut v: Vec<u64> = Vec::new();
+        v.push(black_box(1));
+        keep.push(Box::new(v));
+    }
+    #[inline(never)]
+    pub fn via_collect(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        let v: Vec<u64> = (0..black_box(16u64)).collect();
+        keep.push(Box::new(v));
+    }
+    // `Vec::clone` and `String::clone`, not the slices' `to_vec`/`to_owned`.
+    #[allow(clippy::ptr_arg)]
+    #[inline(never)]
+    pub fn via_clone(keep: &mut Vec<Box<dyn std::any::Any>>, v: &Vec<u8>, s: &String) {
+        keep.push(Box::new(black_box(v.clone())));
+        keep.push(Box::new(black_box(s.clone())));
+        keep.push(Box::new(black_box(Box::new(black_box(3u64)).clone())));
+    }
+    #[inline(never)]
+    pub fn via_to_vec(keep: &mut Vec<Box<dyn std::any::Any>>, bytes: &[u8]) {
+        keep.push(Box::new(black_box(bytes.to_vec())));
+    }
+    #[inline(never)]
+    pub fn via_box_and_arc(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        keep.push(Box::new(black_box(Arc::new(black_box([1u64; 8])))));
+    }
+    #[inline(never)]
+    pub fn via_maps(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        let mut h = HashMap::new();
+        h.insert(black_box(1u64), 2u64);
+        let mut b = BTreeMap::new();
+        b.insert(black_box(1u64), 2u64);
+        keep.push(Box::new(h));
+        keep.push(Box::new(b));
+    }
+    #[inline(never)]
+    pub fn via_read(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        let mut data = black_box(&[b'a'; 64][..]);
+        let mut bytes = Vec::new();
+        let mut reader = BufReader::new(data);
+        reader.read_to_end(&mut bytes).unwrap();
+        let mut text = String::new();
+        data.read_to_string(&mut text).unwrap();
+        keep.push(Box::new(bytes));
+        keep.push(Box::new(text));
+        keep.push(Box::new(reader));
+    }
+    #[inline(never)]
+    pub fn via_spawn(keep: &mut Vec<Box<dyn std::any::Any>>) {
+        let handle = std::thread::spawn(|| black_box(1u64));
+        keep.push(Box::new(handle.join().unwrap()));
+    }
+}
+
+/// Every allocation made through the standard library on a program's
+/// behalf is named after the program function (never a library or
+/// allocmeter frame), whatever the shape of the library function's name:
+/// impls on references (`<&mut String as Write>`), on slices
+/// (`<[T]>::to_vec`), closures and generic shims.
+fn sites_are_named_after_the_program_function() {
+    let exporter = Exporter::builder()
+        .serve_http(false)
+        .sample_rate(1)
+        .start()
+        .unwrap();
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::with_capacity(1000);
+    let (v, s) = (vec![1u8; 100], String::from("a string to clone"));
+    for _ in 0..3 {
+        through_std::via_format(&mut keep);
+        through_std::via_to_string(&mut keep);
+        through_std::via_push_str(&mut keep);
+        through_std::via_vec_push(&mut keep);
+        through_std::via_collect(&mut keep);
+        through_std::via_clone(&mut keep, &v, &s);
+        through_std::via_to_vec(&mut keep, &v);
+        through_std::via_box_and_arc(&mut keep);
+        through_std::via_maps(&mut keep);
+        through_std::via_read(&mut keep);
+        through_std::via_spawn(&mut keep);
+    }
+    let sites = exporter.top_sites(1000, SortBy::AllocObjects);
+    allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
+    let mut wrong = Vec::new();
+    for site in &sites {
+        // Each site whose stack passes through one of the functions above
+        // must be named after that function.
+        let Some(caller) = site
+            .stack
+            .iter()
+            .find(|f| f.function.contains("through_std::via_"))
+        else {
+            continue;
+        };
+        if site.function != caller.function {
+            wrong.push(format!("{} (for {})", site.function, caller.function));
+        }
+    }
+    let named: HashSet<&str> = sites
+        .iter()
+        .filter(|s| s.function.contains("through_std::via_"))
+        .map(|s| s.function.as_str())
+        .collect();
+    println!("  {} sites named after the program: {named:?}", named.len());
+    assert!(
+        wrong.is_empty(),
+        "sites named after library code: {wrong:#?}"
+    );
+    assert_eq!(named.len(), 11, "every path has its site: {named:?}");
+    drop(keep);
+}
+
 fn main() {
     runner::run(
         &[
@@ -526,6 +666,10 @@ fn main() {
             (
                 "stacks_with_the_same_frames_are_one_site",
                 stacks_with_the_same_frames_are_one_site,
+            ),
+            (
+                "sites_are_named_after_the_program_function",
+                sites_are_named_after_the_program_function,
             ),
         ],
         Duration::from_secs(240),

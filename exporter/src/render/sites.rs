@@ -142,11 +142,7 @@ fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
         // An address with any program frame (possibly with machinery inlined
         // into it) starts the program's part of the stack. Unresolvable
         // addresses count as program code: better shown than dropped.
-        loc.frames.is_empty()
-            || loc
-                .frames
-                .iter()
-                .any(|f| !is_allocation_machinery(&f.function))
+        loc.frames.is_empty() || loc.frames.iter().any(|f| !is_allocation_machinery(f))
     });
     match first_program_frame {
         Some(i) => addresses[i..].to_vec(),

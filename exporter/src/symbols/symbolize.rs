@@ -129,13 +129,39 @@ fn bounded(mut s: String) -> String {
     s
 }
 
-/// Whether `function` belongs to the allocation machinery rather than to the
+/// Whether `frame` belongs to the allocation machinery rather than to the
 /// program: allocmeter itself, the global-allocator shims, and the standard
-/// library's `alloc`, `core`, `std` and `hashbrown` internals that call it.
-/// Leading frames like these are trimmed off a sampled stack, so that a call
-/// site is named after the program's function that asked for the memory (as
-/// Go hides `runtime.*` frames at the top of its heap profiles).
-pub(crate) fn is_allocation_machinery(function: &str) -> bool {
+/// library's code that calls them (`alloc`, `core`, `std` and the crates
+/// built into the standard library, such as `hashbrown`). Leading frames
+/// like these are trimmed off a sampled stack, so that a call site is named
+/// after the program's function that asked for the memory (as Go hides
+/// `runtime.*` frames at the top of its heap profiles).
+///
+/// Where the frame's file is known, it decides: the toolchain's library
+/// sources (`/rustc/<commit>/library/`, `/rust/deps/`) and allocmeter's own
+/// (`allocmeter::profile::SOURCE_DIR`) are machinery however their
+/// functions are named; an inlined frame may carry a bare name such as
+/// `tick_clock`, and impls on references or slices
+/// (`<&mut String as Write>`, `<[T]>::to_vec`) do not start with a crate
+/// path. The name decides only what the file cannot: frames without debug
+/// info, and the compiler's shims.
+pub(crate) fn is_allocation_machinery(frame: &Frame) -> bool {
+    let by_file = frame.file.as_deref().is_some_and(is_machinery_file);
+    by_file || is_machinery_name(&frame.function)
+}
+
+/// Whether `file` is a source of the toolchain's libraries or of allocmeter.
+fn is_machinery_file(file: &str) -> bool {
+    (file.starts_with("/rustc/") && file.contains("/library/"))
+        || file.starts_with("/rust/deps/")
+        || file.starts_with(allocmeter::profile::SOURCE_DIR)
+}
+
+/// Whether a function's demangled name says it is machinery: its path (or,
+/// for `<Type as Trait>::f` with a type from no crate, such as `u8`, `&str`
+/// or `T`, its trait's path) starts in allocmeter, the shims or the standard
+/// library, or it is an inherent method of a slice or `str`.
+fn is_machinery_name(function: &str) -> bool {
     const CRATES: &[&str] = &[
         "allocmeter::",
         "__rust",
@@ -145,17 +171,38 @@ pub(crate) fn is_allocation_machinery(function: &str) -> bool {
         "std::",
         "hashbrown::",
         "backtrace::",
+        // `<[T]>::to_vec`, `<str>::to_owned`: the standard library's.
+        "[",
+        "str>::",
     ];
-    // `<alloc::vec::Vec<T> as core::clone::Clone>::clone` and
-    // `<T as alloc::string::ToString>::to_string`: look at the type, or at
-    // the trait when the type is generic.
-    let mut name = function.trim_start_matches('<');
+    // `<&mut alloc::string::String as core::fmt::Write>::write_fmt`,
+    // `<T as alloc::string::ToString>::to_string`,
+    // `<u8 as <[_]>::to_vec_in::ConvertVec>::to_vec`: look at the type, or
+    // at the trait when the type is not a path.
+    let mut name = strip_prefix_punctuation(function);
     if let Some((ty, rest)) = name.split_once(" as ")
-        && !ty.contains("::")
+        && !strip_prefix_punctuation(ty).contains("::")
     {
-        name = rest;
+        name = strip_prefix_punctuation(rest);
     }
     CRATES.iter().any(|c| name.starts_with(c))
+}
+
+/// `name` without the leading `<`, references and pointers that wrap the
+/// type of a qualified path (`<&mut `, `<*const `, `<<`).
+fn strip_prefix_punctuation(mut name: &str) -> &str {
+    loop {
+        let stripped = name
+            .trim_start_matches(['<', '&', ' '])
+            .trim_start_matches("mut ")
+            .trim_start_matches("*const ")
+            .trim_start_matches("*mut ")
+            .trim_start_matches("dyn ");
+        if stripped.len() == name.len() {
+            return name;
+        }
+        name = stripped;
+    }
 }
 
 /// The frames of one address without the machinery inlined into program
@@ -163,10 +210,7 @@ pub(crate) fn is_allocation_machinery(function: &str) -> bool {
 /// frame remains, so that `Vec::with_capacity` inlined into `handler` shows as
 /// `handler`.
 pub(crate) fn program_frames(frames: &[Frame]) -> &[Frame] {
-    match frames
-        .iter()
-        .position(|f| !is_allocation_machinery(&f.function))
-    {
+    match frames.iter().position(|f| !is_allocation_machinery(f)) {
         Some(i) => &frames[i..],
         None => frames,
     }
@@ -251,16 +295,55 @@ mod tests {
             "hashbrown::raw::RawTable<T,A>::reserve_rehash",
             "std::collections::hash::map::HashMap<K,V,S>::insert",
             "core::ptr::drop_in_place<x::Y>",
+            // Impls on references, slices and `str`, as the standard
+            // library's allocation paths name them without debug info.
+            "<&mut alloc::string::String as core::fmt::Write>::write_fmt::SpecWriteFmt>::spec_write_fmt",
+            "<u8 as <[_]>::to_vec_in::ConvertVec>::to_vec",
+            "<&str as <std::ffi::os_str::OsString>::push::SpecPushTo>::spec_push_to",
+            "<[T]>::to_vec",
         ] {
-            assert!(is_allocation_machinery(m), "{m}");
+            assert!(is_machinery_name(m), "{m}");
         }
         for p in [
             "demo::build_report",
             "<demo::Report as core::fmt::Display>::fmt",
             "my_service::handler",
             "alloctest::main",
+            "<&mut my_service::Buffer as core::fmt::Write>::write_str",
         ] {
-            assert!(!is_allocation_machinery(p), "{p}");
+            assert!(!is_machinery_name(p), "{p}");
         }
+    }
+
+    #[test]
+    fn the_frame_s_file_decides_whatever_its_name() {
+        let at = |function: &str, file: &str| Frame {
+            function: function.to_string(),
+            file: Some(file.to_string()),
+            line: Some(1),
+        };
+        // Inlined frames under `debug = "line-tables-only"` carry bare names.
+        let ours = format!("{}local.rs", allocmeter::profile::SOURCE_DIR);
+        assert!(is_allocation_machinery(&at("tick_clock", &ours)));
+        let library = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/alloc/src/fmt.rs";
+        assert!(is_allocation_machinery(&at("format_inner", library)));
+        assert!(is_allocation_machinery(&at(
+            "reserve_rehash",
+            "/rust/deps/hashbrown-0.15.5/src/raw/mod.rs"
+        )));
+        assert!(!is_allocation_machinery(&at(
+            "build_report",
+            "/home/dev/service/src/report.rs"
+        )));
+        // Without a file, the name decides.
+        let bare = |function: &str| Frame {
+            function: function.to_string(),
+            file: None,
+            line: None,
+        };
+        assert!(is_allocation_machinery(&bare(
+            "alloc::fmt::format::format_inner"
+        )));
+        assert!(!is_allocation_machinery(&bare("service::build_report")));
     }
 }
