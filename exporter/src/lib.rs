@@ -31,16 +31,16 @@
 //! }
 //! ```
 //!
-//! The exporter runs four threads, however many clients connect: an
+//! The exporter runs five threads, however many clients connect: an
 //! aggregator that drains the sampled allocations into a table of call sites
 //! ([`Exporter::top_sites`]) and reads every thread's counters once per
 //! interval into a bounded history ([`Exporter::snapshot`],
 //! [`Exporter::history`]), and, unless [`Builder::serve_http`] turns it off,
-//! an HTTP server of three: one I/O thread that accepts, reads and writes
+//! an HTTP server of four: one I/O thread that accepts, reads and writes
 //! every connection non-blocking, under fixed [`limits`] (connections open,
-//! head size and time, write time, response bytes held), and two workers
-//! that render responses, one for the cheap ones and one for those that
-//! symbolize, so a profile never delays a scrape. None takes a lock that an
+//! head size and time, write time, response bytes held), and three workers
+//! that render responses, one for scrapes, one for the other cheap ones and
+//! one for those that symbolize, so a profile never delays a scrape. None takes a lock that an
 //! allocating thread could wait on, and all are marked internal: their
 //! allocations are counted but never sampled. Dropping the [`Exporter`] (or
 //! calling [`Exporter::shutdown`]) stops them all.

@@ -413,7 +413,7 @@ proptest! {
         };
         let peer = "127.0.0.1:1".parse().unwrap();
         let response = match endpoints().admit(&request, peer) {
-            Ok(Lane::Light | Lane::Heavy) => endpoints().render(&request),
+            Ok(Lane::Scrape | Lane::Light | Lane::Heavy) => endpoints().render(&request),
             Err(refusal) => refusal,
         };
         prop_assert!([200, 400, 404].contains(&response.status), "{}", response.status);

@@ -5,7 +5,6 @@
 //! exporter at a time can drain.
 
 use std::alloc::System;
-use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -15,36 +14,16 @@ use allocmeter_exporter::profile_proto;
 use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http::{checked_get, connect_small_window, parse_response};
 use allocmeter_test_support::watchdog::watchdog;
+use allocmeter_test_support::workers::many_call_sites;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
-
-/// Allocations from many distinct stacks (and so many call sites), kept, so
-/// that the heap profile is large.
-#[inline(never)]
-fn nest<const N: usize>(depth: usize, keep: &mut Vec<Vec<u8>>) {
-    if depth == 0 {
-        keep.push(black_box(vec![N as u8; 8192 + N]));
-    } else {
-        nest::<N>(depth - 1, keep);
-    }
-    black_box(&keep);
-}
 
 #[test]
 fn a_client_that_stops_reading_mid_profile_stalls_nobody() {
     let _dog = watchdog("stalled reader test", Duration::from_secs(120));
     let (_exporter, addr) = start_built(loopback().sample_rate(1024));
-    let mut keep = Vec::new();
-    macro_rules! each {
-        ($($n:literal)*) => {
-            for depth in 0..48 {
-                $(nest::<$n>(depth, &mut keep);)*
-            }
-        };
-    }
-    each!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
-          32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63);
+    let keep = many_call_sites();
     std::thread::sleep(Duration::from_millis(1500)); // the aggregator drains
     const SITES: &str = "/api/sites?top=1000";
     let pprof = checked_get(addr, "/debug/pprof/heap");

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use super::limits::{HEAD_TIMEOUT, LINGER, MAX_HEAD, MAX_LINGER_BYTES};
 use super::request::{Parsed, parse_head};
+use super::workers::Lane;
 
 /// Where a connection is.
 pub(super) enum ConnState {
@@ -39,6 +40,9 @@ pub(super) struct Conn {
     pub peer: SocketAddr,
     /// Set when it is done with: the I/O loop drops it.
     pub close: bool,
+    /// The lane its request was admitted into, once it was: which share of
+    /// the response budget its response counts against.
+    pub lane: Option<Lane>,
 }
 
 impl Conn {
@@ -52,6 +56,7 @@ impl Conn {
             accepted: now,
             peer,
             close: false,
+            lane: None,
         }
     }
 

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use super::conn::{Conn, ConnState};
 use super::limits::{
-    ACCEPTS_PER_TURN, MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, RENDER_TIMEOUT, WRITE_TIMEOUT,
+    ACCEPTS_PER_TURN, MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, RENDER_TIMEOUT,
+    SCRAPE_RESERVED_BYTES, WRITE_TIMEOUT,
 };
 use super::request::{Method, Parsed, Request};
 use super::response::Response;
@@ -170,11 +171,18 @@ impl<S: Service> IoLoop<S> {
             let Some(i) = self.conns.iter().position(|c| c.id == id) else {
                 continue; // evicted or timed out meanwhile
             };
-            let conn = &mut self.conns[i];
-            if let ConnState::Rendering = conn.state {
-                bytes.shrink_to_fit();
-                conn.start_writing(bytes, Instant::now() + WRITE_TIMEOUT);
+            if !matches!(self.conns[i].state, ConnState::Rendering) {
+                continue;
             }
+            let lane = self.conns[i].lane;
+            if self.room_for(lane) < bytes.len() {
+                // Rendered, but over its share of the budget: dropped now,
+                // so that what is held never exceeds the budget.
+                self.counters.busy.fetch_add(1, Ordering::Relaxed);
+                bytes = Response::error(503).into_bytes(false);
+            }
+            bytes.shrink_to_fit();
+            self.conns[i].start_writing(bytes, Instant::now() + WRITE_TIMEOUT);
         }
     }
 
@@ -213,7 +221,6 @@ impl<S: Service> IoLoop<S> {
     /// for the render), or the bytes of the answer to send at once (the
     /// service's, or 503 if the queue or the response buffer is full).
     fn dispatch(&mut self, i: usize, request: Request) -> Option<Vec<u8>> {
-        let buffered: usize = self.conns.iter().map(Conn::buffered).sum();
         let head_only = request.method == Method::Head;
         let peer = self.conns[i].peer;
         let admitted = catch_unwind(AssertUnwindSafe(|| self.service.admit(&request, peer)))
@@ -226,7 +233,7 @@ impl<S: Service> IoLoop<S> {
             });
         let lane = match admitted {
             Err(response) => return Some(response.into_bytes(head_only)),
-            Ok(_) if buffered >= MAX_BUFFERED_RESPONSE_BYTES => {
+            Ok(lane) if self.room_for(Some(lane)) == 0 => {
                 self.counters.busy.fetch_add(1, Ordering::Relaxed);
                 return Some(Response::error(503).into_bytes(head_only));
             }
@@ -244,6 +251,7 @@ impl<S: Service> IoLoop<S> {
             request,
         }) {
             Ok(()) => {
+                conn.lane = Some(lane);
                 conn.state = ConnState::Rendering;
                 conn.deadline = Instant::now() + RENDER_TIMEOUT;
                 None
@@ -252,6 +260,25 @@ impl<S: Service> IoLoop<S> {
                 self.counters.busy.fetch_add(1, Ordering::Relaxed);
                 Some(Response::error(503).into_bytes(head_only))
             }
+        }
+    }
+
+    /// Bytes a response of `lane` may still take: scrapes may fill the whole
+    /// [`MAX_BUFFERED_RESPONSE_BYTES`]; every other response shares what
+    /// [`SCRAPE_RESERVED_BYTES`] leaves of it with the others.
+    fn room_for(&self, lane: Option<Lane>) -> usize {
+        let held = |scrapes: bool| -> usize {
+            self.conns
+                .iter()
+                .filter(|c| (c.lane == Some(Lane::Scrape)) == scrapes)
+                .map(Conn::buffered)
+                .sum()
+        };
+        let others = held(false);
+        if lane == Some(Lane::Scrape) {
+            MAX_BUFFERED_RESPONSE_BYTES.saturating_sub(others + held(true))
+        } else {
+            (MAX_BUFFERED_RESPONSE_BYTES - SCRAPE_RESERVED_BYTES).saturating_sub(others)
         }
     }
 

@@ -13,6 +13,7 @@
 //! | [`QUEUE_PER_LANE`] | memory and waiting time of requests queued for a worker | 503 |
 //! | [`RENDER_TIMEOUT`] | sockets held for a response that does not come | closed |
 //! | [`MAX_BUFFERED_RESPONSE_BYTES`] | memory held for clients that read slowly, all together | 503 |
+//! | [`SCRAPE_RESERVED_BYTES`] | the scrapes' share of that memory, which no other response may use | 503 (for the others) |
 //! | [`WRITE_TIMEOUT`] | sockets and memory held by a client that stops reading | closed |
 //! | [`LINGER`] | time spent discarding what a client sends after its response | closed |
 //!
@@ -64,8 +65,16 @@ pub const LINGER: Duration = Duration::from_secs(1);
 pub(crate) const MAX_LINGER_BYTES: usize = 64 * 1024;
 
 /// The most bytes of responses held for clients, all connections together.
-/// While at it, new requests are answered 503.
+/// It holds at every moment: a request is answered 503 when its share is
+/// used up, and so is a rendered response that would not fit in it (the
+/// body is dropped at once).
 pub const MAX_BUFFERED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The part of [`MAX_BUFFERED_RESPONSE_BYTES`] that only scrapes
+/// (`/metrics`) may use: profiles, call sites and the page together hold at
+/// most the rest, so clients that stall on large reports cannot refuse a
+/// scrape.
+pub const SCRAPE_RESERVED_BYTES: usize = 8 * 1024 * 1024;
 
 /// How many requests each worker lane queues. Beyond it: 503.
 pub const QUEUE_PER_LANE: usize = 32;

@@ -8,16 +8,18 @@
 //!   size limits ([`MAX_HEAD`], [`MAX_REQUEST_LINE`]). At [`MAX_CONNECTIONS`]
 //!   open connections a new one evicts the oldest that is not being
 //!   answered, so idle connections cannot lock a client out.
-//! - Complete requests go to two worker threads: one renders the cheap
-//!   responses (`/metrics`, the JSON snapshot and history, the page), the
-//!   other the ones that symbolize (profiles, call sites, spikes), so a slow
-//!   profile never delays a scrape. Each lane queues at most
+//! - Complete requests go to three worker threads: one renders scrapes
+//!   (`/metrics`), one the other cheap responses (the JSON snapshot and
+//!   history, the page), the third the ones that symbolize (profiles, call
+//!   sites, spikes), so a slow profile never delays a scrape. Each lane queues at most
 //!   [`QUEUE_PER_LANE`] requests; beyond that the answer is 503. A panic
 //!   while rendering answers 500 and the worker goes on.
 //! - The I/O thread writes the responses, non-blocking: a client that stops
 //!   reading holds its socket until [`WRITE_TIMEOUT`], never a thread. The
 //!   bytes of responses waiting to be sent are capped
-//!   ([`MAX_BUFFERED_RESPONSE_BYTES`]; beyond it new requests get 503).
+//!   ([`MAX_BUFFERED_RESPONSE_BYTES`], checked when a request is admitted
+//!   and when its response is rendered; beyond it the answer is 503), and
+//!   [`SCRAPE_RESERVED_BYTES`] of it are the scrapes' alone.
 //! - Every response has `Content-Length` and `Connection: close`; after it
 //!   the server shuts its side down and discards what the client still
 //!   sends for at most [`LINGER`], so the client reads the whole response
@@ -46,6 +48,7 @@
 //! [`QUEUE_PER_LANE`]: limits::QUEUE_PER_LANE
 //! [`WRITE_TIMEOUT`]: limits::WRITE_TIMEOUT
 //! [`MAX_BUFFERED_RESPONSE_BYTES`]: limits::MAX_BUFFERED_RESPONSE_BYTES
+//! [`SCRAPE_RESERVED_BYTES`]: limits::SCRAPE_RESERVED_BYTES
 //! [`LINGER`]: limits::LINGER
 
 use std::io::{self, Write};
@@ -106,7 +109,7 @@ impl Drop for Handle {
     }
 }
 
-/// Starts the I/O thread and the two workers on `listener`.
+/// Starts the I/O thread and the three workers on `listener`.
 /// The server counts what it does into `counters` (see [`crate::health`]).
 pub(crate) fn start<S: Service>(
     listener: TcpListener,

@@ -163,8 +163,9 @@ impl Service for Endpoints {
         }
         match path {
             "/api/spikes" => Ok(Lane::Heavy),
-            "/metrics" | "/api/snapshot" | "/api/stats" | "/api/history" | "/" | "/index.html"
-            | "/app.js" | "/style.css" => Ok(Lane::Light),
+            "/metrics" => Ok(Lane::Scrape),
+            "/api/snapshot" | "/api/stats" | "/api/history" | "/" | "/index.html" | "/app.js"
+            | "/style.css" => Ok(Lane::Light),
             _ => Err(Response::error(404)),
         }
     }

@@ -1,6 +1,6 @@
 //! The workers and the seam between the transport and what it serves: the
-//! [`Service`] trait (decide on the I/O thread, render on a worker), the two
-//! [`Lane`]s, the [`Job`] handed to a worker and the [`Done`] response
+//! [`Service`] trait (decide on the I/O thread, render on a worker), the
+//! three [`Lane`]s, the [`Job`] handed to a worker and the [`Done`] response
 //! handed back, and the worker loop ([`work`]).
 //!
 //! A worker only renders and encodes: it never touches a socket or a
@@ -21,10 +21,15 @@ use super::request::{Method, Request};
 use super::response::Response;
 use crate::health::HttpCounters;
 
-/// Which worker renders a request.
+/// Which worker renders a request, and which share of the response budget
+/// its response may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lane {
-    /// Cheap, bounded responses: metrics, snapshot, history, the page.
+    /// Scrapes (`/metrics`): a worker of their own, and the whole response
+    /// budget, [`SCRAPE_RESERVED_BYTES`](super::limits::SCRAPE_RESERVED_BYTES)
+    /// of it theirs alone, so that no other client can delay or refuse one.
+    Scrape,
+    /// Cheap, bounded responses: snapshot, history, the page.
     Light,
     /// Responses that may symbolize (seconds, the first time): profiles,
     /// call sites, spikes.
@@ -66,6 +71,7 @@ pub(super) fn spawn<S: Service>(
 ) -> io::Result<Vec<(Lane, SyncSender<Job>)>> {
     let mut lanes = Vec::new();
     for (lane, name) in [
+        (Lane::Scrape, "allocmeter-http-scrape"),
         (Lane::Light, "allocmeter-http-worker"),
         (Lane::Heavy, "allocmeter-http-profiles"),
     ] {

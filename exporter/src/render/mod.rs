@@ -25,9 +25,11 @@ pub(crate) mod prometheus;
 pub(crate) mod sites;
 pub(crate) mod spikes;
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::aggregate::{Aggregator, TableFigures};
 use crate::health::HttpCounters;
@@ -46,6 +48,9 @@ const SYMBOL_CACHE_ENTRIES: usize = 64 * 1024;
 pub(crate) struct Renderer {
     aggregator: Arc<Aggregator>,
     symbolizer: Mutex<Symbolizer>,
+    /// The symbolizer's bytes as of its last use, so that a scrape reads
+    /// them without waiting for a render that holds the symbolizer.
+    symbol_bytes: AtomicUsize,
     http: Arc<HttpCounters>,
     /// How many top sites get Prometheus series (0 = none).
     site_metrics: usize,
@@ -58,6 +63,7 @@ impl Renderer {
         Renderer {
             aggregator,
             symbolizer: Mutex::new(Symbolizer::new(SYMBOL_CACHE_ENTRIES)),
+            symbol_bytes: AtomicUsize::new(0),
             http,
             site_metrics: site_metrics.min(MAX_SITE_METRICS),
         }
@@ -68,10 +74,18 @@ impl Renderer {
         &self.aggregator
     }
 
+    /// The symbolizer, locked; its bytes are noted when the lock is released.
+    fn symbolizer(&self) -> SymbolizerGuard<'_> {
+        SymbolizerGuard {
+            symbolizer: self.symbolizer.lock(),
+            bytes: &self.symbol_bytes,
+        }
+    }
+
     /// Runs `f` with the symbolizer (its lock held meanwhile; no other lock
     /// is taken while it is held).
     pub fn with_symbolizer<R>(&self, f: impl FnOnce(&mut Symbolizer) -> R) -> R {
-        f(&mut self.symbolizer.lock())
+        f(&mut self.symbolizer())
     }
 
     /// Runs `f` (a render) accounted as the exporter's own allocation.
@@ -98,10 +112,10 @@ impl Renderer {
     }
 
     /// Bytes the exporter itself holds: the aggregator's (site table,
-    /// history, spike records) and the symbol cache.
+    /// history, spike records) and the symbol cache (as of its last use: a
+    /// scrape never waits for a render to release it).
     pub fn own_bytes(&self) -> usize {
-        let symbols = self.symbolizer.lock().approximate_bytes();
-        self.aggregator.own_bytes() + symbols
+        self.aggregator.own_bytes() + self.symbol_bytes.load(Ordering::Relaxed)
     }
 
     /// The most [`Renderer::own_bytes`] can come to with `slots_used` thread
@@ -120,7 +134,7 @@ impl Renderer {
     pub fn sites(&self) -> Vec<Site> {
         let _quiet = allocmeter::profile::suspend_sampling();
         let raw = self.aggregator.sites_now();
-        sites::merge_sites(&raw, &mut self.symbolizer.lock())
+        sites::merge_sites(&raw, &mut self.symbolizer())
     }
 
     /// The `n` sites with the largest `by`, symbolized; stacks that read the
@@ -129,7 +143,7 @@ impl Renderer {
         self.account(|| {
             let _quiet = allocmeter::profile::suspend_sampling();
             let sites = self.sites();
-            let mut symbolizer = self.symbolizer.lock();
+            let mut symbolizer = self.symbolizer();
             let top = sites::top(sites::merge_same_frames(sites, &mut symbolizer), n, by);
             sites::site_reports(&top, &mut symbolizer)
         })
@@ -141,11 +155,39 @@ impl Renderer {
         self.account(|| {
             let _quiet = allocmeter::profile::suspend_sampling();
             let records = self.aggregator.spike_records();
-            let mut symbolizer = self.symbolizer.lock();
+            let mut symbolizer = self.symbolizer();
             records
                 .iter()
                 .map(|r| spikes::spike_report(r, &mut symbolizer))
                 .collect()
         })
+    }
+}
+
+/// The locked symbolizer; notes its bytes in [`Renderer`]'s
+/// `symbol_bytes` when released.
+struct SymbolizerGuard<'a> {
+    symbolizer: MutexGuard<'a, Symbolizer>,
+    bytes: &'a AtomicUsize,
+}
+
+impl Deref for SymbolizerGuard<'_> {
+    type Target = Symbolizer;
+
+    fn deref(&self) -> &Symbolizer {
+        &self.symbolizer
+    }
+}
+
+impl DerefMut for SymbolizerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Symbolizer {
+        &mut self.symbolizer
+    }
+}
+
+impl Drop for SymbolizerGuard<'_> {
+    fn drop(&mut self) {
+        self.bytes
+            .store(self.symbolizer.approximate_bytes(), Ordering::Relaxed);
     }
 }
