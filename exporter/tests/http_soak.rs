@@ -101,8 +101,8 @@ fn ten_thousand_requests_leave_threads_and_memory_flat_and_shutdown_leaves_no_th
             .iter()
             .filter(|n| n.starts_with("allocmeter-http"))
             .count(),
-        3,
-        "the I/O thread and two workers: {names:?}"
+        4,
+        "the I/O thread and three workers (scrapes, cheap responses, profiles): {names:?}"
     );
     let t = Instant::now();
     exporter.shutdown();
