@@ -102,12 +102,29 @@ pub(crate) fn merge_sites(raw: &[RawSite], symbolizer: &mut Symbolizer) -> Vec<S
 }
 
 /// Merges the sites whose stacks symbolize to the same frames (function,
-/// file and line of every frame), for the reports a person reads: a call
-/// made from two instructions of one line (a runtime's worker loop and a
-/// task, a macro, an unrolled loop) is one site there, with its estimates
-/// summed. Each merged site keeps the stack of the first of its parts.
+/// file and line of every frame, address by address), for the reports a
+/// person reads: a call made from two instructions of one line (a runtime's
+/// worker loop and a task, a macro, an unrolled loop) is one site there,
+/// with its estimates summed. Each merged site keeps the stack of the first
+/// of its parts.
+///
+/// Each distinct address is symbolized once per call and its frames
+/// interned, so a stack's key is a short list of numbers, not a copy of
+/// its frames.
 pub(crate) fn merge_same_frames(sites: Vec<Site>, symbolizer: &mut Symbolizer) -> Vec<Site> {
-    merge_by(sites, |site| frames_of(&site.stack, symbolizer))
+    let mut ids: HashMap<Vec<Frame>, u32> = HashMap::new();
+    let mut id_of: HashMap<u64, u32> = HashMap::new();
+    merge_by(sites, |site| {
+        site.stack
+            .iter()
+            .map(|&address| {
+                *id_of.entry(address).or_insert_with(|| {
+                    let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+                    *ids.entry(frames_of(&[address], symbolizer)).or_insert(next)
+                })
+            })
+            .collect::<Vec<u32>>()
+    })
 }
 
 /// Adds up the sites whose `key` is equal, in the order first seen.
