@@ -19,12 +19,15 @@
 //!
 //! The server's internal limits live here too, crate-private:
 //! `MAX_LINGER_BYTES` (bytes discarded after a response), `ACCEPTS_PER_TURN`
-//! (connections a flood gets accepted before the open ones are served) and
-//! `LISTEN_BACKLOG` (connections the kernel queues in a burst).
+//! (connections a flood gets accepted before the open ones are served),
+//! `LISTEN_BACKLOG` (connections the kernel queues in a burst),
+//! `FIRST_RESPONSE_RESERVE` and `REMEMBERED_SIZES` (what a request reserves
+//! of the response budget before it is rendered).
 //!
 //! This module holds constants only. The decoder (`request.rs`) enforces the
-//! head limits, the connection (`conn.rs`) the linger limits, and the I/O
-//! loop (`io_loop.rs`) the rest; none of them defines a limit of its own.
+//! head limits, the connection (`conn.rs`) the linger limits, `budget.rs`
+//! the response budget's arithmetic, and the I/O loop (`io_loop.rs`) the
+//! rest; none of them defines a limit of its own.
 
 use std::time::Duration;
 
@@ -65,9 +68,12 @@ pub const LINGER: Duration = Duration::from_secs(1);
 pub(crate) const MAX_LINGER_BYTES: usize = 64 * 1024;
 
 /// The most bytes of responses held for clients, all connections together.
-/// It holds at every moment: a request is answered 503 when its share is
-/// used up, and so is a rendered response that would not fit in it (the
-/// body is dropped at once).
+/// It holds at every moment. A request counts against it from the moment it
+/// is admitted: it reserves the size of the last response to the same
+/// target, and is answered 503, before anything is rendered, if that does
+/// not fit; once rendered, its response's bytes take the reservation's
+/// place, and a response that grew past what is left is dropped and
+/// answered 503.
 pub const MAX_BUFFERED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The part of [`MAX_BUFFERED_RESPONSE_BYTES`] that only scrapes
@@ -75,6 +81,14 @@ pub const MAX_BUFFERED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// most the rest, so clients that stall on large reports cannot refuse a
 /// scrape.
 pub const SCRAPE_RESERVED_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a request reserves of the response budget when no response to its
+/// path has been rendered yet.
+pub(crate) const FIRST_RESPONSE_RESERVE: usize = 1024 * 1024;
+
+/// How many request targets (path and query) the server remembers the last
+/// response size of, to reserve that much of the budget for the next one.
+pub(crate) const REMEMBERED_SIZES: usize = 64;
 
 /// How many requests each worker lane queues. Beyond it: 503.
 pub const QUEUE_PER_LANE: usize = 32;

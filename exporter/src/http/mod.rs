@@ -17,9 +17,11 @@
 //! - The I/O thread writes the responses, non-blocking: a client that stops
 //!   reading holds its socket until [`WRITE_TIMEOUT`], never a thread. The
 //!   bytes of responses waiting to be sent are capped
-//!   ([`MAX_BUFFERED_RESPONSE_BYTES`], checked when a request is admitted
-//!   and when its response is rendered; beyond it the answer is 503), and
-//!   [`SCRAPE_RESERVED_BYTES`] of it are the scrapes' alone.
+//!   ([`MAX_BUFFERED_RESPONSE_BYTES`]), and [`SCRAPE_RESERVED_BYTES`] of it
+//!   are the scrapes' alone: an admitted request reserves the size of the
+//!   last response to its target, and is answered 503 before it is
+//!   rendered if that does not fit. A rendered body is sent as it was
+//!   built, never copied behind its head.
 //! - Every response has `Content-Length` and `Connection: close`; after it
 //!   the server shuts its side down and discards what the client still
 //!   sends for at most [`LINGER`], so the client reads the whole response
@@ -37,6 +39,7 @@
 //! | `io_loop.rs` | the I/O thread: poll, accept, expire, evict, dispatch to the lanes |
 //! | `workers.rs` | the [`Service`] trait, the [`Lane`]s, and the workers that render |
 //! | `conn.rs` | one connection: its state, deadline, reads and writes |
+//! | `budget.rs` | the response budget: what a lane may still take, what a request reserves |
 //! | `request.rs` | the decoder: a [`Request`] from the bytes of its head |
 //! | `response.rs` | the encoder: a [`Response`] to bytes |
 //! | `limits.rs` | every limit above, public as [`crate::limits`] |
@@ -62,6 +65,7 @@ use std::thread::JoinHandle;
 
 use crate::health::HttpCounters;
 
+mod budget;
 mod conn;
 mod io_loop;
 pub mod limits;
