@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use super::budget::{self, Sizes};
 use super::conn::{Conn, ConnState};
-use super::limits::{ACCEPTS_PER_TURN, MAX_CONNECTIONS, RENDER_TIMEOUT, WRITE_TIMEOUT};
+use super::limits::{
+    ACCEPTS_PER_TURN, MAX_CONNECTIONS, RENDER_TIMEOUT, SCRAPE_RESERVED_CONNECTIONS, WRITE_TIMEOUT,
+};
 use super::request::{Method, Parsed, Request};
 use super::response::Response;
 use super::workers::{Done, Job, Lane, Service};
@@ -236,7 +238,8 @@ impl<S: Service> IoLoop<S> {
     /// queues it in its lane with a reservation of the response budget:
     /// `None` once queued (the connection then waits for the render), or
     /// the bytes of the answer to send at once (the service's, or 503 if the
-    /// queue is full or the reservation does not fit in the budget).
+    /// queue is full, the reservation does not fit in the budget, or, but
+    /// for a scrape, the connections other requests may keep busy are).
     fn dispatch(&mut self, i: usize, request: Request) -> Option<Vec<u8>> {
         let head_only = request.method == Method::Head;
         let peer = self.conns[i].peer;
@@ -254,7 +257,9 @@ impl<S: Service> IoLoop<S> {
         };
         let reservation = self.sizes.reserve(&request);
         let room = self.room_for(Some(lane));
-        if room == 0 || room < reservation.bytes {
+        let connections_left = lane == Lane::Scrape
+            || self.busy_for_others() < MAX_CONNECTIONS - SCRAPE_RESERVED_CONNECTIONS;
+        if room == 0 || room < reservation.bytes || !connections_left {
             self.counters.busy.fetch_add(1, Ordering::Relaxed);
             return Some(Response::error(503).into_bytes(head_only));
         }
@@ -293,6 +298,16 @@ impl<S: Service> IoLoop<S> {
                 .sum()
         };
         budget::room(lane, held(true), held(false))
+    }
+
+    /// Connections being rendered or written for requests other than
+    /// scrapes: those that eviction closes last.
+    fn busy_for_others(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| c.lane != Some(Lane::Scrape))
+            .filter(|c| matches!(c.state, ConnState::Rendering(_) | ConnState::Writing { .. }))
+            .count()
     }
 
     /// Closes connections past their deadline; a head that took too long

@@ -10,6 +10,7 @@
 //! | [`MAX_HEADERS`] | parsing time spent on one head | 431 |
 //! | [`HEAD_TIMEOUT`] | sockets held by clients that send a head slowly or never | 408, closed |
 //! | [`MAX_CONNECTIONS`] | sockets and per-connection memory, all clients together | the oldest connection not waiting for a render is closed |
+//! | [`SCRAPE_RESERVED_CONNECTIONS`] | the scrapes' share of those connections, which other requests may not keep busy | 503 (for the others) |
 //! | [`QUEUE_PER_LANE`] | memory and waiting time of requests queued for a worker | 503 |
 //! | [`RENDER_TIMEOUT`] | sockets held for a response that does not come | closed |
 //! | [`MAX_BUFFERED_RESPONSE_BYTES`] | memory held for clients that read slowly, all together | 503 |
@@ -89,6 +90,21 @@ pub(crate) const FIRST_RESPONSE_RESERVE: usize = 1024 * 1024;
 /// How many request targets (path and query) the server remembers the last
 /// response size of, to reserve that much of the budget for the next one.
 pub(crate) const REMEMBERED_SIZES: usize = 64;
+
+/// The part of [`MAX_CONNECTIONS`] that only scrapes may keep busy: once
+/// `MAX_CONNECTIONS - SCRAPE_RESERVED_CONNECTIONS` connections are being
+/// rendered or written for requests other than `/metrics`, every other
+/// request is answered 503 at once (a short answer, which leaves its
+/// connection among the first to be closed), and `/metrics` is still
+/// served. So a new connection always finds the oldest of at least this
+/// many idle or finished ones to close, and a scrape's connection, accepted
+/// in a burst of others, has its request read before the burst could close
+/// it (the reserve is at least the connections accepted per turn of the I/O
+/// loop).
+pub const SCRAPE_RESERVED_CONNECTIONS: usize = 64;
+
+const _: () = assert!(SCRAPE_RESERVED_CONNECTIONS >= ACCEPTS_PER_TURN);
+const _: () = assert!(SCRAPE_RESERVED_CONNECTIONS < MAX_CONNECTIONS);
 
 /// How many requests each worker lane queues. Beyond it: 503.
 pub const QUEUE_PER_LANE: usize = 32;
