@@ -8,10 +8,11 @@
 //! routes: deciding what to answer, admitting into a lane, expiring and
 //! evicting are the I/O loop's (`io_loop.rs`).
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Instant;
 
+use super::budget::Reservation;
 use super::limits::{HEAD_TIMEOUT, LINGER, MAX_HEAD, MAX_LINGER_BYTES};
 use super::request::{Parsed, parse_head};
 use super::workers::Lane;
@@ -20,10 +21,16 @@ use super::workers::Lane;
 pub(super) enum ConnState {
     /// Reading the request head.
     Reading { buf: Vec<u8> },
-    /// Waiting for a worker's response.
-    Rendering,
-    /// Sending the response.
-    Writing { out: Vec<u8>, sent: usize },
+    /// Waiting for a worker's response, holding a reservation of the
+    /// response budget.
+    Rendering(Reservation),
+    /// Sending the response: its head, then its body (kept apart so that a
+    /// rendered body is sent without being copied).
+    Writing {
+        head: Vec<u8>,
+        body: Vec<u8>,
+        sent: usize,
+    },
     /// Response sent and our side shut down; discarding what comes in.
     Lingering { discarded: usize },
 }
@@ -66,14 +73,17 @@ impl Conn {
             ConnState::Lingering { .. } => 0,
             ConnState::Reading { .. } => 1,
             ConnState::Writing { .. } => 2,
-            ConnState::Rendering => 3,
+            ConnState::Rendering(_) => 3,
         }
     }
 
-    /// Bytes of response held for this connection.
+    /// Bytes of the response budget this connection holds: its
+    /// reservation while rendered, its response while written (all of it,
+    /// until the connection lets it go).
     pub fn buffered(&self) -> usize {
         match &self.state {
-            ConnState::Writing { out, .. } => out.len(),
+            ConnState::Rendering(reservation) => reservation.bytes,
+            ConnState::Writing { head, body, .. } => head.len() + body.len(),
             _ => 0,
         }
     }
@@ -113,10 +123,14 @@ impl Conn {
         }
     }
 
-    /// Starts sending `out`, to be sent by `deadline`, and sends what the
-    /// socket takes now.
-    pub fn start_writing(&mut self, out: Vec<u8>, deadline: Instant) {
-        self.state = ConnState::Writing { out, sent: 0 };
+    /// Starts sending `head` and then `body`, to be sent by `deadline`,
+    /// and sends what the socket takes now.
+    pub fn start_writing(&mut self, head: Vec<u8>, body: Vec<u8>, deadline: Instant) {
+        self.state = ConnState::Writing {
+            head,
+            body,
+            sent: 0,
+        };
         self.deadline = deadline;
         self.write_some();
     }
@@ -124,11 +138,17 @@ impl Conn {
     /// Writes what the socket takes now; once all is written, shuts our side
     /// down and lingers.
     pub fn write_some(&mut self) {
-        let ConnState::Writing { out, sent } = &mut self.state else {
+        let ConnState::Writing { head, body, sent } = &mut self.state else {
             return;
         };
-        while *sent < out.len() {
-            match self.stream.write(&out[*sent..]) {
+        while *sent < head.len() + body.len() {
+            let written = if *sent < head.len() {
+                let parts = [IoSlice::new(&head[*sent..]), IoSlice::new(body)];
+                self.stream.write_vectored(&parts)
+            } else {
+                self.stream.write(&body[*sent - head.len()..])
+            };
+            match written {
                 Ok(0) => {
                     self.close = true;
                     return;

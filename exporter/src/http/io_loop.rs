@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
+use super::budget::{self, Sizes};
 use super::conn::{Conn, ConnState};
 use super::limits::{
-    ACCEPTS_PER_TURN, MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, RENDER_TIMEOUT,
-    SCRAPE_RESERVED_BYTES, WRITE_TIMEOUT,
+    ACCEPTS_PER_TURN, MAX_CONNECTIONS, RENDER_TIMEOUT, SCRAPE_RESERVED_CONNECTIONS, WRITE_TIMEOUT,
 };
 use super::request::{Method, Parsed, Request};
 use super::response::Response;
@@ -45,6 +45,8 @@ pub(super) struct IoLoop<S> {
     conns: Vec<Conn>,
     next_id: u64,
     accept_paused_until: Option<Instant>,
+    /// The last response sizes, which admitted requests reserve.
+    sizes: Sizes,
     counters: Arc<HttpCounters>,
 }
 
@@ -71,6 +73,7 @@ impl<S: Service> IoLoop<S> {
             conns: Vec::new(),
             next_id: 0,
             accept_paused_until: None,
+            sizes: Sizes::default(),
             counters,
         }
     }
@@ -147,7 +150,7 @@ impl<S: Service> IoLoop<S> {
                     (conn.stream.as_raw_fd(), libc::POLLIN)
                 }
                 ConnState::Writing { .. } => (conn.stream.as_raw_fd(), libc::POLLOUT),
-                ConnState::Rendering => (-1, 0),
+                ConnState::Rendering(_) => (-1, 0),
             };
             fds.push(pollfd(fd, events));
             wait = wait.min(conn.deadline.saturating_duration_since(now));
@@ -165,24 +168,39 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    /// Moves rendered responses to their connections (if still open).
+    /// Moves rendered responses to their connections (if still open), each
+    /// in place of its reservation, and remembers their sizes.
     fn collect_done(&mut self) {
-        while let Ok(Done { id, mut bytes }) = self.done.try_recv() {
+        while let Ok(Done {
+            id,
+            mut head,
+            mut body,
+        }) = self.done.try_recv()
+        {
             let Some(i) = self.conns.iter().position(|c| c.id == id) else {
                 continue; // evicted or timed out meanwhile
             };
-            if !matches!(self.conns[i].state, ConnState::Rendering) {
+            let ConnState::Rendering(reservation) = &mut self.conns[i].state else {
                 continue;
+            };
+            let reserved = reservation.bytes;
+            let target = reservation.target.take();
+            let bytes = head.len() + body.len();
+            if let Some(target) = target {
+                self.sizes.remember(target, bytes);
             }
-            let lane = self.conns[i].lane;
-            if self.room_for(lane) < bytes.len() {
-                // Rendered, but over its share of the budget: dropped now,
-                // so that what is held never exceeds the budget.
+            // The reservation is counted in what is held; the response
+            // takes its place.
+            let room = self.room_for(self.conns[i].lane) + reserved;
+            if room < bytes {
+                // Grew past its reservation and over its share of the
+                // budget: dropped now, so that what is held never exceeds
+                // the budget.
                 self.counters.busy.fetch_add(1, Ordering::Relaxed);
-                bytes = Response::error(503).into_bytes(false);
+                (head, body) = Response::error(503).into_parts(false);
             }
-            bytes.shrink_to_fit();
-            self.conns[i].start_writing(bytes, Instant::now() + WRITE_TIMEOUT);
+            body.shrink_to_fit();
+            self.conns[i].start_writing(head, body, Instant::now() + WRITE_TIMEOUT);
         }
     }
 
@@ -195,7 +213,7 @@ impl<S: Service> IoLoop<S> {
             ConnState::Lingering { .. } => conn.discard(),
             // Only an error or hang-up is reported for these; the response
             // will find the connection closed or be dropped at its deadline.
-            ConnState::Rendering => {}
+            ConnState::Rendering(_) => {}
         }
     }
 
@@ -213,13 +231,15 @@ impl<S: Service> IoLoop<S> {
                 None => return, // queued: the worker's response comes later
             },
         };
-        self.conns[i].start_writing(response, Instant::now() + WRITE_TIMEOUT);
+        self.conns[i].start_writing(response, Vec::new(), Instant::now() + WRITE_TIMEOUT);
     }
 
     /// Asks the service what to do with connection `i`'s request, and
-    /// queues it in its lane: `None` once queued (the connection then waits
-    /// for the render), or the bytes of the answer to send at once (the
-    /// service's, or 503 if the queue or the response buffer is full).
+    /// queues it in its lane with a reservation of the response budget:
+    /// `None` once queued (the connection then waits for the render), or
+    /// the bytes of the answer to send at once (the service's, or 503 if the
+    /// queue is full, the reservation does not fit in the budget, or, but
+    /// for a scrape, the connections other requests may keep busy are).
     fn dispatch(&mut self, i: usize, request: Request) -> Option<Vec<u8>> {
         let head_only = request.method == Method::Head;
         let peer = self.conns[i].peer;
@@ -233,12 +253,16 @@ impl<S: Service> IoLoop<S> {
             });
         let lane = match admitted {
             Err(response) => return Some(response.into_bytes(head_only)),
-            Ok(lane) if self.room_for(Some(lane)) == 0 => {
-                self.counters.busy.fetch_add(1, Ordering::Relaxed);
-                return Some(Response::error(503).into_bytes(head_only));
-            }
             Ok(lane) => lane,
         };
+        let reservation = self.sizes.reserve(&request);
+        let room = self.room_for(Some(lane));
+        let connections_left = lane == Lane::Scrape
+            || self.busy_for_others() < MAX_CONNECTIONS - SCRAPE_RESERVED_CONNECTIONS;
+        if room == 0 || room < reservation.bytes || !connections_left {
+            self.counters.busy.fetch_add(1, Ordering::Relaxed);
+            return Some(Response::error(503).into_bytes(head_only));
+        }
         let queue = &self
             .lanes
             .iter()
@@ -252,7 +276,7 @@ impl<S: Service> IoLoop<S> {
         }) {
             Ok(()) => {
                 conn.lane = Some(lane);
-                conn.state = ConnState::Rendering;
+                conn.state = ConnState::Rendering(reservation);
                 conn.deadline = Instant::now() + RENDER_TIMEOUT;
                 None
             }
@@ -263,9 +287,8 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    /// Bytes a response of `lane` may still take: scrapes may fill the whole
-    /// [`MAX_BUFFERED_RESPONSE_BYTES`]; every other response shares what
-    /// [`SCRAPE_RESERVED_BYTES`] leaves of it with the others.
+    /// Bytes a response of `lane` may still take, from what the
+    /// connections hold and have reserved (see `budget.rs`).
     fn room_for(&self, lane: Option<Lane>) -> usize {
         let held = |scrapes: bool| -> usize {
             self.conns
@@ -274,12 +297,17 @@ impl<S: Service> IoLoop<S> {
                 .map(Conn::buffered)
                 .sum()
         };
-        let others = held(false);
-        if lane == Some(Lane::Scrape) {
-            MAX_BUFFERED_RESPONSE_BYTES.saturating_sub(others + held(true))
-        } else {
-            (MAX_BUFFERED_RESPONSE_BYTES - SCRAPE_RESERVED_BYTES).saturating_sub(others)
-        }
+        budget::room(lane, held(true), held(false))
+    }
+
+    /// Connections being rendered or written for requests other than
+    /// scrapes: those that eviction closes last.
+    fn busy_for_others(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| c.lane != Some(Lane::Scrape))
+            .filter(|c| matches!(c.state, ConnState::Rendering(_) | ConnState::Writing { .. }))
+            .count()
     }
 
     /// Closes connections past their deadline; a head that took too long
@@ -294,8 +322,8 @@ impl<S: Service> IoLoop<S> {
                     self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
                     // A short grace: the 408 is small and a client that
                     // does not read it loses nothing.
-                    let out = Response::error(408).into_bytes(false);
-                    conn.start_writing(out, now + Duration::from_secs(1));
+                    let (head, body) = Response::error(408).into_parts(false);
+                    conn.start_writing(head, body, now + Duration::from_secs(1));
                 }
                 _ => conn.close = true,
             }

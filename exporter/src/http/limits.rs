@@ -10,6 +10,7 @@
 //! | [`MAX_HEADERS`] | parsing time spent on one head | 431 |
 //! | [`HEAD_TIMEOUT`] | sockets held by clients that send a head slowly or never | 408, closed |
 //! | [`MAX_CONNECTIONS`] | sockets and per-connection memory, all clients together | the oldest connection not waiting for a render is closed |
+//! | [`SCRAPE_RESERVED_CONNECTIONS`] | the scrapes' share of those connections, which other requests may not keep busy | 503 (for the others) |
 //! | [`QUEUE_PER_LANE`] | memory and waiting time of requests queued for a worker | 503 |
 //! | [`RENDER_TIMEOUT`] | sockets held for a response that does not come | closed |
 //! | [`MAX_BUFFERED_RESPONSE_BYTES`] | memory held for clients that read slowly, all together | 503 |
@@ -19,12 +20,15 @@
 //!
 //! The server's internal limits live here too, crate-private:
 //! `MAX_LINGER_BYTES` (bytes discarded after a response), `ACCEPTS_PER_TURN`
-//! (connections a flood gets accepted before the open ones are served) and
-//! `LISTEN_BACKLOG` (connections the kernel queues in a burst).
+//! (connections a flood gets accepted before the open ones are served),
+//! `LISTEN_BACKLOG` (connections the kernel queues in a burst),
+//! `FIRST_RESPONSE_RESERVE` and `REMEMBERED_SIZES` (what a request reserves
+//! of the response budget before it is rendered).
 //!
 //! This module holds constants only. The decoder (`request.rs`) enforces the
-//! head limits, the connection (`conn.rs`) the linger limits, and the I/O
-//! loop (`io_loop.rs`) the rest; none of them defines a limit of its own.
+//! head limits, the connection (`conn.rs`) the linger limits, `budget.rs`
+//! the response budget's arithmetic, and the I/O loop (`io_loop.rs`) the
+//! rest; none of them defines a limit of its own.
 
 use std::time::Duration;
 
@@ -65,9 +69,12 @@ pub const LINGER: Duration = Duration::from_secs(1);
 pub(crate) const MAX_LINGER_BYTES: usize = 64 * 1024;
 
 /// The most bytes of responses held for clients, all connections together.
-/// It holds at every moment: a request is answered 503 when its share is
-/// used up, and so is a rendered response that would not fit in it (the
-/// body is dropped at once).
+/// It holds at every moment. A request counts against it from the moment it
+/// is admitted: it reserves the size of the last response to the same
+/// target, and is answered 503, before anything is rendered, if that does
+/// not fit; once rendered, its response's bytes take the reservation's
+/// place, and a response that grew past what is left is dropped and
+/// answered 503.
 pub const MAX_BUFFERED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The part of [`MAX_BUFFERED_RESPONSE_BYTES`] that only scrapes
@@ -75,6 +82,29 @@ pub const MAX_BUFFERED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// most the rest, so clients that stall on large reports cannot refuse a
 /// scrape.
 pub const SCRAPE_RESERVED_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a request reserves of the response budget when no response to its
+/// path has been rendered yet.
+pub(crate) const FIRST_RESPONSE_RESERVE: usize = 1024 * 1024;
+
+/// How many request targets (path and query) the server remembers the last
+/// response size of, to reserve that much of the budget for the next one.
+pub(crate) const REMEMBERED_SIZES: usize = 64;
+
+/// The part of [`MAX_CONNECTIONS`] that only scrapes may keep busy: once
+/// `MAX_CONNECTIONS - SCRAPE_RESERVED_CONNECTIONS` connections are being
+/// rendered or written for requests other than `/metrics`, every other
+/// request is answered 503 at once (a short answer, which leaves its
+/// connection among the first to be closed), and `/metrics` is still
+/// served. So a new connection always finds the oldest of at least this
+/// many idle or finished ones to close, and a scrape's connection, accepted
+/// in a burst of others, has its request read before the burst could close
+/// it (the reserve is at least the connections accepted per turn of the I/O
+/// loop).
+pub const SCRAPE_RESERVED_CONNECTIONS: usize = 64;
+
+const _: () = assert!(SCRAPE_RESERVED_CONNECTIONS >= ACCEPTS_PER_TURN);
+const _: () = assert!(SCRAPE_RESERVED_CONNECTIONS < MAX_CONNECTIONS);
 
 /// How many requests each worker lane queues. Beyond it: 503.
 pub const QUEUE_PER_LANE: usize = 32;

@@ -7,7 +7,9 @@
 //!   them at once, non-blocking, each with a deadline ([`HEAD_TIMEOUT`]) and
 //!   size limits ([`MAX_HEAD`], [`MAX_REQUEST_LINE`]). At [`MAX_CONNECTIONS`]
 //!   open connections a new one evicts the oldest that is not being
-//!   answered, so idle connections cannot lock a client out.
+//!   answered, so idle connections cannot lock a client out; other clients
+//!   may keep all but [`SCRAPE_RESERVED_CONNECTIONS`] of them busy, so a
+//!   scrape always finds one.
 //! - Complete requests go to three worker threads: one renders scrapes
 //!   (`/metrics`), one the other cheap responses (the JSON snapshot and
 //!   history, the page), the third the ones that symbolize (profiles, call
@@ -17,9 +19,11 @@
 //! - The I/O thread writes the responses, non-blocking: a client that stops
 //!   reading holds its socket until [`WRITE_TIMEOUT`], never a thread. The
 //!   bytes of responses waiting to be sent are capped
-//!   ([`MAX_BUFFERED_RESPONSE_BYTES`], checked when a request is admitted
-//!   and when its response is rendered; beyond it the answer is 503), and
-//!   [`SCRAPE_RESERVED_BYTES`] of it are the scrapes' alone.
+//!   ([`MAX_BUFFERED_RESPONSE_BYTES`]), and [`SCRAPE_RESERVED_BYTES`] of it
+//!   are the scrapes' alone: an admitted request reserves the size of the
+//!   last response to its target, and is answered 503 before it is
+//!   rendered if that does not fit. A rendered body is sent as it was
+//!   built, never copied behind its head.
 //! - Every response has `Content-Length` and `Connection: close`; after it
 //!   the server shuts its side down and discards what the client still
 //!   sends for at most [`LINGER`], so the client reads the whole response
@@ -37,6 +41,7 @@
 //! | `io_loop.rs` | the I/O thread: poll, accept, expire, evict, dispatch to the lanes |
 //! | `workers.rs` | the [`Service`] trait, the [`Lane`]s, and the workers that render |
 //! | `conn.rs` | one connection: its state, deadline, reads and writes |
+//! | `budget.rs` | the response budget: what a lane may still take, what a request reserves |
 //! | `request.rs` | the decoder: a [`Request`] from the bytes of its head |
 //! | `response.rs` | the encoder: a [`Response`] to bytes |
 //! | `limits.rs` | every limit above, public as [`crate::limits`] |
@@ -45,6 +50,7 @@
 //! [`MAX_HEAD`]: limits::MAX_HEAD
 //! [`MAX_REQUEST_LINE`]: limits::MAX_REQUEST_LINE
 //! [`MAX_CONNECTIONS`]: limits::MAX_CONNECTIONS
+//! [`SCRAPE_RESERVED_CONNECTIONS`]: limits::SCRAPE_RESERVED_CONNECTIONS
 //! [`QUEUE_PER_LANE`]: limits::QUEUE_PER_LANE
 //! [`WRITE_TIMEOUT`]: limits::WRITE_TIMEOUT
 //! [`MAX_BUFFERED_RESPONSE_BYTES`]: limits::MAX_BUFFERED_RESPONSE_BYTES
@@ -62,6 +68,7 @@ use std::thread::JoinHandle;
 
 use crate::health::HttpCounters;
 
+mod budget;
 mod conn;
 mod io_loop;
 pub mod limits;
@@ -156,7 +163,7 @@ mod tests {
     use std::net::{SocketAddr, TcpStream};
     use std::time::{Duration, Instant};
 
-    use super::limits::{MAX_BUFFERED_RESPONSE_BYTES, QUEUE_PER_LANE};
+    use super::limits::{MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS, QUEUE_PER_LANE};
 
     /// Serves `/ok`, panics on `/panic`, 404 otherwise.
     struct Panicky;
@@ -345,6 +352,112 @@ mod tests {
             reply.starts_with("HTTP/1.1 200 "),
             "{}",
             &reply[..40.min(reply.len())]
+        );
+        handle.stop();
+    }
+
+    /// `/metrics` on the scrapes' lane, a few bytes; anything else a 64 KiB
+    /// page on the light lane.
+    struct Page;
+
+    impl Service for Page {
+        fn admit(&self, request: &Request, _: SocketAddr) -> Result<Lane, Response> {
+            Ok(if request.path == "/metrics" {
+                Lane::Scrape
+            } else {
+                Lane::Light
+            })
+        }
+
+        fn render(&self, request: &Request) -> Response {
+            if request.path == "/metrics" {
+                return Response::ok("text/plain", b"up 1\n".to_vec());
+            }
+            Response::ok("text/html", vec![b'x'; 64 << 10])
+        }
+    }
+
+    #[test]
+    fn more_stalled_clients_than_connections_cannot_lock_out_a_scrape() {
+        use allocmeter_test_support::http::connect_small_window;
+        use allocmeter_test_support::process::raise_fd_limit;
+        assert!(raise_fd_limit() >= 2000, "needs ~1,200 descriptors");
+        // Small send buffers (accepted sockets inherit the listener's), as
+        // on a host short of socket memory: a client that reads nothing
+        // then holds its connection in writing with a 64 KiB page.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let size: libc::c_int = 4096;
+        // SAFETY: the listener's own descriptor; the value is a live c_int
+        // of the length passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let addr = listener.local_addr().unwrap();
+        let mut handle = start(listener, Arc::new(Page), Arc::default()).unwrap();
+        // Four clients' worth of threads, each opening a connection every
+        // millisecond that asks for the page and reads none of it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let stallers: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut held = std::collections::VecDeque::new();
+                    let mut opened = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut s = connect_small_window(addr);
+                        let _ = s.write_all(b"GET /page HTTP/1.1\r\n\r\n");
+                        held.push_back(s);
+                        opened += 1;
+                        if held.len() > 200 {
+                            held.pop_front();
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    opened
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let (mut failed, mut slowest) = (Vec::new(), Duration::ZERO);
+        for i in 0..60 {
+            let t = Instant::now();
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+            let mut out = Vec::new();
+            let _ = stream.read_to_end(&mut out);
+            slowest = slowest.max(t.elapsed());
+            if !out.starts_with(b"HTTP/1.1 200 OK\r\n") {
+                failed.push((
+                    i,
+                    String::from_utf8_lossy(&out[..out.len().min(40)]).into_owned(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let opened: usize = stallers.into_iter().map(|s| s.join().unwrap()).sum();
+        let evicted = handle.counters.evicted.load(Ordering::Relaxed);
+        eprintln!(
+            "{opened} stalled clients ({evicted} evicted); scrapes failed: {failed:?}; slowest {slowest:?}"
+        );
+        assert!(
+            opened > MAX_CONNECTIONS && evicted > 0,
+            "the limit was reached"
+        );
+        assert!(failed.is_empty(), "scrapes without a 200: {failed:?}");
+        assert!(
+            slowest < Duration::from_secs(1),
+            "a scrape took {slowest:?}"
         );
         handle.stop();
     }

@@ -1,6 +1,7 @@
 //! A response and its encoder: what the routes answer with
 //! ([`Response::ok`], [`Response::error`] and the builders), and the bytes
-//! on the wire ([`Response::into_bytes`]: status line, `Content-Length`,
+//! on the wire ([`Response::into_parts`], head and body apart, or
+//! [`Response::into_bytes`] in one buffer: status line, `Content-Length`,
 //! `Connection: close`, `X-Content-Type-Options: nosniff`, the fields, the
 //! body).
 //!
@@ -72,12 +73,22 @@ impl Response {
 
     /// The bytes on the wire: status line, header fields with
     /// `Content-Length` and `Connection: close`, and the body unless
-    /// `head_only`.
+    /// `head_only`, in one buffer. For small responses; a rendered one is
+    /// sent as [`Response::into_parts`], without copying its body.
     pub fn into_bytes(self, head_only: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + if head_only { 0 } else { self.body.len() });
+        let (mut head, body) = self.into_parts(head_only);
+        head.extend_from_slice(&body);
+        head
+    }
+
+    /// The bytes on the wire as two buffers: the head (status line and
+    /// header fields, with `Content-Length` and `Connection: close`), and
+    /// the body, moved and not copied (empty if `head_only`).
+    pub fn into_parts(self, head_only: bool) -> (Vec<u8>, Vec<u8>) {
+        let mut head = Vec::with_capacity(256);
         // Writing to a Vec cannot fail.
         let _ = write!(
-            out,
+            head,
             "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\nX-Content-Type-Options: nosniff\r\n",
             self.status,
             reason(self.status),
@@ -89,13 +100,11 @@ impl Response {
             }
             // Values are the exporter's own; strip line breaks regardless.
             let value: String = value.chars().filter(|c| !c.is_control()).collect();
-            let _ = write!(out, "{name}: {value}\r\n");
+            let _ = write!(head, "{name}: {value}\r\n");
         }
-        out.extend_from_slice(b"\r\n");
-        if !head_only {
-            out.extend_from_slice(&self.body);
-        }
-        out
+        head.extend_from_slice(b"\r\n");
+        let body = if head_only { Vec::new() } else { self.body };
+        (head, body)
     }
 }
 

@@ -312,10 +312,33 @@ fn history(renderer: &Renderer, query: &str) -> Response {
     json_response(&json::history_body(renderer, since))
 }
 
-fn json_response(value: &serde_json::Value) -> Response {
-    match serde_json::to_vec(value) {
+/// A JSON body, written into a buffer of its exact size: counted first,
+/// then written, so that a large body is one allocation of its own size
+/// (growing a buffer by doubling would hold up to one and a half bodies
+/// while it copies).
+fn json_response(value: &impl serde::Serialize) -> Response {
+    let mut counted = ByteCount(0);
+    let body = serde_json::to_writer(&mut counted, value).and_then(|()| {
+        let mut body = Vec::with_capacity(counted.0);
+        serde_json::to_writer(&mut body, value).map(|()| body)
+    });
+    match body {
         Ok(body) => Response::ok("application/json", body).with_header("Cache-Control", "no-store"),
         Err(_) => Response::error(500),
+    }
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

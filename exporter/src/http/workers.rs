@@ -53,10 +53,12 @@ pub(super) struct Job {
     pub request: Request,
 }
 
-/// A rendered response handed back to the I/O thread.
+/// A rendered response handed back to the I/O thread: its head, and its
+/// body as rendered (not copied behind the head).
 pub(super) struct Done {
     pub id: u64,
-    pub bytes: Vec<u8>,
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 /// Starts one worker per lane, each with its queue of at most
@@ -114,8 +116,15 @@ fn work<S: Service>(
                 );
                 Response::error(500)
             });
-        let bytes = response.into_bytes(head_only);
-        if done.send(Done { id: job.id, bytes }).is_err() {
+        let (head, body) = response.into_parts(head_only);
+        if done
+            .send(Done {
+                id: job.id,
+                head,
+                body,
+            })
+            .is_err()
+        {
             return;
         }
         // Full means a wake-up is pending already.

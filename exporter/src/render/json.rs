@@ -13,19 +13,31 @@ use super::sites::SortBy;
 pub const API_VERSION: u32 = 1;
 
 /// `/api/sites`: the `top` sites ranked `by` (named `by_name`), symbolized.
-pub(crate) fn sites_body(
+/// A struct rather than a `serde_json::Value`, so that the body is written
+/// straight from the report: a tree of a thousand sites' stacks would take
+/// several times the body's bytes while it is built.
+pub(crate) fn sites_body<'a>(
     renderer: &Renderer,
     top: usize,
     by: SortBy,
-    by_name: &str,
-) -> serde_json::Value {
-    let report = renderer.top_sites(top, by);
-    serde_json::json!({
-        "version": API_VERSION,
-        "sample_rate": allocmeter::sample_rate(),
-        "by": by_name,
-        "sites": report,
-    })
+    by_name: &'a str,
+) -> SitesBody<'a> {
+    SitesBody {
+        version: API_VERSION,
+        sample_rate: allocmeter::sample_rate(),
+        by: by_name,
+        sites: renderer.top_sites(top, by),
+    }
+}
+
+/// The body of `/api/sites`. Its fields are in the order the other bodies
+/// (`serde_json` maps, sorted) write theirs.
+#[derive(serde::Serialize)]
+pub(crate) struct SitesBody<'a> {
+    by: &'a str,
+    sample_rate: u64,
+    sites: Vec<super::sites::SiteReport>,
+    version: u32,
 }
 
 /// A 400's body: a fixed message (never the request's input).
