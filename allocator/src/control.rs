@@ -69,13 +69,14 @@ impl Drop for SamplingSuspended {
 /// an [`internal_scope`], so that a thread is allocmeter's from its spawn to
 /// its join.
 ///
-/// What the thread counts after the mark, until it exits (its thread-local
-/// destructors included), is allocmeter's. Called first thing in a new
-/// thread, before it allocates, the mark also takes what the thread freed
-/// since it started: std's start-up frees, on the new thread, a block its
-/// spawner allocated. (A reader in the microseconds between that free and
-/// the mark sees it on the program's side.) Otherwise what the thread
-/// counted before the mark stays the program's.
+/// What the thread counts from its start (its first allocation or free)
+/// until it exits (its thread-local destructors included) is allocmeter's:
+/// std's start-up on a new thread frees the block its spawner allocated and
+/// copies a named thread's name before the thread runs its code. So call it
+/// first thing in the thread: what a thread counted before the mark moves
+/// from the program's side to allocmeter's, and a reader in between saw it
+/// on the program's (for a thread marked first thing, a few microseconds
+/// and two or three blocks).
 pub fn mark_thread_internal() {
     let _ = local::set_internal(true);
     local::enter_internal_for_life();

@@ -186,10 +186,10 @@ pub(crate) fn enter(slot: &Slot) {
     state.publish(true, &sub(&counters, &done));
 }
 
-/// [`enter`], as of the instant the calling thread claimed `slot`: what it
-/// counted since is allocmeter's too. Only for a thread that has freed but
-/// not allocated since (what std does on a new thread before running its
-/// code: it frees the block that carried the thread's start to it).
+/// [`enter`], as of the instant the calling thread claimed `slot` (its
+/// first allocation or free): what it counted since is allocmeter's too.
+/// For a thread marked internal first thing, so that std's start-up on it
+/// is allocmeter's as well.
 pub(crate) fn enter_since_claim(slot: &Slot) {
     let Some(state) = state_of(slot) else { return };
     let (inside, done) = state.published();

@@ -432,11 +432,11 @@ pub(crate) fn enter_internal() {
     }
 }
 
-/// The calling thread is internal for the rest of its life: it enters an
-/// internal scope it never leaves. A thread that has not allocated since it
-/// claimed its slot (a new thread, calling this first thing) is allocmeter's
-/// from its start: std's start-up frees on it the block its spawner
-/// allocated, which an exporter spawns inside an internal scope.
+/// The calling thread is internal for the rest of its life, from its start:
+/// it enters an internal scope it never leaves, and what it counted since it
+/// claimed its slot moves to allocmeter's side too (std's start-up on a new
+/// thread frees the block its spawner allocated, and copies a named
+/// thread's name; an exporter spawns its threads inside an internal scope).
 pub(crate) fn enter_internal_for_life() {
     let outermost = LOCAL
         .try_with(|l| {
@@ -446,11 +446,7 @@ pub(crate) fn enter_internal_for_life() {
         })
         .unwrap_or(false);
     if outermost && let Some(slot) = current_slot() {
-        if slot.since_claim().allocs() == 0 {
-            crate::internal::enter_since_claim(slot);
-        } else {
-            crate::internal::enter(slot);
-        }
+        crate::internal::enter_since_claim(slot);
     }
 }
 

@@ -90,9 +90,10 @@ thread_local! {
     static HELD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A thread spawned inside a scope and marked internal first thing (as the
-/// exporter's are) is allocmeter's from its spawn to its join, thread-local
-/// destructors included; the next thread in its slot is the program's.
+/// A named thread spawned inside a scope and marked internal first thing (as
+/// the exporter's are) is allocmeter's from its spawn to its join, std's
+/// start-up and thread-local destructors included; the next thread in its
+/// slot is the program's.
 fn a_marked_thread_is_allocmeter_s_from_spawn_to_join() {
     let (stop, go) = (
         Arc::new(AtomicBool::new(false)),
@@ -101,16 +102,20 @@ fn a_marked_thread_is_allocmeter_s_from_spawn_to_join() {
     let before = stats_split();
     let thread = account_internal(|| {
         let (stop, go) = (stop.clone(), go.clone());
-        std::thread::spawn(move || {
-            mark_thread_internal();
-            HELD.with(|h| h.borrow_mut().push(black_box(vec![0u8; 5000])));
-            go.store(true, Ordering::Release);
-            while !stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // The block in `HELD` is freed at exit, by a thread-local
-            // destructor.
-        })
+        // Named: std's start-up copies the name on the new thread.
+        std::thread::Builder::new()
+            .name("allocmeter-test-internal".into())
+            .spawn(move || {
+                mark_thread_internal();
+                HELD.with(|h| h.borrow_mut().push(black_box(vec![0u8; 5000])));
+                go.store(true, Ordering::Release);
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // The block in `HELD` is freed at exit, by a thread-local
+                // destructor.
+            })
+            .unwrap()
     });
     while !go.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(1));
