@@ -115,7 +115,7 @@ pub fn internal_scope() -> InternalScope {
     let sampling = suspend_sampling();
     local::enter_internal();
     InternalScope {
-        sampling,
+        _sampling: sampling,
         _thread: core::marker::PhantomData,
     }
 }
@@ -132,7 +132,8 @@ pub fn account_internal<R>(f: impl FnOnce() -> R) -> R {
 /// that started it (it cannot be sent to another).
 #[derive(Debug)]
 pub struct InternalScope {
-    sampling: SamplingSuspended,
+    /// Resumes sampling (as it was) when dropped, after the scope ends.
+    _sampling: SamplingSuspended,
     /// Not `Send`: a scope ends on the thread it started on.
     _thread: core::marker::PhantomData<*const ()>,
 }
@@ -140,7 +141,5 @@ pub struct InternalScope {
 impl Drop for InternalScope {
     fn drop(&mut self) {
         local::leave_internal();
-        // `sampling` resumes sampling after this, as it was.
-        let _ = &self.sampling;
     }
 }
