@@ -350,6 +350,17 @@ impl AllocCollector {
     }
 }
 
+impl Drop for AllocCollector {
+    fn drop(&mut self) {
+        // The exporter's renderer, if this is the last reference to it (the
+        // exporter itself gone), is freed on allocmeter's side, where it was
+        // allocated; the collector's own fields are its owner's.
+        if let Some(renderer) = self.renderer.take() {
+            allocmeter::profile::account_internal(move || drop(renderer));
+        }
+    }
+}
+
 impl Default for AllocCollector {
     fn default() -> Self {
         Self::new()
