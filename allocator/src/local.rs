@@ -21,7 +21,8 @@
 //! sampled block is not looked up (so no shard lock can be taken twice).
 //!
 //! It calls down only (slots, counters, the sampler's statics, the sampled
-//! table, the record, the drainer), except for one pair: it registers the
+//! table, the record, the drainer, and [`crate::internal`] when the thread
+//! enters or leaves allocmeter's side), except for one pair: it registers the
 //! fork handlers of [`crate::fork`], which ask it for the forking thread's
 //! slot (see there).
 
@@ -416,18 +417,22 @@ pub(crate) fn set_internal(internal: bool) -> bool {
         .unwrap_or(false)
 }
 
-/// The calling thread enters an internal scope: from the outermost one on,
-/// what it counts is allocmeter's (see [`crate::internal`]). Claims a slot
-/// if the thread has none yet.
-pub(crate) fn enter_internal() {
-    let outermost = LOCAL
+/// One internal scope deeper for the calling thread; whether it was in none.
+fn deepen() -> bool {
+    LOCAL
         .try_with(|l| {
             let depth = l.accounting.get();
             l.accounting.set(depth.saturating_add(1));
             depth == 0
         })
-        .unwrap_or(false);
-    if outermost && let Some(slot) = current_slot() {
+        .unwrap_or(false)
+}
+
+/// The calling thread enters an internal scope: from the outermost one on,
+/// what it counts is allocmeter's (see [`crate::internal`]). Claims a slot
+/// if the thread has none yet.
+pub(crate) fn enter_internal() {
+    if deepen() && let Some(slot) = current_slot() {
         crate::internal::enter(slot);
     }
 }
@@ -438,14 +443,7 @@ pub(crate) fn enter_internal() {
 /// thread frees the block its spawner allocated, and copies a named
 /// thread's name; an exporter spawns its threads inside an internal scope).
 pub(crate) fn enter_internal_for_life() {
-    let outermost = LOCAL
-        .try_with(|l| {
-            let depth = l.accounting.get();
-            l.accounting.set(depth.saturating_add(1));
-            depth == 0
-        })
-        .unwrap_or(false);
-    if outermost && let Some(slot) = current_slot() {
+    if deepen() && let Some(slot) = current_slot() {
         crate::internal::enter_since_claim(slot);
     }
 }
