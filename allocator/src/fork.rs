@@ -12,7 +12,8 @@
 //! - in the child (`child`), which runs before `fork()` returns there and
 //!   with no other thread, every lock is unlocked, a shard whose lock could
 //!   not be taken is emptied, the slots of the threads that did not come
-//!   along are given back for the child's own threads, and the drain flag is
+//!   along are given back for the child's own threads (on the program's
+//!   side of [`crate::internal`], as at their exit), and the drain flag is
 //!   cleared.
 //!
 //! None of the handlers allocates.
@@ -60,6 +61,7 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     crate::lockfree::sampled::reset_in_child(TAKEN.load(Ordering::Relaxed));
+    crate::internal::reset_in_child(crate::local::own_slot());
     crate::slot::reset_in_child(crate::local::own_slot());
     crate::drainer::reset_in_child();
 }

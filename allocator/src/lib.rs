@@ -41,6 +41,10 @@
 //!   failures, and a histogram by power-of-two [size class](size_class).
 //! - [`thread_stats`] and [`measure`] give the calling thread's own exact
 //!   numbers, for tests such as "this request path allocates at most N times".
+//! - [`stats_split`] gives the same figures split exactly into the program's
+//!   and allocmeter's own (the exporter's threads and the renders it does
+//!   on the program's threads, see [`profile::internal_scope`]), so that
+//!   looking at the numbers does not move them.
 //!
 //! - About one allocation per [`sample_rate`] bytes (512 KiB by default, as in
 //!   Go) is sampled with its call stack, Go-style; [`profile::drain`] reads
@@ -113,8 +117,10 @@ outside_loom! {
     mod sampler;
     pub mod stack;
     mod record;
-    // The consumers: `stats()` sums the slots; the drainer reads the rings
+    // The consumers: `stats()` sums the slots (`internal` splits them into
+    // the program's and allocmeter's own); the drainer reads the rings
     // through `profile`.
+    mod internal;
     mod stats;
     mod drainer;
     pub mod profile;
@@ -129,7 +135,7 @@ outside_loom! {
     };
     pub use slot::MAX_SLOTS;
     pub use stats::{
-        MemStats, Reallocs, SizeClassStats, ThreadStats, measure, stats, telemetry_bound,
-        thread_stats,
+        InternalStats, MemStats, Reallocs, SizeClassStats, StatsSplit, ThreadStats, measure, stats,
+        stats_split, telemetry_bound, thread_stats,
     };
 }

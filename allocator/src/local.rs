@@ -21,7 +21,8 @@
 //! sampled block is not looked up (so no shard lock can be taken twice).
 //!
 //! It calls down only (slots, counters, the sampler's statics, the sampled
-//! table, the record, the drainer), except for one pair: it registers the
+//! table, the record, the drainer, and [`crate::internal`] when the thread
+//! enters or leaves allocmeter's side), except for one pair: it registers the
 //! fork handlers of [`crate::fork`], which ask it for the forking thread's
 //! slot (see there).
 
@@ -68,6 +69,10 @@ pub(crate) struct Local {
     busy: Cell<bool>,
     /// Internal threads (the exporter's) are counted, never sampled.
     internal: Cell<bool>,
+    /// How many internal scopes this thread is in (a thread marked internal
+    /// is in one for life): above zero, what it counts is allocmeter's (see
+    /// [`crate::internal`]). Read only off the hot path.
+    accounting: Cell<u32>,
     /// This thread's stack bounds for the frame-pointer walk; (0, 0) until
     /// first needed, (1, 1) if unknown.
     stack: Cell<(usize, usize)>,
@@ -83,6 +88,7 @@ thread_local! {
             rng: Cell::new(0),
             busy: Cell::new(false),
             internal: Cell::new(false),
+            accounting: Cell::new(0),
             stack: Cell::new((0, 0)),
         }
     };
@@ -100,6 +106,11 @@ impl Drop for SlotGuard {
             // SAFETY: a non-null `slot` always points into the `static`
             // registry (set only in `claim_slot`), so it is valid for 'static.
             if let Some(slot) = unsafe { slot.as_ref() } {
+                // The next owner starts on the program's side; what this
+                // thread still does goes to allocmeter's fallback slot.
+                if local.accounting.get() > 0 {
+                    crate::internal::leave(slot);
+                }
                 slot.release();
             }
         });
@@ -174,7 +185,7 @@ fn record_alloc_slow<O: Op>(op: O, ptr: *mut u8, size: usize) {
             let _ = LOCAL.try_with(|local| tick_clock(local, slot, ptr, size));
         }
         None => {
-            op.apply::<Shared>(&slot::fallback().counters);
+            op.apply::<Shared>(&fallback_slot().counters);
         }
     }
 }
@@ -184,8 +195,18 @@ fn record_alloc_slow<O: Op>(op: O, ptr: *mut u8, size: usize) {
 fn record_slow<O: Op>(op: O) {
     match current_slot() {
         Some(slot) => op.apply::<Owned>(&slot.counters),
-        None => op.apply::<Shared>(&slot::fallback().counters),
+        None => op.apply::<Shared>(&fallback_slot().counters),
     };
+}
+
+/// The shared slot the calling thread counts into when it has none of its
+/// own: allocmeter's while it is in an internal scope, the program's
+/// otherwise.
+fn fallback_slot() -> &'static Slot {
+    let internal = LOCAL
+        .try_with(|l| l.accounting.get() > 0)
+        .unwrap_or(false);
+    slot::fallback_for(internal)
 }
 
 /// The calling thread's own slot, claiming one if it has never had one.
@@ -394,4 +415,54 @@ pub(crate) fn set_internal(internal: bool) -> bool {
     LOCAL
         .try_with(|l| l.internal.replace(internal))
         .unwrap_or(false)
+}
+
+/// One internal scope deeper for the calling thread; whether it was in none.
+fn deepen() -> bool {
+    LOCAL
+        .try_with(|l| {
+            let depth = l.accounting.get();
+            l.accounting.set(depth.saturating_add(1));
+            depth == 0
+        })
+        .unwrap_or(false)
+}
+
+/// The calling thread enters an internal scope: from the outermost one on,
+/// what it counts is allocmeter's (see [`crate::internal`]). Claims a slot
+/// if the thread has none yet.
+pub(crate) fn enter_internal() {
+    if deepen() && let Some(slot) = current_slot() {
+        crate::internal::enter(slot);
+    }
+}
+
+/// The calling thread is internal for the rest of its life, from its start:
+/// it enters an internal scope it never leaves, and what it counted since it
+/// claimed its slot moves to allocmeter's side too (std's start-up on a new
+/// thread frees the block its spawner allocated, and copies a named
+/// thread's name; an exporter spawns its threads inside an internal scope).
+pub(crate) fn enter_internal_for_life() {
+    if deepen() && let Some(slot) = current_slot() {
+        crate::internal::enter_since_claim(slot);
+    }
+}
+
+/// The calling thread leaves an internal scope: after the outermost one,
+/// what it counts is the program's again.
+pub(crate) fn leave_internal() {
+    let outermost = LOCAL
+        .try_with(|l| {
+            let depth = l.accounting.get();
+            l.accounting.set(depth.saturating_sub(1));
+            depth == 1
+        })
+        .unwrap_or(false);
+    if outermost {
+        // SAFETY: non-null only while this thread owns that slot (see
+        // `record`); slots are static.
+        if let Some(slot) = unsafe { own_slot().as_ref() } {
+            crate::internal::leave(slot);
+        }
+    }
 }

@@ -14,10 +14,13 @@
 //! This module only reads: it pops the rings and decodes their records, and
 //! never writes a slot's counters. What a drainer and a profiling tool also
 //! need is kept where it is owned and found here too: [`register_drainer`]
-//! and [`drain_interval`] (the drainer's own state), [`suspend_sampling`] and
-//! [`mark_thread_internal`] (the per-thread knobs).
+//! and [`drain_interval`] (the drainer's own state), [`suspend_sampling`],
+//! [`mark_thread_internal`] and [`internal_scope`] (the per-thread knobs).
 
-pub use crate::control::{SamplingSuspended, mark_thread_internal, suspend_sampling};
+pub use crate::control::{
+    InternalScope, SamplingSuspended, account_internal, internal_scope, mark_thread_internal,
+    suspend_sampling,
+};
 pub use crate::drainer::{drain_interval, register_drainer};
 
 use crate::drainer;

@@ -190,6 +190,10 @@ static REGISTRY: Registry = Registry {
 
 static FALLBACK: Slot = Slot::new();
 
+/// The shared slot for threads without one of their own while they count as
+/// allocmeter's (see [`crate::internal`]).
+static INTERNAL_FALLBACK: Slot = Slot::new();
+
 /// In a forked child (one thread, no allocation): gives back every slot but
 /// `own` (the forking thread's), since their owners do not exist here, and
 /// unlocks the fallback ring's producer lock. Their counts stay (the
@@ -210,6 +214,18 @@ pub(crate) fn reset_in_child(own: *const Slot) {
 #[inline]
 pub(crate) fn fallback() -> &'static Slot {
     &FALLBACK
+}
+
+/// The shared slot for threads without one of their own, on allocmeter's
+/// side or on the program's (see [`crate::internal`]).
+#[inline]
+pub(crate) fn fallback_for(internal: bool) -> &'static Slot {
+    if internal { &INTERNAL_FALLBACK } else { &FALLBACK }
+}
+
+/// The shared slot of allocmeter's side.
+pub(crate) fn internal_fallback() -> &'static Slot {
+    &INTERNAL_FALLBACK
 }
 
 /// Claims the lowest free slot for the calling thread, or `None` if all
@@ -233,16 +249,17 @@ pub(crate) fn claim() -> Option<&'static Slot> {
 /// Bytes of all rings allocated so far.
 static RING_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-/// Calls `f` on every slot that was ever claimed, then on the fallback slot.
+/// Calls `f` on every slot that was ever claimed, then on the fallback slots.
 pub(crate) fn for_each_used(mut f: impl FnMut(&Slot)) {
     let used = REGISTRY.high_water.load(Ordering::Acquire);
     for slot in REGISTRY.slots.iter().take(used) {
         f(slot);
     }
     f(&FALLBACK);
+    f(&INTERNAL_FALLBACK);
 }
 
-/// The sum of every slot's counters, the fallback included.
+/// The sum of every slot's counters, the fallback slots included.
 ///
 /// All free sides are read before all allocation sides (see
 /// [`crate::counters`]), so the result never shows more freed than allocated.

@@ -1,8 +1,8 @@
-//! The read API: [`stats`], [`thread_stats`] and [`measure`].
+//! The read API: [`stats`], [`stats_split`], [`thread_stats`] and [`measure`].
 
 use crate::counters::Counters;
 use crate::size_class::{NUM_SIZE_CLASSES, upper_bound};
-use crate::{local, slot};
+use crate::{internal, local, slot};
 
 /// Reallocations, by how the inner allocator served them.
 ///
@@ -114,8 +114,11 @@ pub struct MemStats {
     /// Slots ever claimed: the peak number of threads that owned a slot at the
     /// same time (slots are reused, never freed).
     pub slots_used: u64,
-    /// Bytes of memory the instrumentation itself holds (slots in use). Go's
-    /// closest field is `BuckHashSys`.
+    /// Bytes of memory the instrumentation itself holds outside the counted
+    /// heap (slots in use, sample rings, the sampled-pointer table; none of
+    /// it allocated through the global allocator). Go's closest field is
+    /// `BuckHashSys`. What allocmeter's own code allocates on the heap is in
+    /// [`StatsSplit::internal`].
     pub telemetry_bytes: u64,
 }
 
@@ -135,8 +138,93 @@ impl MemStats {
             by_size: by_size(c),
             threads: occ.live as u64,
             slots_used: occ.used as u64,
-            telemetry_bytes: slot::touched_bytes() as u64,
+            telemetry_bytes: (slot::touched_bytes() + internal::bytes(occ.used)) as u64,
         }
+    }
+}
+
+/// allocmeter's own share of the heap figures: what threads marked with
+/// [`mark_thread_internal`](crate::profile::mark_thread_internal) (the
+/// exporter's) and [`internal_scope`](crate::profile::internal_scope)s on the
+/// program's threads (renders done in process, the exporter's start)
+/// allocated and freed. Exact, like every count; from [`stats_split`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InternalStats {
+    /// Bytes allocmeter's code allocated and has not freed:
+    /// `alloc_bytes - free_bytes`, or 0 if a block the program allocated
+    /// was freed by allocmeter's code and made that negative.
+    pub live_bytes: u64,
+    /// Blocks allocmeter's code allocated and has not freed: `allocs - frees`
+    /// (at least 0, as `live_bytes`).
+    pub live_objects: u64,
+    /// Bytes allocmeter's code allocated, freed or not (each realloc adds
+    /// its new size).
+    pub alloc_bytes: u64,
+    /// Blocks allocmeter's code allocated (each realloc adds one).
+    pub allocs: u64,
+    /// Bytes allocmeter's code freed (each realloc adds its old size).
+    pub free_bytes: u64,
+    /// Blocks allocmeter's code freed (each realloc adds one).
+    pub frees: u64,
+}
+
+impl InternalStats {
+    fn from_counters(c: &Counters) -> Self {
+        let (allocs, frees) = (c.allocs(), c.frees());
+        InternalStats {
+            live_bytes: c.alloc_bytes.saturating_sub(c.free_bytes),
+            live_objects: allocs.saturating_sub(frees),
+            alloc_bytes: c.alloc_bytes,
+            allocs,
+            free_bytes: c.free_bytes,
+            frees,
+        }
+    }
+}
+
+/// The process's heap figures split into the program's and allocmeter's
+/// own, from [`stats_split`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsSplit {
+    /// The program's share: everything but allocmeter's own. Its counters
+    /// (allocations, frees, bytes, reallocs, failures, the size classes)
+    /// and live figures leave out what allocmeter's code allocated and freed;
+    /// `threads`, `slots_used` and `telemetry_bytes` are the process's, as
+    /// in [`stats`].
+    pub program: MemStats,
+    /// allocmeter's own share.
+    pub internal: InternalStats,
+}
+
+/// Reads the process-wide statistics split exactly into the program's share
+/// and allocmeter's own ([`StatsSplit`]): what the exporter's threads and the
+/// renders it does on the program's threads allocate is allocmeter's, so
+/// that looking at the figures does not move the program's.
+///
+/// The two shares always add up to the process's counters, and each share's
+/// counters only grow. Like [`stats`], it takes no lock, never allocates and
+/// never blocks an allocating thread. It reads every slot twice over, and
+/// reads again if a thread entered or left allocmeter's side meanwhile
+/// (which happens at most at the start and end of each render).
+///
+/// A block allocated on one side and freed on the other stays in the
+/// allocating side's live figures and comes off the freeing side's (which
+/// stop at 0); the exporter hands nothing across (see
+/// [`internal_scope`](crate::profile::internal_scope)).
+///
+/// ```
+/// let split = allocmeter::stats_split();
+/// assert_eq!(
+///     split.program.live_bytes,
+///     split.program.alloc_bytes - split.program.free_bytes
+/// );
+/// assert!(split.program.alloc_bytes + split.internal.alloc_bytes <= allocmeter::stats().alloc_bytes);
+/// ```
+pub fn stats_split() -> StatsSplit {
+    let split = internal::split();
+    StatsSplit {
+        program: MemStats::from_counters(&split.total.wrapping_sub(&split.internal)),
+        internal: InternalStats::from_counters(&split.internal),
     }
 }
 
@@ -156,7 +244,8 @@ impl MemStats {
 /// assert!(allocmeter::telemetry_bound(1000) < 130 << 20);
 /// ```
 pub fn telemetry_bound(slots_used: u64) -> u64 {
-    slot::max_touched_bytes(usize::try_from(slots_used).unwrap_or(usize::MAX)) as u64
+    let slots = usize::try_from(slots_used).unwrap_or(usize::MAX);
+    (slot::max_touched_bytes(slots) + internal::bytes(slots)) as u64
 }
 
 /// Reads the process-wide statistics.

@@ -230,9 +230,18 @@ impl Builder {
     /// port is taken, a label name is invalid, the token is not valid (see
     /// [`Builder::auth_token`]), or a thread cannot be spawned. The error
     /// names the address.
+    ///
+    /// What it allocates for the exporter is allocmeter's
+    /// ([`allocmeter::profile::account_internal`]), and so are its threads
+    /// from their spawn on; the builder itself is the caller's, and is freed
+    /// on the caller's side. (A [`StartError`] is made on allocmeter's side
+    /// and freed by the caller: its few bytes cross.)
     pub fn start(self) -> Result<Exporter, StartError> {
-        // The exporter's own set-up allocations are counted, not profiled.
-        let _quiet = allocmeter::profile::suspend_sampling();
+        allocmeter::profile::account_internal(|| self.start_accounted())
+    }
+
+    /// [`Builder::start`], on allocmeter's side.
+    fn start_accounted(&self) -> Result<Exporter, StartError> {
         if let Some(Token(token)) = &self.auth_token {
             let reason = if token.is_empty() {
                 Some("the token is empty")

@@ -1,8 +1,15 @@
 //! [`Exporter`]: the handle to a running exporter. Reads go through the
 //! renderer (which reads the aggregator); dropping it stops the threads.
+//!
+//! The handle is used on the service's threads: what a render does there is
+//! allocmeter's ([`Renderer::account`]), and a render's result is handed
+//! back as a copy made outside, so that the service frees only its own
+//! blocks ([`handed_over`]). Dropping the handle frees what the exporter
+//! allocated on allocmeter's side too.
 //! Made by [`crate::Builder::start`] (`Exporter::builder` is defined beside
 //! the builder, so that this file need not import it).
 
+use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +29,8 @@ use crate::render::spikes::SpikeReport;
 pub struct Exporter {
     local_addr: Option<SocketAddr>,
     const_labels: Vec<(String, String)>,
-    renderer: Arc<Renderer>,
+    /// Dropped by hand in `Drop`, on allocmeter's side.
+    renderer: ManuallyDrop<Arc<Renderer>>,
     server: Option<http::Handle>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -39,7 +47,7 @@ impl Exporter {
         Exporter {
             local_addr,
             const_labels,
-            renderer,
+            renderer: ManuallyDrop::new(renderer),
             server: None,
             stop,
             threads: Vec::new(),
@@ -81,14 +89,20 @@ impl Exporter {
     ///     println!("{:>12.0} B in use  {}", site.inuse_space, site.function);
     /// }
     /// ```
+    ///
+    /// The render is allocmeter's (its allocations are in the
+    /// `allocmeter_exporter_*` figures); the service allocates only the
+    /// copy it gets back.
     pub fn top_sites(&self, n: usize, by: SortBy) -> Vec<SiteReport> {
-        self.renderer.top_sites(n, by)
+        handed_over(|| self.renderer.top_sites(n, by))
     }
 
     /// The heap profile, gzipped `profile.proto`, as `/debug/pprof/heap`
     /// serves it (in-use space by default).
+    /// The render is allocmeter's; the service allocates only the copy it
+    /// gets back.
     pub fn heap_profile(&self) -> Vec<u8> {
-        pprof::heap_profile(&self.renderer, DefaultType::InuseSpace)
+        handed_over(|| pprof::heap_profile(&self.renderer, DefaultType::InuseSpace))
     }
 
     /// A collector of allocmeter's metrics for the service's own
@@ -115,7 +129,7 @@ impl Exporter {
     /// assert_eq!(live.get_metric()[0].get_label()[0].value(), "checkout");
     /// ```
     pub fn collector(&self) -> AllocCollector {
-        AllocCollector::for_exporter(&self.const_labels, self.renderer.clone())
+        AllocCollector::for_exporter(&self.const_labels, Arc::clone(&self.renderer))
             .expect("the exporter checked these labels when it started")
     }
 
@@ -139,8 +153,10 @@ impl Exporter {
     /// The allocation-rate spikes detected so far, as `/api/spikes` serves
     /// them: oldest first, at most [`MAX_SPIKES`](crate::MAX_SPIKES), each with the call sites
     /// that allocated most during it (symbolized now).
+    /// The render is allocmeter's; the service allocates only the copy it
+    /// gets back.
     pub fn spikes(&self) -> Vec<SpikeReport> {
-        self.renderer.spike_reports()
+        handed_over(|| self.renderer.spike_reports())
     }
 
     /// The spike detector's settings and state now (the `spike` object of
@@ -149,11 +165,12 @@ impl Exporter {
         self.renderer.aggregator().spike_status()
     }
 
-    /// Bytes of memory allocmeter itself holds, now: the allocator's share
-    /// ([`allocmeter::MemStats::telemetry_bytes`]: slots, sample rings, the
-    /// sampled-pointer table) plus the exporter's (site table, symbol cache,
-    /// snapshot history, spike detector and records). The figure
-    /// `allocmeter_telemetry_bytes` reports.
+    /// Bytes of memory allocmeter itself holds, now: the allocator's
+    /// structures outside the heap ([`allocmeter::MemStats::telemetry_bytes`]:
+    /// slots, sample rings, the sampled-pointer table) plus the exporter's
+    /// heap, counted exactly ([`allocmeter::InternalStats::live_bytes`]:
+    /// site table, symbolizer, snapshot history, spike records, HTTP
+    /// buffers and bodies). The figure `allocmeter_telemetry_bytes` reports.
     ///
     /// ```
     /// let exporter = allocmeter_exporter::Exporter::builder()
@@ -163,18 +180,23 @@ impl Exporter {
     /// assert!(exporter.telemetry_bytes() >= allocmeter::stats().telemetry_bytes);
     /// ```
     pub fn telemetry_bytes(&self) -> u64 {
-        allocmeter::stats().telemetry_bytes + self.renderer.own_bytes() as u64
+        let split = allocmeter::stats_split();
+        split.program.telemetry_bytes + split.internal.live_bytes
     }
 
     /// The most [`Exporter::telemetry_bytes`] can come to with the threads
     /// seen so far: [`allocmeter::telemetry_bound`] for the allocator's
     /// share (it grows with the peak number of threads alive at once, about
-    /// 124 KiB each), plus the exporter's at their limits: the site table
-    /// at [`Builder::max_sites`](crate::Builder::max_sites) stacks of the deepest capture with every
-    /// live sample, the symbol cache (8 MiB), the history at
-    /// [`Builder::history`](crate::Builder::history) snapshots and the spike records. It does not
-    /// grow with the allocation rate, the number of call sites or the
-    /// threads ever started.
+    /// 124 KiB each), plus the exporter's heap at its limits: the site table
+    /// at [`Builder::max_sites`](crate::Builder::max_sites) stacks of the
+    /// deepest capture with every live sample, the symbol cache (8 MiB), the
+    /// history at [`Builder::history`](crate::Builder::history) snapshots,
+    /// the spike records, and, when it serves HTTP, the response bodies held
+    /// for clients ([`limits::MAX_BUFFERED_RESPONSE_BYTES`](crate::limits::MAX_BUFFERED_RESPONSE_BYTES))
+    /// and a request head per connection. It does not grow with the
+    /// allocation rate, the number of call sites or the threads ever
+    /// started. (What a render holds while it runs, and the debug info the
+    /// symbolizer parses, are not bounded here.)
     ///
     /// ```
     /// let exporter = allocmeter_exporter::Exporter::builder()
@@ -185,10 +207,17 @@ impl Exporter {
     /// ```
     pub fn telemetry_bound(&self) -> u64 {
         let slots = allocmeter::stats().slots_used;
+        let http = if self.server.is_some() {
+            crate::limits::MAX_BUFFERED_RESPONSE_BYTES
+                + crate::limits::MAX_CONNECTIONS * crate::limits::MAX_HEAD
+        } else {
+            0
+        };
         allocmeter::telemetry_bound(slots)
-            + self
+            + (self
                 .renderer
-                .max_own_bytes(usize::try_from(slots).unwrap_or(usize::MAX)) as u64
+                .max_own_bytes(usize::try_from(slots).unwrap_or(usize::MAX))
+                + http) as u64
     }
 
     /// What the HTTP server did so far: connections accepted, evicted at
@@ -199,8 +228,8 @@ impl Exporter {
     }
 
     /// Stops the threads and waits for them. Also done on drop.
-    pub fn shutdown(mut self) {
-        self.stop_threads();
+    pub fn shutdown(self) {
+        drop(self);
     }
 
     fn stop_threads(&mut self) {
@@ -217,8 +246,29 @@ impl Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        self.stop_threads();
+        // What `start` allocated for the exporter is freed on allocmeter's
+        // side, here and on the threads as they end.
+        allocmeter::profile::account_internal(|| {
+            self.stop_threads();
+            self.server = None;
+            self.threads = Vec::new();
+            self.const_labels = Vec::new();
+            // SAFETY: `renderer` is not used after this: the threads are
+            // joined, and nothing of `self` runs after `drop`.
+            unsafe { ManuallyDrop::drop(&mut self.renderer) };
+        });
     }
+}
+
+/// Runs `render` (which accounts its own work as allocmeter's) and hands
+/// back a copy of its result made on the caller's side, freeing the
+/// original on allocmeter's: the caller then allocates and frees only its
+/// own copy, and no block crosses from one side to the other.
+fn handed_over<T: Clone>(render: impl FnOnce() -> T) -> T {
+    let original = allocmeter::profile::account_internal(render);
+    let copy = original.clone();
+    allocmeter::profile::account_internal(move || drop(original));
+    copy
 }
 
 impl std::fmt::Debug for Exporter {

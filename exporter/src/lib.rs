@@ -42,7 +42,7 @@
 //! that render responses, one for scrapes, one for the other cheap ones and
 //! one for those that symbolize, so a profile never delays a scrape. None takes a lock that an
 //! allocating thread could wait on, and all are marked internal: their
-//! allocations are counted but never sampled. Dropping the [`Exporter`] (or
+//! allocations are counted on allocmeter's side, never sampled. Dropping the [`Exporter`] (or
 //! calling [`Exporter::shutdown`]) stops them all.
 //!
 //! Inside, the crate is arranged by stage, in the order data flows:
@@ -94,7 +94,13 @@
 //! without a profile having been taken at the time.
 //!
 //! The exporter's own allocations go through the global allocator like any
-//! other and are counted.
+//! other and are counted, exactly, as allocmeter's own
+//! ([`allocmeter::stats_split`]): its threads, its renders on the service's
+//! threads (which hand back copies the service owns) and its start. The
+//! service's figures (`allocmeter_heap_live_bytes` and the rest, the
+//! history, the spike detector, the page) leave them out, so looking does
+//! not move them; the `allocmeter_exporter_*` families and
+//! `allocmeter_telemetry_bytes` show them.
 
 #![warn(missing_docs)]
 

@@ -17,7 +17,8 @@ pub struct Snapshot {
     pub taken_at: SystemTime,
     /// Time since the exporter started.
     pub uptime: Duration,
-    /// The statistics.
+    /// The service's statistics: [`allocmeter::StatsSplit::program`], what
+    /// the exporter allocates left out.
     pub stats: MemStats,
 }
 

@@ -4,8 +4,9 @@
 //!
 //! A thread ([`run`]) drains the rings into the site table every
 //! [`drain_every`] and, once per interval, reads every slot's counters
-//! ([`allocmeter::stats`]) into a [`Snapshot`] for the bounded history and
-//! the spike detector ([`Aggregator::tick`]).
+//! ([`allocmeter::stats_split`]: the program's share, without allocmeter's
+//! own) into a [`Snapshot`] for the bounded history and the spike detector
+//! ([`Aggregator::tick`]).
 //!
 //! | file | owns |
 //! |---|---|
@@ -13,11 +14,10 @@
 //! | `history.rs` | snapshots of the statistics, the bounded history |
 //! | `detector.rs` | the pure spike detector |
 //! | `spikes.rs` | the spike log: records and what allocated during each |
-//! | `own.rs` | what the exporter itself allocated while serving |
 //!
 //! [`Aggregator`] owns all of them behind private locks; renderers get
 //! copies through its methods and never take its locks. It reads with
-//! [`allocmeter::stats`] and [`allocmeter::profile::drain`], which take no
+//! [`allocmeter::stats_split`] and [`allocmeter::profile::drain`], which take no
 //! lock an allocating thread could wait on; its own locks are taken only by
 //! exporter threads, and in one order: the spike log, then the site table
 //! (in [`Aggregator::tick`]); no other two are ever held together.
@@ -26,7 +26,6 @@
 
 pub(crate) mod detector;
 pub(crate) mod history;
-mod own;
 pub(crate) mod sites;
 pub(crate) mod spikes;
 
@@ -38,7 +37,6 @@ use parking_lot::Mutex;
 
 use detector::{Point, SpikeConfig};
 use history::{History, HistoryPoint, Snapshot};
-use own::OwnAllocations;
 use sites::{RawSite, SiteTable};
 use spikes::{SpikeLog, SpikeRecord, SpikeStatus};
 
@@ -60,8 +58,8 @@ pub(crate) struct TableFigures {
     pub overflowed: u64,
 }
 
-/// The aggregator's state: the site table, the history, the spike log, and
-/// the exporter's own allocations. Shared (in an `Arc`) by the aggregator
+/// The aggregator's state: the site table, the history and the spike log.
+/// Shared (in an `Arc`) by the aggregator
 /// thread, the renderers and the handle; every field is private, every lock
 /// taken here.
 pub(crate) struct Aggregator {
@@ -71,8 +69,6 @@ pub(crate) struct Aggregator {
     started: Instant,
     /// How often [`Aggregator::tick`] runs.
     interval: Duration,
-    /// What the exporter allocated while serving.
-    own: OwnAllocations,
     /// Bytes the snapshot history holds, as last stored (read without the
     /// history's lock).
     history_bytes: AtomicUsize,
@@ -98,7 +94,6 @@ impl Aggregator {
             spikes: Mutex::new(SpikeLog::new(spikes)),
             started: Instant::now(),
             interval,
-            own: OwnAllocations::default(),
             history_bytes: AtomicUsize::new(0),
             spikes_bytes: AtomicUsize::new(0),
             panics: AtomicU64::new(0),
@@ -128,46 +123,37 @@ impl Aggregator {
         }
     }
 
-    /// Runs `f` (a render), accounting what this thread allocates meanwhile
-    /// as the exporter's own (see [`OwnAllocations::account`]).
-    pub fn account<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.own.account(f)
-    }
-
     /// Reads the statistics now, feeds the spike detector (with the site
     /// table, drained now, so that its estimates cover the same interval as
     /// the counters) and records the snapshot.
     ///
-    /// The detector sees the service's allocations: the process's counters
-    /// less what the exporter allocated while serving. A tick that falls
-    /// while the exporter renders something is not fed to it (the next one
-    /// is, over the longer interval).
+    /// The snapshot and the detector see the program's share of the
+    /// counters ([`allocmeter::StatsSplit::program`]): what the exporter
+    /// allocates (its threads, its renders on the program's threads) is
+    /// allocmeter's, exactly, so that looking never shows as a spike.
     pub fn tick(&self) {
-        let (snapshot, own) = self.own.read_quiescent(|| Snapshot {
+        let split = allocmeter::stats_split();
+        let snapshot = Snapshot {
             taken_at: SystemTime::now(),
             uptime: self.started.elapsed(),
-            stats: allocmeter::stats(),
-        });
+            stats: split.program,
+        };
+        let point = Point {
+            at: snapshot.uptime,
+            unix_ms: snapshot
+                .taken_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            alloc_bytes: split.program.alloc_bytes,
+            allocs: split.program.allocs,
+        };
         let (in_spike, spike_bytes) = {
             let mut log = self.spikes.lock();
-            let in_spike = match own {
-                Some((own_bytes, own_allocs)) => {
-                    let point = Point {
-                        at: snapshot.uptime,
-                        unix_ms: snapshot
-                            .taken_at
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as u64),
-                        alloc_bytes: snapshot.stats.alloc_bytes.saturating_sub(own_bytes),
-                        allocs: snapshot.stats.allocs.saturating_sub(own_allocs),
-                    };
-                    // Lock order: the spike log, then the site table.
-                    let mut table = self.sites.lock();
-                    table.drain();
-                    log.observe(point, &table)
-                }
-                None => log.status().active,
-            };
+            // Lock order: the spike log, then the site table.
+            let mut table = self.sites.lock();
+            table.drain();
+            let in_spike = log.observe(point, &table);
+            drop(table);
             (in_spike, log.approximate_bytes())
         };
         self.spikes_bytes.store(spike_bytes, Ordering::Relaxed);
@@ -229,8 +215,10 @@ impl Aggregator {
         self.panics.load(Ordering::Relaxed)
     }
 
-    /// Bytes the aggregator holds: the site table, the snapshot history and
-    /// the spike records (approximate: element sizes times counts).
+    /// Bytes the aggregator's structures hold: the site table, the snapshot
+    /// history and the spike records (approximate: element sizes times
+    /// counts). A breakdown only: the exporter's heap is counted exactly
+    /// (`allocmeter_exporter_heap_live_bytes`).
     pub fn own_bytes(&self) -> usize {
         let table = self.sites.lock().approximate_bytes();
         table

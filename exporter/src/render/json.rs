@@ -51,8 +51,10 @@ fn unix_ms_now() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `/api/snapshot` (and its alias `/api/stats`): `allocmeter::stats()` and
-/// the sampling figures, read now, with the wall-clock time of the read
+/// `/api/snapshot` (and its alias `/api/stats`): the service's share of
+/// `allocmeter::stats_split()` (`stats`; its `telemetry_bytes` is
+/// allocmeter's whole, as `allocmeter_telemetry_bytes`), allocmeter's own
+/// share (`exporter`) and the sampling figures, read now, with the wall-clock time of the read
 /// (`unix_ms`), the inner allocator's figures if a feature compiles them in,
 /// the spike detector's state, and whether the call-site endpoints answer
 /// (`profiles_exposed`).
@@ -60,7 +62,8 @@ pub(crate) fn stats_body(renderer: &Renderer, profiles_exposed: bool) -> serde_j
     let aggregator = renderer.aggregator();
     let unix_ms = unix_ms_now();
     let uptime_ms = aggregator.uptime().as_millis() as u64;
-    let s = allocmeter::stats();
+    let split = allocmeter::stats_split();
+    let (s, own) = (split.program, split.internal);
     let sampling = allocmeter::profile::sampling_stats();
     let by_size: Vec<serde_json::Value> = s
         .by_size
@@ -105,8 +108,17 @@ pub(crate) fn stats_body(renderer: &Renderer, profiles_exposed: bool) -> serde_j
             "failures": s.failures,
             "threads": s.threads,
             "slots_used": s.slots_used,
-            "telemetry_bytes": s.telemetry_bytes,
+            "telemetry_bytes": s.telemetry_bytes + own.live_bytes,
             "by_size": by_size,
+        },
+        "exporter": {
+            "live_bytes": own.live_bytes,
+            "live_objects": own.live_objects,
+            "alloc_bytes": own.alloc_bytes,
+            "allocs": own.allocs,
+            "free_bytes": own.free_bytes,
+            "frees": own.frees,
+            "tables_bytes": renderer.own_bytes(),
         },
         "sampling": {
             "rate": sampling.rate,

@@ -13,8 +13,8 @@
 //! Renderers read the aggregator through its methods (copies, taken under
 //! its locks and released before anything is symbolized); the only lock
 //! they take themselves is the symbolizer's, which they own. Every render
-//! runs inside [`Renderer::account`], so what it allocates is the
-//! exporter's, not the service's, and with sampling suspended, so that
+//! runs inside [`Renderer::account`], so what it allocates is allocmeter's,
+//! exactly, not the service's, and with sampling suspended, so that
 //! symbolizing stays out of the profiles it produces.
 //!
 //! Must not touch: the rings (the aggregator drains them), HTTP.
@@ -88,9 +88,14 @@ impl Renderer {
         f(&mut self.symbolizer())
     }
 
-    /// Runs `f` (a render) accounted as the exporter's own allocation.
+    /// Runs `f` (a render) with what it allocates and frees on this thread
+    /// counted as allocmeter's own, exactly
+    /// ([`allocmeter::profile::account_internal`]; on the exporter's
+    /// threads, marked internal, it changes nothing). A render on a
+    /// program's thread hands the program a copy made outside (see
+    /// `Exporter`), so that no block crosses.
     pub fn account<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.aggregator.account(f)
+        allocmeter::profile::account_internal(f)
     }
 
     /// How many top sites get Prometheus series.
@@ -111,9 +116,12 @@ impl Renderer {
         }
     }
 
-    /// Bytes the exporter itself holds: the aggregator's (site table,
-    /// history, spike records) and the symbol cache (as of its last use: a
-    /// scrape never waits for a render to release it).
+    /// Roughly what the exporter's long-lived structures hold: the
+    /// aggregator's (site table, history, spike records) and the symbol
+    /// cache (as of its last use: a scrape never waits for a render to
+    /// release it). A breakdown of part of the exporter's heap, which is
+    /// counted exactly ([`allocmeter::StatsSplit::internal`]); never added
+    /// to it.
     pub fn own_bytes(&self) -> usize {
         self.aggregator.own_bytes() + self.symbol_bytes.load(Ordering::Relaxed)
     }

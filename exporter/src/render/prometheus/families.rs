@@ -119,49 +119,49 @@ pub(super) static FAMILIES: LazyLock<Vec<Family>> = LazyLock::new(|| {
 const BUILT_IN: &[Family] = &[
     Family {
         name: "allocmeter_alloc_bytes_total",
-        help: "Bytes allocated since the process started, freed or not (requested sizes; a realloc adds its new size). Go: go_memstats_alloc_bytes_total.",
+        help: "Bytes the service allocated since the process started, freed or not (requested sizes; a realloc adds its new size). allocmeter's own allocations are left out, exactly (allocmeter_exporter_alloc_bytes_total). Go: go_memstats_alloc_bytes_total.",
         kind: MetricType::COUNTER,
         label: None,
         samples: Samples::Of(|i| one(i.stats.alloc_bytes)),
     },
     Family {
         name: "allocmeter_allocs_total",
-        help: "Heap blocks allocated since the process started (a realloc counts one). Go: go_memstats_mallocs_total.",
+        help: "Heap blocks the service allocated since the process started (a realloc counts one); allocmeter's own are in allocmeter_exporter_allocs_total. Go: go_memstats_mallocs_total.",
         kind: MetricType::COUNTER,
         label: None,
         samples: Samples::Of(|i| one(i.stats.allocs)),
     },
     Family {
         name: "allocmeter_frees_total",
-        help: "Heap blocks freed since the process started (a realloc counts one). Go: go_memstats_frees_total.",
+        help: "Heap blocks the service freed since the process started (a realloc counts one); allocmeter's own are in allocmeter_exporter_frees_total. Go: go_memstats_frees_total.",
         kind: MetricType::COUNTER,
         label: None,
         samples: Samples::Of(|i| one(i.stats.frees)),
     },
     Family {
         name: "allocmeter_free_bytes_total",
-        help: "Bytes freed since the process started (requested sizes; a realloc adds its old size).",
+        help: "Bytes the service freed since the process started (requested sizes; a realloc adds its old size); allocmeter's own are in allocmeter_exporter_free_bytes_total.",
         kind: MetricType::COUNTER,
         label: None,
         samples: Samples::Of(|i| one(i.stats.free_bytes)),
     },
     Family {
         name: "allocmeter_heap_live_bytes",
-        help: "Bytes in heap blocks allocated and not yet freed (requested sizes). Go: go_memstats_heap_alloc_bytes.",
+        help: "Bytes in heap blocks the service allocated and has not freed (requested sizes). The exporter's own heap is left out, exactly (allocmeter_exporter_heap_live_bytes), so looking does not move it. Go: go_memstats_heap_alloc_bytes.",
         kind: MetricType::GAUGE,
         label: None,
         samples: Samples::Of(|i| one(i.stats.live_bytes)),
     },
     Family {
         name: "allocmeter_heap_live_objects",
-        help: "Heap blocks allocated and not yet freed. Go: go_memstats_heap_objects.",
+        help: "Heap blocks the service allocated and has not freed; the exporter's own are in allocmeter_exporter_heap_live_objects. Go: go_memstats_heap_objects.",
         kind: MetricType::GAUGE,
         label: None,
         samples: Samples::Of(|i| one(i.stats.live_objects)),
     },
     Family {
         name: "allocmeter_reallocs_total",
-        help: "Reallocations by how they were served: grown_in_place, shrunk_in_place (same address), moved (new address).",
+        help: "The service's reallocations by how they were served: grown_in_place, shrunk_in_place (same address), moved (new address).",
         kind: MetricType::COUNTER,
         label: Some("kind"),
         samples: Samples::Of(|i| {
@@ -175,7 +175,7 @@ const BUILT_IN: &[Family] = &[
     },
     Family {
         name: "allocmeter_realloc_delta_bytes_total",
-        help: "Bytes by which reallocations grew (direction=grow) or shrank (direction=shrink) their blocks, in place or moved.",
+        help: "Bytes by which the service's reallocations grew (direction=grow) or shrank (direction=shrink) their blocks, in place or moved.",
         kind: MetricType::COUNTER,
         label: Some("direction"),
         samples: Samples::Of(|i| {
@@ -188,21 +188,21 @@ const BUILT_IN: &[Family] = &[
     },
     Family {
         name: "allocmeter_alloc_failures_total",
-        help: "Allocation requests the inner allocator refused (returned null to the caller).",
+        help: "The service's allocation requests the inner allocator refused (returned null to the caller).",
         kind: MetricType::COUNTER,
         label: None,
         samples: Samples::Of(|i| one(i.stats.failures)),
     },
     Family {
         name: "allocmeter_alloc_size_bytes",
-        help: "Allocations by requested size in bytes (power-of-two buckets; a realloc counts its new size). Go: go_gc_heap_allocs_by_size_bytes.",
+        help: "The service's allocations by requested size in bytes (power-of-two buckets; a realloc counts its new size; allocmeter's own left out). Go: go_gc_heap_allocs_by_size_bytes.",
         kind: MetricType::HISTOGRAM,
         label: None,
         samples: Samples::Of(|i| size_histogram(&i.stats, |c| c.allocs, i.stats.alloc_bytes)),
     },
     Family {
         name: "allocmeter_free_size_bytes",
-        help: "Frees by requested size in bytes (power-of-two buckets; a realloc counts its old size). Go: go_gc_heap_frees_by_size_bytes.",
+        help: "The service's frees by requested size in bytes (power-of-two buckets; a realloc counts its old size; allocmeter's own left out). Go: go_gc_heap_frees_by_size_bytes.",
         kind: MetricType::HISTOGRAM,
         label: None,
         samples: Samples::Of(|i| size_histogram(&i.stats, |c| c.frees, i.stats.free_bytes)),
@@ -216,13 +216,52 @@ const BUILT_IN: &[Family] = &[
     },
     Family {
         name: "allocmeter_telemetry_bytes",
-        help: "Bytes of memory allocmeter itself holds: per-thread slots, sample rings, the sampled-pointer table, and the exporter's site table, symbol cache, snapshot history and spike records. Go: go_memstats_buck_hash_sys_bytes.",
+        help: "Bytes of memory allocmeter itself holds: the allocator's structures outside the heap (per-thread slots, sample rings, the sampled-pointer table) plus the exporter's heap, counted exactly (allocmeter_exporter_heap_live_bytes: site table, symbolizer, history, spike records, HTTP buffers and bodies). Go: go_memstats_buck_hash_sys_bytes.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| {
-            let extra = i.profile.as_ref().map_or(0, |p| p.table_bytes as u64);
-            one(i.stats.telemetry_bytes + extra)
-        }),
+        samples: Samples::Of(|i| one(i.stats.telemetry_bytes + i.internal.live_bytes)),
+    },
+    Family {
+        name: "allocmeter_exporter_heap_live_bytes",
+        help: "Bytes in heap blocks allocmeter's own code allocated and has not freed: the exporter's threads, and its renders and start on the service's threads. Exact; left out of allocmeter_heap_live_bytes, included in allocmeter_telemetry_bytes.",
+        kind: MetricType::GAUGE,
+        label: None,
+        samples: Samples::Of(|i| one(i.internal.live_bytes)),
+    },
+    Family {
+        name: "allocmeter_exporter_heap_live_objects",
+        help: "Heap blocks allocmeter's own code allocated and has not freed (the exporter's; left out of allocmeter_heap_live_objects).",
+        kind: MetricType::GAUGE,
+        label: None,
+        samples: Samples::Of(|i| one(i.internal.live_objects)),
+    },
+    Family {
+        name: "allocmeter_exporter_alloc_bytes_total",
+        help: "Bytes allocmeter's own code allocated since the process started, freed or not: what serving, rendering and aggregating cost (left out of allocmeter_alloc_bytes_total).",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: Samples::Of(|i| one(i.internal.alloc_bytes)),
+    },
+    Family {
+        name: "allocmeter_exporter_allocs_total",
+        help: "Heap blocks allocmeter's own code allocated since the process started (left out of allocmeter_allocs_total).",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: Samples::Of(|i| one(i.internal.allocs)),
+    },
+    Family {
+        name: "allocmeter_exporter_free_bytes_total",
+        help: "Bytes allocmeter's own code freed since the process started (left out of allocmeter_free_bytes_total).",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: Samples::Of(|i| one(i.internal.free_bytes)),
+    },
+    Family {
+        name: "allocmeter_exporter_frees_total",
+        help: "Heap blocks allocmeter's own code freed since the process started (left out of allocmeter_frees_total).",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: Samples::Of(|i| one(i.internal.frees)),
     },
     Family {
         name: "allocmeter_exporter_panics_total",

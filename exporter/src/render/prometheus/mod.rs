@@ -7,7 +7,8 @@
 //! | `families.rs` | the family table: name, help, type and reader of every metric |
 //! | `inner/` | the inner allocator's own figures (jemalloc, mimalloc, glibc), behind features |
 //!
-//! Reads the counters ([`allocmeter::stats`]) and, inside an exporter, the
+//! Reads the counters ([`allocmeter::stats_split`]: the service's share, and
+//! allocmeter's own in families of their own) and, inside an exporter, the
 //! renderer's figures; takes no lock of another stage.
 
 mod families;
@@ -19,8 +20,8 @@ mod inner;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use allocmeter::MemStats;
 use allocmeter::profile::SamplingStats;
+use allocmeter::{InternalStats, MemStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricType};
 
@@ -35,7 +36,10 @@ pub const MAX_SITE_METRICS: usize = 50;
 /// What one scrape renders: the statistics, read fresh, and what the
 /// exporter's renderer knows (absent for a collector used on its own).
 pub(crate) struct Scrape {
+    /// The service's share of the counters (allocmeter's own left out).
     pub stats: MemStats,
+    /// allocmeter's own share: what the exporter allocated and freed.
+    pub internal: InternalStats,
     pub sampling: SamplingStats,
     pub profile: Option<ProfileFigures>,
     /// What the inner allocator itself reports (see `inner`).
@@ -49,9 +53,6 @@ pub(crate) struct ProfileFigures {
     pub sites: usize,
     /// Samples merged into "(other)" because the table was full.
     pub overflowed: u64,
-    /// Bytes the site table, symbol cache, snapshot history and spike
-    /// records hold.
-    pub table_bytes: usize,
     /// The opt-in top-K sites' series. Empty unless enabled.
     pub top: Vec<SiteSeries>,
     /// Panics caught and survived.
@@ -116,7 +117,6 @@ fn profile_figures(renderer: &Renderer) -> ProfileFigures {
         ProfileFigures {
             sites: table.sites,
             overflowed: table.overflowed,
-            table_bytes: renderer.own_bytes(),
             top,
             panics: renderer.panics(),
         }
@@ -215,10 +215,14 @@ pub(crate) fn inner_figures() -> Vec<InnerFigure> {
     }
 }
 
-/// A [`prometheus::core::Collector`] over [`allocmeter::stats`].
+/// A [`prometheus::core::Collector`] over [`allocmeter::stats_split`].
 ///
 /// Every scrape reads the counters fresh (a read never blocks an allocating
-/// thread), so `/metrics` is never an interval behind. The exporter registers
+/// thread), so `/metrics` is never an interval behind. The service's
+/// families leave allocmeter's own allocations out, exactly; those are in
+/// the `allocmeter_exporter_*` families. A scrape's own work counts as
+/// allocmeter's, on whatever thread it runs; only the families it returns
+/// (which the registry encodes and frees) are the caller's. The exporter registers
 /// one in its own registry; register another into your service's registry to
 /// serve allocmeter's metrics from your own endpoint:
 ///
@@ -334,12 +338,25 @@ impl AllocCollector {
     }
 
     fn scrape(&self) -> Scrape {
+        let split = allocmeter::stats_split();
         Scrape {
-            stats: allocmeter::stats(),
+            stats: split.program,
+            internal: split.internal,
             sampling: allocmeter::profile::sampling_stats(),
             profile: self.renderer.as_deref().map(profile_figures),
             #[cfg(inner_stats)]
             inner: inner::read(),
+        }
+    }
+}
+
+impl Drop for AllocCollector {
+    fn drop(&mut self) {
+        // The exporter's renderer, if this is the last reference to it (the
+        // exporter itself gone), is freed on allocmeter's side, where it was
+        // allocated; the collector's own fields are its owner's.
+        if let Some(renderer) = self.renderer.take() {
+            allocmeter::profile::account_internal(move || drop(renderer));
         }
     }
 }
@@ -356,7 +373,13 @@ impl Collector for AllocCollector {
     }
 
     fn collect(&self) -> Vec<proto::MetricFamily> {
-        self.families(&self.scrape())
+        // The scrape is allocmeter's work, on allocmeter's side from its
+        // start to its drop; the families are built outside, for the
+        // registry that frees them, so that no block crosses.
+        let scrape = allocmeter::profile::account_internal(|| self.scrape());
+        let families = self.families(&scrape);
+        allocmeter::profile::account_internal(move || drop(scrape));
+        families
     }
 }
 
