@@ -1,8 +1,12 @@
 //! Turning code addresses into function names, files and lines, off the hot
-//! path: in the renderers, on demand, cached, bounded.
+//! path: in the renderers, on demand, cached, bounded, released when idle.
+//! And what counts as allocation machinery rather than program code.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::objects::{MAX_PARSE_STEP_BYTES, MAX_PARSED_BYTES, Objects};
 
 /// One source-level frame at an address. An address inside inlined code has
 /// several: innermost (the inlined callee) first, outermost caller last.
@@ -24,18 +28,31 @@ pub(crate) struct Location {
     pub frames: Arc<[Frame]>,
 }
 
-/// A cache of resolved addresses. Resolving loads and parses the binary's
-/// debug info on first use (which can take a while for a large binary) and
-/// is then a lookup per address.
+/// Addresses to frames: the process's object files, mapped and parsed on
+/// demand ([`Objects`]), and a cache of the answers.
+///
+/// Its memory is bounded: the cache holds at most [`MAX_CACHE_BYTES`], the
+/// parsed debug info at most [`MAX_PARSED_BYTES`] on the heap (measured as
+/// it is parsed; beyond that it is dropped and parsed again as needed), and
+/// the mapped files' pages are dropped from the resident set after each use
+/// ([`Symbolizer::end_use`]). [`Symbolizer::release_if_idle`] drops the
+/// parsed state and unmaps the files after a period without lookups.
+///
+/// A symbolizer made [`Symbolizer::disabled`] resolves nothing: every
+/// address stands as itself.
 pub(crate) struct Symbolizer {
     cache: HashMap<u64, Arc<[Frame]>>,
     capacity: usize,
-    /// [`Symbolizer::approximate_bytes`], kept as entries come and go.
-    bytes: usize,
+    /// The cache's bytes, kept as entries come and go.
+    cache_bytes: usize,
+    /// `None` when symbolization is off.
+    objects: Option<Objects>,
+    /// When the last lookup was made.
+    last_used: Instant,
 }
 
-/// The most bytes the cache holds (then it starts over).
-pub(crate) const MAX_CACHE_BYTES: usize = 8 << 20;
+/// The most bytes the cache of answers holds (then it starts over).
+pub(crate) const MAX_CACHE_BYTES: usize = 2 << 20;
 
 /// Longest function name and file path kept (longer ones are cut, at a
 /// character boundary, with a trailing `…`).
@@ -57,19 +74,30 @@ fn entry_bytes(frames: &[Frame]) -> usize {
 }
 
 impl Symbolizer {
-    /// A cache holding at most `capacity` addresses and
-    /// [`MAX_CACHE_BYTES`] (then it starts over).
+    /// A symbolizer caching at most `capacity` addresses and
+    /// [`MAX_CACHE_BYTES`] (then the cache starts over). Maps nothing yet.
     pub fn new(capacity: usize) -> Self {
         Symbolizer {
             cache: HashMap::new(),
             capacity: capacity.max(1),
-            bytes: 0,
+            cache_bytes: 0,
+            objects: Some(Objects::new()),
+            last_used: Instant::now(),
         }
     }
 
-    /// The most [`Symbolizer::approximate_bytes`] can be.
+    /// A symbolizer that resolves nothing (profiles carry addresses only).
+    pub fn disabled() -> Self {
+        Symbolizer {
+            objects: None,
+            ..Symbolizer::new(1)
+        }
+    }
+
+    /// The most [`Symbolizer::approximate_bytes`] can be, apart from the
+    /// mapped files' pages during a render (see [`Symbolizer::end_use`]).
     pub const fn max_bytes() -> usize {
-        MAX_CACHE_BYTES + MAX_ENTRY_BYTES
+        MAX_CACHE_BYTES + MAX_ENTRY_BYTES + MAX_PARSED_BYTES + MAX_PARSE_STEP_BYTES
     }
 
     /// Resolves `address`.
@@ -79,45 +107,64 @@ impl Symbolizer {
                 frames: frames.clone(),
             };
         }
-        let frames: Arc<[Frame]> = resolve_uncached(address).into();
+        let Some(objects) = &mut self.objects else {
+            return Location {
+                frames: Arc::from([]),
+            };
+        };
+        self.last_used = Instant::now();
+        let mut frames = objects.frames(address, MAX_FRAMES_PER_ADDRESS);
+        for f in &mut frames {
+            bound(&mut f.function);
+            if let Some(file) = &mut f.file {
+                bound(file);
+            }
+        }
+        let frames: Arc<[Frame]> = frames.into();
         let bytes = entry_bytes(&frames);
-        if self.cache.len() >= self.capacity || self.bytes + bytes > MAX_CACHE_BYTES {
-            self.cache.clear();
-            self.bytes = 0;
+        if self.cache.len() >= self.capacity || self.cache_bytes + bytes > MAX_CACHE_BYTES {
+            self.cache = HashMap::new();
+            self.cache_bytes = 0;
         }
         self.cache.insert(address, frames.clone());
-        self.bytes += bytes;
+        self.cache_bytes += bytes;
         Location { frames }
     }
 
-    /// Bytes the cache holds, roughly.
-    pub fn approximate_bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
-fn resolve_uncached(address: u64) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    backtrace::resolve(address as usize as *mut std::ffi::c_void, |symbol| {
-        let function = match symbol.name() {
-            // `{:#}` prints the demangled name without the hash suffix.
-            Some(name) => format!("{name:#}"),
-            None => return,
-        };
-        if frames.len() < MAX_FRAMES_PER_ADDRESS {
-            frames.push(Frame {
-                function: bounded(function),
-                file: symbol.filename().map(|p| bounded(p.display().to_string())),
-                line: symbol.lineno(),
-            });
+    /// Ends a use (a render): the mapped files' pages read meanwhile leave
+    /// the resident set. The parsed state stays until
+    /// [`Symbolizer::release_if_idle`].
+    pub fn end_use(&mut self) {
+        if let Some(objects) = &mut self.objects {
+            objects.forget_pages();
         }
-    });
-    frames
+    }
+
+    /// Drops the cache and the parsed debug info and unmaps the files if
+    /// nothing was looked up for `idle`; returns whether it did.
+    pub fn release_if_idle(&mut self, idle: Duration) -> bool {
+        let loaded = self.objects.as_ref().is_some_and(Objects::is_loaded);
+        if (!loaded && self.cache.is_empty()) || self.last_used.elapsed() < idle {
+            return false;
+        }
+        self.cache = HashMap::new();
+        self.cache_bytes = 0;
+        if let Some(objects) = &mut self.objects {
+            objects.release_parsed();
+        }
+        true
+    }
+
+    /// Bytes held: the cache, the parsed debug info, and the mapped files'
+    /// bytes read since their pages were last dropped.
+    pub fn approximate_bytes(&self) -> usize {
+        self.cache_bytes + self.objects.as_ref().map_or(0, Objects::bytes)
+    }
 }
 
 /// `s`, cut to at most [`MAX_NAME_BYTES`] (plus `…`) at a character
 /// boundary.
-fn bounded(mut s: String) -> String {
+fn bound(s: &mut String) {
     if s.len() > MAX_NAME_BYTES {
         let mut end = MAX_NAME_BYTES;
         while !s.is_char_boundary(end) {
@@ -126,7 +173,6 @@ fn bounded(mut s: String) -> String {
         s.truncate(end);
         s.push('…');
     }
-    s
 }
 
 /// Whether `frame` belongs to the allocation machinery rather than to the
