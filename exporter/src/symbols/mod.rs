@@ -16,4 +16,4 @@ mod symbolize;
 
 pub(crate) use mappings::{Mapping, current_mappings};
 pub use symbolize::Frame;
-pub(crate) use symbolize::{Location, Symbolizer, is_allocation_machinery, program_frames};
+pub(crate) use symbolize::{Location, Symbolizer, is_program_address, program_frames};

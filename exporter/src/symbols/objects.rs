@@ -169,6 +169,14 @@ pub(crate) struct Objects {
 /// parsed again as needed.
 pub(crate) const MAX_PARSED_BYTES: usize = 6 << 20;
 
+/// The most heap one file's index of compilation units takes (spans beyond
+/// it are left out: their addresses are named from the symbol table).
+pub(crate) const MAX_INDEX_BYTES: usize = 4 << 20;
+
+/// The most heap one file's function symbols take (symbols beyond it are
+/// left out).
+pub(crate) const MAX_SYMBOLS_BYTES: usize = 4 << 20;
+
 /// What one lookup may add to the parsed state beyond [`MAX_PARSED_BYTES`]
 /// before it is dropped: one compilation unit's functions and line table
 /// (the standard library's largest, with `debug = 2`, take about this).
@@ -210,15 +218,25 @@ impl Objects {
             Some(Ok(loaded)) => loaded.frames(probe, max_frames),
             _ => Vec::new(),
         };
-        let held = self.parsed_bytes();
-        if held > MAX_PARSED_BYTES {
-            // Parsed units go first; the indexes stay.
-            let excess = held - MAX_PARSED_BYTES;
-            for f in &mut self.files {
-                if let Some(Ok(loaded)) = &mut f.loaded {
-                    let bytes = loaded.bytes();
-                    loaded.shrink_to(bytes.saturating_sub(excess));
-                }
+        // Parsed units beyond the budget go, least recently used first; the
+        // indexes and symbol tables stay (they have bounds of their own).
+        let mut excess = self
+            .files
+            .iter()
+            .filter_map(|f| match &f.loaded {
+                Some(Ok(loaded)) => Some(loaded.unit_bytes()),
+                _ => None,
+            })
+            .sum::<usize>()
+            .saturating_sub(MAX_PARSED_BYTES);
+        for f in &mut self.files {
+            if excess == 0 {
+                break;
+            }
+            if let Some(Ok(loaded)) = &mut f.loaded {
+                let before = loaded.unit_bytes();
+                loaded.shrink_units_to(before.saturating_sub(excess));
+                excess = excess.saturating_sub(before - loaded.unit_bytes());
             }
         }
         frames
@@ -330,13 +348,18 @@ impl Loaded {
 
     /// Heap held: the index, the symbols, the parsed units.
     fn bytes(&self) -> usize {
-        self.fixed_bytes + self.units.iter().map(|u| u.bytes).sum::<usize>()
+        self.fixed_bytes + self.unit_bytes()
     }
 
-    /// Drops parsed units, least recently used first, until at most
-    /// `bytes` are held (or none is left).
-    fn shrink_to(&mut self, bytes: usize) {
-        let mut held = self.bytes();
+    /// Heap held by the parsed units.
+    fn unit_bytes(&self) -> usize {
+        self.units.iter().map(|u| u.bytes).sum()
+    }
+
+    /// Drops parsed units, least recently used first, until they hold at
+    /// most `bytes` (or none is left).
+    fn shrink_units_to(&mut self, bytes: usize) {
+        let mut held = self.unit_bytes();
         let mut drop_n = 0;
         while held > bytes && drop_n < self.units.len() {
             held -= self.units[drop_n].bytes;
@@ -501,6 +524,9 @@ fn unit_index(dwarf: &gimli::Dwarf<Reader>) -> Vec<UnitSpan> {
         let Ok(unit) = dwarf.unit(header) else {
             continue;
         };
+        if index.len() >= MAX_INDEX_BYTES / std::mem::size_of::<UnitSpan>() {
+            break;
+        }
         ranges.clear();
         if let Ok(mut iter) = dwarf.unit_ranges(&unit) {
             while let Ok(Some(r)) = iter.next() {
@@ -559,6 +585,7 @@ fn text_symbols<'file>(
 ) -> Vec<Symbol> {
     symbols
         .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+        .take(MAX_SYMBOLS_BYTES / std::mem::size_of::<Symbol>())
         .filter_map(|s| {
             Some(Symbol {
                 address: s.address(),

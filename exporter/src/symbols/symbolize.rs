@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::objects::{MAX_PARSE_STEP_BYTES, MAX_PARSED_BYTES, Objects};
+use super::objects::{
+    MAX_INDEX_BYTES, MAX_PARSE_STEP_BYTES, MAX_PARSED_BYTES, MAX_SYMBOLS_BYTES, Objects,
+};
 
 /// One source-level frame at an address. An address inside inlined code has
 /// several: innermost (the inlined callee) first, outermost caller last.
@@ -32,9 +34,11 @@ pub(crate) struct Location {
 /// demand ([`Objects`]), and a cache of the answers.
 ///
 /// Its memory is bounded: the cache holds at most [`MAX_CACHE_BYTES`], the
-/// parsed debug info at most [`MAX_PARSED_BYTES`] on the heap (measured as
-/// it is parsed; beyond that it is dropped and parsed again as needed), and
-/// the mapped files' pages are dropped from the resident set after each use
+/// parsed compilation units at most [`MAX_PARSED_BYTES`] on the heap
+/// (measured as they are parsed; beyond that the least recently used are
+/// dropped and parsed again as needed), each file's index and symbols at
+/// most [`MAX_INDEX_BYTES`] and [`MAX_SYMBOLS_BYTES`], and the mapped
+/// files' pages are dropped from the resident set after each use
 /// ([`Symbolizer::end_use`]). [`Symbolizer::release_if_idle`] drops the
 /// parsed state and unmaps the files after a period without lookups.
 ///
@@ -94,10 +98,18 @@ impl Symbolizer {
         }
     }
 
-    /// The most [`Symbolizer::approximate_bytes`] can be, apart from the
-    /// mapped files' pages during a render (see [`Symbolizer::end_use`]).
+    /// The most [`Symbolizer::approximate_bytes`] can be with one object
+    /// file loaded (the program), apart from the mapped file's pages during
+    /// a render (see [`Symbolizer::end_use`]). Each further file a stack
+    /// runs through (a shared library) adds at most its index and symbols
+    /// ([`MAX_INDEX_BYTES`] + [`MAX_SYMBOLS_BYTES`]).
     pub const fn max_bytes() -> usize {
-        MAX_CACHE_BYTES + MAX_ENTRY_BYTES + MAX_PARSED_BYTES + MAX_PARSE_STEP_BYTES
+        MAX_CACHE_BYTES
+            + MAX_ENTRY_BYTES
+            + MAX_PARSED_BYTES
+            + MAX_PARSE_STEP_BYTES
+            + MAX_INDEX_BYTES
+            + MAX_SYMBOLS_BYTES
     }
 
     /// Resolves `address`.
@@ -251,6 +263,31 @@ fn strip_prefix_punctuation(mut name: &str) -> &str {
     }
 }
 
+/// Whether an address with these frames (innermost first) is program code:
+/// it has a frame that is not machinery, and the function it lies in (the
+/// outermost frame) is not allocmeter's. Code inlined into allocmeter's own
+/// functions is allocmeter's however it is named: under
+/// `debug = "line-tables-only"` the unwinder's `trace`, inlined into the
+/// stack capture, carries a bare name and the file of a crate in the cargo
+/// registry. Unresolved addresses count as program code: better shown than
+/// dropped.
+pub(crate) fn is_program_address(frames: &[Frame]) -> bool {
+    match frames.last() {
+        None => true,
+        Some(outer) if is_allocmeter_frame(outer) => false,
+        Some(_) => frames.iter().any(|f| !is_allocation_machinery(f)),
+    }
+}
+
+/// Whether `frame` is allocmeter's own code, by its file or its name.
+fn is_allocmeter_frame(frame: &Frame) -> bool {
+    frame
+        .file
+        .as_deref()
+        .is_some_and(|f| f.starts_with(allocmeter::profile::SOURCE_DIR))
+        || strip_prefix_punctuation(&frame.function).starts_with("allocmeter::")
+}
+
 /// The frames of one address without the machinery inlined into program
 /// code: leading (innermost) machinery frames are dropped as long as a program
 /// frame remains, so that `Vec::with_capacity` inlined into `handler` shows as
@@ -359,6 +396,33 @@ mod tests {
         ] {
             assert!(!is_machinery_name(p), "{p}");
         }
+    }
+
+    #[test]
+    fn code_inlined_into_allocmeter_is_allocmeter_s() {
+        let at = |function: &str, file: &str| Frame {
+            function: function.to_string(),
+            file: Some(file.to_string()),
+            line: Some(1),
+        };
+        let capture = at(
+            "capture",
+            &format!("{}stack.rs", allocmeter::profile::SOURCE_DIR),
+        );
+        let trace = at(
+            "trace",
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/backtrace-0.3.77/src/backtrace/libunwind.rs",
+        );
+        assert!(!is_program_address(&[trace.clone(), capture]));
+        let handler = at("handler", "/home/dev/service/src/main.rs");
+        assert!(is_program_address(&[trace, handler.clone()]));
+        let grow = at(
+            "finish_grow",
+            "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/alloc/src/raw_vec.rs",
+        );
+        assert!(is_program_address(&[grow.clone(), handler]));
+        assert!(!is_program_address(&[grow]));
+        assert!(is_program_address(&[]));
     }
 
     #[test]
