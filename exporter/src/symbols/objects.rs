@@ -2,8 +2,8 @@
 //! library) mapped read-only and parsed lazily, for [`Symbolizer`] to look
 //! addresses up in.
 //!
-//! Owns: [`Objects`] (the mapped files, their DWARF contexts and symbol
-//! tables, and the bytes they hold). Reads files with `open` and `mmap`; takes
+//! Owns: [`Objects`] (the mapped files, their indexes of compilation units,
+//! the units parsed, the symbol tables, and the bytes they hold). Reads files with `open` and `mmap`; takes
 //! no lock, starts no thread, and keeps no global state, so a fork at any
 //! instant leaves nothing held in the child (the renderer that owns the
 //! symbolizer resets it there).
@@ -164,9 +164,9 @@ pub(crate) struct Objects {
     mapped_bytes: usize,
 }
 
-/// The heap the parsed debug info may hold: once a lookup leaves more, the
-/// parsed state is dropped (the answers already found stay cached) and
-/// parsed again as needed.
+/// The heap the parsed compilation units may hold: once a lookup leaves
+/// more, the least recently used units are dropped (the answers already
+/// found stay cached) and parsed again as needed.
 pub(crate) const MAX_PARSED_BYTES: usize = 6 << 20;
 
 /// The most heap one file's index of compilation units takes (spans beyond
@@ -177,9 +177,10 @@ pub(crate) const MAX_INDEX_BYTES: usize = 4 << 20;
 /// left out).
 pub(crate) const MAX_SYMBOLS_BYTES: usize = 4 << 20;
 
-/// What one lookup may add to the parsed state beyond [`MAX_PARSED_BYTES`]
-/// before it is dropped: one compilation unit's functions and line table
-/// (the standard library's largest, with `debug = 2`, take about this).
+/// What one lookup may add to the parsed units beyond [`MAX_PARSED_BYTES`]
+/// before they are dropped: one compilation unit's functions and line
+/// table. An allowance for the bound, not a hard limit: a unit is parsed
+/// whole, whatever its size.
 pub(crate) const MAX_PARSE_STEP_BYTES: usize = 4 << 20;
 
 impl Objects {
