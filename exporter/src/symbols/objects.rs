@@ -18,6 +18,7 @@ use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use super::Frame;
 use super::mappings::{Mapping, Segment, current_segments};
+use super::symbolize::is_machinery_file;
 
 /// The DWARF reader over a mapped file's bytes.
 type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
@@ -101,6 +102,10 @@ struct Symbol {
 struct UnitSpan {
     begin: u64,
     end: u64,
+    /// The largest `end` of this span and every span before it in the
+    /// index: units' code can interleave, so a lookup walks back from the
+    /// last span starting at or before the address until none reaches it.
+    reach: u64,
     offset: usize,
     len: usize,
 }
@@ -377,7 +382,8 @@ impl Loaded {
         if let Some(unit) = self.unit_for(probe) {
             let ((), used) = allocmeter::measure(|| {
                 let unit = &self.units[unit];
-                if let Ok(mut iter) = unit.context.find_frames(probe).skip_all_loads() {
+                let found = unit.context.find_frames(probe).skip_all_loads();
+                if let Ok(mut iter) = found {
                     while let Ok(Some(frame)) = iter.next() {
                         if frames.len() >= max_frames {
                             break;
@@ -401,6 +407,26 @@ impl Loaded {
             });
             // What stays is the unit's parse; the frames are the caller's.
             self.units[unit].bytes += net(&used).saturating_sub(frames_bytes(&frames));
+            if frames.is_empty() {
+                // The unit's DWARF could not name the frames here: an
+                // inlined function's origin in another unit (the unit is
+                // parsed alone). Its line table still gives the innermost
+                // line, which is kept if it is the function's own code.
+                let location = self.units[unit]
+                    .context
+                    .find_location(probe)
+                    .ok()
+                    .flatten()
+                    .and_then(|l| Some((l.file?.to_string(), l.line)))
+                    .filter(|(file, _)| !is_machinery_file(file));
+                if let Some((file, line)) = location {
+                    frames.push(Frame {
+                        function: String::new(),
+                        file: Some(file),
+                        line,
+                    });
+                }
+            }
         }
         let unnamed = frames.last().is_none_or(|f| f.function.is_empty());
         if unnamed && let Some(name) = self.symbol_name(probe) {
@@ -425,14 +451,17 @@ impl Loaded {
     /// The parsed unit covering `probe` (parsed now if needed, and made the
     /// most recently used), as an index into `units`.
     fn unit_for(&mut self, probe: u64) -> Option<usize> {
-        let i = self
-            .index
-            .partition_point(|s| s.begin <= probe)
-            .checked_sub(1)?;
-        let span = self.index[i];
-        if probe >= span.end {
-            return None;
-        }
+        let mut i = self.index.partition_point(|s| s.begin <= probe);
+        let span = loop {
+            i = i.checked_sub(1)?;
+            let span = self.index[i];
+            if span.reach <= probe {
+                return None;
+            }
+            if probe < span.end {
+                break span;
+            }
+        };
         if let Some(at) = self.units.iter().position(|u| u.offset == span.offset) {
             let unit = self.units.remove(at);
             self.units.push(unit);
@@ -440,12 +469,16 @@ impl Loaded {
         }
         let (context, used) = allocmeter::measure(|| {
             // The unit alone: `.debug_info` cut to it (its references are
-            // unit-relative; other sections stay whole).
+            // unit-relative; the other sections stay whole).
             let mut dwarf = load_dwarf(&self.file)?;
             let info = dwarf.debug_info.reader().slice();
             let unit = info.get(span.offset..span.offset.checked_add(span.len)?)?;
             let endian = gimli::Reader::endian(dwarf.debug_info.reader());
             dwarf.debug_info = gimli::DebugInfo::new(unit, endian);
+            // `.debug_aranges` names units by their offset in the whole
+            // section: in the cut one they would find the wrong unit's
+            // ranges (the unit's own are read from its root instead).
+            dwarf.debug_aranges = gimli::DebugAranges::new(&[], endian);
             addr2line::Context::from_dwarf(dwarf).ok()
         });
         self.units.push(ParsedUnit {
@@ -545,6 +578,7 @@ fn unit_index(dwarf: &gimli::Dwarf<Reader>) -> Vec<UnitSpan> {
             index.push(UnitSpan {
                 begin,
                 end,
+                reach: end,
                 offset: offset.0,
                 len,
             });
@@ -562,6 +596,11 @@ fn unit_index(dwarf: &gimli::Dwarf<Reader>) -> Vec<UnitSpan> {
         push(current);
     }
     index.sort_unstable_by_key(|s| s.begin);
+    let mut reach = 0;
+    for span in &mut index {
+        reach = reach.max(span.end);
+        span.reach = reach;
+    }
     index.shrink_to_fit();
     index
 }

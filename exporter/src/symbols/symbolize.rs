@@ -56,7 +56,7 @@ pub(crate) struct Symbolizer {
 }
 
 /// The most bytes the cache of answers holds (then it starts over).
-pub(crate) const MAX_CACHE_BYTES: usize = 2 << 20;
+pub(crate) const MAX_CACHE_BYTES: usize = 8 << 20;
 
 /// Longest function name and file path kept (longer ones are cut, at a
 /// character boundary, with a trailing `…`).
@@ -209,7 +209,7 @@ pub(crate) fn is_allocation_machinery(frame: &Frame) -> bool {
 }
 
 /// Whether `file` is a source of the toolchain's libraries or of allocmeter.
-fn is_machinery_file(file: &str) -> bool {
+pub(super) fn is_machinery_file(file: &str) -> bool {
     (file.starts_with("/rustc/") && file.contains("/library/"))
         || file.starts_with("/rust/deps/")
         || file.starts_with(allocmeter::profile::SOURCE_DIR)
