@@ -218,7 +218,7 @@ impl Builder {
     /// How long the symbolizer keeps what it loaded after its last lookup
     /// (default [`DEFAULT_SYMBOLS_IDLE`], 60 s): the object files it mapped,
     /// the debug info it parsed (bounded: 6 MiB of parsed compilation units
-    /// plus each file's index and symbol table, at most 4 MiB each; 1.7 MiB
+    /// plus each file's index and symbol table, at most 4 MiB each; 1.8 MiB
     /// in all for the demo), and the names it found (at most 8 MiB). Then
     /// they are released, checked at every
     /// [`Builder::interval`], and the next profile or site report loads
