@@ -15,8 +15,8 @@ use crate::error::StartError;
 use crate::exporter::Exporter;
 use crate::health::HttpCounters;
 use crate::http::{self, routes::Endpoints};
-use crate::render::Renderer;
 use crate::render::prometheus::{AllocCollector, MAX_SITE_METRICS};
+use crate::render::{DEFAULT_SYMBOLS_IDLE, Renderer};
 
 /// The address the exporter listens on unless told otherwise: loopback only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:9464";
@@ -46,6 +46,8 @@ pub struct Builder {
     spikes: SpikeConfig,
     auth_token: Option<Token>,
     expose_profiles: bool,
+    symbolize: bool,
+    symbols_idle: Duration,
 }
 
 /// The bearer token, kept out of `Debug` output (a logged builder must not
@@ -74,6 +76,8 @@ impl Default for Builder {
             spikes: SpikeConfig::default(),
             auth_token: None,
             expose_profiles: true,
+            symbolize: true,
+            symbols_idle: DEFAULT_SYMBOLS_IDLE,
         }
     }
 }
@@ -192,6 +196,40 @@ impl Builder {
         self
     }
 
+    /// Whether to name the code addresses of call sites in-process (default
+    /// `true`). With `false` the exporter maps and parses no debug info:
+    /// the pprof profiles carry addresses, the process's mappings and their
+    /// build IDs only (each mapping's `has_functions` is false), for a
+    /// service whose profiles are symbolized elsewhere, such as by
+    /// `go tool pprof` with a copy of the unstripped binary (found by its
+    /// build ID under `$PPROF_BINARY_PATH`, or given on the command line).
+    /// The stacks are then not trimmed of the allocator's and the standard
+    /// library's frames (telling those apart takes the names): hide them in
+    /// pprof (`-hide`, `-show_from`). `/api/sites`, [`Exporter::top_sites`],
+    /// the spike reports and the per-site metrics name each frame by its
+    /// address (`0x…`).
+    ///
+    /// [`Exporter::top_sites`]: crate::Exporter::top_sites
+    pub fn symbolize(mut self, symbolize: bool) -> Self {
+        self.symbolize = symbolize;
+        self
+    }
+
+    /// How long the symbolizer keeps what it loaded after its last lookup
+    /// (default [`DEFAULT_SYMBOLS_IDLE`], 60 s): the object files it mapped,
+    /// the debug info it parsed (bounded: 6 MiB of parsed compilation units
+    /// plus each file's index and symbol table, at most 4 MiB each; 1.8 MiB
+    /// in all for the demo), and the names it found (at most 8 MiB). Then
+    /// they are released, checked at every
+    /// [`Builder::interval`], and the next profile or site report loads
+    /// them again (tens of milliseconds for a typical service). A shorter
+    /// period frees the memory sooner between occasional looks; a longer
+    /// one spares reloading when profiles are fetched often.
+    pub fn symbols_idle(mut self, idle: Duration) -> Self {
+        self.symbols_idle = idle;
+        self
+    }
+
     /// The spike factor `k` (default [`DEFAULT_SPIKE_FACTOR`], 4): an
     /// interval whose allocation rate is above `k` times the baseline (see
     /// [`Builder::spike_baseline`]) starts a spike, and the spike ends at the
@@ -267,11 +305,10 @@ impl Builder {
             spike_config,
         ));
         let http_counters = Arc::new(HttpCounters::default());
-        let renderer = Arc::new(Renderer::new(
-            aggregator.clone(),
-            http_counters.clone(),
-            self.site_metrics,
-        ));
+        let renderer = Arc::new(
+            Renderer::new(aggregator.clone(), http_counters.clone(), self.site_metrics)
+                .with_symbols(self.symbolize, self.symbols_idle),
+        );
         let registry = self.registry(renderer.clone())?;
         let server = if self.serve_http {
             let addr = resolve(&self.bind)?;
@@ -302,9 +339,14 @@ impl Builder {
             stop.clone(),
         );
         let aggregator_stop = stop.clone();
+        let idle_renderer = renderer.clone();
         let thread = std::thread::Builder::new()
             .name("allocmeter-aggregator".into())
-            .spawn(move || aggregate::run(aggregator, aggregator_stop))
+            .spawn(move || {
+                aggregate::run(aggregator, aggregator_stop, || {
+                    idle_renderer.release_idle_symbols();
+                });
+            })
             .map_err(StartError::Thread)?;
         // Registered before `start` returns, so that the first burst of
         // samples already wakes it.

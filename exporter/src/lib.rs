@@ -127,6 +127,7 @@ pub use exporter::Exporter;
 pub use health::HttpStats;
 pub use http::limits;
 pub use http::routes::METRICS_CONTENT_TYPE;
+pub use render::DEFAULT_SYMBOLS_IDLE;
 pub use render::json::API_VERSION;
 #[doc(hidden)]
 pub use render::pprof::proto as profile_proto;

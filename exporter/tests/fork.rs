@@ -7,6 +7,12 @@
 //! which serves `/metrics` and a heap profile and shuts down cleanly. The
 //! parent's exporter serves on. Five children, forked while two threads
 //! allocate with sampling on; each must exit 0 within 30 s.
+//!
+//! A fork at any instant of a render is safe too: children forked at times
+//! swept across the parent's first symbolization (a site report of a few
+//! thousand call sites, which maps and parses the binary's debug info) each
+//! start their own exporter and answer `/metrics` and a heap profile within
+//! 5 s, though the parent's symbolizer lock may be held at the fork.
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -15,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
+use allocmeter_exporter::SortBy;
 use allocmeter_test_support::exporter::{loopback, start_exporter, try_start_built};
 use allocmeter_test_support::fork;
 use allocmeter_test_support::http::{fetch, fetch_bytes};
@@ -124,5 +131,67 @@ fn a_forked_child_counts_on_and_serves_with_its_own_exporter() {
     }
     exporter.shutdown();
     allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// How long a child forked during a render may take to start its exporter
+/// and answer `/metrics` and a heap profile.
+const SERVE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The checks of a child forked while the parent symbolizes: its own
+/// exporter answers `/metrics` and a heap profile that names a site.
+fn child_serves() -> Result<(), String> {
+    let (own, addr) = try_start_built(loopback().interval(Duration::from_millis(20)))
+        .map_err(|e| format!("the child's own exporter: {e}"))?;
+    alloc_bytes_total(addr)?;
+    let profile = fetch_bytes(addr, "GET", "/debug/pprof/heap");
+    if profile.status != 200 || profile.body.get(..2) != Some(&[0x1f, 0x8b][..]) {
+        return Err(format!(
+            "the child's heap profile: status {}",
+            profile.status
+        ));
+    }
+    let sites = fetch(addr, "GET", "/api/sites");
+    if sites.status != 200 {
+        return Err(format!("the child's /api/sites: status {}", sites.status));
+    }
+    own.shutdown();
+    Ok(())
+}
+
+#[test]
+fn a_fork_at_any_instant_of_the_first_symbolization_leaves_the_child_serving() {
+    allocmeter::set_sample_rate(1024);
+    let mut failures = Vec::new();
+    let mut render_times = Vec::new();
+    for delay_ms in [0u64, 1, 2, 5, 10, 20, 40, 80] {
+        // A fresh exporter each time, so that its symbolizer starts cold:
+        // the render maps and parses, and resolves every address anew.
+        let (exporter, _addr) = start_exporter(Duration::from_millis(20));
+        let keep = workers::many_call_sites();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let render = scope.spawn(|| exporter.top_sites(usize::MAX, SortBy::AllocSpace).len());
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let forked_at = started.elapsed();
+            // SAFETY: the child runs `child_serves` (allocmeter's fork
+            // handlers made the allocator consistent; it starts and joins
+            // threads of its own) and `_exit`s; it never touches the
+            // parent's exporter, whose threads did not come along.
+            match unsafe { fork::fork_and_wait(child_serves, SERVE_DEADLINE) } {
+                Ok(status) if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => {}
+                Ok(status) => failures.push(format!(
+                    "forked {forked_at:?} into the render: child ended with status {status:#x}"
+                )),
+                Err(e) => failures.push(format!("forked {forked_at:?} into the render: {e}")),
+            }
+            let sites = render.join().expect("the parent's render");
+            render_times.push((delay_ms, sites, started.elapsed()));
+        });
+        drop(keep);
+        exporter.shutdown();
+    }
+    allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
+    eprintln!("  parent renders (delay ms, sites, time to finish): {render_times:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

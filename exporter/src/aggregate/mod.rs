@@ -237,14 +237,15 @@ impl Aggregator {
 
 /// Drains every [`drain_every`] (sooner when a thread's ring fills up and
 /// unparks this thread) and snapshots every `interval`, until `stop` is set
-/// (and the thread unparked).
+/// (and the thread unparked). `after_tick` runs after each snapshot (the
+/// builder's housekeeping of later stages, which this module does not know).
 ///
 /// A panic in a drain or a snapshot (a bug of the exporter's) is caught: the
 /// default hook has printed it, `allocmeter_exporter_panics_total` counts
 /// it, and the thread carries on with the next drain and the next snapshot
 /// (its locks do not poison; what the panicking step was doing is lost). It
 /// never reaches a thread of the service: they only ever push into rings.
-pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>) {
+pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>, after_tick: impl Fn()) {
     let interval = aggregator.interval();
     allocmeter::profile::mark_thread_internal();
     let mut next_snapshot = Instant::now() + interval;
@@ -261,6 +262,7 @@ pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>) {
                 }
                 crate::fault::point("aggregator.tick");
                 aggregator.tick();
+                after_tick();
             }
         }));
         let mut wait = drain_every().min(next_snapshot.saturating_duration_since(Instant::now()));

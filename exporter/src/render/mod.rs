@@ -12,7 +12,13 @@
 //!
 //! Renderers read the aggregator through its methods (copies, taken under
 //! its locks and released before anything is symbolized); the only lock
-//! they take themselves is the symbolizer's, which they own. Every render
+//! they take themselves is the symbolizer's, which they own. That lock is
+//! fork-safe: in a forked child (another process id) the renderer abandons
+//! the symbolizer and its lock, which a thread that did not come along may
+//! hold, and starts a fresh one. The symbolizer's parsed state is released
+//! after [`DEFAULT_SYMBOLS_IDLE`] without a lookup
+//! ([`Renderer::release_idle_symbols`], called by the aggregator's thread
+//! at each tick). Every render
 //! runs inside [`Renderer::account`], so what it allocates is allocmeter's,
 //! exactly, not the service's, and with sampling suspended, so that
 //! symbolizing stays out of the profiles it produces.
@@ -27,7 +33,8 @@ pub(crate) mod spikes;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -42,12 +49,44 @@ use spikes::SpikeReport;
 /// separately).
 const SYMBOL_CACHE_ENTRIES: usize = 64 * 1024;
 
+/// How long the symbolizer keeps its parsed debug info and mapped files
+/// after its last lookup, unless told otherwise.
+pub const DEFAULT_SYMBOLS_IDLE: Duration = Duration::from_secs(60);
+
+/// The symbolizer and its lock, made by the process `pid`.
+struct SymbolCell {
+    pid: u32,
+    lock: Mutex<Symbolizer>,
+}
+
+impl SymbolCell {
+    /// A fresh cell of this process, boxed and leaked into a raw pointer
+    /// (freed by [`Renderer`]'s drop, or abandoned in a forked child).
+    fn new_raw(enabled: bool) -> *mut SymbolCell {
+        let symbolizer = if enabled {
+            Symbolizer::new(SYMBOL_CACHE_ENTRIES)
+        } else {
+            Symbolizer::disabled()
+        };
+        Box::into_raw(Box::new(SymbolCell {
+            pid: std::process::id(),
+            lock: Mutex::new(symbolizer),
+        }))
+    }
+}
+
 /// What every renderer reads from: the aggregator, the symbolizer, and the
 /// HTTP server's counters. Shared (in an `Arc`) by the HTTP routes, the
 /// collector and the handle.
 pub(crate) struct Renderer {
     aggregator: Arc<Aggregator>,
-    symbolizer: Mutex<Symbolizer>,
+    /// The symbolizer's cell of this process: never null; replaced (and the
+    /// old one abandoned, never freed) only in a forked child.
+    symbols: AtomicPtr<SymbolCell>,
+    /// Whether addresses are symbolized at all.
+    symbolize: bool,
+    /// How long the symbolizer's state is kept after its last lookup.
+    symbols_idle: Duration,
     /// The symbolizer's bytes as of its last use, so that a scrape reads
     /// them without waiting for a render that holds the symbolizer.
     symbol_bytes: AtomicUsize,
@@ -62,7 +101,9 @@ impl Renderer {
     pub fn new(aggregator: Arc<Aggregator>, http: Arc<HttpCounters>, site_metrics: usize) -> Self {
         Renderer {
             aggregator,
-            symbolizer: Mutex::new(Symbolizer::new(SYMBOL_CACHE_ENTRIES)),
+            symbols: AtomicPtr::new(SymbolCell::new_raw(true)),
+            symbolize: true,
+            symbols_idle: DEFAULT_SYMBOLS_IDLE,
             symbol_bytes: AtomicUsize::new(0),
             http,
             site_metrics: site_metrics.min(MAX_SITE_METRICS),
@@ -74,11 +115,74 @@ impl Renderer {
         &self.aggregator
     }
 
+    /// This renderer with symbolization on or off (`false`: profiles and
+    /// reports carry addresses only, and nothing is mapped or parsed), and
+    /// the symbolizer's state released after `idle` without a lookup.
+    pub fn with_symbols(mut self, symbolize: bool, idle: Duration) -> Self {
+        self.symbolize = symbolize;
+        self.symbols_idle = idle;
+        let old = self
+            .symbols
+            .swap(SymbolCell::new_raw(symbolize), Ordering::AcqRel);
+        // SAFETY: `old` came from `SymbolCell::new_raw` and, with `self`
+        // owned here, nothing else can hold a reference to it.
+        drop(unsafe { Box::from_raw(old) });
+        self
+    }
+
+    /// The symbolizer's cell of this process. In a forked child the first
+    /// call finds the parent's cell (its lock perhaps held by a thread that
+    /// did not come along) and puts a fresh one in its place; the parent's
+    /// is abandoned, never locked or freed.
+    fn cell(&self) -> &SymbolCell {
+        let pid = std::process::id();
+        loop {
+            // Acquire: pairs with the release of the exchange below, so a
+            // cell installed by another thread is seen initialised.
+            let current = self.symbols.load(Ordering::Acquire);
+            // SAFETY: `symbols` always holds a cell from `new_raw`; a cell
+            // is freed only when the renderer drops (not while `&self`
+            // lives) and a replaced one is never freed.
+            let cell = unsafe { &*current };
+            if cell.pid == pid {
+                return cell;
+            }
+            let fresh = SymbolCell::new_raw(self.symbolize);
+            // AcqRel: publishes the fresh cell (release) and, on failure,
+            // reads the cell another thread installed (acquire).
+            match self
+                .symbols
+                .compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // The parent's cell is abandoned: leaked, never locked.
+                // Relaxed: a figure for reports.
+                Ok(_) => self.symbol_bytes.store(0, Ordering::Relaxed),
+                // SAFETY: `fresh` was never shared; another thread of this
+                // process installed its own first.
+                Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+            }
+        }
+    }
+
     /// The symbolizer, locked; its bytes are noted when the lock is released.
     fn symbolizer(&self) -> SymbolizerGuard<'_> {
         SymbolizerGuard {
-            symbolizer: self.symbolizer.lock(),
+            symbolizer: self.cell().lock.lock(),
             bytes: &self.symbol_bytes,
+        }
+    }
+
+    /// Releases the symbolizer's cache, parsed debug info and mapped files
+    /// if it made no lookup for the idle period. Never waits: if a render
+    /// holds the symbolizer, it is not idle. Called at every aggregator
+    /// tick.
+    pub fn release_idle_symbols(&self) {
+        if let Some(mut symbolizer) = self.cell().lock.try_lock()
+            && symbolizer.release_if_idle(self.symbols_idle)
+        {
+            // Relaxed: a figure for reports, as in `SymbolizerGuard`'s drop.
+            self.symbol_bytes
+                .store(symbolizer.approximate_bytes(), Ordering::Relaxed);
         }
     }
 
@@ -117,12 +221,13 @@ impl Renderer {
     }
 
     /// Roughly what the exporter's long-lived structures hold: the
-    /// aggregator's (site table, history, spike records) and the symbol
-    /// cache (as of its last use: a scrape never waits for a render to
+    /// aggregator's (site table, history, spike records) and the
+    /// symbolizer's (its cache and parsed debug info, as of its last use: a scrape never waits for a render to
     /// release it). A breakdown of part of the exporter's heap, which is
     /// counted exactly ([`allocmeter::StatsSplit::internal`]); never added
     /// to it.
     pub fn own_bytes(&self) -> usize {
+        // Relaxed: a figure noted on its own, read on its own.
         self.aggregator.own_bytes() + self.symbol_bytes.load(Ordering::Relaxed)
     }
 
@@ -195,7 +300,19 @@ impl DerefMut for SymbolizerGuard<'_> {
 
 impl Drop for SymbolizerGuard<'_> {
     fn drop(&mut self) {
+        self.symbolizer.end_use();
+        // Relaxed: a figure for reports; no other memory is published with it.
         self.bytes
             .store(self.symbolizer.approximate_bytes(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for Renderer {
+    fn drop(&mut self) {
+        let cell = *self.symbols.get_mut();
+        // SAFETY: the cell came from `SymbolCell::new_raw` and nothing
+        // borrows it once the renderer is dropped (references to it live
+        // no longer than `&self`).
+        drop(unsafe { Box::from_raw(cell) });
     }
 }

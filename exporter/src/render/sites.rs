@@ -11,7 +11,7 @@ use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
 use crate::aggregate::sites::{RawSite, SiteValues};
-use crate::symbols::{Frame, Symbolizer, is_allocation_machinery, program_frames};
+use crate::symbols::{Frame, Symbolizer, is_program_address, program_frames};
 
 /// A call site after trimming and merging: what renderers show.
 #[derive(Clone, Debug)]
@@ -155,11 +155,9 @@ fn merge_by<K: Eq + Hash>(
 fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
     let addresses: Vec<u64> = raw.iter().map(|&r| (r as u64).saturating_sub(1)).collect();
     let first_program_frame = addresses.iter().position(|&a| {
-        let loc = symbolizer.resolve(a);
         // An address with any program frame (possibly with machinery inlined
-        // into it) starts the program's part of the stack. Unresolvable
-        // addresses count as program code: better shown than dropped.
-        loc.frames.is_empty() || loc.frames.iter().any(|f| !is_allocation_machinery(f))
+        // into it) starts the program's part of the stack.
+        is_program_address(&symbolizer.resolve(a).frames)
     });
     match first_program_frame {
         Some(i) => addresses[i..].to_vec(),

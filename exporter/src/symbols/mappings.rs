@@ -17,16 +17,33 @@ pub(crate) struct Mapping {
     pub build_id: String,
 }
 
+/// A [`Mapping`] with where its object is loaded: a runtime address minus
+/// `load_bias` is the address in the file (what its symbols and debug info
+/// use).
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
+    /// The mapping.
+    pub mapping: Mapping,
+    /// The object's load bias (`dlpi_addr`).
+    pub load_bias: u64,
+}
+
 /// The executable segments of every object loaded into this process.
-#[cfg(target_os = "linux")]
 pub(crate) fn current_mappings() -> Vec<Mapping> {
-    linux::current_mappings()
+    current_segments().into_iter().map(|s| s.mapping).collect()
+}
+
+/// The executable segments of every object loaded into this process, with
+/// their load biases.
+#[cfg(target_os = "linux")]
+pub(crate) fn current_segments() -> Vec<Segment> {
+    linux::current_segments()
 }
 
 /// The executable segments of every object loaded into this process (only
 /// known on Linux).
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn current_mappings() -> Vec<Mapping> {
+pub(crate) fn current_segments() -> Vec<Segment> {
     Vec::new()
 }
 
@@ -63,7 +80,7 @@ mod linux {
     use std::ffi::{CStr, c_int, c_void};
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
-    use super::{Mapping, find_build_id, hex};
+    use super::{Mapping, Segment, find_build_id, hex};
 
     /// The program header type of `dl_phdr_info` on this target.
     #[cfg(target_pointer_width = "64")]
@@ -77,33 +94,33 @@ mod linux {
         x.into()
     }
 
-    /// See [`super::current_mappings`].
-    pub(super) fn current_mappings() -> Vec<Mapping> {
-        let mut out: Vec<Mapping> = Vec::new();
+    /// See [`super::current_segments`].
+    pub(super) fn current_segments() -> Vec<Segment> {
+        let mut out: Vec<Segment> = Vec::new();
         // SAFETY: `collect` has the signature dl_iterate_phdr expects, and
         // `data` points to `out`, which outlives the call and is used only
         // through that pointer until it returns.
         unsafe { libc::dl_iterate_phdr(Some(collect), (&raw mut out).cast()) };
         // The loader names the main program "".
-        if out.iter().any(|m| m.filename.is_empty()) {
+        if out.iter().any(|s| s.mapping.filename.is_empty()) {
             let exe = std::env::current_exe()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "/proc/self/exe".to_string());
-            for mapping in out.iter_mut().filter(|m| m.filename.is_empty()) {
-                mapping.filename.clone_from(&exe);
+            for s in out.iter_mut().filter(|s| s.mapping.filename.is_empty()) {
+                s.mapping.filename.clone_from(&exe);
             }
         }
         out
     }
 
     /// Called by `dl_iterate_phdr` once per loaded object; appends the
-    /// object's executable segments to the `Vec<Mapping>` at `data`.
+    /// object's executable segments to the `Vec<Segment>` at `data`.
     /// Returns nonzero (stop) if that panicked, which it should not.
     ///
     /// # Safety
     ///
     /// `info` must point to a valid `dl_phdr_info` whose program headers
-    /// and segments are mapped, and `data` to a `Vec<Mapping>` that nothing
+    /// and segments are mapped, and `data` to a `Vec<Segment>` that nothing
     /// else uses during the call.
     unsafe extern "C" fn collect(
         info: *mut libc::dl_phdr_info,
@@ -112,7 +129,7 @@ mod linux {
     ) -> c_int {
         let result = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: the caller passes valid, exclusive pointers (above).
-            let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<Mapping>>()) };
+            let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<Segment>>()) };
             // SAFETY: `info` describes a loaded object (above).
             unsafe { add_object(info, out) }
         }));
@@ -124,7 +141,7 @@ mod linux {
     /// # Safety
     ///
     /// `info` must come from `dl_iterate_phdr`, during its callback.
-    unsafe fn add_object(info: &libc::dl_phdr_info, out: &mut Vec<Mapping>) {
+    unsafe fn add_object(info: &libc::dl_phdr_info, out: &mut Vec<Segment>) {
         if info.dlpi_phdr.is_null() || info.dlpi_phnum == 0 {
             return;
         }
@@ -150,12 +167,15 @@ mod linux {
         let build_id = unsafe { build_id(base, headers) };
         for header in executable {
             let memory_start = base.wrapping_add(widen(header.p_vaddr));
-            out.push(Mapping {
-                memory_start,
-                memory_limit: memory_start.wrapping_add(widen(header.p_memsz)),
-                file_offset: widen(header.p_offset),
-                filename: filename.clone(),
-                build_id: build_id.clone(),
+            out.push(Segment {
+                mapping: Mapping {
+                    memory_start,
+                    memory_limit: memory_start.wrapping_add(widen(header.p_memsz)),
+                    file_offset: widen(header.p_offset),
+                    filename: filename.clone(),
+                    build_id: build_id.clone(),
+                },
+                load_bias: base,
             });
         }
     }

@@ -3,14 +3,17 @@
 //! | file | owns |
 //! |---|---|
 //! | `symbolize.rs` | [`Symbolizer`]: address → function, file and line (inlined frames included), with a bounded cache; what counts as allocation machinery |
-//! | `mappings.rs` | the process's executable mappings and their build IDs, for pprof |
+//! | `objects.rs` | the object files (program, shared libraries) mapped read-only, their DWARF and symbol tables parsed lazily, with the bytes that takes |
+//! | `mappings.rs` | the process's executable mappings and their build IDs, for pprof and for finding the object files |
 //!
-//! A leaf: it imports nothing of the exporter, and holds no lock (the
-//! renderers own the one symbolizer and its mutex).
+//! A leaf: it imports nothing of the exporter, and holds no lock and no
+//! global state (the renderers own the one symbolizer and its lock, which
+//! they reset in a forked child).
 
 mod mappings;
+mod objects;
 mod symbolize;
 
 pub(crate) use mappings::{Mapping, current_mappings};
 pub use symbolize::Frame;
-pub(crate) use symbolize::{Location, Symbolizer, is_allocation_machinery, program_frames};
+pub(crate) use symbolize::{Location, Symbolizer, is_program_address, program_frames};

@@ -1,8 +1,14 @@
 //! Turning code addresses into function names, files and lines, off the hot
-//! path: in the renderers, on demand, cached, bounded.
+//! path: in the renderers, on demand, cached, bounded, released when idle.
+//! And what counts as allocation machinery rather than program code.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::objects::{
+    MAX_INDEX_BYTES, MAX_PARSE_STEP_BYTES, MAX_PARSED_BYTES, MAX_SYMBOLS_BYTES, Objects,
+};
 
 /// One source-level frame at an address. An address inside inlined code has
 /// several: innermost (the inlined callee) first, outermost caller last.
@@ -24,17 +30,32 @@ pub(crate) struct Location {
     pub frames: Arc<[Frame]>,
 }
 
-/// A cache of resolved addresses. Resolving loads and parses the binary's
-/// debug info on first use (which can take a while for a large binary) and
-/// is then a lookup per address.
+/// Addresses to frames: the process's object files, mapped and parsed on
+/// demand ([`Objects`]), and a cache of the answers.
+///
+/// Its memory is bounded: the cache holds at most [`MAX_CACHE_BYTES`], the
+/// parsed compilation units at most [`MAX_PARSED_BYTES`] on the heap
+/// (measured as they are parsed; beyond that the least recently used are
+/// dropped and parsed again as needed), each file's index and symbols at
+/// most [`MAX_INDEX_BYTES`] and [`MAX_SYMBOLS_BYTES`], and the mapped
+/// files' pages are dropped from the resident set after each use
+/// ([`Symbolizer::end_use`]). [`Symbolizer::release_if_idle`] drops the
+/// parsed state and unmaps the files after a period without lookups.
+///
+/// A symbolizer made [`Symbolizer::disabled`] resolves nothing: every
+/// address stands as itself.
 pub(crate) struct Symbolizer {
     cache: HashMap<u64, Arc<[Frame]>>,
     capacity: usize,
-    /// [`Symbolizer::approximate_bytes`], kept as entries come and go.
-    bytes: usize,
+    /// The cache's bytes, kept as entries come and go.
+    cache_bytes: usize,
+    /// `None` when symbolization is off.
+    objects: Option<Objects>,
+    /// When the last lookup was made.
+    last_used: Instant,
 }
 
-/// The most bytes the cache holds (then it starts over).
+/// The most bytes the cache of answers holds (then it starts over).
 pub(crate) const MAX_CACHE_BYTES: usize = 8 << 20;
 
 /// Longest function name and file path kept (longer ones are cut, at a
@@ -57,19 +78,38 @@ fn entry_bytes(frames: &[Frame]) -> usize {
 }
 
 impl Symbolizer {
-    /// A cache holding at most `capacity` addresses and
-    /// [`MAX_CACHE_BYTES`] (then it starts over).
+    /// A symbolizer caching at most `capacity` addresses and
+    /// [`MAX_CACHE_BYTES`] (then the cache starts over). Maps nothing yet.
     pub fn new(capacity: usize) -> Self {
         Symbolizer {
             cache: HashMap::new(),
             capacity: capacity.max(1),
-            bytes: 0,
+            cache_bytes: 0,
+            objects: Some(Objects::new()),
+            last_used: Instant::now(),
         }
     }
 
-    /// The most [`Symbolizer::approximate_bytes`] can be.
+    /// A symbolizer that resolves nothing (profiles carry addresses only).
+    pub fn disabled() -> Self {
+        Symbolizer {
+            objects: None,
+            ..Symbolizer::new(1)
+        }
+    }
+
+    /// The most [`Symbolizer::approximate_bytes`] can be with one object
+    /// file loaded (the program), apart from the mapped file's pages during
+    /// a render (see [`Symbolizer::end_use`]). Each further file a stack
+    /// runs through (a shared library) adds at most its index and symbols
+    /// ([`MAX_INDEX_BYTES`] + [`MAX_SYMBOLS_BYTES`]).
     pub const fn max_bytes() -> usize {
-        MAX_CACHE_BYTES + MAX_ENTRY_BYTES
+        MAX_CACHE_BYTES
+            + MAX_ENTRY_BYTES
+            + MAX_PARSED_BYTES
+            + MAX_PARSE_STEP_BYTES
+            + MAX_INDEX_BYTES
+            + MAX_SYMBOLS_BYTES
     }
 
     /// Resolves `address`.
@@ -79,45 +119,64 @@ impl Symbolizer {
                 frames: frames.clone(),
             };
         }
-        let frames: Arc<[Frame]> = resolve_uncached(address).into();
+        let Some(objects) = &mut self.objects else {
+            return Location {
+                frames: Arc::from([]),
+            };
+        };
+        self.last_used = Instant::now();
+        let mut frames = objects.frames(address, MAX_FRAMES_PER_ADDRESS);
+        for f in &mut frames {
+            bound(&mut f.function);
+            if let Some(file) = &mut f.file {
+                bound(file);
+            }
+        }
+        let frames: Arc<[Frame]> = frames.into();
         let bytes = entry_bytes(&frames);
-        if self.cache.len() >= self.capacity || self.bytes + bytes > MAX_CACHE_BYTES {
-            self.cache.clear();
-            self.bytes = 0;
+        if self.cache.len() >= self.capacity || self.cache_bytes + bytes > MAX_CACHE_BYTES {
+            self.cache = HashMap::new();
+            self.cache_bytes = 0;
         }
         self.cache.insert(address, frames.clone());
-        self.bytes += bytes;
+        self.cache_bytes += bytes;
         Location { frames }
     }
 
-    /// Bytes the cache holds, roughly.
-    pub fn approximate_bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
-fn resolve_uncached(address: u64) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    backtrace::resolve(address as usize as *mut std::ffi::c_void, |symbol| {
-        let function = match symbol.name() {
-            // `{:#}` prints the demangled name without the hash suffix.
-            Some(name) => format!("{name:#}"),
-            None => return,
-        };
-        if frames.len() < MAX_FRAMES_PER_ADDRESS {
-            frames.push(Frame {
-                function: bounded(function),
-                file: symbol.filename().map(|p| bounded(p.display().to_string())),
-                line: symbol.lineno(),
-            });
+    /// Ends a use (a render): the mapped files' pages read meanwhile leave
+    /// the resident set. The parsed state stays until
+    /// [`Symbolizer::release_if_idle`].
+    pub fn end_use(&mut self) {
+        if let Some(objects) = &mut self.objects {
+            objects.forget_pages();
         }
-    });
-    frames
+    }
+
+    /// Drops the cache and the parsed debug info and unmaps the files if
+    /// nothing was looked up for `idle`; returns whether it did.
+    pub fn release_if_idle(&mut self, idle: Duration) -> bool {
+        let loaded = self.objects.as_ref().is_some_and(Objects::is_loaded);
+        if (!loaded && self.cache.is_empty()) || self.last_used.elapsed() < idle {
+            return false;
+        }
+        self.cache = HashMap::new();
+        self.cache_bytes = 0;
+        if let Some(objects) = &mut self.objects {
+            objects.release_parsed();
+        }
+        true
+    }
+
+    /// Bytes held: the cache, the parsed debug info, and the mapped files'
+    /// bytes read since their pages were last dropped.
+    pub fn approximate_bytes(&self) -> usize {
+        self.cache_bytes + self.objects.as_ref().map_or(0, Objects::bytes)
+    }
 }
 
 /// `s`, cut to at most [`MAX_NAME_BYTES`] (plus `…`) at a character
 /// boundary.
-fn bounded(mut s: String) -> String {
+fn bound(s: &mut String) {
     if s.len() > MAX_NAME_BYTES {
         let mut end = MAX_NAME_BYTES;
         while !s.is_char_boundary(end) {
@@ -126,7 +185,6 @@ fn bounded(mut s: String) -> String {
         s.truncate(end);
         s.push('…');
     }
-    s
 }
 
 /// Whether `frame` belongs to the allocation machinery rather than to the
@@ -151,7 +209,7 @@ pub(crate) fn is_allocation_machinery(frame: &Frame) -> bool {
 }
 
 /// Whether `file` is a source of the toolchain's libraries or of allocmeter.
-fn is_machinery_file(file: &str) -> bool {
+pub(super) fn is_machinery_file(file: &str) -> bool {
     (file.starts_with("/rustc/") && file.contains("/library/"))
         || file.starts_with("/rust/deps/")
         || file.starts_with(allocmeter::profile::SOURCE_DIR)
@@ -203,6 +261,31 @@ fn strip_prefix_punctuation(mut name: &str) -> &str {
         }
         name = stripped;
     }
+}
+
+/// Whether an address with these frames (innermost first) is program code:
+/// it has a frame that is not machinery, and the function it lies in (the
+/// outermost frame) is not allocmeter's. Code inlined into allocmeter's own
+/// functions is allocmeter's however it is named: under
+/// `debug = "line-tables-only"` the unwinder's `trace`, inlined into the
+/// stack capture, carries a bare name and the file of a crate in the cargo
+/// registry. Unresolved addresses count as program code: better shown than
+/// dropped.
+pub(crate) fn is_program_address(frames: &[Frame]) -> bool {
+    match frames.last() {
+        None => true,
+        Some(outer) if is_allocmeter_frame(outer) => false,
+        Some(_) => frames.iter().any(|f| !is_allocation_machinery(f)),
+    }
+}
+
+/// Whether `frame` is allocmeter's own code, by its file or its name.
+fn is_allocmeter_frame(frame: &Frame) -> bool {
+    frame
+        .file
+        .as_deref()
+        .is_some_and(|f| f.starts_with(allocmeter::profile::SOURCE_DIR))
+        || strip_prefix_punctuation(&frame.function).starts_with("allocmeter::")
 }
 
 /// The frames of one address without the machinery inlined into program
@@ -313,6 +396,33 @@ mod tests {
         ] {
             assert!(!is_machinery_name(p), "{p}");
         }
+    }
+
+    #[test]
+    fn code_inlined_into_allocmeter_is_allocmeter_s() {
+        let at = |function: &str, file: &str| Frame {
+            function: function.to_string(),
+            file: Some(file.to_string()),
+            line: Some(1),
+        };
+        let capture = at(
+            "capture",
+            &format!("{}stack.rs", allocmeter::profile::SOURCE_DIR),
+        );
+        let trace = at(
+            "trace",
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/backtrace-0.3.77/src/backtrace/libunwind.rs",
+        );
+        assert!(!is_program_address(&[trace.clone(), capture]));
+        let handler = at("handler", "/home/dev/service/src/main.rs");
+        assert!(is_program_address(&[trace, handler.clone()]));
+        let grow = at(
+            "finish_grow",
+            "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/alloc/src/raw_vec.rs",
+        );
+        assert!(is_program_address(&[grow.clone(), handler]));
+        assert!(!is_program_address(&[grow]));
+        assert!(is_program_address(&[]));
     }
 
     #[test]
