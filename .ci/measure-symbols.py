@@ -3,13 +3,18 @@
 allocmeter's telemetry, before any look, after the first heap profile, after
 the first site report, and after the symbolizer's idle release.
 
-    python3 .ci/measure-symbols.py [--bin PATH] [--idle SECONDS]
+    python3 .ci/measure-symbols.py [--bin PATH] [--idle SECONDS] [--json PATH]
 
 --bin is a built demo (default target/release/examples/demo, or under
 $CARGO_TARGET_DIR); build a `debug = 2` one with
     cargo build --release --example demo --config 'profile.release.debug=2'
 --idle is how long to wait for the release (default 65: the exporter's
-default idle period is 60 s, checked at each 1 s tick).
+default idle period is 60 s, checked at each 1 s tick). --json writes the
+readings as one JSON object (for benches/run_all.py).
+
+"Heap" is the process's live heap: the service's share plus allocmeter's
+own (the exporter's, where the symbolizer's memory is counted), both from
+/api/snapshot.
 
 The demo keeps allocating (its steady load), so its heap moves by a few
 hundred KiB between readings on its own. Not a test: it prints figures.
@@ -42,6 +47,7 @@ def get(url):
 def reading(pid, url, label):
     snap = json.loads(get(url + "api/snapshot"))
     stats = snap["stats"]
+    exporter = snap.get("exporter", {})
     # The Prometheus telemetry adds the exporter's own structures (site
     # table, symbolizer) to the allocator's; it is read from the text
     # format. Scraping does not symbolize here: the demo's per-site series
@@ -49,12 +55,16 @@ def reading(pid, url, label):
     row = {
         "when": label,
         "rss_kib": rss_kib(pid),
-        "heap_live_bytes": stats["live_bytes"],
-        "allocator_telemetry_bytes": stats["telemetry_bytes"],
+        "heap_live_bytes": stats["live_bytes"] + exporter.get("live_bytes", 0),
+        "service_heap_live_bytes": stats["live_bytes"],
+        "exporter_heap_live_bytes": exporter.get("live_bytes", 0),
+        "telemetry_bytes": stats["telemetry_bytes"],
     }
     print(
         f"{label:<34} VmRSS {row['rss_kib'] / 1024:7.1f} MiB   "
-        f"heap live {row['heap_live_bytes'] / 2**20:7.2f} MiB",
+        f"heap live {row['heap_live_bytes'] / 2**20:7.2f} MiB "
+        f"(service {row['service_heap_live_bytes'] / 2**20:.2f}, "
+        f"allocmeter {row['exporter_heap_live_bytes'] / 2**20:.2f})",
         flush=True,
     )
     return row
@@ -71,6 +81,7 @@ def main():
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     ap.add_argument("--bin", default=f"{target}/release/examples/demo")
     ap.add_argument("--idle", type=float, default=65.0)
+    ap.add_argument("--json", help="write the readings here as one JSON object")
     args = ap.parse_args()
 
     size = os.path.getsize(args.bin)
@@ -91,6 +102,7 @@ def main():
         body = get(url + "debug/pprof/heap")
         took = time.monotonic() - t
         gzip.decompress(body)
+        first_profile_ms = took * 1000
         rows.append(reading(demo.pid, url, f"after /debug/pprof/heap ({took * 1000:.0f} ms)"))
         t = time.monotonic()
         sites = json.loads(get(url + "api/sites"))
@@ -110,6 +122,11 @@ def main():
                 f"  {row['when']:<34} +{(row['rss_kib'] - base['rss_kib']) / 1024:6.1f} MiB RSS  "
                 f"+{(row['heap_live_bytes'] - base['heap_live_bytes']) / 2**20:6.2f} MiB heap"
             )
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"binary": args.bin, "binary_bytes": size,
+                           "first_profile_ms": first_profile_ms,
+                           "idle_seconds": args.idle, "readings": rows}, f, indent=1)
     finally:
         demo.terminate()
         demo.wait()

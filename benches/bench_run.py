@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench_looking import looking_commands
 from bench_tables import NA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ def commands(quick, threads):
     wp_out = "target/wholeprogram.quick.json" if quick else "target/wholeprogram.json"
     wp = ["python3", "benches/wholeprogram.py", "--out", wp_out] + (["--quick"] if quick else [])
     cmds.append((wp, {}))
+    cmds += looking_commands(quick)
     return cmds
 
 
@@ -51,7 +53,14 @@ def run_all(cmds):
         line = shell_line(argv, env)
         print(f"$ {line}", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        code = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, **env)).returncode
+        # `argv` ending in [">", path]: its standard output goes to path.
+        out = None
+        if len(argv) > 2 and argv[-2] == ">":
+            argv, out = argv[:-2], ROOT / argv[-1]
+            out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w") if out else open(os.devnull) as sink:
+            code = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, **env),
+                                  stdout=sink if out else None).returncode
         secs = time.perf_counter() - start
         print(f"  -> exit {code} after {secs:.0f} s", file=sys.stderr, flush=True)
         done.append((line, code, secs))
