@@ -203,6 +203,9 @@ pub(crate) fn current_slot() -> Option<&'static Slot> {
         .flatten()
 }
 
+/// Slots claimed so far, for the sampling seeds.
+static CLAIMS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 #[cold]
 fn claim_slot(local: &Local) -> Option<&'static Slot> {
     local.phase.set(Phase::Claiming);
@@ -211,9 +214,15 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
         return None;
     };
     // Seed the sampling generator from the slot and the TLS block's address
-    // (distinct per live thread), then draw the first sampling distance.
+    // (distinct per live thread) and the number of claims so far (a thread
+    // that takes over an exited thread's slot often has its TLS address
+    // too, and would otherwise sample exactly as it did), then draw the
+    // first sampling distance.
+    // Relaxed: a counter, ordered with nothing.
+    let claims = CLAIMS.fetch_add(1, Ordering::Relaxed);
     let seed = (slot::index_of(slot) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (local as *const Local as u64);
+        ^ (local as *const Local as u64)
+        ^ claims.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     local.rng.set(seed | 1);
     draw_distance(local);
     local.slot.set(slot);
