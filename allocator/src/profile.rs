@@ -100,9 +100,10 @@ pub enum SampleEvent<'a> {
 /// event takes at least two words.
 pub const MAX_EVENTS_PER_RING: usize = crate::lockfree::ring::MAX_RING_WORDS;
 
-/// The most events the rings grown for bursts hold between two drains, over
-/// all threads together (see [`SamplingStats::ring_bytes`]).
-pub const MAX_BURST_EVENTS: usize = crate::slot::MAX_BURST_RING_BYTES / 16;
+/// The most sampled allocations the rings grown for bursts hold between two
+/// drains, over all threads together (16 MiB of rings, and an allocation
+/// record takes at least 6 words; see [`SamplingStats::ring_bytes`]).
+pub const MAX_BURST_ALLOCS: usize = crate::slot::MAX_BURST_RING_BYTES / 48;
 
 /// How many sampled blocks can be live at once. Beyond it, new samples are
 /// not handed over until some are freed: their weight is carried by a later

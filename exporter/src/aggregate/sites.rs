@@ -333,12 +333,13 @@ impl SiteTable {
     /// The most [`SiteTable::approximate_bytes`] can be for a table of
     /// `max_sites` stacks, with `slots_used` thread slots feeding it: every
     /// stack as deep as a capture goes, the live samples the allocator can
-    /// hold at once plus one drain's worth of new ones (a sweep trims the
-    /// rest, see [`SiteTable::drain`]), and the waiting frees.
+    /// hold at once plus one drain's worth of new ones (every thread's
+    /// rings of up to 64 KiB and the rings grown for bursts; a sweep trims
+    /// the rest, see [`SiteTable::drain`]), and the waiting frees.
     pub fn max_bytes(max_sites: usize, slots_used: usize) -> usize {
         let sites = (max_sites + 1) * 2 * (96 + 8 * allocmeter::stack::MAX_DEPTH);
         let one_drain = (slots_used + 1) * allocmeter::profile::MAX_EVENTS_PER_RING
-            + allocmeter::profile::MAX_BURST_EVENTS;
+            + allocmeter::profile::MAX_BURST_ALLOCS;
         sites + 48 * (MAX_LIVE + one_drain + MAX_EARLY_FREES)
     }
 
