@@ -64,7 +64,9 @@ pub struct AllocSample<'a> {
 /// carrying sample's site: totals over all sites stay unbiased, and a
 /// site's own stay so too when the thread allocates from one site, as in a
 /// burst. The carried samples' blocks are not tracked, so they count in no
-/// in-use figure.
+/// in-use figure. The weight is kept by the thread's slot: if the thread
+/// exits before its next sample, the next thread to take over the slot
+/// carries it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Carried {
     /// Samples whose weight this is.
@@ -133,15 +135,16 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
         }
         max_fill = max_fill.max(fill);
         let mut carried = Carried::default();
+        let memo = s.memo();
         s.drain_rings(|ring| {
             // The slot's memory of its last whole stack is updated before
             // the record leaves the ring (fork-safe: see `record`).
-            while let Some(len) = ring.pop_with(&mut buf, |w| record::remember(w, &s.memo)) {
+            while let Some(len) = ring.pop_with(&mut buf, |w| record::remember(w, memo)) {
                 count += 1;
                 if len > buf.len() {
                     continue;
                 }
-                match record::decode(&buf[..len], &mut stack, &s.memo) {
+                match record::decode(&buf[..len], &mut stack, memo) {
                     Some(Record::Alloc(r)) => f(SampleEvent::Alloc(AllocSample {
                         id: r.id,
                         address: r.address,

@@ -72,9 +72,6 @@ pub(crate) struct Slot {
     /// What the weight of samples that could not be handed over adds up to,
     /// until a record carries it. Owner only.
     pub carry: Carry,
-    /// The drainer's memory of the last full stack read from this slot's
-    /// rings. Drainer only.
-    pub memo: StackMemo,
     /// `FREE` or `OWNED`.
     state: AtomicU32,
 }
@@ -194,7 +191,6 @@ impl Slot {
                 last_stack: AtomicU64::new(0),
             },
             carry: Carry::new(),
-            memo: StackMemo::new(),
             state: AtomicU32::new(FREE),
         }
     }
@@ -338,6 +334,13 @@ impl Slot {
         });
     }
 
+    /// The drainer's memory of the last whole stack read from this slot's
+    /// rings. Drainer only. Kept beside the registry, not in the slot, so
+    /// that the slots the hot path writes stay as small as they were.
+    pub fn memo(&self) -> &'static StackMemo {
+        &MEMOS[index_of(self)]
+    }
+
     /// The ring a drain starts with (the oldest one not finished). Drainer
     /// only.
     pub fn drain_ring(&self) -> Option<&'static Ring> {
@@ -385,6 +388,10 @@ static REGISTRY: Registry = Registry {
 };
 
 static FALLBACK: Slot = Slot::new();
+
+/// The drain's memory of each slot's last whole stack, by slot index (the
+/// fallback slot's last). Untouched entries cost address space only.
+static MEMOS: [StackMemo; MAX_SLOTS + 1] = [const { StackMemo::new() }; MAX_SLOTS + 1];
 
 /// In a forked child (one thread, no allocation): gives back every slot but
 /// `own` (the forking thread's), since their owners do not exist here, and
@@ -518,7 +525,7 @@ pub(crate) fn occupancy() -> Occupancy {
 /// Bytes of memory the registry has touched: the slots ever claimed plus the
 /// fallback slot, the sample rings allocated, and the sampled-pointer table.
 pub(crate) fn touched_bytes() -> usize {
-    (occupancy().used + 1) * core::mem::size_of::<Slot>()
+    (occupancy().used + 1) * (core::mem::size_of::<Slot>() + core::mem::size_of::<StackMemo>())
         + RING_BYTES.load(Ordering::Relaxed)
         + crate::lockfree::sampled::bytes()
 }
@@ -528,7 +535,8 @@ pub(crate) fn touched_bytes() -> usize {
 /// rings grown for bursts ([`MAX_BURST_RING_BYTES`]), and the
 /// sampled-pointer table.
 pub(crate) fn max_touched_bytes(slots_used: usize) -> usize {
-    (slots_used.min(MAX_SLOTS) + 1) * (core::mem::size_of::<Slot>() + MAX_SLOT_STEADY_BYTES)
+    (slots_used.min(MAX_SLOTS) + 1)
+        * (core::mem::size_of::<Slot>() + core::mem::size_of::<StackMemo>() + MAX_SLOT_STEADY_BYTES)
         + MAX_BURST_RING_BYTES
         + crate::lockfree::sampled::MAX_BYTES
 }
