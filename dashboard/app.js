@@ -878,11 +878,12 @@ function renderSampling(snap) {
     ['Sampling', rate, fmtExact(s.rate) + ' bytes'],
     ['Samples taken', fmtExact(s.samples)],
     ['Sampled and live', fmtExact(s.live_samples)],
-    ['Samples dropped', fmtExact(s.dropped), 'a thread\'s sample ring was full'],
+    ['Samples dropped', fmtExact(s.dropped), 'lost outright: neither handed over nor carried'],
+    ['Samples carried', fmtExact(s.carried || 0), 'a thread\'s sample rings were full at their bound: a later sample of the thread carries their weight (its site shows it; in-use figures do not)'],
     ['Sampled frees lost', fmtExact(s.frees_lost)],
     ['allocmeter\'s own memory', fmtBytes(snap.stats.telemetry_bytes)],
   ]);
-  byId('sampling').classList.toggle('warn', s.dropped > 0);
+  byId('sampling').classList.toggle('warn', s.dropped > 0 || (s.carried || 0) > 0);
 
   const inner = snap.inner;
   if (!inner) {

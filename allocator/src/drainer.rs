@@ -26,11 +26,23 @@ static DRAINER: Padded<AtomicPtr<Thread>> = Padded(AtomicPtr::new(core::ptr::nul
 /// a drainer that sleeps [`drain_interval`] between drains keeps the rings
 /// under a quarter full. The exporter registers its aggregator. A later
 /// registration replaces an earlier one.
+///
+/// Only once a drainer is registered does a thread whose ring is full
+/// switch to a bigger one (nobody else would read it); without one it
+/// carries the weight of the samples that do not fit (see
+/// [`crate::profile::Carried`]).
 pub fn register_drainer(thread: Thread) {
     let fresh = Box::into_raw(Box::new(thread));
     // The previous handle is leaked rather than freed: a producer may be
     // reading it right now. One small allocation per registration.
     DRAINER.swap(fresh, Ordering::AcqRel);
+}
+
+/// Whether a drainer was ever registered: without one, nothing reads the
+/// rings, so the sampled path does not grow them.
+pub(crate) fn is_registered() -> bool {
+    // Relaxed: a hint; the pointer itself is loaded with Acquire to be used.
+    !DRAINER.load(Ordering::Relaxed).is_null()
 }
 
 /// Wakes the registered drainer, if any. Called on the sampled path only.

@@ -98,8 +98,8 @@ macro_rules! outside_loom {
 // what it owns and what it must not touch.
 
 // The lock-free parts, model-checked by loom: all a `--cfg loom` build has
-// (the sample ring, the sampled-pointer table, slot ownership, the try-lock,
-// the counter bumps, `Padded`).
+// (the sample ring and a slot's chain of rings, the sampled-pointer table,
+// slot ownership, the try-lock, the counter bumps, `Padded`).
 mod lockfree;
 
 outside_loom! {

@@ -28,6 +28,7 @@
 
 use core::cell::Cell;
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 use crate::counters::{Op, Owned, Shared};
 use crate::record::{self, AllocRecord};
@@ -223,6 +224,9 @@ pub(crate) fn current_slot() -> Option<&'static Slot> {
         .flatten()
 }
 
+/// Slots claimed so far, for the sampling seeds.
+static CLAIMS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 #[cold]
 fn claim_slot(local: &Local) -> Option<&'static Slot> {
     local.phase.set(Phase::Claiming);
@@ -231,9 +235,15 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
         return None;
     };
     // Seed the sampling generator from the slot and the TLS block's address
-    // (distinct per live thread), then draw the first sampling distance.
+    // (distinct per live thread) and the number of claims so far (a thread
+    // that takes over an exited thread's slot often has its TLS address
+    // too, and would otherwise sample exactly as it did), then draw the
+    // first sampling distance.
+    // Relaxed: a counter, ordered with nothing.
+    let claims = CLAIMS.fetch_add(1, Ordering::Relaxed);
     let seed = (slot::index_of(slot) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (local as *const Local as u64);
+        ^ (local as *const Local as u64)
+        ^ claims.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     local.rng.set(seed | 1);
     draw_distance(local);
     local.slot.set(slot);
@@ -286,16 +296,16 @@ fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
 }
 
 /// Captures the stack and hands the sample to the slot's ring.
+///
+/// A record that does not fit (the drainer is behind: it did not get the CPU
+/// in time) makes the thread switch at once to a ring four times as big
+/// ([`Slot::grow_ring`]), within the rings' bounds; a drainer must be
+/// registered, since nobody else would read it. Only if that is refused is
+/// the sample not handed over: its weight is carried (see
+/// [`slot::Carry`]) by the thread's next record, so the totals stay
+/// unbiased. Never waits.
 fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64) {
-    let dropped = || SamplingCells::bump::<Owned>(&slot.sampling.dropped);
-    let Some(ring) = slot.ring_for_rate(rate) else {
-        return dropped();
-    };
     let depth = sampler::stack_depth();
-    if ring.free_words() < record::alloc_len(depth) + ring.free_reserve() {
-        slot.want_bigger_ring();
-        return dropped();
-    }
     let mut frames = [0usize; stack::MAX_DEPTH];
     let n = stack::capture(
         &mut frames[..depth.min(stack::MAX_DEPTH)],
@@ -304,31 +314,79 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     let id = sampler::next_sample_id();
     match sampled::insert(ptr, id) {
         Ok(None) => {}
+        // (This push may switch rings, so the ring is looked up after it.)
         Ok(Some(stale)) => push_free(stale),
-        Err(_) => return dropped(),
+        Err(_) => return carry(slot, size, rate),
     }
-    let mut words = [0u64; record::MAX_RECORD_WORDS];
-    let len = AllocRecord {
+    let Some(mut ring) = slot.ring_for_rate(rate) else {
+        let _ = sampled::remove(ptr);
+        return carry(slot, size, rate);
+    };
+    let record = AllocRecord {
         id,
         address: ptr as usize,
         size: size as u64,
         rate,
         slot: slot::index_of(slot),
         stack: &frames[..n],
-    }
-    .encode(&mut words);
-    // Fits: the space was checked above and only this thread pushes.
-    if ring.push(&words[..len], 0) {
-        SamplingCells::bump::<Owned>(&slot.sampling.taken);
-        // Half full: the drainer, polling at its adaptive interval, is
-        // behind (a burst). Waking it costs a system call, so only then.
-        if ring.free_words() < ring.capacity() / 2 {
+    };
+    let key = record::stack_key(record.stack);
+    let (carried, objects, bytes) = slot.carry.get();
+    let mut words = [0u64; record::MAX_PUSH_WORDS];
+    let encode = |words: &mut [u64; record::MAX_PUSH_WORDS], same: bool| {
+        let start = if carried > 0 {
+            words[..record::CARRY_LEN].copy_from_slice(&record::encode_carry(
+                carried, objects, bytes,
+            ));
+            record::CARRY_LEN
+        } else {
+            0
+        };
+        start + record.encode(&mut words[start..], same)
+    };
+    // Relaxed: the owner's own cell.
+    let same = slot.producer.last_stack.load(Ordering::Relaxed) == key;
+    let len = encode(&mut words, same);
+    if !ring.push(&words[..len], ring.free_reserve()) {
+        let grown = if crate::drainer::is_registered() {
+            slot.grow_ring(record::CARRY_LEN + record::alloc_len(n))
+        } else {
+            None
+        };
+        let Some(bigger) = grown else {
+            let _ = sampled::remove(ptr);
             crate::drainer::wake_drainer();
+            return carry(slot, size, rate);
+        };
+        ring = bigger;
+        // The first record in a new ring has its whole stack.
+        let len = encode(&mut words, false);
+        if !ring.push(&words[..len], ring.free_reserve()) {
+            let _ = sampled::remove(ptr);
+            return carry(slot, size, rate);
         }
-    } else {
-        let _ = sampled::remove(ptr);
-        dropped();
     }
+    SamplingCells::bump::<Owned>(&slot.sampling.taken);
+    if carried > 0 {
+        slot.carry.clear();
+    }
+    slot.producer.last_stack.store(key, Ordering::Relaxed);
+    let free = ring.free_words();
+    slot.note_push(ring.capacity() - free);
+    // Half full: the drainer, polling at its adaptive interval, is
+    // behind (a burst). Waking it costs a system call, so only then.
+    if free < ring.capacity() / 2 {
+        crate::drainer::wake_drainer();
+    }
+}
+
+/// A sample of `size` bytes at `rate` could not be handed over: the slot
+/// keeps its weight for its next record.
+#[cold]
+fn carry(slot: &Slot, size: usize, rate: u64) {
+    slot.carry
+        .add(sampler::sample_weight(size as u64, rate), size as u64);
+    SamplingCells::bump::<Owned>(&slot.sampling.carried);
 }
 
 /// The thread's stack bounds, looked up on first use.
@@ -375,7 +433,10 @@ fn push_free(id: u64) {
     let pushed = match owned {
         Some(slot) => slot
             .ring_for_rate(sampler::sample_rate())
-            .is_some_and(|r| r.push(&words, 0)),
+            .is_some_and(|r| r.push(&words, 0))
+            // Full: as for an allocation record, a bigger ring at once.
+            || (crate::drainer::is_registered()
+                && slot.grow_ring(words.len()).is_some_and(|r| r.push(&words, 0))),
         None => slot::fallback()
             .shared_ring()
             .and_then(|r| r.with_producer_lock(|r| r.push(&words, 0)))

@@ -51,6 +51,33 @@ pub struct AllocSample<'a> {
     pub thread: usize,
     /// Return addresses, innermost first, starting in allocmeter's own code.
     pub stack: &'a [usize],
+    /// The weight of earlier samples of the same thread that could not be
+    /// handed over on their own (every ring it may have was full), which
+    /// this sample carries: count it in this sample's allocated totals.
+    /// Zero almost always.
+    pub carried: Carried,
+}
+
+/// The weight of samples that could not be handed over on their own,
+/// carried by a later sample of the same thread ([`AllocSample::carried`]),
+/// so that estimates stay unbiased when a thread samples faster than the
+/// drainer reads, beyond what its rings may grow to.
+///
+/// A consumer adds it to the allocated totals (objects and bytes) of the
+/// carrying sample's site: totals over all sites stay unbiased, and a
+/// site's own stay so too when the thread allocates from one site, as in a
+/// burst. The carried samples' blocks are not tracked, so they count in no
+/// in-use figure. The weight is kept by the thread's slot: if the thread
+/// exits before its next sample, the next thread to take over the slot
+/// carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Carried {
+    /// Samples whose weight this is.
+    pub samples: u64,
+    /// The allocations they stand for.
+    pub objects: f64,
+    /// The bytes they stand for.
+    pub bytes: f64,
 }
 
 impl AllocSample<'_> {
@@ -73,12 +100,19 @@ pub enum SampleEvent<'a> {
     },
 }
 
-/// The most events one thread's ring holds between two drains (every event
-/// takes at least two words of the largest ring).
-pub const MAX_EVENTS_PER_RING: usize = crate::lockfree::ring::MAX_RING_WORDS / 2;
+/// The most events one thread's rings of up to 64 KiB hold between two
+/// drains: two such rings (the one in use and one not finished), and every
+/// event takes at least two words.
+pub const MAX_EVENTS_PER_RING: usize = crate::lockfree::ring::MAX_RING_WORDS;
+
+/// The most sampled allocations the rings grown for bursts hold between two
+/// drains, over all threads together (16 MiB of rings, and an allocation
+/// record takes at least 6 words; see [`SamplingStats::ring_bytes`]).
+pub const MAX_BURST_ALLOCS: usize = crate::slot::MAX_BURST_RING_BYTES / 48;
 
 /// How many sampled blocks can be live at once. Beyond it, new samples are
-/// dropped (and counted in [`SamplingStats::dropped`]) until some are freed.
+/// not handed over until some are freed: their weight is carried by a later
+/// sample (counted in [`SamplingStats::carried`]).
 pub const MAX_LIVE_SAMPLES: usize = crate::lockfree::sampled::CAPACITY;
 
 /// Reads every pending event from every thread's ring, calling `f` for each.
@@ -97,30 +131,48 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
     let mut count = 0;
     let mut max_fill = 0;
     slot::for_each_used(|s| {
-        let Some(ring) = s.ring() else { return };
+        let Some(ring) = s.drain_ring() else { return };
         let fill = ring.pending_words() * 64 / ring.capacity();
         if drainer::fills_too_fast(fill, filled_in_us) {
-            s.want_bigger_ring();
+            s.want_bigger_ring(ring.capacity());
         }
         max_fill = max_fill.max(fill);
-        while let Some(len) = ring.pop(&mut buf) {
-            count += 1;
-            if len > buf.len() {
-                continue;
+        let mut carried = Carried::default();
+        let memo = s.memo();
+        s.drain_rings(|ring| {
+            // The slot's memory of its last whole stack is updated before
+            // the record leaves the ring (fork-safe: see `record`).
+            while let Some(len) = ring.pop_with(&mut buf, |w| record::remember(w, memo)) {
+                count += 1;
+                if len > buf.len() {
+                    continue;
+                }
+                match record::decode(&buf[..len], &mut stack, memo) {
+                    Some(Record::Alloc(r)) => f(SampleEvent::Alloc(AllocSample {
+                        id: r.id,
+                        address: r.address,
+                        size: r.size,
+                        rate: r.rate,
+                        thread: r.slot.min(MAX_SLOTS),
+                        stack: r.stack,
+                        carried: core::mem::take(&mut carried),
+                    })),
+                    Some(Record::Free { id }) => f(SampleEvent::Free { id }),
+                    Some(Record::Carry {
+                        samples,
+                        objects,
+                        bytes,
+                    }) => {
+                        carried = Carried {
+                            samples,
+                            objects,
+                            bytes,
+                        }
+                    }
+                    None => {}
+                }
             }
-            match record::decode(&buf[..len], &mut stack) {
-                Some(Record::Alloc(r)) => f(SampleEvent::Alloc(AllocSample {
-                    id: r.id,
-                    address: r.address,
-                    size: r.size,
-                    rate: r.rate,
-                    thread: r.slot.min(MAX_SLOTS),
-                    stack: r.stack,
-                })),
-                Some(Record::Free { id }) => f(SampleEvent::Free { id }),
-                None => {}
-            }
-        }
+        });
     });
     drainer::adapt_drain_interval(max_fill, started_us);
     Some(count)
@@ -146,24 +198,45 @@ pub struct SamplingStats {
     pub rate: u64,
     /// Allocations sampled (and handed to a ring) since the process started.
     pub samples: u64,
-    /// Samples lost since the process started: a ring or the sampled-pointer
-    /// table was full, or its lock busy.
+    /// Samples lost outright since the process started: neither handed over
+    /// nor carried. A sample that cannot be handed over has its weight
+    /// carried instead ([`SamplingStats::carried`]), so this stays 0.
     pub dropped: u64,
+    /// Samples that could not be handed over on their own since the process
+    /// started (the thread's rings full at their bound, the sampled-pointer
+    /// table full or busy), whose weight a later sample of the same thread
+    /// carries ([`AllocSample::carried`]). Not lost, but attributed to that
+    /// later sample's site and to no in-use figure.
+    pub carried: u64,
     /// Frees of sampled blocks that could not be reported: their blocks keep
     /// counting as in use in the estimates.
     pub frees_lost: u64,
     /// Sampled blocks live now (entries in the sampled-pointer table).
     pub live_samples: u64,
+    /// Bytes of the sample rings now. Each thread that samples has a ring
+    /// of 8 to 64 KiB (the drainer decides; with the rings left behind that
+    /// it has not finished, at most about 121 KiB per thread); a thread
+    /// whose ring fills before the drainer reads it switches at once to one
+    /// four times as big (128 KiB to 1 MiB), within 16 MiB over all threads
+    /// (4 MiB for one), and back down once the burst is over. Counted in
+    /// the telemetry bytes.
+    pub ring_bytes: u64,
+    /// The most [`SamplingStats::ring_bytes`] has been.
+    pub ring_bytes_peak: u64,
 }
 
 /// Reads the sampling counters.
 pub fn sampling_stats() -> SamplingStats {
-    let (samples, dropped, frees_lost) = slot::sampling_sum();
+    let (samples, dropped, frees_lost, carried) = slot::sampling_sum();
+    let (ring_bytes, ring_bytes_peak) = slot::ring_bytes_now_and_peak();
     SamplingStats {
         rate: crate::sampler::sample_rate(),
         samples,
         dropped,
+        carried,
         frees_lost,
         live_samples: crate::lockfree::sampled::live() as u64,
+        ring_bytes: ring_bytes as u64,
+        ring_bytes_peak: ring_bytes_peak as u64,
     }
 }

@@ -6,17 +6,34 @@
 //! The ring frames every record with its header word (kind and length, see
 //! [`crate::lockfree::ring::header`]); this module owns what follows it:
 //!
-//! | word | allocation ([`KIND_ALLOC`]) | free ([`KIND_FREE`]) |
-//! |---|---|---|
-//! | 0 | header, length `6 + frames` | header, length 2 |
-//! | 1 | sample id | sample id |
-//! | 2 | block address | |
-//! | 3 | requested size | |
-//! | 4 | sample rate | |
-//! | 5 | slot index | |
-//! | 6.. | return addresses, innermost first | |
+//! | word | allocation ([`KIND_ALLOC`]) | same stack ([`KIND_ALLOC_SAME`]) | free ([`KIND_FREE`]) | carry ([`KIND_CARRY`]) |
+//! |---|---|---|---|---|
+//! | 0 | header, length `6 + frames` | header, length 6 | header, length 2 | header, length 4 |
+//! | 1 | sample id | sample id | sample id | samples carried |
+//! | 2 | block address | block address | | allocations (`f64` bits) |
+//! | 3 | requested size | requested size | | bytes (`f64` bits) |
+//! | 4 | sample rate | sample rate | | |
+//! | 5 | slot index | slot index | | |
+//! | 6.. | return addresses, innermost first | | | |
+//!
+//! A burst from one call site repeats one stack, so an allocation record
+//! whose stack is that of the previous allocation record in the same ring
+//! leaves it out ([`KIND_ALLOC_SAME`]): 6 words instead of 6 + frames. The
+//! sampled path tells by a 64-bit hash of the stack ([`stack_key`]; two
+//! different stacks share one with a chance of about 2^-64); the drain
+//! remembers the last whole stack it read from each slot
+//! ([`StackMemo`], updated by [`remember`] before the record leaves the
+//! ring, so that a `fork()` never separates the two). The first allocation
+//! record in a new ring always carries its whole stack.
+//!
+//! A carry record ([`KIND_CARRY`]) is pushed together with (just before) an
+//! allocation record, in one push: the weight of earlier samples of the
+//! thread that no ring could take, which that allocation's site counts in
+//! its allocated totals (see [`crate::profile::Carried`]).
 
-use crate::lockfree::ring::{self, KIND_ALLOC, KIND_FREE};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::lockfree::ring::{self, KIND_ALLOC, KIND_ALLOC_SAME, KIND_CARRY, KIND_FREE};
 use crate::stack::MAX_DEPTH;
 
 /// Words of an allocation record before its stack.
@@ -25,8 +42,15 @@ const ALLOC_HEAD: usize = 6;
 /// Words of a free record.
 const FREE_LEN: usize = 2;
 
+/// Words of a carry record.
+pub(crate) const CARRY_LEN: usize = 4;
+
 /// The longest record: an allocation with [`MAX_DEPTH`] frames.
 pub(crate) const MAX_RECORD_WORDS: usize = ALLOC_HEAD + MAX_DEPTH;
+
+/// The most words one push of the sampled path takes: a carry record and
+/// the longest allocation record.
+pub(crate) const MAX_PUSH_WORDS: usize = CARRY_LEN + MAX_RECORD_WORDS;
 
 /// The words an allocation record with `frames` return addresses takes.
 #[inline]
@@ -52,16 +76,27 @@ pub(crate) struct AllocRecord<'a> {
 }
 
 impl AllocRecord<'_> {
-    /// Writes the record into `out` and returns its length in words: the
-    /// words to push are `out[..len]`.
+    /// Writes the record into the start of `out` and returns its length in
+    /// words: the words to push are `out[..len]`. With `same_stack`, the
+    /// stack is left out ([`KIND_ALLOC_SAME`]): the caller has checked that
+    /// the ring's previous allocation record has the same. `out` must hold
+    /// [`MAX_RECORD_WORDS`]; a shorter one gets a record cut to fit.
     #[inline]
-    pub(crate) fn encode(&self, out: &mut [u64; MAX_RECORD_WORDS]) -> usize {
-        let n = self.stack.len().min(MAX_DEPTH);
-        for (w, f) in out[ALLOC_HEAD..].iter_mut().zip(&self.stack[..n]) {
+    pub(crate) fn encode(&self, out: &mut [u64], same_stack: bool) -> usize {
+        let n = if same_stack {
+            0
+        } else {
+            self.stack.len().min(MAX_DEPTH)
+        };
+        let len = alloc_len(n).min(out.len());
+        if len < ALLOC_HEAD {
+            return 0;
+        }
+        for (w, f) in out[ALLOC_HEAD..len].iter_mut().zip(&self.stack[..n]) {
             *w = *f as u64;
         }
-        let len = alloc_len(n);
-        out[0] = ring::header(KIND_ALLOC, len);
+        let kind = if same_stack { KIND_ALLOC_SAME } else { KIND_ALLOC };
+        out[0] = ring::header(kind, len);
         out[1] = self.id;
         out[2] = self.address as u64;
         out[3] = self.size;
@@ -77,8 +112,72 @@ pub(crate) fn encode_free(id: u64) -> [u64; FREE_LEN] {
     [ring::header(KIND_FREE, FREE_LEN), id]
 }
 
+/// The record of `samples` samples' weight, `objects` allocations and
+/// `bytes` bytes, carried by the allocation record pushed after it.
+pub(crate) fn encode_carry(samples: u64, objects: f64, bytes: f64) -> [u64; CARRY_LEN] {
+    [
+        ring::header(KIND_CARRY, CARRY_LEN),
+        samples,
+        objects.to_bits(),
+        bytes.to_bits(),
+    ]
+}
+
+/// A 64-bit key of a stack (its frames and their number), never 0: equal
+/// keys stand for equal stacks (a collision has a chance of about 2^-64).
+pub(crate) fn stack_key(stack: &[usize]) -> u64 {
+    // FNV-style multiply-xor over the words, then a finalizer (splitmix64's)
+    // so that stacks differing in one frame differ in every bit.
+    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ stack.len() as u64;
+    for &f in stack {
+        h = (h ^ f as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        h = h.rotate_left(29);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    h | 1
+}
+
+/// The drain's memory of the last whole stack it read from one slot's
+/// rings, for the records that repeat it. Written and read only by the one
+/// drain running (relaxed loads and stores).
+pub(crate) struct StackMemo {
+    len: AtomicUsize,
+    frames: [AtomicUsize; MAX_DEPTH],
+}
+
+impl StackMemo {
+    /// An empty memory.
+    pub(crate) const fn new() -> Self {
+        StackMemo {
+            len: AtomicUsize::new(0),
+            frames: [const { AtomicUsize::new(0) }; MAX_DEPTH],
+        }
+    }
+}
+
+/// Remembers the stack of `words` (a record as popped, header first) if it
+/// is an allocation record with a whole stack. Called before the record
+/// leaves the ring (see [`crate::lockfree::ring::Ring::pop_with`]).
+#[inline]
+pub(crate) fn remember(words: &[u64], memo: &StackMemo) {
+    let Some(&head) = words.first() else { return };
+    let (kind, _) = ring::split_header(head);
+    if kind != KIND_ALLOC || words.len() < ALLOC_HEAD {
+        return;
+    }
+    let n = (words.len() - ALLOC_HEAD).min(MAX_DEPTH);
+    for (cell, w) in memo.frames.iter().zip(&words[ALLOC_HEAD..ALLOC_HEAD + n]) {
+        cell.store(*w as usize, Ordering::Relaxed);
+    }
+    memo.len.store(n, Ordering::Relaxed);
+}
+
 /// One record, decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Record<'a> {
     /// A sampled allocation.
     Alloc(AllocRecord<'a>),
@@ -87,21 +186,44 @@ pub(crate) enum Record<'a> {
         /// The id of its allocation record.
         id: u64,
     },
+    /// Weight carried by the allocation record that follows.
+    Carry {
+        /// Samples whose weight this is.
+        samples: u64,
+        /// Estimated allocations.
+        objects: f64,
+        /// Estimated bytes.
+        bytes: f64,
+    },
 }
 
 /// Decodes the record `words` (as popped from a ring, header first), copying
-/// its stack into `stack`. `None` for a record of an unknown kind or too
-/// short for its kind.
+/// its stack into `stack` (from `memo` for a record that repeats the last
+/// whole one). `None` for a record of an unknown kind or too short for its
+/// kind.
 #[inline]
-pub(crate) fn decode<'s>(words: &[u64], stack: &'s mut [usize; MAX_DEPTH]) -> Option<Record<'s>> {
+pub(crate) fn decode<'s>(
+    words: &[u64],
+    stack: &'s mut [usize; MAX_DEPTH],
+    memo: &StackMemo,
+) -> Option<Record<'s>> {
     let len = words.len();
     let (kind, _) = ring::split_header(*words.first()?);
     match kind {
-        KIND_ALLOC if len >= ALLOC_HEAD => {
-            let n = (len - ALLOC_HEAD).min(MAX_DEPTH);
-            for (d, w) in stack.iter_mut().zip(&words[ALLOC_HEAD..ALLOC_HEAD + n]) {
-                *d = *w as usize;
-            }
+        KIND_ALLOC | KIND_ALLOC_SAME if len >= ALLOC_HEAD => {
+            let n = if kind == KIND_ALLOC {
+                let n = (len - ALLOC_HEAD).min(MAX_DEPTH);
+                for (d, w) in stack.iter_mut().zip(&words[ALLOC_HEAD..ALLOC_HEAD + n]) {
+                    *d = *w as usize;
+                }
+                n
+            } else {
+                let n = memo.len.load(Ordering::Relaxed).min(MAX_DEPTH);
+                for (d, cell) in stack.iter_mut().zip(&memo.frames[..n]) {
+                    *d = cell.load(Ordering::Relaxed);
+                }
+                n
+            };
             Some(Record::Alloc(AllocRecord {
                 id: words[1],
                 address: words[2] as usize,
@@ -112,6 +234,11 @@ pub(crate) fn decode<'s>(words: &[u64], stack: &'s mut [usize; MAX_DEPTH]) -> Op
             }))
         }
         KIND_FREE if len >= FREE_LEN => Some(Record::Free { id: words[1] }),
+        KIND_CARRY if len >= CARRY_LEN => Some(Record::Carry {
+            samples: words[1],
+            objects: f64::from_bits(words[2]),
+            bytes: f64::from_bits(words[3]),
+        }),
         _ => None,
     }
 }
@@ -135,19 +262,23 @@ mod tests {
                 stack: &frames[..depth],
             };
             let mut words = [0u64; MAX_RECORD_WORDS];
-            let len = sent.encode(&mut words);
+            let len = sent.encode(&mut words, false);
             assert_eq!(len, alloc_len(depth));
             assert!(ring.push(&words[..len], 0));
             assert!(ring.push(&encode_free(sent.id), 0));
 
             let mut buf = [0u64; MAX_RECORD_WORDS];
             let mut stack = [0usize; MAX_DEPTH];
+            let memo = StackMemo::new();
             let len = ring.pop(&mut buf).unwrap();
-            assert_eq!(decode(&buf[..len], &mut stack), Some(Record::Alloc(sent)));
+            assert_eq!(
+                decode(&buf[..len], &mut stack, &memo),
+                Some(Record::Alloc(sent))
+            );
             let len = ring.pop(&mut buf).unwrap();
             assert_eq!(len, 2);
             assert_eq!(
-                decode(&buf[..len], &mut stack),
+                decode(&buf[..len], &mut stack, &memo),
                 Some(Record::Free { id: sent.id })
             );
         }
@@ -157,12 +288,64 @@ mod tests {
     #[test]
     fn short_and_unknown_records_are_skipped() {
         let mut stack = [0usize; MAX_DEPTH];
-        assert_eq!(decode(&[], &mut stack), None);
+        let m = StackMemo::new();
+        assert_eq!(decode(&[], &mut stack, &m), None);
         assert_eq!(
-            decode(&[ring::header(KIND_ALLOC, 5), 1, 2, 3, 4], &mut stack),
+            decode(&[ring::header(KIND_ALLOC, 5), 1, 2, 3, 4], &mut stack, &m),
             None
         );
-        assert_eq!(decode(&[ring::header(KIND_FREE, 1)], &mut stack), None);
-        assert_eq!(decode(&[ring::header(9, 2), 1], &mut stack), None);
+        assert_eq!(decode(&[ring::header(KIND_FREE, 1)], &mut stack, &m), None);
+        assert_eq!(decode(&[ring::header(KIND_CARRY, 3), 1, 2], &mut stack, &m), None);
+        assert_eq!(decode(&[ring::header(9, 2), 1], &mut stack, &m), None);
+    }
+
+    #[test]
+    fn a_repeated_stack_takes_six_words_and_decodes_to_the_remembered_one() {
+        let a: Vec<usize> = (0..30).map(|i| 0x4000 + i * 8).collect();
+        let b: Vec<usize> = (0..30).map(|i| 0x9000 + i * 8).collect();
+        assert_eq!(stack_key(&a), stack_key(&a.clone()));
+        assert_ne!(stack_key(&a), stack_key(&b));
+        assert_ne!(stack_key(&a), stack_key(&a[..29]));
+        assert_ne!(stack_key(&[]), 0);
+        let ring = Ring::allocate(ring::MAX_RING_WORDS).unwrap();
+        let record = |id, stack| AllocRecord {
+            id,
+            address: 0x1000,
+            size: 64,
+            rate: 512,
+            slot: 1,
+            stack,
+        };
+        let mut words = [0u64; MAX_PUSH_WORDS];
+        // A whole stack, the same one short, a carry with the next, another.
+        let len = record(1, &a).encode(&mut words, false);
+        assert!(ring.push(&words[..len], 0));
+        let len = record(2, &a).encode(&mut words, true);
+        assert_eq!(len, 6);
+        assert!(ring.push(&words[..len], 0));
+        words[..CARRY_LEN].copy_from_slice(&encode_carry(3, 30.5, 1952.0));
+        let len = record(3, &a).encode(&mut words[CARRY_LEN..], true);
+        assert!(ring.push(&words[..CARRY_LEN + len], 0));
+        let len = record(4, &b).encode(&mut words, false);
+        assert!(ring.push(&words[..len], 0));
+        let memo = StackMemo::new();
+        let mut buf = [0u64; MAX_RECORD_WORDS];
+        let mut stack = [0usize; MAX_DEPTH];
+        let mut got = Vec::new();
+        while let Some(len) = ring.pop_with(&mut buf, |w| remember(w, &memo)) {
+            match decode(&buf[..len], &mut stack, &memo).unwrap() {
+                Record::Alloc(r) => got.push(format!("{} {:x}", r.id, r.stack[0])),
+                Record::Carry {
+                    samples,
+                    objects,
+                    bytes,
+                } => got.push(format!("carry {samples} {objects} {bytes}")),
+                Record::Free { .. } => unreachable!(),
+            }
+        }
+        assert_eq!(
+            got,
+            ["1 4000", "2 4000", "carry 3 30.5 1952", "3 4000", "4 9000"]
+        );
     }
 }

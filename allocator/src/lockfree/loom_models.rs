@@ -10,6 +10,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::bump::{Bump, Owned, Shared};
+use super::chain::Chain;
 use super::ownership;
 use super::ring::{KIND_ALLOC, KIND_FREE, Ring, header};
 use super::sync::{AtomicU32, AtomicU64, Ordering};
@@ -43,6 +44,45 @@ fn ring_hands_records_over_whole_and_in_order() {
         }
         producer.join().unwrap();
         assert!(ring.pop(&mut out).is_none());
+    });
+}
+
+/// A slot's chain of rings: the producer pushes one record, switches to a
+/// new ring (as a full ring makes it do), and pushes two more there, while
+/// the consumer drains, follows the link and frees the ring it left. Every
+/// record comes out once and in order, and only the left ring is freed
+/// (loom would report the freed ring's atomics being used after the free
+/// as an access to a dropped object).
+#[test]
+fn a_chain_hands_every_record_over_across_a_switch() {
+    loom::model(|| {
+        let chain: &'static Chain = Box::leak(Box::new(Chain::new()));
+        chain.switch(Ring::allocate(2).unwrap());
+        let producer = thread::spawn(move || {
+            let first = chain.producer().unwrap();
+            assert!(first.push(&[header(KIND_FREE, 2), 0], 0));
+            chain.switch(Ring::allocate(4).unwrap());
+            let second = chain.producer().unwrap();
+            for i in 1..3u64 {
+                assert!(second.push(&[header(KIND_FREE, 2), i], 0));
+            }
+        });
+        let mut seen = Vec::new();
+        let mut freed = 0;
+        let mut out = [0u64; 4];
+        let mut pop_all = |ring: &Ring, seen: &mut Vec<u64>| {
+            while ring.pop(&mut out).is_some() {
+                seen.push(out[1]);
+            }
+        };
+        while seen.len() < 3 {
+            chain.drain(|r| pop_all(r, &mut seen), |_| freed += 1);
+            thread::yield_now();
+        }
+        producer.join().unwrap();
+        chain.drain(|r| pop_all(r, &mut seen), |_| freed += 1);
+        assert_eq!(seen, [0, 1, 2]);
+        assert_eq!(freed, 1);
     });
 }
 

@@ -10,6 +10,8 @@
 //! - [`ring`]: a sample ring hands records over whole and in order, one
 //!   producer and one consumer, and two producers under the fallback ring's
 //!   producer lock;
+//! - [`chain`]: a producer that switches rings mid-stream loses, repeats
+//!   and reorders nothing, and the consumer frees only rings it has left;
 //! - [`try_lock`]: two holders never overlap;
 //! - [`ownership`] with [`bump`]: a slot changing hands keeps every count
 //!   its previous owner stored with a load and a store; the shared slot's
@@ -20,6 +22,7 @@
 //! [`padded`] is here because [`sampled`] lays its globals out with it.
 
 pub(crate) mod bump;
+pub(crate) mod chain;
 pub(crate) mod ownership;
 pub(crate) mod padded;
 pub(crate) mod ring;

@@ -14,24 +14,26 @@
 //! themselves can be `Relaxed`.
 //!
 //! Rings are allocated from the system allocator (never from the global
-//! allocator, which may be this crate) on a slot's first sample, and never
-//! freed: a ring outlives any thread that wrote to it.
+//! allocator, which may be this crate). A slot's rings form a chain
+//! ([`super::chain`]): the producer can switch to a new ring at any moment by
+//! linking it behind the current one ([`Ring::link`]); the consumer finishes
+//! the old ring, follows the link and frees the old one ([`Ring::free`]).
 //!
 //! A ring's size follows the sample rate in force when it is allocated
-//! ([`words_for_rate`]): at the default 512 KiB rate even a thread that
-//! allocates a gigabyte a second takes only about 2,000 samples a second, and
-//! 8 KiB holds 13 to 30 of them (64- to 25-frame stacks); the drainer drains
-//! as often as the fullest ring needs, down to every millisecond (see
-//! [`crate::profile::drain_interval`]), and is woken when a ring is half full
-//! all the same. A 4 KiB rate
-//! needs the full 64 KiB. A thread that still fills its ring faster than
-//! the drainer empties it (a sample is dropped) gets one twice as big, up to
-//! 64 KiB, so only the threads that need it pay for it. Rings are per
-//! thread, so this is most of allocmeter's memory in a process with many
-//! threads. A slot whose ring is too small for a lower rate set later gets a
-//! bigger one (see [`crate::slot::Slot::ring_for_rate`]).
+//! ([`words_for_rate`]): at the default 512 KiB rate 8 KiB holds 13 to 30
+//! records (64- to 25-frame stacks, fewer words when a record repeats the
+//! previous stack of its ring); the drainer drains as often as the fullest
+//! ring needs, down to every millisecond (see
+//! [`crate::profile::drain_interval`]), and is woken when a ring is half
+//! full all the same. A 4 KiB rate needs 64 KiB. A ring the drainer finds
+//! filling faster than it wants to poll gets one twice as big, up to
+//! [`MAX_RING_WORDS`] (64 KiB). When a record does not fit at all (the
+//! drainer did not get the CPU in time), the producer switches at once to a
+//! ring four times as big, at least 128 KiB and up to [`BURST_RING_WORDS`]
+//! (1 MiB), within the bounds of [`crate::slot`]; once the burst is over it
+//! switches back down.
 
-use super::sync::{AtomicU64, AtomicUsize, Ordering};
+use super::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use core::alloc::{GlobalAlloc, Layout};
 #[cfg(not(loom))]
@@ -43,6 +45,10 @@ use super::try_lock::TryLock;
 /// 100 records with 64-frame stacks plus room for frees. (Under Miri, whose
 /// borrow tracker retags the whole slice on each access, an eighth of that.)
 pub(crate) const MAX_RING_WORDS: usize = if cfg!(miri) { 1024 } else { 8192 };
+
+/// Words in the largest ring a burst grows to (see [`crate::slot`]): 131,072
+/// words = 1 MiB (an eighth under Miri).
+pub(crate) const BURST_RING_WORDS: usize = MAX_RING_WORDS * 16;
 
 /// Words in the smallest ring: 1024 words = 8 KiB (an eighth under Miri).
 pub(crate) const MIN_RING_WORDS: usize = MAX_RING_WORDS / 8;
@@ -65,6 +71,12 @@ pub(crate) const fn words_for_rate(rate: u64) -> usize {
 pub(crate) const KIND_ALLOC: u64 = 1;
 /// A sampled block was freed.
 pub(crate) const KIND_FREE: u64 = 2;
+/// A sampled allocation whose stack is that of the ring's previous
+/// allocation record (see [`crate::record`]).
+pub(crate) const KIND_ALLOC_SAME: u64 = 3;
+/// The weight of samples that could not be handed over, carried by the
+/// allocation record that follows (see [`crate::record`]).
+pub(crate) const KIND_CARRY: u64 = 4;
 
 /// Builds a header word.
 pub(crate) const fn header(kind: u64, len: usize) -> u64 {
@@ -87,7 +99,16 @@ pub(crate) const fn split_header(word: u64) -> (u64, usize) {
 #[repr(C)]
 pub(crate) struct Ring {
     words: &'static [AtomicU64],
-    _pad0: [u8; 128 - 16],
+    /// The ring the producer went on to, once it has switched (null until
+    /// then). Written once by the producer (Release), after its last push
+    /// here; read by the consumer (Acquire).
+    next: AtomicPtr<Ring>,
+    /// The pointer the system allocator returned for this `Ring`, kept to
+    /// free it with (a pointer made from a shared reference may not
+    /// deallocate: Miri's borrow tracker holds to that). Set once, when
+    /// allocated.
+    origin: AtomicPtr<Ring>,
+    _pad0: [u8; 128 - 32],
     /// Next word the producer writes (monotonic; index = head % len).
     head: AtomicUsize,
     _pad1: [u8; 128 - 8],
@@ -103,11 +124,11 @@ impl Ring {
     /// the system allocator. `None` if that fails.
     #[cfg(not(loom))]
     pub fn allocate(words: usize) -> Option<&'static Ring> {
-        let words = words.clamp(1, MAX_RING_WORDS).next_power_of_two();
+        let words = words.clamp(1, BURST_RING_WORDS).next_power_of_two();
         let words_layout = Layout::array::<AtomicU64>(words).ok()?;
         // SAFETY: the layout has a non-zero size. Zeroed memory is a valid
-        // `[AtomicU64]` (all zeros). The block is never freed, so the
-        // 'static lifetime holds.
+        // `[AtomicU64]` (all zeros). The block is freed only by
+        // `Ring::free`, whose caller guarantees no reference is used after.
         let words = unsafe {
             let p = System.alloc_zeroed(words_layout).cast::<AtomicU64>();
             if p.is_null() {
@@ -118,7 +139,7 @@ impl Ring {
         let ring_layout = Layout::new::<Ring>();
         // SAFETY: non-zero size; the pointer is checked for null and written
         // with a fully initialised `Ring` before the reference is made; the
-        // block is never freed.
+        // block is freed only by `Ring::free` (see above).
         unsafe {
             let p = System.alloc(ring_layout).cast::<Ring>();
             if p.is_null() {
@@ -126,6 +147,9 @@ impl Ring {
                 return None;
             }
             p.write(Ring::over(words));
+            // Relaxed: read only by `free`, after the ring has been handed
+            // over through the chain's Release/Acquire pointers.
+            (*p).origin.store(p, Ordering::Relaxed);
             Some(&*p)
         }
     }
@@ -134,23 +158,88 @@ impl Ring {
     /// by their constructor, not from zeroed memory). Leaked, as rings are.
     #[cfg(loom)]
     pub fn allocate(words: usize) -> Option<&'static Ring> {
-        let words = words.clamp(1, MAX_RING_WORDS).next_power_of_two();
+        let words = words.clamp(1, BURST_RING_WORDS).next_power_of_two();
         let words: &'static [AtomicU64] =
             Box::leak((0..words).map(|_| AtomicU64::new(0)).collect());
         Some(Box::leak(Box::new(Ring::over(words))))
+    }
+
+    /// Gives `ring` back to the system allocator.
+    ///
+    /// # Safety
+    ///
+    /// `ring` points to a ring from [`Ring::allocate`], and nobody uses it,
+    /// or any reference to it, afterwards: the consumer frees a ring only
+    /// once the producer has linked the next one ([`Ring::link`]), after
+    /// which the producer never touches it again. (A pointer, not a
+    /// reference: a reference argument would outlive the memory.)
+    #[cfg(not(loom))]
+    pub unsafe fn free(ring: *const Ring) {
+        // SAFETY: the caller guarantees `ring` points to a live ring; the
+        // reference ends before the memory is freed.
+        let (words, ring) = unsafe {
+            let r = &*ring;
+            (r.words, r.origin.load(Ordering::Relaxed))
+        };
+        // SAFETY: both blocks were allocated by `allocate` with these
+        // layouts (the words' layout from their length, which `allocate`
+        // set), and the caller guarantees they are no longer used. `Ring`
+        // has no destructor to run.
+        unsafe {
+            if let Ok(layout) = Layout::array::<AtomicU64>(words.len()) {
+                System.dealloc(words.as_ptr() as *mut u8, layout);
+            }
+            System.dealloc(ring.cast::<u8>(), Layout::new::<Ring>());
+        }
+    }
+
+    /// Gives `ring` back (a loom model's: boxed by `allocate`).
+    ///
+    /// # Safety
+    ///
+    /// As the system allocator's version.
+    #[cfg(loom)]
+    pub unsafe fn free(ring: *const Ring) {
+        // SAFETY: both were leaked boxes made by `allocate`; the caller
+        // guarantees they are no longer used.
+        unsafe {
+            let words = (*ring).words as *const [AtomicU64] as *mut [AtomicU64];
+            drop(Box::from_raw(ring as *mut Ring));
+            drop(Box::from_raw(words));
+        }
     }
 
     /// An empty ring over `words`.
     fn over(words: &'static [AtomicU64]) -> Ring {
         Ring {
             words,
-            _pad0: [0; 128 - 16],
+            next: AtomicPtr::new(core::ptr::null_mut()),
+            origin: AtomicPtr::new(core::ptr::null_mut()),
+            _pad0: [0; 128 - 32],
             head: AtomicUsize::new(0),
             _pad1: [0; 128 - 8],
             tail: AtomicUsize::new(0),
             _pad2: [0; 128 - 8],
             producer_lock: TryLock::new(),
         }
+    }
+
+    /// Hands the producer's side over to `next`: from now on the producer
+    /// pushes there, and never touches this ring again. Producer side only,
+    /// once per ring.
+    pub fn link(&self, next: &'static Ring) {
+        // Release: the consumer that sees the link sees every record pushed
+        // here before it (their `head` stores come first in this thread).
+        self.next
+            .store(next as *const Ring as *mut Ring, Ordering::Release);
+    }
+
+    /// The ring the producer went on to, if it has switched. Consumer side.
+    pub fn next(&self) -> Option<&'static Ring> {
+        // SAFETY: the pointer is null or points to a ring from `allocate`
+        // that only the consumer frees, after it has moved on to it and
+        // past it (so not while this one is still being read).
+        unsafe { self.next.load(Ordering::Acquire).as_ref() }
     }
 
     /// Unlocks the producer lock whoever holds it. Only for a forked child:
@@ -195,6 +284,7 @@ impl Ring {
     }
 
     /// Whether everything pushed has been popped. Producer side only.
+    #[cfg(any(test, loom))]
     pub fn is_empty(&self) -> bool {
         self.free_words() == self.capacity()
     }
@@ -229,7 +319,16 @@ impl Ring {
     /// ring is empty. A record longer than `out` is consumed but only its
     /// first `out.len()` words are copied; the caller compares the length
     /// (this crate never writes such records). Consumer side only.
+    #[cfg(any(test, loom))]
     pub fn pop(&self, out: &mut [u64]) -> Option<usize> {
+        self.pop_with(out, |_| ())
+    }
+
+    /// [`Ring::pop`], calling `f` with the copied words before the record is
+    /// given back to the producer: what `f` stores about the record is in
+    /// place before the record is gone from the ring, so a `fork()` at any
+    /// moment leaves a child that either has both or neither.
+    pub fn pop_with(&self, out: &mut [u64], f: impl FnOnce(&[u64])) -> Option<usize> {
         let tail = self.tail.load(Ordering::Relaxed);
         // Acquire: pairs with the producer's Release store of `head`.
         let head = self.head.load(Ordering::Acquire);
@@ -246,6 +345,7 @@ impl Ring {
         for (i, o) in out.iter_mut().take(len).enumerate() {
             *o = word(i);
         }
+        f(&out[..len.min(out.len())]);
         // Release: the producer may reuse these words once it sees the tail.
         self.tail.store(tail.wrapping_add(len), Ordering::Release);
         Some(len)

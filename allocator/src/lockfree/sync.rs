@@ -2,7 +2,8 @@
 //! when the crate is built with `--cfg loom` to model-check those parts
 //! (see `.ci/loom.sh`). Only the modules that loom checks
 //! ([`crate::lockfree::bump`], [`crate::lockfree::try_lock`],
-//! [`crate::lockfree::ring`], [`crate::lockfree::ownership`],
+//! [`crate::lockfree::ring`], [`crate::lockfree::chain`],
+//! [`crate::lockfree::ownership`],
 //! [`crate::lockfree::sampled`]) take their atomics from here; under loom
 //! the crate is reduced to them.
 

@@ -6,7 +6,10 @@
 //! allocated objects, and weight × size to its allocated bytes; the same goes
 //! into in-use until the block's free arrives. The estimates are unbiased
 //! (see [`allocmeter::sample_weight`]); their relative error shrinks like
-//! one over the square root of the number of samples behind them.
+//! one over the square root of the number of samples behind them. A sample
+//! that carries the weight of earlier samples of its thread that could not
+//! be handed over ([`allocmeter::profile::Carried`]) adds that weight to its
+//! site's allocated estimates (not to in-use: those blocks are not tracked).
 //!
 //! Draining only hashes raw stacks, so it keeps up with the rings whatever
 //! the symbolizer is doing. Symbolizing happens when a renderer asks
@@ -18,6 +21,7 @@
 //! the table's).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use allocmeter::profile::{AllocSample, SampleEvent};
 
@@ -95,15 +99,45 @@ const MAX_EARLY_FREES: usize = allocmeter::profile::MAX_LIVE_SAMPLES;
 /// Index of the "(other)" site.
 const OTHER: usize = 0;
 
+/// A hasher for sample ids: a multiply and a fold instead of SipHash. Ids
+/// are handed out by allocmeter in sequence, never chosen by a client, so
+/// they need no protection against crafted collisions; the drain hashes
+/// each one twice (its allocation, its free).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        let h = (self.0 ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Maps keyed by sample id.
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 /// The table.
 pub(crate) struct SiteTable {
     /// Sites by raw stack; index 0 is "(other)".
     sites: Vec<RawSite>,
     by_stack: HashMap<Vec<usize>, usize>,
-    live: HashMap<u64, LiveSample>,
+    /// The site of the last sample added (not "(other)"): a burst repeats
+    /// one stack, and comparing it is cheaper than hashing it.
+    last_site: Option<usize>,
+    live: IdMap<LiveSample>,
     /// Frees drained before their allocation (another thread's ring), with
     /// the drain pass they arrived in.
-    early_frees: HashMap<u64, u64>,
+    early_frees: IdMap<u64>,
     pass: u64,
     max_sites: usize,
     /// Samples that went to "(other)" because the table was full.
@@ -120,8 +154,9 @@ impl SiteTable {
                 samples: 0,
             }],
             by_stack: HashMap::new(),
-            live: HashMap::new(),
-            early_frees: HashMap::new(),
+            last_site: None,
+            live: IdMap::default(),
+            early_frees: IdMap::default(),
             pass: 0,
             max_sites: max_sites.max(1),
             overflowed: 0,
@@ -193,9 +228,10 @@ impl SiteTable {
         let size = sample.size as f64;
         let s = &mut self.sites[site];
         s.samples += 1;
-        s.values.alloc_objects += weight;
-        s.values.alloc_space += weight * size;
-        if self.early_frees.remove(&sample.id).is_none() {
+        s.values.alloc_objects += weight + sample.carried.objects;
+        s.values.alloc_space += weight * size + sample.carried.bytes;
+        let early = !self.early_frees.is_empty() && self.early_frees.remove(&sample.id).is_some();
+        if !early {
             s.values.inuse_objects += weight;
             s.values.inuse_space += weight * size;
             self.live.insert(
@@ -211,7 +247,13 @@ impl SiteTable {
     }
 
     fn site_for(&mut self, stack: &[usize]) -> usize {
+        if let Some(last) = self.last_site
+            && self.sites[last].stack == stack
+        {
+            return last;
+        }
         if let Some(&id) = self.by_stack.get(stack) {
+            self.last_site = Some(id);
             return id;
         }
         if self.sites.len() > self.max_sites {
@@ -225,6 +267,7 @@ impl SiteTable {
             samples: 0,
         });
         self.by_stack.insert(stack.to_vec(), id);
+        self.last_site = Some(id);
         id
     }
 
@@ -268,6 +311,7 @@ impl SiteTable {
             rate: 1,
             thread: 0,
             stack,
+            carried: Default::default(),
         }));
     }
 
@@ -289,11 +333,13 @@ impl SiteTable {
     /// The most [`SiteTable::approximate_bytes`] can be for a table of
     /// `max_sites` stacks, with `slots_used` thread slots feeding it: every
     /// stack as deep as a capture goes, the live samples the allocator can
-    /// hold at once plus one drain's worth of new ones (a sweep trims the
-    /// rest, see [`SiteTable::drain`]), and the waiting frees.
+    /// hold at once plus one drain's worth of new ones (every thread's
+    /// rings of up to 64 KiB and the rings grown for bursts; a sweep trims
+    /// the rest, see [`SiteTable::drain`]), and the waiting frees.
     pub fn max_bytes(max_sites: usize, slots_used: usize) -> usize {
         let sites = (max_sites + 1) * 2 * (96 + 8 * allocmeter::stack::MAX_DEPTH);
-        let one_drain = (slots_used + 1) * allocmeter::profile::MAX_EVENTS_PER_RING;
+        let one_drain = (slots_used + 1) * allocmeter::profile::MAX_EVENTS_PER_RING
+            + allocmeter::profile::MAX_BURST_ALLOCS;
         sites + 48 * (MAX_LIVE + one_drain + MAX_EARLY_FREES)
     }
 
@@ -323,6 +369,7 @@ mod tests {
             rate,
             thread: 0,
             stack,
+            carried: Default::default(),
         }
     }
 
@@ -389,6 +436,43 @@ mod tests {
         assert_eq!(site.values.alloc_objects, 1.0);
         assert_eq!(site.values.inuse_objects, 0.0);
         assert_eq!(t.live.len(), 0);
+    }
+
+    #[test]
+    fn alternating_stacks_each_keep_their_own_site() {
+        let mut t = SiteTable::new(10);
+        let (a, b) = ([0x10usize, 0x20], [0x10usize, 0x30]);
+        for (id, stack) in [(1, &a), (2, &b), (3, &a), (4, &a), (5, &b)] {
+            t.apply(SampleEvent::Alloc(sample(id, 10, 1, stack)));
+        }
+        t.apply(SampleEvent::Alloc(sample(6, 10, 1, &[])));
+        let samples: Vec<u64> = t.copy_sites().iter().map(|s| s.samples).collect();
+        assert_eq!(samples, [3, 2, 1]);
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn carried_weight_counts_in_the_allocated_totals_only() {
+        let mut t = SiteTable::new(10);
+        let mut s = sample(1, 100, 1, &[0x60]);
+        s.carried = allocmeter::profile::Carried {
+            samples: 3,
+            objects: 3.0,
+            bytes: 250.0,
+        };
+        t.apply(SampleEvent::Alloc(s));
+        let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
+        assert_eq!(
+            (site.values.alloc_objects, site.values.alloc_space),
+            (4.0, 350.0)
+        );
+        assert_eq!(
+            (site.values.inuse_objects, site.values.inuse_space),
+            (1.0, 100.0)
+        );
+        t.apply(SampleEvent::Free { id: 1 });
+        let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
+        assert_eq!(site.values.inuse_space, 0.0);
     }
 
     #[test]

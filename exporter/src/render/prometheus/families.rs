@@ -292,10 +292,17 @@ const BUILT_IN: &[Family] = &[
     },
     Family {
         name: "allocmeter_profile_samples_dropped_total",
-        help: "Samples lost because a sample ring or the sampled-pointer table was full or busy; a steady rise means profiles under-count.",
+        help: "Samples lost outright: neither handed to the exporter nor carried by a later sample (see allocmeter_profile_samples_carried_total); a rise means profiles under-count.",
         kind: MetricType::COUNTER,
         label: None,
         samples: Samples::Of(|i| one(i.sampling.dropped)),
+    },
+    Family {
+        name: "allocmeter_profile_samples_carried_total",
+        help: "Samples a thread could not hand over on their own (its sample rings full at their bound, or the sampled-pointer table full or busy), whose weight a later sample of the same thread carries: allocated totals stay unbiased, but that weight is shown at the later sample's site and in no in-use figure.",
+        kind: MetricType::COUNTER,
+        label: None,
+        samples: Samples::Of(|i| one(i.sampling.carried)),
     },
     Family {
         name: "allocmeter_profile_frees_lost_total",
