@@ -10,7 +10,8 @@
 #    reports AllocmeterAllocationRateSpikeTest as firing, and fails if it
 #    does not, or if it fires during the steady load before the spike;
 # 4. checks that the counters Prometheus scraped agree with the demo's own
-#    allocmeter::stats() (served at /api/stats): a sample scraped after one
+#    figures (the service's share of allocmeter::stats_split(), served at
+#    /api/stats): a sample scraped after one
 #    read of the demo's stats and before another lies between the two.
 #
 # Every process it started is stopped on exit, pass or fail.

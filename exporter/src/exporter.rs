@@ -187,7 +187,7 @@ impl Exporter {
     /// The most [`Exporter::telemetry_bytes`] can come to with the threads
     /// seen so far: [`allocmeter::telemetry_bound`] for the allocator's
     /// share (it grows with the peak number of threads alive at once, about
-    /// 124 KiB each), plus the exporter's heap at its limits: the site table
+    /// 124 KiB each, plus a fixed 16 MiB for the rings grown for bursts), plus the exporter's heap at its limits: the site table
     /// at [`Builder::max_sites`](crate::Builder::max_sites) stacks of the
     /// deepest capture with every live sample, the symbol cache (8 MiB), the
     /// history at [`Builder::history`](crate::Builder::history) snapshots,

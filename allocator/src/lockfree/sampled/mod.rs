@@ -65,7 +65,8 @@ const fn max_load(buckets: usize) -> usize {
 }
 const MAX_PER_SHARD: usize = max_load(BUCKETS);
 
-/// How many sampled blocks can be live at once (further samples are dropped).
+/// How many sampled blocks can be live at once (the weight of further
+/// samples is carried by the thread's next sample that fits).
 pub(crate) const CAPACITY: usize = SHARDS * MAX_PER_SHARD;
 
 #[cfg(not(loom))]
