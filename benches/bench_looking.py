@@ -56,3 +56,84 @@ def load(root, path):
 
 def mib(v):
     return NA if v is None else f"{v / 2**20:.2f} MiB"
+
+
+def burst_rows(b):
+    if not b:
+        return [["burst", NA, NA, NA, NA, NA]]
+    rows = []
+    for i, r in enumerate(b.get("runs", []), 1):
+        rows.append([f"burst {i}", f"{r['expected_bytes'] / 2**30:.2f} GiB",
+                     f"{r['relative_error'] * 100:+.2f} %", f"{r['samples_taken']:,}",
+                     f"{r['samples_dropped']:,}", f"{r['samples_carried']:,}"])
+    return rows
+
+
+def symbols_row(label, s):
+    if not s:
+        return [label, NA, NA, NA, NA, NA, NA]
+    before, profile, _sites, idle = (s["readings"] + [None] * 4)[:4]
+    kib = 1024
+    return [label, f"{s['binary_bytes'] / 2**20:.1f} MiB", f"{s['first_profile_ms']:.0f} ms",
+            f"+{(profile['heap_live_bytes'] - before['heap_live_bytes']) / 2**20:.2f} MiB",
+            f"+{(profile['rss_kib'] - before['rss_kib']) / kib:.1f} MiB",
+            f"{(profile['service_heap_live_bytes'] - before['service_heap_live_bytes']) / 2**20:+.2f} MiB",
+            NA if not idle else
+            f"{(idle['heap_live_bytes'] - before['heap_live_bytes']) / 2**20:+.2f} MiB "
+            f"after {s['idle_seconds']:.0f} s"]
+
+
+def section_looking(root, quick):
+    """BENCHMARKS.md's section on what looking costs (or, in a smoke run,
+    that its programs ran)."""
+    q = ".quick" if quick else ""
+    burst = load(root, BURST.replace(".json", q + ".json"))
+    scrapes = load(root, SCRAPES.replace(".json", q + ".json"))
+    symbols = load(root, SYMBOLS.replace(".json", q + ".json"))
+    symbols2 = None if quick else load(root, SYMBOLS_DEBUG2)
+    doc = ["## What looking costs\n"]
+    if quick:
+        doc.append("Smoke run: each program ran once at a small scale; the figures below show\n"
+                   "that it works, not what it costs.\n")
+    doc.append("### Samples kept under oversubscription\n")
+    doc.append("`looking_burst`: one thread allocates and frees 48 KiB blocks as fast as it\n"
+               "can from a 30-frame stack at the default 512 KiB rate, while four threads\n"
+               "per core spin; an exporter drains. The site's allocated-bytes estimate\n"
+               "against the bytes allocated (one estimate's relative standard deviation\n"
+               "is about 1/√samples: 1.6 % at 3,900 samples).\n")
+    doc.append(md_table(["run", "allocated", "estimate error", "samples", "dropped", "carried"],
+                        burst_rows(burst), ["---", "---:", "---:", "---:", "---:", "---:"]))
+    if burst:
+        doc.append(f"Sample rings at their peak: {burst['ring_bytes_peak'] / 2**20:.2f} MiB "
+                   f"(after the bursts: {burst['ring_bytes_after'] / 2**10:.0f} KiB); "
+                   f"{burst['spinning_threads']} spinning threads on {burst['cores']} cores.\n")
+    doc.append("### The first profile's memory\n")
+    doc.append("`.ci/measure-symbols.py`: the demo's heap (the service's share plus\n"
+               "allocmeter's, from `/api/snapshot`) and RSS before any look and after the\n"
+               "first `/debug/pprof/heap`, which loads the symbolizer; the service's share\n"
+               "must not move; then after the symbolizer's idle release (60 s). The demo\n"
+               "keeps its steady load running, so its heap moves by some 100 KiB on its own.\n")
+    doc.append(md_table(["demo build", "binary", "first profile", "heap added", "RSS added",
+                         "service's heap moved", "heap vs. before, after idle"],
+                        [symbols_row("release, `debug = 1` (the workspace's)", symbols),
+                         symbols_row("release, `debug = 2`", symbols2)]
+                        if not quick else [symbols_row("release, `debug = 1`", symbols)],
+                        ["---", "---:", "---:", "---:", "---:", "---:", "---:"]))
+    doc.append("### Scrapes while clients stall on large reports\n")
+    doc.append("`looking_scrapes`: 40 clients ask for `/api/sites?top=1000` and read none of\n"
+               "it while `/metrics` is scraped every 100 ms (dev build, where the call-site\n"
+               "generator's stacks stay thousands of sites).\n")
+    if scrapes:
+        lat = scrapes["scrape_latency_ms"]
+        doc.append(md_table(
+            ["scrapes", "not 200", "p50", "p99", "max", "report", "reports refused (503)",
+             "RSS growth", "response budget"],
+            [[f"{scrapes['scrapes']}", f"{scrapes['scrape_failures']}", f"{lat['p50']:.1f} ms",
+              f"{lat['p99']:.1f} ms", f"{lat['max']:.1f} ms",
+              f"{scrapes['report_bytes'] / 2**20:.1f} MiB", f"{scrapes['refused_503']}",
+              f"{scrapes['rss_growth_bytes'] / 2**20:.1f} MiB",
+              f"{scrapes['budget_bytes'] / 2**20:.0f} MiB"]],
+            ["---:"] * 9))
+    else:
+        doc.append("n/a\n")
+    return doc

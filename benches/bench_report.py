@@ -19,6 +19,7 @@ import bench_details
 from bench_load import load_wholeprogram
 from bench_names import (CAPS, INNERS, baseline_of, capability_cells, groups_of, order, rate_key,
                          thread_key, workload_groups)
+from bench_looking import section_looking
 from bench_run import ROOT, machine, shell_line
 from bench_tables import NA, md_table, num, ratio
 from bench_targets import section_targets
@@ -346,6 +347,7 @@ def quick_sections(crit, wp_json):
                                       ("floor", "floor_"))],
                         ["---", "---:"]))
     doc += section_wholeprogram(wp_json, smoke=True)
+    doc += section_looking(ROOT, quick=True)
     return doc
 
 
@@ -359,5 +361,6 @@ def full_sections(results, inter, pinter, finter, wp_json):
     doc.append("![Overhead ratio per allocator, 64 B pairs, 2 threads](benches/overhead.svg)\n")
     doc += section_sampling(results)
     doc += section_wholeprogram(wp_json, smoke=False)
+    doc += section_looking(ROOT, quick=False)
     doc += section_details(results)
     return doc
