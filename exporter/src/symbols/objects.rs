@@ -675,3 +675,60 @@ pub(super) fn demangled(name: &str) -> String {
         Err(_) => name.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every unit of this test binary (a debug build: rustc's codegen units
+    /// refer to each other's entries with `DW_FORM_ref_addr`), probed at
+    /// points across its code: the frames found a unit at a time are those
+    /// a whole-file addr2line context gives (names of every inlined level,
+    /// files, lines), including where addr2line over the unit alone fails.
+    #[test]
+    fn frames_match_a_whole_file_context() {
+        let mut loaded = Loaded::open("/proc/self/exe").expect("maps the test binary");
+        let whole = addr2line::Context::from_dwarf(load_dwarf(&loaded.file).expect("has DWARF"))
+            .expect("parses the whole file");
+        // Dead code the linker dropped keeps its ranges at address 0.
+        let code: Vec<(u64, u64)> = loaded
+            .file
+            .sections()
+            .filter(|s| s.kind() == object::SectionKind::Text)
+            .map(|s| (s.address(), s.address() + s.size()))
+            .collect();
+        let spans = loaded.index.clone();
+        let (mut compared, mut cut_failed) = (0, 0);
+        let mut wrong = Vec::new();
+        for span in &spans {
+            for step in 0..8 {
+                let probe = span.begin + (span.end - span.begin) * step / 8;
+                if !code.iter().any(|(b, e)| (*b..*e).contains(&probe)) {
+                    continue;
+                }
+                let Some(want) = addr2line_frames(&whole, probe, 128) else {
+                    continue;
+                };
+                if want.is_empty() || want.iter().any(|f| f.function.is_empty()) {
+                    continue;
+                }
+                let unit = loaded.unit_for(probe).expect("the index covers it");
+                if addr2line_frames(&loaded.units[unit].context, probe, 128).is_none() {
+                    cut_failed += 1;
+                }
+                let got = loaded.frames(probe, 128);
+                compared += 1;
+                if got != want && wrong.len() < 5 {
+                    wrong.push(format!("{probe:#x}:\n  got  {got:?}\n  want {want:?}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(compared > 1000, "{compared} addresses compared");
+        assert!(
+            cut_failed > 0,
+            "no address needed an entry in another unit ({compared} compared)"
+        );
+        eprintln!("{compared} addresses compared, {cut_failed} beyond addr2line over one unit");
+    }
+}
