@@ -16,9 +16,12 @@ use gimli::{AttributeValue, DebugInfoOffset, UnitOffset};
 use super::Frame;
 use super::objects::{Reader, demangled};
 
-/// How deep a lookup descends into nested entries, and how many origins it
-/// follows for one name (malformed input stops there).
+/// How deep a walk descends into nested entries (malformed input stops
+/// there).
 const MAX_DEPTH: usize = 256;
+
+/// How many origins or specifications one name is followed through (a
+/// cycle in malformed input stops there).
 const MAX_ORIGINS: usize = 16;
 
 /// Foreign units (those named by references out of the unit) one lookup
@@ -148,6 +151,7 @@ struct Level {
 }
 
 impl Level {
+    /// The level `entry` (a function or an inlined call) stands for.
     fn of(
         unit: &gimli::UnitRef<'_, Reader>,
         entry: &gimli::DebuggingInformationEntry<Reader>,
