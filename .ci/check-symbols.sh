@@ -3,7 +3,9 @@
 # (test-support/fixtures/symbols) built with debug = 0, "line-tables-only",
 # 1 and 2, each with and without frame pointers, must name every site whose
 # stack runs through one of its functions after that function (never the
-# allocator, the standard library or allocmeter). Then a stripped build
+# allocator, the standard library or allocmeter), and with line tables
+# (every level but 0) at the fixture's file and the line in that function
+# that allocates, standard library code inlined there or not. Then a stripped build
 # serves addresses, mappings and build IDs, and `go tool pprof` names them
 # from a copy of the unstripped binary found by its build ID.
 #
@@ -48,7 +50,11 @@ for fp in "${fps[@]}"; do
   for debug in "${debugs[@]}"; do
     echo "== frame pointers $fp, debug = $debug"
     bin=$(build "$fp" "$debug")
-    if ! "$bin" check; then
+    # With line tables (every level but 0), each site also carries the
+    # fixture's file and the line that allocates.
+    lines=()
+    [ "$debug" != 0 ] && lines=(--lines)
+    if ! "$bin" check "${lines[@]}"; then
       failed+=("frame pointers $fp, debug = $debug")
     fi
   done

@@ -17,11 +17,12 @@ use gimli::Section;
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use super::Frame;
+use super::dwarf::UnitWalk;
 use super::mappings::{Mapping, Segment, current_segments};
 use super::symbolize::is_machinery_file;
 
 /// The DWARF reader over a mapped file's bytes.
-type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
+pub(super) type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 
 /// A file mapped read-only (`PROT_READ`, `MAP_PRIVATE`), unmapped on drop.
 struct Mapped {
@@ -111,10 +112,13 @@ struct UnitSpan {
 }
 
 /// One compilation unit parsed: an addr2line context over that unit alone,
-/// with the heap it holds.
+/// the unit's entries indexed for the lookups addr2line cannot answer
+/// alone (built on the first such lookup; `Some(None)` if it could not
+/// be), and the heap they hold.
 struct ParsedUnit {
     offset: usize,
     context: addr2line::Context<Reader>,
+    walk: Option<Option<UnitWalk>>,
     bytes: usize,
 }
 
@@ -380,53 +384,48 @@ impl Loaded {
     fn frames(&mut self, probe: u64, max_frames: usize) -> Vec<Frame> {
         let mut frames = Vec::new();
         if let Some(unit) = self.unit_for(probe) {
+            let file = &self.file;
+            let parsed = &mut self.units[unit];
             let ((), used) = allocmeter::measure(|| {
-                let unit = &self.units[unit];
-                let found = unit.context.find_frames(probe).skip_all_loads();
-                if let Ok(mut iter) = found {
-                    while let Ok(Some(frame)) = iter.next() {
-                        if frames.len() >= max_frames {
-                            break;
-                        }
-                        let function = frame
-                            .function
-                            .as_ref()
-                            .and_then(|name| name.raw_name().ok())
-                            .map(|raw| demangled(&raw));
-                        let (file, line) = match &frame.location {
-                            Some(loc) => (loc.file.map(str::to_string), loc.line),
-                            None => (None, None),
-                        };
+                frames = addr2line_frames(&parsed.context, probe, max_frames).unwrap_or_default();
+                if !frames.is_empty() {
+                    return;
+                }
+                // addr2line could not name the frames here: a function's
+                // name in another unit (the unit is parsed alone), which
+                // the unit's own entries lead to.
+                let Some(dwarf) = load_dwarf(file) else {
+                    return;
+                };
+                let walk = parsed
+                    .walk
+                    .get_or_insert_with(|| UnitWalk::new(&dwarf, parsed.offset));
+                let innermost = parsed
+                    .context
+                    .find_location(probe)
+                    .ok()
+                    .flatten()
+                    .map_or((None, None), |l| (l.file.map(str::to_string), l.line));
+                frames = match walk {
+                    Some(walk) => walk.frames(&dwarf, probe, innermost.clone(), max_frames),
+                    None => Vec::new(),
+                };
+                if frames.is_empty() {
+                    // No function of the unit covers `probe`: the line
+                    // table's innermost line, if it is the program's own.
+                    if let (Some(file), line) = innermost
+                        && !is_machinery_file(&file)
+                    {
                         frames.push(Frame {
-                            function: function.unwrap_or_default(),
-                            file,
+                            function: String::new(),
+                            file: Some(file),
                             line,
                         });
                     }
                 }
             });
             // What stays is the unit's parse; the frames are the caller's.
-            self.units[unit].bytes += net(&used).saturating_sub(frames_bytes(&frames));
-            if frames.is_empty() {
-                // The unit's DWARF could not name the frames here: an
-                // inlined function's origin in another unit (the unit is
-                // parsed alone). Its line table still gives the innermost
-                // line, which is kept if it is the function's own code.
-                let location = self.units[unit]
-                    .context
-                    .find_location(probe)
-                    .ok()
-                    .flatten()
-                    .and_then(|l| Some((l.file?.to_string(), l.line)))
-                    .filter(|(file, _)| !is_machinery_file(file));
-                if let Some((file, line)) = location {
-                    frames.push(Frame {
-                        function: String::new(),
-                        file: Some(file),
-                        line,
-                    });
-                }
-            }
+            parsed.bytes += net(&used).saturating_sub(frames_bytes(&frames));
         }
         let unnamed = frames.last().is_none_or(|f| f.function.is_empty());
         if unnamed && let Some(name) = self.symbol_name(probe) {
@@ -484,6 +483,7 @@ impl Loaded {
         self.units.push(ParsedUnit {
             offset: span.offset,
             context: context?,
+            walk: None,
             bytes: net(&used),
         });
         Some(self.units.len() - 1)
@@ -526,6 +526,37 @@ fn load_dwarf(file: &object::File<'static>) -> Option<gimli::Dwarf<Reader>> {
         Ok(gimli::EndianSlice::new(bytes, endian))
     };
     gimli::Dwarf::load(load).ok()
+}
+
+/// The frames at `probe` as addr2line finds them in `context` (innermost
+/// first, at most `max_frames`), or `None` if it fails on the way.
+fn addr2line_frames(
+    context: &addr2line::Context<Reader>,
+    probe: u64,
+    max_frames: usize,
+) -> Option<Vec<Frame>> {
+    let mut frames = Vec::new();
+    let mut iter = context.find_frames(probe).skip_all_loads().ok()?;
+    while let Some(frame) = iter.next().ok()? {
+        if frames.len() >= max_frames {
+            break;
+        }
+        let function = frame
+            .function
+            .as_ref()
+            .and_then(|name| name.raw_name().ok())
+            .map(|raw| demangled(&raw));
+        let (file, line) = match &frame.location {
+            Some(loc) => (loc.file.map(str::to_string), loc.line),
+            None => (None, None),
+        };
+        frames.push(Frame {
+            function: function.unwrap_or_default(),
+            file,
+            line,
+        });
+    }
+    Some(frames)
 }
 
 /// Heap bytes a measured step kept (allocated less freed).
@@ -638,9 +669,66 @@ fn text_symbols<'file>(
 
 /// `name` demangled (Rust's legacy and v0 manglings), without the hash
 /// suffix; other names as they are.
-fn demangled(name: &str) -> String {
+pub(super) fn demangled(name: &str) -> String {
     match rustc_demangle::try_demangle(name) {
         Ok(d) => format!("{d:#}"),
         Err(_) => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every unit of this test binary (a debug build: rustc's codegen units
+    /// refer to each other's entries with `DW_FORM_ref_addr`), probed at
+    /// points across its code: the frames found a unit at a time are those
+    /// a whole-file addr2line context gives (names of every inlined level,
+    /// files, lines), including where addr2line over the unit alone fails.
+    #[test]
+    fn frames_match_a_whole_file_context() {
+        let mut loaded = Loaded::open("/proc/self/exe").expect("maps the test binary");
+        let whole = addr2line::Context::from_dwarf(load_dwarf(&loaded.file).expect("has DWARF"))
+            .expect("parses the whole file");
+        // Dead code the linker dropped keeps its ranges at address 0.
+        let code: Vec<(u64, u64)> = loaded
+            .file
+            .sections()
+            .filter(|s| s.kind() == object::SectionKind::Text)
+            .map(|s| (s.address(), s.address() + s.size()))
+            .collect();
+        let spans = loaded.index.clone();
+        let (mut compared, mut cut_failed) = (0, 0);
+        let mut wrong = Vec::new();
+        for span in &spans {
+            for step in 0..8 {
+                let probe = span.begin + (span.end - span.begin) * step / 8;
+                if !code.iter().any(|(b, e)| (*b..*e).contains(&probe)) {
+                    continue;
+                }
+                let Some(want) = addr2line_frames(&whole, probe, 128) else {
+                    continue;
+                };
+                if want.is_empty() || want.iter().any(|f| f.function.is_empty()) {
+                    continue;
+                }
+                let unit = loaded.unit_for(probe).expect("the index covers it");
+                if addr2line_frames(&loaded.units[unit].context, probe, 128).is_none() {
+                    cut_failed += 1;
+                }
+                let got = loaded.frames(probe, 128);
+                compared += 1;
+                if got != want && wrong.len() < 5 {
+                    wrong.push(format!("{probe:#x}:\n  got  {got:?}\n  want {want:?}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(compared > 1000, "{compared} addresses compared");
+        assert!(
+            cut_failed > 0,
+            "no address needed an entry in another unit ({compared} compared)"
+        );
+        eprintln!("{compared} addresses compared, {cut_failed} beyond addr2line over one unit");
     }
 }
