@@ -225,8 +225,12 @@ fn without_symbolization_profiles_carry_addresses_and_build_ids() {
         "sites named by address: {}",
         &sites.body[..sites.body.len().min(300)]
     );
+    // Telemetry holds the exporter's whole heap (the site table, HTTP
+    // buffers and the sizes the budget remembers move a little with every
+    // look); parsing this binary's debug info would add MiBs (see
+    // `the_first_look_is_bounded`: +3.5 MiB and more).
     assert!(
-        tel1 - tel0 <= 64.0 * 1024.0,
+        tel1 - tel0 <= 1024.0 * 1024.0,
         "nothing parsed: telemetry +{:.2} MiB",
         (tel1 - tel0) / MIB
     );
