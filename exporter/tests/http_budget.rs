@@ -19,7 +19,7 @@ use allocmeter::Instrumented;
 use allocmeter_exporter::limits::{MAX_BUFFERED_RESPONSE_BYTES, MAX_CONNECTIONS};
 use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http::{checked_get, connect_small_window, exchange, parse_response};
-use allocmeter_test_support::process::{raise_fd_limit, rss_bytes};
+use allocmeter_test_support::process::{peak_rss, raise_fd_limit, rss_bytes};
 use allocmeter_test_support::watchdog::watchdog;
 use allocmeter_test_support::workers::many_call_sites;
 
@@ -33,19 +33,6 @@ const CLIENTS: usize = 40;
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static ONE: Mutex<()> = Mutex::new(());
     ONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The process's RSS every 2 ms until `stop`: the most seen.
-fn peak_rss(stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    let stop = stop.clone();
-    std::thread::spawn(move || {
-        let mut most = 0;
-        while !stop.load(Ordering::Relaxed) {
-            most = most.max(rss_bytes());
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        most
-    })
 }
 
 #[test]

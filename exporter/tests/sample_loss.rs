@@ -12,7 +12,6 @@
 //! so the check runs alone on the main thread (with a deadlock watchdog).
 
 use std::alloc::System;
-use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,12 +22,10 @@ use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http;
 use allocmeter_test_support::prometheus_text::parse_samples;
 use allocmeter_test_support::runner;
+use allocmeter_test_support::workers::{BURST_BLOCK, deep_burst, spinning};
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
-
-/// The block size of the burst.
-const BLOCK: usize = 48 * 1024;
 
 /// Bytes the burst allocates: 4,096 samples expected at 512 KiB. Each
 /// 48 KiB block is sampled with probability p = 1 - exp(-48/512) = 0.0895
@@ -42,27 +39,6 @@ const SPINNERS: usize = 8;
 
 /// The frames between the thread's entry and the allocating loop.
 const DEPTH: u32 = 30;
-
-/// One frame of the deep stack.
-#[inline(never)]
-fn deep(level: u32, blocks: usize) -> usize {
-    if level == 0 {
-        return burst_leaf(blocks);
-    }
-    // Used after the call, so the call is not a tail call and each level
-    // keeps its frame.
-    black_box(deep(black_box(level - 1), blocks)) + black_box(0)
-}
-
-/// Allocates and frees `blocks` blocks of [`BLOCK`] bytes, flat out, and
-/// returns how many it allocated.
-#[inline(never)]
-fn burst_leaf(blocks: usize) -> usize {
-    for _ in 0..blocks {
-        drop(black_box(Vec::<u8>::with_capacity(BLOCK)));
-    }
-    blocks
-}
 
 /// The sites whose allocating function is `function`, added up.
 fn find(sites: &[SiteReport], function: &str) -> (f64, u64) {
@@ -87,21 +63,11 @@ fn a_burst_on_oversubscribed_cores_keeps_its_samples() {
     let (exporter, addr) = start_built(loopback());
     let before = allocmeter::profile::sampling_stats();
     let stop = Arc::new(AtomicBool::new(false));
-    let spinners: Vec<_> = (0..SPINNERS)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = black_box(x.wrapping_add(1));
-                }
-            })
-        })
-        .collect();
+    let spinners = spinning(SPINNERS, &stop);
     // Let the spinners take the cores before the burst starts.
     std::thread::sleep(Duration::from_millis(200));
-    let blocks = BURST_BYTES / BLOCK;
-    let allocated = std::thread::spawn(move || deep(DEPTH, blocks) * BLOCK)
+    let blocks = BURST_BYTES / BURST_BLOCK;
+    let allocated = std::thread::spawn(move || deep_burst(DEPTH, blocks))
         .join()
         .unwrap() as f64;
     stop.store(true, Ordering::Relaxed);
@@ -115,7 +81,7 @@ fn a_burst_on_oversubscribed_cores_keeps_its_samples() {
     let dropped = after.dropped - before.dropped;
     let taken = after.samples - before.samples;
     let carried = after.carried - before.carried;
-    let p = -(-(BLOCK as f64) / allocmeter::DEFAULT_SAMPLE_RATE as f64).exp_m1();
+    let p = -(-(BURST_BLOCK as f64) / allocmeter::DEFAULT_SAMPLE_RATE as f64).exp_m1();
     let expected_samples = blocks as f64 * p;
     let error = estimate / allocated - 1.0;
     println!(

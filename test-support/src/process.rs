@@ -24,6 +24,22 @@ pub fn rss_bytes() -> u64 {
     pages * page
 }
 
+/// A thread that reads the process's RSS every 2 ms until `stop` is set,
+/// and returns the most it saw.
+pub fn peak_rss(
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        let mut most = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            most = most.max(rss_bytes());
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        most
+    })
+}
+
 /// Raises the soft limit of open files to the hard limit (the slowloris
 /// test holds over a thousand sockets on each side).
 pub fn raise_fd_limit() -> libc::rlim_t {

@@ -70,3 +70,52 @@ pub fn many_call_sites() -> Vec<Vec<u8>> {
     }
     keep
 }
+
+/// The block size of [`deep_burst`]: 48 KiB, sampled with probability
+/// 1 - exp(-48/512) = 0.0895 at the default 512 KiB rate.
+pub const BURST_BLOCK: usize = 48 * 1024;
+
+/// Allocates and frees `blocks` blocks of [`BURST_BLOCK`] bytes as fast as
+/// it can, from `depth` frames below the caller, and returns the bytes
+/// allocated. The allocating function is [`burst_leaf`]: its site is found
+/// by that name.
+pub fn deep_burst(depth: u32, blocks: usize) -> usize {
+    deep(depth, blocks) * BURST_BLOCK
+}
+
+/// One frame of [`deep_burst`]'s stack.
+#[inline(never)]
+fn deep(level: u32, blocks: usize) -> usize {
+    if level == 0 {
+        return burst_leaf(blocks);
+    }
+    // Used after the call, so the call is not a tail call and each level
+    // keeps its frame.
+    black_box(deep(black_box(level - 1), blocks)) + black_box(0)
+}
+
+/// Allocates and frees `blocks` blocks of [`BURST_BLOCK`] bytes, flat out,
+/// and returns how many it allocated.
+#[inline(never)]
+pub fn burst_leaf(blocks: usize) -> usize {
+    for _ in 0..blocks {
+        drop(black_box(Vec::<u8>::with_capacity(BURST_BLOCK)));
+    }
+    blocks
+}
+
+/// `n` threads that spin until `stop`, keeping the cores busy (a service at
+/// full load).
+pub fn spinning(n: usize, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = black_box(x.wrapping_add(1));
+                }
+            })
+        })
+        .collect()
+}

@@ -14,44 +14,25 @@
 //! `RUNS` bursts (default 3) of `GIB` GiB each (default 2: about 3,900
 //! samples, relative s.d. of one estimate 1.5 %).
 
-use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use allocmeter_exporter::{Exporter, SortBy};
+use allocmeter_test_support::workers::{BURST_BLOCK, deep_burst, spinning};
 
 #[global_allocator]
 static GLOBAL: allocmeter::Instrumented<std::alloc::System> =
     allocmeter::Instrumented::new(std::alloc::System);
 
-const BLOCK: usize = 48 * 1024;
 const DEPTH: u32 = 30;
-
-/// One frame of the deep stack.
-#[inline(never)]
-fn deep(level: u32, blocks: usize) -> usize {
-    if level == 0 {
-        return looking_burst_leaf(blocks);
-    }
-    black_box(deep(black_box(level - 1), blocks)) + black_box(0)
-}
-
-/// The burst: `blocks` blocks of [`BLOCK`] bytes allocated and freed.
-#[inline(never)]
-fn looking_burst_leaf(blocks: usize) -> usize {
-    for _ in 0..blocks {
-        drop(black_box(Vec::<u8>::with_capacity(BLOCK)));
-    }
-    blocks
-}
 
 /// The site's allocated estimate so far.
 fn site_bytes(exporter: &Exporter) -> f64 {
     exporter
         .top_sites(10_000, SortBy::AllocSpace)
         .iter()
-        .filter(|s| s.function.ends_with("looking_burst_leaf"))
+        .filter(|s| s.function.ends_with("burst_leaf"))
         .map(|s| s.alloc_space)
         .sum()
 }
@@ -62,7 +43,7 @@ fn main() {
     let gib: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2.0);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let spinners = 4 * cores;
-    let blocks = (gib * (1u64 << 30) as f64) as usize / BLOCK;
+    let blocks = (gib * (1u64 << 30) as f64) as usize / BURST_BLOCK;
 
     let exporter = Exporter::builder()
         .serve_http(false)
@@ -70,17 +51,7 @@ fn main() {
         .start()
         .expect("exporter starts");
     let stop = Arc::new(AtomicBool::new(false));
-    let spinning: Vec<_> = (0..spinners)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = black_box(x.wrapping_add(1));
-                }
-            })
-        })
-        .collect();
+    let spinning = spinning(spinners, &stop);
     std::thread::sleep(std::time::Duration::from_millis(200));
 
     let mut results = Vec::new();
@@ -89,7 +60,7 @@ fn main() {
         let before = allocmeter::profile::sampling_stats();
         let estimated_before = site_bytes(&exporter);
         let started = Instant::now();
-        let allocated = std::thread::spawn(move || deep(DEPTH, blocks) * BLOCK)
+        let allocated = std::thread::spawn(move || deep_burst(DEPTH, blocks))
             .join()
             .expect("burst thread") as f64;
         let seconds = started.elapsed().as_secs_f64();

@@ -25,7 +25,7 @@ use allocmeter::Instrumented;
 use allocmeter_exporter::limits::{MAX_BUFFERED_RESPONSE_BYTES, SCRAPE_RESERVED_BYTES};
 use allocmeter_test_support::exporter::{loopback, start_built};
 use allocmeter_test_support::http::{checked_get, connect_small_window, parse_response};
-use allocmeter_test_support::process::rss_bytes;
+use allocmeter_test_support::process::{peak_rss, rss_bytes};
 use allocmeter_test_support::workers::many_call_sites;
 
 #[global_allocator]
@@ -73,17 +73,7 @@ fn main() {
     unsafe { libc::malloc_trim(0) };
     let rss_before = rss_bytes();
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut most = 0;
-            while !stop.load(Ordering::Relaxed) {
-                most = most.max(rss_bytes());
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            most
-        })
-    };
+    let sampler = peak_rss(&stop);
     let stalled: Vec<TcpStream> = (0..clients)
         .map(|_| {
             let mut s = connect_small_window(addr);
