@@ -32,8 +32,8 @@ def looking_commands(quick):
              "looking_burst", "--"] + (["1", "1"] if quick else ["5", "2"])
     # The dev profile: there the call-site generator's stacks stay thousands
     # of sites, a report of several MB (see the program's docs).
-    scrapes = ["cargo", "run", "-q", "-p", "allocmeter-benches", "--bin", "looking_scrapes",
-               "--"] + (["--seconds", "3"] if quick else [])
+    scrapes = ["cargo", "run", "-q", "-p", "allocmeter-benches", "--bin", "looking_scrapes"] + (
+        ["--", "--seconds", "3"] if quick else [])
     demo = ["cargo", "build", "--release", "-q", "--example", "demo"]
     symbols = ["python3", ".ci/measure-symbols.py", "--bin", "target/release/examples/demo",
                "--json", SYMBOLS.replace(".json", q + ".json")] + (["--idle", "2"] if quick else [])
@@ -83,6 +83,48 @@ def symbols_row(label, s):
             f"after {s['idle_seconds']:.0f} s"]
 
 
+# The targets: estimates within this of the truth in a burst (where at least
+# 1,000 samples are expected); what the first profile may add to the demo;
+# the slowest scrape while clients stall.
+TARGET_BURST_ERROR = 0.10
+TARGET_FIRST_LOOK_HEAP = 8 << 20
+TARGET_FIRST_LOOK_RSS = 16 << 20
+TARGET_SCRAPE_MS = 1000.0
+
+
+def looking_targets(burst, symbols, symbols2, scrapes, quick):
+    """The targets, each met or NOT met by this run's figures (none in a
+    smoke run: it measures nothing)."""
+    if quick:
+        return []
+    out = []
+
+    def line(ok, text):
+        out.append(f"- {'met' if ok else '**NOT met**'}: {text}")
+
+    if burst and burst.get("runs"):
+        worst = max(abs(r["relative_error"]) for r in burst["runs"])
+        lost = sum(r["samples_dropped"] for r in burst["runs"])
+        line(worst <= TARGET_BURST_ERROR and lost == 0,
+             f"burst on oversubscribed cores: worst estimate error {worst * 100:.1f} % "
+             f"(target ≤ {TARGET_BURST_ERROR * 100:.0f} %), {lost} samples dropped")
+    for label, s in (("`debug = 1`", symbols), ("`debug = 2`", symbols2)):
+        if not s:
+            continue
+        before, profile = s["readings"][0], s["readings"][1]
+        heap = profile["heap_live_bytes"] - before["heap_live_bytes"]
+        rss = (profile["rss_kib"] - before["rss_kib"]) * 1024
+        line(heap <= TARGET_FIRST_LOOK_HEAP and rss <= TARGET_FIRST_LOOK_RSS,
+             f"the demo's first profile ({label}): +{heap / 2**20:.2f} MiB heap, "
+             f"+{rss / 2**20:.1f} MiB RSS (targets ≤ 8 MiB, ≤ 16 MiB)")
+    if scrapes:
+        worst = scrapes["scrape_latency_ms"]["max"]
+        line(worst <= TARGET_SCRAPE_MS and scrapes["scrape_failures"] == 0,
+             f"scrapes with {scrapes['clients']} clients stalled: slowest {worst:.1f} ms, "
+             f"{scrapes['scrape_failures']} not 200 (target: all 200 within 1 s)")
+    return out + [""] if out else []
+
+
 def section_looking(root, quick):
     """BENCHMARKS.md's section on what looking costs (or, in a smoke run,
     that its programs ran)."""
@@ -92,6 +134,7 @@ def section_looking(root, quick):
     symbols = load(root, SYMBOLS.replace(".json", q + ".json"))
     symbols2 = None if quick else load(root, SYMBOLS_DEBUG2)
     doc = ["## What looking costs\n"]
+    doc += looking_targets(burst, symbols, symbols2, scrapes, quick)
     if quick:
         doc.append("Smoke run: each program ran once at a small scale; the figures below show\n"
                    "that it works, not what it costs.\n")
