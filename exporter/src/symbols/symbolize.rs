@@ -98,6 +98,12 @@ impl Symbolizer {
         }
     }
 
+    /// Whether this symbolizer names addresses (it was not made
+    /// [`Symbolizer::disabled`]).
+    pub fn is_enabled(&self) -> bool {
+        self.objects.is_some()
+    }
+
     /// The most [`Symbolizer::approximate_bytes`] can be with one object
     /// file loaded (the program), apart from the mapped file's pages during
     /// a render (see [`Symbolizer::end_use`]). Each further file a stack

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) use encode::{DefaultType, ProfileSite, gzipped, profile_message};
 
 use super::Renderer;
-use crate::symbols::{current_mappings, program_frames};
+use crate::symbols::{Frame, Mapping, current_mappings, program_frames};
 
 /// Builds the gzipped heap profile from the site table, accounted as the
 /// exporter's own allocation.
@@ -39,13 +39,19 @@ fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
     let mappings = current_mappings();
+    let exe = std::env::current_exe().ok();
     renderer.with_symbolizer(|symbolizer| {
+        let naming = symbolizer.is_enabled();
         // Machinery inlined into program code is hidden, as in the site reports.
         let mut resolve = |address: u64| {
             let mut location = symbolizer.resolve(address);
             let program = program_frames(&location.frames);
             if program.len() < location.frames.len() {
                 location.frames = program.to_vec().into();
+            }
+            if naming && location.frames.is_empty() {
+                location.frames = unnamed_in_library(address, &mappings, exe.as_deref())
+                    .map_or(location.frames, |frame| vec![frame].into());
             }
             location
         };
@@ -58,4 +64,61 @@ fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
             &mappings,
         ))
     })
+}
+
+/// A frame for an address in a shared library that has no name for it (a
+/// stripped library's local function, such as glibc's `start_thread` at the
+/// bottom of every thread's stack): named after the file and the offset in
+/// it, `libc.so.6+0x661f4`. Without it the library's mapping would say it
+/// has no functions, and `go tool pprof`, fetching the profile over HTTP,
+/// asks the server to symbolize it (`POST /debug/pprof/symbol`, which this
+/// exporter does not serve) and fails. The program's own file is left
+/// unnamed there, for pprof to symbolize offline from an unstripped copy.
+fn unnamed_in_library(
+    address: u64,
+    mappings: &[Mapping],
+    exe: Option<&std::path::Path>,
+) -> Option<Frame> {
+    let m = mappings
+        .iter()
+        .find(|m| (m.memory_start..m.memory_limit).contains(&address))?;
+    if exe.is_some_and(|exe| exe == std::path::Path::new(&m.filename)) {
+        return None;
+    }
+    let name = m.filename.rsplit('/').next().unwrap_or(&m.filename);
+    let offset = address - m.memory_start + m.file_offset;
+    Some(Frame {
+        function: format!("{name}+{offset:#x}"),
+        file: None,
+        line: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(filename: &str, start: u64, offset: u64) -> Mapping {
+        Mapping {
+            memory_start: start,
+            memory_limit: start + 0x1000,
+            file_offset: offset,
+            filename: filename.to_string(),
+            build_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_library_s_unnamed_address_is_named_by_file_and_offset_the_program_s_is_not() {
+        let maps = [
+            mapping("/usr/bin/app", 0x1000, 0),
+            mapping("/lib/x86_64-linux-gnu/libc.so.6", 0x7000, 0x26000),
+        ];
+        let exe = std::path::Path::new("/usr/bin/app");
+        let frame = unnamed_in_library(0x7010, &maps, Some(exe)).expect("named");
+        assert_eq!(frame.function, "libc.so.6+0x26010");
+        assert_eq!((frame.file, frame.line), (None, None));
+        assert_eq!(unnamed_in_library(0x1010, &maps, Some(exe)), None);
+        assert_eq!(unnamed_in_library(0x9000, &maps, Some(exe)), None);
+    }
 }
