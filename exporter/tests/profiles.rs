@@ -8,14 +8,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::hint::black_box;
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::{Exporter, SiteReport, SortBy, profile_proto};
-use allocmeter_test_support::exporter::{loopback, start_built};
+use allocmeter_test_support::exporter::{gunzip, loopback, start_built};
 use allocmeter_test_support::http;
 use allocmeter_test_support::runner;
 use prost::Message;
@@ -181,14 +180,6 @@ fn estimates_are_unbiased_and_in_use_follows_frees() {
     }));
     drop(exporter);
     allocmeter::set_sample_rate(0);
-}
-
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .expect("gzip");
-    out
 }
 
 #[inline(never)]

@@ -15,13 +15,12 @@
 //! one snapshot, so that the exporter's other structures hold still.
 
 use std::alloc::System;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
 use allocmeter_exporter::profile_proto;
-use allocmeter_test_support::exporter::{loopback, start_built};
+use allocmeter_test_support::exporter::{gunzip, loopback, start_built};
 use allocmeter_test_support::http::{fetch, fetch_bytes};
 use allocmeter_test_support::process::rss_bytes;
 use allocmeter_test_support::prometheus_text::parse_samples;
@@ -52,14 +51,6 @@ fn live() -> f64 {
 /// symbolizer's included).
 fn own() -> f64 {
     allocmeter::stats_split().internal.live_bytes as f64
-}
-
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .expect("gzip");
-    out
 }
 
 /// Fetches a heap profile and the site report, checking both answer.

@@ -39,3 +39,13 @@ pub fn start_exporter(interval: Duration) -> (Exporter, SocketAddr) {
 pub fn start_default_exporter() -> (Exporter, SocketAddr) {
     start_built(loopback())
 }
+
+/// A gzipped body (a pprof profile, as the exporter serves it) unpacked.
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("gzip");
+    out
+}
