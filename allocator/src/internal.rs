@@ -26,13 +26,14 @@
 //!
 //! A state is double-buffered: a transition writes the side the readers are
 //! not reading, then publishes it by bumping the slot's `version`. A reader
-//! ([`split`]) reads every slot's version and published value, then the
-//! counters (free sides first, as [`crate::slot::sum`] does), then the
-//! versions again; if any moved, a transition happened during the read and
-//! it reads again. So a reader never waits for a writer (a writer stopped
-//! half-way through a transition has published nothing), and a read that
-//! returns is exact: every counter value it read divides by the state in
-//! force when that value was written.
+//! ([`split`]) reads all free sides of the counters, then all allocation
+//! sides (as [`crate::slot::sum`] does); it reads each slot's side between
+//! two loads of that slot's version, with the side of the state published at
+//! the first, and reads that one slot's side again if the version moved. So
+//! a reader never waits for a writer (a writer stopped half-way through a
+//! transition has published nothing), another slot's transitions never make
+//! it read again, and a read is exact: every counter value it read divides
+//! by the state in force when that value was written.
 //!
 //! # What crosses
 //!
@@ -94,12 +95,6 @@ fn from_words(w: &Words) -> Counters {
         .copy_from_slice(&w[8..8 + NUM_SIZE_CLASSES]);
     c.free_by_class.copy_from_slice(&w[8 + NUM_SIZE_CLASSES..]);
     c
-}
-
-fn add(a: &mut Words, b: &Words) {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x = x.wrapping_add(*y);
-    }
 }
 
 fn sub(a: &Words, b: &Words) -> Words {
@@ -165,6 +160,11 @@ impl State {
         // Release: a reader that loads this version (Acquire) sees the side
         // written above, and the counters the owner read to compute it.
         self.version.store(next, Ordering::Release);
+        // Release fence after it: a reader that reads any count the owner
+        // stores from now on (under the new state), and then fences with
+        // Acquire, also sees this version, so it does not divide that count
+        // by the old state.
+        fence(Ordering::Release);
     }
 }
 
@@ -242,14 +242,88 @@ pub(crate) struct Split {
     pub internal: Counters,
 }
 
+/// Whether word `i` of [`Words`] is on the counters' free side (see
+/// [`crate::counters`]): `free_bytes` and the frees by class.
+fn on_free_side(i: usize) -> bool {
+    i == 1 || i >= 8 + NUM_SIZE_CLASSES
+}
+
 /// Reads every slot and divides its counters (see the module docs). Never
-/// blocks and never allocates; reads again while transitions happen during
-/// a read, which takes a few microseconds.
+/// blocks and never allocates.
+///
+/// All free sides are read before all allocation sides, as [`slot::sum`]
+/// does, each slot's side with the state it divides by.
 pub(crate) fn split() -> Split {
+    let (mut total, mut internal) = ([0u64; WORDS], [0u64; WORDS]);
+    slot::for_each_used(|s| read_side(s, true, &mut total, &mut internal));
+    slot::for_each_used(|s| read_side(s, false, &mut total, &mut internal));
+    Split {
+        total: from_words(&total),
+        internal: from_words(&internal),
+    }
+}
+
+/// Adds one side of `s`'s counters into `total`, and allocmeter's share of
+/// it into `internal`.
+///
+/// A slot's side is read between two loads of its state's version, and read
+/// again if a transition came between them: the window is a few dozen loads
+/// of one slot, so a read never waits for the other slots' transitions, and
+/// only a thread changing sides over and over within that window makes it
+/// read once more.
+fn read_side(s: &Slot, free: bool, total: &mut Words, internal: &mut Words) {
+    let read = |out: &mut Counters| {
+        if free {
+            s.counters.read_free_side(out)
+        } else {
+            s.counters.read_alloc_side(out)
+        }
+    };
+    let words = || (0..WORDS).filter(move |&i| on_free_side(i) == free);
+    let Some(state) = STATES.get(slot::index_of(s)) else {
+        // The fallback slots: the whole of allocmeter's is allocmeter's, the
+        // whole of the program's the program's.
+        let mut c = Counters::default();
+        read(&mut c);
+        let c = to_words(&c);
+        let ours = core::ptr::eq(s, slot::internal_fallback());
+        for i in words() {
+            total[i] = total[i].wrapping_add(c[i]);
+            if ours {
+                internal[i] = internal[i].wrapping_add(c[i]);
+            }
+        }
+        return;
+    };
     let mut attempt = 0u32;
     loop {
-        if let Some(split) = try_split() {
-            return split;
+        // Acquire: the side published with this version, and every count
+        // its owner stored before publishing it, are visible from here on.
+        let version = state.version.load(Ordering::Acquire);
+        let (inside, value) = state.side(version);
+        let mut c = Counters::default();
+        read(&mut c);
+        // Acquire fence, then the version again. If any value read above was
+        // stored after a later transition (a count the owner stored after
+        // `publish`'s closing Release fence, or a word of the side it
+        // rewrote after its opening one), the fences synchronise and this
+        // load sees the later version. An unchanged version means every
+        // value read divides by the state read.
+        fence(Ordering::Acquire);
+        if state.version.load(Ordering::Relaxed) == version {
+            let c = to_words(&c);
+            for i in words() {
+                total[i] = total[i].wrapping_add(c[i]);
+                // Inside, `value` is the program's frozen share; outside, it
+                // is allocmeter's share so far.
+                let ours = if inside {
+                    c[i].wrapping_sub(value[i])
+                } else {
+                    value[i]
+                };
+                internal[i] = internal[i].wrapping_add(ours);
+            }
+            return;
         }
         attempt += 1;
         if attempt.is_multiple_of(16) {
@@ -258,73 +332,6 @@ pub(crate) fn split() -> Split {
             core::hint::spin_loop();
         }
     }
-}
-
-fn try_split() -> Option<Split> {
-    // Pass 1: each slot's version and published side.
-    let mut inside_bits = [0u64; MAX_SLOTS / 64];
-    let mut versions = 0u64;
-    let (mut frozen, mut done) = ([0u64; WORDS], [0u64; WORDS]);
-    slot::for_each_used(|s| {
-        let i = slot::index_of(s);
-        let Some(state) = STATES.get(i) else { return };
-        // Acquire: the published side, and the counters its owner read to
-        // compute it, are visible from here on.
-        let version = state.version.load(Ordering::Acquire);
-        versions = versions.wrapping_add(version);
-        let (inside, value) = state.side(version);
-        if inside {
-            inside_bits[i / 64] |= 1 << (i % 64);
-            add(&mut frozen, &value);
-        } else {
-            add(&mut done, &value);
-        }
-    });
-    let is_inside = |s: &Slot| {
-        let i = slot::index_of(s);
-        if i < MAX_SLOTS {
-            inside_bits[i / 64] & (1 << (i % 64)) != 0
-        } else {
-            // The fallback slots: the whole of allocmeter's is allocmeter's
-            // (as if inside with nothing frozen).
-            core::ptr::eq(s, slot::internal_fallback())
-        }
-    };
-    // Passes 2 and 3: the counters, free sides first (see `slot::sum`). A
-    // slot claimed since pass 1 has its first state (outside, nothing done)
-    // unless a transition bumped its version, which pass 4 sees.
-    let (mut of_inside, mut of_outside) = (Counters::default(), Counters::default());
-    slot::for_each_used(|s| {
-        let into = if is_inside(s) { &mut of_inside } else { &mut of_outside };
-        s.counters.read_free_side(into);
-    });
-    slot::for_each_used(|s| {
-        let into = if is_inside(s) { &mut of_inside } else { &mut of_outside };
-        s.counters.read_alloc_side(into);
-    });
-    // Pass 4: the versions again. Acquire fence: the Relaxed loads of pass 1
-    // are done before these loads. Versions only grow, so an equal sum means
-    // that none moved.
-    fence(Ordering::Acquire);
-    let mut again = 0u64;
-    slot::for_each_used(|s| {
-        if let Some(state) = STATES.get(slot::index_of(s)) {
-            again = again.wrapping_add(state.version.load(Ordering::Relaxed));
-        }
-    });
-    if again != versions {
-        return None;
-    }
-    let (inside, outside) = (to_words(&of_inside), to_words(&of_outside));
-    let mut total = inside;
-    add(&mut total, &outside);
-    // allocmeter's: (inside - frozen) + done.
-    let mut internal = sub(&inside, &frozen);
-    add(&mut internal, &done);
-    Some(Split {
-        total: from_words(&total),
-        internal: from_words(&internal),
-    })
 }
 
 #[cfg(test)]
