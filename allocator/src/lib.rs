@@ -121,6 +121,7 @@ outside_loom! {
     // the program's and allocmeter's own); the drainer reads the rings
     // through `profile`.
     mod internal;
+    mod installed;
     mod stats;
     mod drainer;
     pub mod profile;
@@ -129,6 +130,7 @@ outside_loom! {
     mod fork;
 
     pub use control::{set_sample_rate, set_stack_depth};
+    pub use installed::is_installed;
     pub use instrumented::Instrumented;
     pub use sampler::{
         DEFAULT_SAMPLE_RATE, DEFAULT_STACK_DEPTH, sample_rate, sample_weight, stack_depth,
@@ -136,6 +138,6 @@ outside_loom! {
     pub use slot::MAX_SLOTS;
     pub use stats::{
         InternalStats, MemStats, Reallocs, SizeClassStats, StatsSplit, ThreadStats, measure, stats,
-        stats_split, telemetry_bound, thread_stats,
+        stats_split, telemetry_bound, thread_stats, try_measure,
     };
 }

@@ -2,7 +2,7 @@
 
 use crate::counters::Counters;
 use crate::size_class::{NUM_SIZE_CLASSES, upper_bound};
-use crate::{internal, local, slot};
+use crate::{installed, internal, local, slot};
 
 /// Reallocations, by how the inner allocator served them.
 ///
@@ -318,7 +318,14 @@ impl ThreadStats {
 /// from this call on. The exception is a thread that finds all
 /// [`MAX_SLOTS`](crate::MAX_SLOTS) slots taken: it records into the shared
 /// fallback slot and this returns zeros.
+///
+/// # Panics
+///
+/// If allocmeter is not the program's global allocator
+/// ([`is_installed`](crate::is_installed)): its figures would all be 0.
+#[track_caller]
 pub fn thread_stats() -> ThreadStats {
+    installed::require("thread_stats");
     let counters = match local::current_slot() {
         Some(slot) => slot.since_claim(),
         None => Counters::default(),
@@ -347,7 +354,30 @@ pub fn thread_stats() -> ThreadStats {
 /// Only the calling thread is measured: work `f` hands to other threads is not
 /// included (measure it there). The compiler may remove allocations whose
 /// result is unused; pass such values through [`std::hint::black_box`].
+///
+/// # Panics
+///
+/// If allocmeter is not the program's global allocator
+/// ([`is_installed`](crate::is_installed)): its figures would all be 0,
+/// and a test that bounds them would pass whatever the code does.
+/// [`try_measure`] returns `None` instead.
+#[track_caller]
 pub fn measure<R>(f: impl FnOnce() -> R) -> (R, ThreadStats) {
+    installed::require("measure");
+    measure_installed(f)
+}
+
+/// [`measure`], for code that runs whether or not allocmeter is the global
+/// allocator: `None` when it is not, instead of a panic.
+pub fn try_measure<R>(f: impl FnOnce() -> R) -> (R, Option<ThreadStats>) {
+    if !crate::is_installed() {
+        return (f(), None);
+    }
+    let (result, used) = measure_installed(f);
+    (result, Some(used))
+}
+
+fn measure_installed<R>(f: impl FnOnce() -> R) -> (R, ThreadStats) {
     let slot = local::current_slot();
     let before = slot.map(|s| s.counters.read()).unwrap_or_default();
     let result = f();

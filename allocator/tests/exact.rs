@@ -200,6 +200,11 @@ fn measure_reports_exactly_the_sequence() {
     let global_after = allocmeter::stats();
     e.check_thread(&used);
     e.check_global(&global_before, &global_after);
+    // Installed here: try_measure measures the same.
+    assert!(allocmeter::is_installed());
+    let mut again = Expect::default();
+    let ((), used) = allocmeter::try_measure(|| known_sequence(&mut again));
+    again.check_thread(&used.expect("installed"));
 }
 
 fn measure_counts_ordinary_collections() {

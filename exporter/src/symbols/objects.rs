@@ -340,7 +340,7 @@ impl Loaded {
     /// Maps `path` and indexes which compilation unit covers which code.
     fn open(path: &str) -> Option<Loaded> {
         let map = Mapped::open(path)?;
-        let (opened, used) = allocmeter::measure(|| {
+        let (opened, used) = allocmeter::try_measure(|| {
             let file = object::File::parse(map.bytes()).ok()?;
             let index = load_dwarf(&file).map_or_else(Vec::new, |dwarf| unit_index(&dwarf));
             Some((file, index))
@@ -386,7 +386,7 @@ impl Loaded {
         if let Some(unit) = self.unit_for(probe) {
             let file = &self.file;
             let parsed = &mut self.units[unit];
-            let ((), used) = allocmeter::measure(|| {
+            let ((), used) = allocmeter::try_measure(|| {
                 frames = addr2line_frames(&parsed.context, probe, max_frames).unwrap_or_default();
                 if !frames.is_empty() {
                     return;
@@ -466,7 +466,7 @@ impl Loaded {
             self.units.push(unit);
             return Some(self.units.len() - 1);
         }
-        let (context, used) = allocmeter::measure(|| {
+        let (context, used) = allocmeter::try_measure(|| {
             // The unit alone: `.debug_info` cut to it (its references are
             // unit-relative; the other sections stay whole).
             let mut dwarf = load_dwarf(&self.file)?;
@@ -493,7 +493,7 @@ impl Loaded {
     fn symbol_name(&mut self, probe: u64) -> Option<String> {
         let map = &self.map;
         if self.symbols.is_none() {
-            let (symbols, used) = allocmeter::measure(|| read_symbols(map.bytes()));
+            let (symbols, used) = allocmeter::try_measure(|| read_symbols(map.bytes()));
             self.fixed_bytes += net(&used);
             self.symbols = Some(symbols);
         }
@@ -559,8 +559,10 @@ fn addr2line_frames(
     Some(frames)
 }
 
-/// Heap bytes a measured step kept (allocated less freed).
-fn net(used: &allocmeter::ThreadStats) -> usize {
+/// Heap bytes a measured step kept (allocated less freed); 0 when nothing
+/// was measured (allocmeter is not the global allocator).
+fn net(used: &Option<allocmeter::ThreadStats>) -> usize {
+    let Some(used) = used else { return 0 };
     usize::try_from(used.alloc_bytes.saturating_sub(used.free_bytes)).unwrap_or(usize::MAX)
 }
 
