@@ -8,6 +8,11 @@
 #     the prometheus crate's
 #     process collector), so a renamed metric cannot silently empty a panel
 #     or disarm an alert. Recording-rule names (with a ':') are allowed;
+#   - the spike alerts use the statistic and factor of the exporter's spike
+#     detector: over DEFAULT_SPIKE_FACTOR x a median (quantile 0.5) of the
+#     recorded rate, and (the production rule) over DEFAULT_SPIKE_MIN_RATE,
+#     the defaults in exporter/src/aggregate/detector.rs, so that the page
+#     and the alert cannot drift apart;
 #   - promtool test rules on the rules' unit tests.
 # Fails with a message naming what is wrong.
 set -euo pipefail
@@ -97,6 +102,49 @@ if [ -s "$tmp/unknown" ]; then
   exit 1
 fi
 echo "  SUCCESS: $(sort -u "$tmp/used" | wc -l) distinct metric names in ${#files[@]} files, all emitted ($(wc -l <"$tmp/known") known)"
+echo "== spike alerts agree with the exporter's detector"
+python3 - exporter/src/aggregate/detector.rs "${rules[@]}" <<'EOF'
+import re, sys
+detector, rule_files = sys.argv[1], sys.argv[2:]
+src = open(detector).read()
+def const(name):
+    m = re.search(rf"pub const {name}: \w+ = ([0-9_.]+|1 << [0-9]+);", src)
+    if not m:
+        sys.exit(f"check-rules: {name} not found in {detector} (a number or 1 << n); has it moved?")
+    v = m.group(1).replace("_", "")
+    return float(1 << int(v.split("<<")[1])) if "<<" in v else float(v)
+factor, floor = const("DEFAULT_SPIKE_FACTOR"), const("DEFAULT_SPIKE_MIN_RATE")
+bad = []
+for path in rule_files:
+    text = open(path).read()
+    alert = re.search(r"- alert: (AllocmeterAllocationRateSpike\w*)\s+expr: \|\n(.*?)\n\s+for:", text, re.S)
+    if not alert:
+        bad.append(f"{path}: no AllocmeterAllocationRateSpike* alert with an expr block")
+        continue
+    name, expr = alert.group(1), alert.group(2)
+    m = re.search(r"> ([0-9.]+) \* \((instance:allocmeter_alloc_bytes:[a-z0-9_]+) offset", expr)
+    if not m:
+        bad.append(f"{path}: {name} is not `rate > K * (BASELINE offset ...)`")
+        continue
+    k, baseline = float(m.group(1)), m.group(2)
+    if k != factor:
+        bad.append(f"{path}: {name} uses factor {k:g}, the detector's default is {factor:g}")
+    rec = re.search(rf"- record: {re.escape(baseline)}\s+expr: (.*)", text)
+    if not rec or not rec.group(1).startswith("quantile_over_time(0.5, "):
+        bad.append(f"{path}: the baseline {baseline} is not a median "
+                   "(quantile_over_time(0.5, ...)), the detector's statistic")
+    # The production rule's floor is the detector's; the end-to-end variant
+    # has its own (the demo's rate).
+    if "spike-test" not in path:
+        floors = [float(f) for f in re.findall(r"rate5m > ([0-9]+)", expr)]
+        if floors != [floor]:
+            bad.append(f"{path}: {name} has floor {floors}, the detector's default is {floor:.0f} bytes/s")
+    print(f"  {path}: {name}: over {k:g}x {baseline}")
+if bad:
+    sys.exit("check-rules: the spike alert and the exporter's spike detector disagree:\n  " + "\n  ".join(bad))
+print(f"  SUCCESS: factor {factor:g}, median baseline, floor {floor:.0f} bytes/s, as the detector's defaults")
+EOF
+
 echo "== promtool test rules"
 promtool test rules "${tests[@]}"
 
