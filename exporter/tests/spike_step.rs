@@ -31,13 +31,13 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_test_support::exporter::{loopback, start_built};
-use allocmeter_test_support::http::fetch;
+use allocmeter_test_support::exporter::{
+    get_json, json_f64 as f, json_u64 as u, loopback, start_built, unix_ms_now,
+};
 use allocmeter_test_support::runner;
-use serde_json::Value;
 
 #[global_allocator]
 static GLOBAL: Instrumented<System> = Instrumented::new(System);
@@ -368,13 +368,6 @@ fn client(
     })
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 /// The `Instant` at `unix_ms` on the wall clock.
 fn instant_at(unix_ms: u64) -> Instant {
     let (now, now_ms) = (Instant::now(), unix_ms_now());
@@ -383,25 +376,6 @@ fn instant_at(unix_ms: u64) -> Instant {
     } else {
         now - Duration::from_millis(now_ms - unix_ms)
     }
-}
-
-/// GETs `path` over HTTP and parses its JSON body.
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let reply = fetch(addr, "GET", path);
-    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
-    serde_json::from_str(&reply.body).expect("valid JSON")
-}
-
-fn u(v: &Value, field: &str) -> u64 {
-    v[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} is not a u64 in {v}"))
-}
-
-fn f(v: &Value, field: &str) -> f64 {
-    v[field]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{field} is not a number in {v}"))
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -472,8 +446,8 @@ fn step_at_phase(phase: f64) {
     }
 
     // Over HTTP, what the exporter saw and what it reported.
-    let history = get_json(addr, "/api/history");
-    let body = get_json(addr, "/api/spikes");
+    let history = get_json(addr, "/api/history", 200);
+    let body = get_json(addr, "/api/spikes", 200);
     let quiet_sent = load.stop();
     drop(load);
     drop(exporter);
