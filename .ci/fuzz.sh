@@ -8,6 +8,9 @@
 #   request), the pprof encoder over arbitrary site tables, symbols and
 #   mappings (the output must decode with the profile.proto structs and
 #   stay consistent), and the JSON of call sites with arbitrary strings;
+# - exporter/src/aggregate/detector_props.rs: the spike detector's two
+#   guarantees over steps, climbs and bursts at arbitrary phases against the
+#   tick, with noise on the quiet rate;
 # - exporter/tests/http_fuzz.rs: arbitrary and mutated requests over real
 #   sockets to a live exporter, which must answer each with a known status
 #   or close, and keep serving.
@@ -24,6 +27,9 @@ wire_cases=${FUZZ_WIRE_CASES:-20000}
 
 echo "fuzz: parser, token, routes, pprof and JSON encoders: $cases cases each"
 PROPTEST_CASES=$cases cargo test -p allocmeter-exporter --lib proptests -- --test-threads=2
+
+echo "fuzz: the spike detector's guarantees (steps, climbs, bursts, noise): $cases cases each"
+PROPTEST_CASES=$cases cargo test -p allocmeter-exporter --lib detector_props -- --test-threads=2
 
 echo "fuzz: requests over real sockets: $wire_cases cases"
 PROPTEST_CASES=$wire_cases cargo test -p allocmeter-exporter --test http_fuzz

@@ -507,7 +507,7 @@ function renderSpikeStatus(spike) {
   const threshold = Math.max(spike.k * spike.baseline_bytes_per_sec, spike.min_bytes_per_sec);
   node.replaceChildren(
     spike.active ? el('strong', {class: 'alarm'}, 'Spike in progress. ') : '',
-    'A spike is a second allocating more than ' + trimNumber(spike.k) + '× the mean of the last ' +
+    'A spike is a second allocating more than ' + trimNumber(spike.k) + '× the median of the last ' +
       fmtDuration(spike.baseline_secs * 1000) + ' (' + fmtByteRate(spike.baseline_bytes_per_sec) + ') and more than ' +
       fmtByteRate(spike.min_bytes_per_sec) + ': now over ' + fmtByteRate(threshold) + '. Current rate ' +
       fmtByteRate(spike.current_bytes_per_sec) + '.'

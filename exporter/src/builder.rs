@@ -253,10 +253,11 @@ impl Builder {
     }
 
     /// The baseline window (default [`DEFAULT_SPIKE_BASELINE`](crate::DEFAULT_SPIKE_BASELINE), 60 s): the
-    /// baseline is the mean allocation rate over the intervals of this window
-    /// that were not part of a spike. It is frozen while a spike lasts; a
-    /// spike that lasts longer than the window ends there, its rate then
-    /// being the new normal. At least one interval.
+    /// baseline is the median allocation rate of the intervals of this
+    /// window that were not part of a spike (the latest three at least,
+    /// however short the window). It is frozen while a spike lasts; a spike
+    /// that lasts longer than the window ends there, its rate then being the
+    /// new normal, from which the baseline is learnt again.
     pub fn spike_baseline(mut self, window: Duration) -> Self {
         self.spikes.baseline = window;
         self

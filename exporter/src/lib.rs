@@ -85,10 +85,13 @@
 //! ## Allocation-rate spikes
 //!
 //! At every tick the aggregator compares the allocation rate of the latest
-//! interval with the mean rate of the trailing baseline window: above
+//! interval with the median rate of the trailing baseline window: above
 //! [`Builder::spike_factor`] times that, and above
 //! [`Builder::spike_min_rate`], a spike starts; it ends when the rate falls
-//! back. For each spike it records the exact bytes and allocations, and
+//! back. A median, so that the interval a step falls inside, a burst or the
+//! start-up cannot lift the bar over the step: a rise to more than `k` ×
+//! the rate before it that lasts two intervals is reported wherever it
+//! falls against the tick (the README states the guarantee exactly). For each spike it records the exact bytes and allocations, and
 //! which call sites allocated most during it ([`Exporter::spikes`],
 //! `/api/spikes`), so "what allocated during the spike" has an answer
 //! without a profile having been taken at the time.

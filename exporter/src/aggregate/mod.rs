@@ -13,6 +13,7 @@
 //! | `sites.rs` | the site table: sampled allocations by raw stack |
 //! | `history.rs` | snapshots of the statistics, the bounded history |
 //! | `detector.rs` | the pure spike detector |
+//! | `detector_props.rs` | property tests of the detector's guarantees (tests only) |
 //! | `spikes.rs` | the spike log: records and what allocated during each |
 //!
 //! [`Aggregator`] owns all of them behind private locks; renderers get
@@ -25,6 +26,8 @@
 //! Must not touch: symbolization, rendering, HTTP (all downstream).
 
 pub(crate) mod detector;
+#[cfg(test)]
+mod detector_props;
 pub(crate) mod history;
 pub(crate) mod sites;
 pub(crate) mod spikes;

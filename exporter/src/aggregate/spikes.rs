@@ -56,8 +56,9 @@ pub struct SpikeStatus {
     pub min_bytes_per_sec: u64,
     /// The baseline window, seconds.
     pub baseline_secs: f64,
-    /// The baseline now (frozen during a spike), bytes per second: the mean
-    /// allocation rate over the window's quiet intervals.
+    /// The baseline now (frozen during a spike), bytes per second: the median
+    /// allocation rate of the window's intervals that were not part of a
+    /// spike.
     pub baseline_bytes_per_sec: f64,
     /// The allocation rate of the latest interval, bytes per second.
     pub current_bytes_per_sec: f64,
