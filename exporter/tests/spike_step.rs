@@ -19,6 +19,12 @@
 //! than its first whole interval and names the export handler as its top
 //! site.
 //!
+//! The phase is what makes it hard: the interval the step starts in is part
+//! quiet, part step. Early in the interval (0.1) it is already above the bar;
+//! late (0.9) it is barely above the quiet rate; in the middle (0.5) it runs
+//! at about three times the quiet rate, under the bar, and counts as quiet.
+//! It must not lift the baseline, or the bar rises above the step itself.
+//!
 //! Its own binary, `harness = false`: the detector sees the whole process's
 //! allocation rate, so the scenarios run one after another with nothing else
 //! beside them.
