@@ -7,11 +7,12 @@
 
 use std::alloc::System;
 use std::hint::black_box;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter_test_support::exporter::{loopback, start_built};
+use allocmeter_test_support::exporter::{
+    get_json, json_f64 as f, json_u64 as u, loopback, start_built, unix_ms_now,
+};
 use allocmeter_test_support::http::fetch;
 use serde_json::Value;
 
@@ -33,40 +34,6 @@ fn spike_burst_allocates_here(blocks: usize) {
     for _ in 0..blocks {
         drop(black_box(Vec::<u8>::with_capacity(BLOCK)));
     }
-}
-
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// GETs `path`, checks it is versioned, uncached JSON, and parses it.
-fn get_json(addr: SocketAddr, path: &str, status: u16) -> Value {
-    let reply = fetch(addr, "GET", path);
-    assert_eq!(reply.status, status, "{path}: {}", reply.body);
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/json"),
-        "{path}"
-    );
-    assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
-    let v: Value = serde_json::from_str(&reply.body).expect("valid JSON");
-    assert_eq!(v["version"], 1, "{path}");
-    v
-}
-
-fn u(v: &Value, field: &str) -> u64 {
-    v[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} is not a u64 in {v}"))
-}
-
-fn f(v: &Value, field: &str) -> f64 {
-    v[field]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{field} is not a number in {v}"))
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! - [`watchdog`]: fail a hung test instead of stalling the run;
 //! - [`workers`]: threads that stand for a service's own work;
 //! - `exporter` (with the `exporter` feature): start an exporter on a free
-//!   loopback port.
+//!   loopback port, and read its JSON API.
 //!
 //! What stays in each test binary: its `#[global_allocator]` (one per
 //! process, so one per binary), and helpers only that binary uses.
