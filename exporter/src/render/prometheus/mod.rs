@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | the collector, one scrape's inputs ([`Scrape`]), the opt-in per-site series and their short names |
 //! | `families.rs` | the family table: name, help, type and reader of every metric |
+//! | `text.rs` | the text exposition format, written into the response body without allocating |
 //! | `inner/` | the inner allocator's own figures (jemalloc, mimalloc, glibc), behind features |
 //!
 //! Reads the counters ([`allocmeter::stats_split`]: the service's share, and
@@ -12,6 +13,7 @@
 //! renderer's figures; takes no lock of another stage.
 
 mod families;
+mod text;
 // The inner allocator's own statistics, when a feature compiles a source in
 // (the `inner_stats` cfg, set by build.rs). Only the collector reads them.
 #[cfg(inner_stats)]
@@ -29,6 +31,7 @@ use super::Renderer;
 use super::sites::{self, SortBy};
 use crate::symbols::{Frame, program_frames};
 use families::{FAMILIES, Series};
+pub(crate) use text::encode as encode_text;
 
 /// The most sites the opt-in per-site Prometheus series may cover.
 pub const MAX_SITE_METRICS: usize = 50;
