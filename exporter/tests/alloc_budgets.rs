@@ -3,10 +3,14 @@
 //! path allocates, as measured; a change that allocates more fails here, and
 //! one that allocates less must lower the constant, so that a cut stays cut.
 //!
-//! - A scrape: the Prometheus text of `/metrics` for a fixed label set,
-//!   rendered on this thread through the public API (the exporter's
-//!   collector in a registry, encoded as the server encodes it), measured
-//!   exactly with [`allocmeter::measure`].
+//! - A scrape on the calling thread: the exporter's collector in a
+//!   registry of the service's, for a fixed label set, gathered and encoded
+//!   with `prometheus::TextEncoder` as a service that serves its own
+//!   `/metrics` does; and the collector's `collect` alone. Measured exactly
+//!   with [`allocmeter::measure`].
+//! - A scrape over HTTP: what the exporter's threads allocate for one
+//!   `GET /metrics`, measured as allocmeter's own share of the process's
+//!   counts ([`allocmeter::stats_split`]) around it.
 //! - A tick of the aggregator: measured from the outside, as allocmeter's
 //!   own share of the process's counts ([`allocmeter::stats_split`]) across
 //!   ticks, with nothing else of allocmeter's running (no HTTP server, no
@@ -16,7 +20,7 @@
 //! - The allocator's hot path and sampled path allocate nothing of their
 //!   own.
 //!
-//! `harness = false`: the tick's figure is process-wide, so the checks run
+//! `harness = false`: the tick's and the HTTP scrape's figures are process-wide, so the checks run
 //! one after another on the main thread with no harness threads around.
 
 use std::alloc::System;
@@ -139,7 +143,7 @@ fn a_scrape_renders_the_metrics_text_within_its_budget() {
     registry
         .register(Box::new(exporter.collector()))
         .expect("the collector registers");
-    // The server's body buffer, reused: its growth is not the scrape's.
+    // The service's body buffer, reused: its growth is not the scrape's.
     let mut body = Vec::with_capacity(256 * 1024);
     let mut scrape = || {
         body.clear();
@@ -178,13 +182,27 @@ fn next_tick(exporter: &Exporter, after: Duration) -> Duration {
     }
 }
 
+/// Blocks from a few call sites, every one sampled, so that the site table
+/// has sites whose totals each tick copies.
+#[inline(never)]
+fn some_sites() -> Vec<Vec<u8>> {
+    let mut kept = Vec::new();
+    for i in 0..64usize {
+        kept.push(black_box(vec![i as u8; 100 + i]));
+    }
+    kept.push(black_box(Vec::with_capacity(4096)));
+    kept
+}
+
 fn an_aggregator_tick_stays_within_its_budget() {
-    // Sampling off: the drains between ticks find nothing, so the
-    // aggregator's allocations are its ticks'.
     let rate = allocmeter::sample_rate();
-    allocmeter::set_sample_rate(0);
     let interval = Duration::from_millis(50);
     let exporter = exporter(interval);
+    allocmeter::set_sample_rate(1);
+    let kept = some_sites();
+    // Sampling off from here: the drains between ticks find nothing, so the
+    // aggregator's allocations are its ticks'.
+    allocmeter::set_sample_rate(0);
     // Warm-up: the spike detector's window (1 s) fills and stops growing.
     let warm_until = Instant::now() + Duration::from_secs(3);
     let mut tick = exporter.snapshot().uptime;
@@ -206,9 +224,13 @@ fn an_aggregator_tick_stays_within_its_budget() {
     }
     let after = allocmeter::stats_split().internal;
     allocmeter::set_sample_rate(rate);
+    let sites = exporter.top_sites(1000, allocmeter_exporter::SortBy::AllocSpace);
+    assert!(sites.len() >= 2, "the table has sites ({})", sites.len());
+    drop(kept);
     let allocs = after.allocs - before.allocs;
     println!(
-        "  {seen} ticks: {allocs} allocations, {} frees",
+        "  {seen} ticks over {} sites: {allocs} allocations, {} frees",
+        sites.len(),
         after.frees - before.frees
     );
     assert_eq!(allocs % seen, 0, "every tick allocates the same");
