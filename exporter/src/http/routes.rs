@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 
 use super::{Lane, Request, Response, Service};
 use crate::render::Renderer;
 use crate::render::json;
 use crate::render::pprof::{self, DefaultType};
+use crate::render::prometheus::encode_text;
 use crate::render::sites::SortBy;
 
 /// The Prometheus text exposition content type.
@@ -248,7 +249,7 @@ fn asset(body: &'static str, content_type: &str) -> Response {
 fn metrics(registry: &Registry) -> Response {
     let families = registry.gather();
     let mut body = Vec::with_capacity(16 * 1024);
-    match TextEncoder::new().encode(&families, &mut body) {
+    match encode_text(&families, &mut body) {
         Ok(()) => Response::ok(METRICS_CONTENT_TYPE, body),
         Err(_) => Response::error(500),
     }

@@ -26,8 +26,10 @@ pub(super) struct Family {
 /// Where a family's samples come from.
 #[derive(Clone, Copy)]
 pub(super) enum Samples {
-    /// Read from the scrape by this function.
-    Of(fn(&Scrape) -> Vec<Series>),
+    /// Read from the scrape by this function, which appends them to the
+    /// `Vec` it is given (one reused for every family of a scrape, rather
+    /// than a `Vec` per family).
+    Of(fn(&Scrape, &mut Vec<Series>)),
     /// The inner allocator's readings of this family, one per allocator
     /// that reports it, labelled `allocator`.
     #[cfg(inner_stats)]
@@ -35,12 +37,12 @@ pub(super) enum Samples {
 }
 
 impl Family {
-    /// This family's samples in `scrape`.
-    pub fn samples(&self, scrape: &Scrape) -> Vec<Series> {
+    /// Appends this family's samples in `scrape` to `out`.
+    pub fn samples(&self, scrape: &Scrape, out: &mut Vec<Series>) {
         match self.samples {
-            Samples::Of(read) => read(scrape),
+            Samples::Of(read) => read(scrape, out),
             #[cfg(inner_stats)]
-            Samples::Inner => inner_samples(scrape, self.name),
+            Samples::Inner => inner_samples(scrape, self.name, out),
         }
     }
 }
@@ -51,8 +53,8 @@ pub(super) enum Series {
     Histogram(proto::Histogram),
 }
 
-fn one(v: u64) -> Vec<Series> {
-    vec![Series::Plain(None, v as f64)]
+fn one(v: u64) -> Series {
+    Series::Plain(None, v as f64)
 }
 
 fn labelled(label: &str, v: u64) -> Series {
@@ -62,23 +64,20 @@ fn labelled(label: &str, v: u64) -> Series {
 /// The samples of one `allocmeter_inner_*` family: one per allocator that
 /// reported it, labelled `allocator`.
 #[cfg(inner_stats)]
-fn inner_samples(i: &Scrape, family: &str) -> Vec<Series> {
-    i.inner
-        .iter()
-        .filter(|r| r.family == family)
-        .map(|r| Series::Plain(Some(r.allocator.to_string()), r.value))
-        .collect()
+fn inner_samples(i: &Scrape, family: &str, out: &mut Vec<Series>) {
+    out.extend(
+        i.inner
+            .iter()
+            .filter(|r| r.family == family)
+            .map(|r| Series::Plain(Some(r.allocator.to_string()), r.value)),
+    );
 }
 
 /// A histogram over the size classes, using `count(class)` per class and
 /// `sum` for `_sum`. The `+Inf` bucket is added by the encoder from the
 /// sample count, which is the sum over all classes (the top class included),
 /// so `_count` and the `+Inf` bucket always agree.
-fn size_histogram(
-    s: &MemStats,
-    count: fn(&allocmeter::SizeClassStats) -> u64,
-    sum: u64,
-) -> Vec<Series> {
+fn size_histogram(s: &MemStats, count: fn(&allocmeter::SizeClassStats) -> u64, sum: u64) -> Series {
     let mut cumulative = 0u64;
     let mut buckets = Vec::with_capacity(s.by_size.len());
     for class in &s.by_size {
@@ -94,7 +93,7 @@ fn size_histogram(
     h.set_bucket(buckets);
     h.set_sample_count(cumulative);
     h.set_sample_sum(sum as f64);
-    vec![Series::Histogram(h)]
+    Series::Histogram(h)
 }
 
 /// Every family, in exposition order: the built-in ones, then the inner
@@ -122,55 +121,55 @@ const BUILT_IN: &[Family] = &[
         help: "Bytes the service allocated since the process started, freed or not (requested sizes; a realloc adds its new size). allocmeter's own allocations are left out, exactly (allocmeter_exporter_alloc_bytes_total). Go: go_memstats_alloc_bytes_total.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.alloc_bytes)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.alloc_bytes))),
     },
     Family {
         name: "allocmeter_allocs_total",
         help: "Heap blocks the service allocated since the process started (a realloc counts one); allocmeter's own are in allocmeter_exporter_allocs_total. Go: go_memstats_mallocs_total.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.allocs)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.allocs))),
     },
     Family {
         name: "allocmeter_frees_total",
         help: "Heap blocks the service freed since the process started (a realloc counts one); allocmeter's own are in allocmeter_exporter_frees_total. Go: go_memstats_frees_total.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.frees)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.frees))),
     },
     Family {
         name: "allocmeter_free_bytes_total",
         help: "Bytes the service freed since the process started (requested sizes; a realloc adds its old size); allocmeter's own are in allocmeter_exporter_free_bytes_total.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.free_bytes)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.free_bytes))),
     },
     Family {
         name: "allocmeter_heap_live_bytes",
         help: "Bytes in heap blocks the service allocated and has not freed (requested sizes). The exporter's own heap is left out, exactly (allocmeter_exporter_heap_live_bytes), so looking does not move it. Go: go_memstats_heap_alloc_bytes.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.live_bytes)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.live_bytes))),
     },
     Family {
         name: "allocmeter_heap_live_objects",
         help: "Heap blocks the service allocated and has not freed; the exporter's own are in allocmeter_exporter_heap_live_objects. Go: go_memstats_heap_objects.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.live_objects)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.live_objects))),
     },
     Family {
         name: "allocmeter_reallocs_total",
         help: "The service's reallocations by how they were served: grown_in_place, shrunk_in_place (same address), moved (new address).",
         kind: MetricType::COUNTER,
         label: Some("kind"),
-        samples: Samples::Of(|i| {
+        samples: Samples::Of(|i, out| {
             let r = &i.stats.reallocs;
-            vec![
+            out.extend([
                 labelled("grown_in_place", r.grown_in_place),
                 labelled("shrunk_in_place", r.shrunk_in_place),
                 labelled("moved", r.moved),
-            ]
+            ]);
         }),
     },
     Family {
@@ -178,12 +177,12 @@ const BUILT_IN: &[Family] = &[
         help: "Bytes by which the service's reallocations grew (direction=grow) or shrank (direction=shrink) their blocks, in place or moved.",
         kind: MetricType::COUNTER,
         label: Some("direction"),
-        samples: Samples::Of(|i| {
+        samples: Samples::Of(|i, out| {
             let r = &i.stats.reallocs;
-            vec![
+            out.extend([
                 labelled("grow", r.grown_bytes),
                 labelled("shrink", r.shrunk_bytes),
-            ]
+            ]);
         }),
     },
     Family {
@@ -191,89 +190,95 @@ const BUILT_IN: &[Family] = &[
         help: "The service's allocation requests the inner allocator refused (returned null to the caller).",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.failures)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.failures))),
     },
     Family {
         name: "allocmeter_alloc_size_bytes",
         help: "The service's allocations by requested size in bytes (power-of-two buckets; a realloc counts its new size; allocmeter's own left out). Go: go_gc_heap_allocs_by_size_bytes.",
         kind: MetricType::HISTOGRAM,
         label: None,
-        samples: Samples::Of(|i| size_histogram(&i.stats, |c| c.allocs, i.stats.alloc_bytes)),
+        samples: Samples::Of(|i, out| {
+            out.push(size_histogram(&i.stats, |c| c.allocs, i.stats.alloc_bytes))
+        }),
     },
     Family {
         name: "allocmeter_free_size_bytes",
         help: "The service's frees by requested size in bytes (power-of-two buckets; a realloc counts its old size; allocmeter's own left out). Go: go_gc_heap_frees_by_size_bytes.",
         kind: MetricType::HISTOGRAM,
         label: None,
-        samples: Samples::Of(|i| size_histogram(&i.stats, |c| c.frees, i.stats.free_bytes)),
+        samples: Samples::Of(|i, out| {
+            out.push(size_histogram(&i.stats, |c| c.frees, i.stats.free_bytes))
+        }),
     },
     Family {
         name: "allocmeter_threads",
         help: "Threads that currently record into their own allocmeter slot.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.threads)),
+        samples: Samples::Of(|i, out| out.push(one(i.stats.threads))),
     },
     Family {
         name: "allocmeter_telemetry_bytes",
         help: "Bytes of memory allocmeter itself holds: the allocator's structures outside the heap (per-thread slots, sample rings, the sampled-pointer table) plus the exporter's heap, counted exactly (allocmeter_exporter_heap_live_bytes: site table, symbolizer, history, spike records, HTTP buffers and bodies). Go: go_memstats_buck_hash_sys_bytes.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.stats.telemetry_bytes + i.internal.live_bytes)),
+        samples: Samples::Of(|i, out| {
+            out.push(one(i.stats.telemetry_bytes + i.internal.live_bytes))
+        }),
     },
     Family {
         name: "allocmeter_exporter_heap_live_bytes",
         help: "Bytes in heap blocks allocmeter's own code allocated and has not freed: the exporter's threads, and its renders and start on the service's threads. Exact; left out of allocmeter_heap_live_bytes, included in allocmeter_telemetry_bytes.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.internal.live_bytes)),
+        samples: Samples::Of(|i, out| out.push(one(i.internal.live_bytes))),
     },
     Family {
         name: "allocmeter_exporter_heap_live_objects",
         help: "Heap blocks allocmeter's own code allocated and has not freed (the exporter's; left out of allocmeter_heap_live_objects).",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.internal.live_objects)),
+        samples: Samples::Of(|i, out| out.push(one(i.internal.live_objects))),
     },
     Family {
         name: "allocmeter_exporter_alloc_bytes_total",
         help: "Bytes allocmeter's own code allocated since the process started, freed or not: what serving, rendering and aggregating cost (left out of allocmeter_alloc_bytes_total).",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.internal.alloc_bytes)),
+        samples: Samples::Of(|i, out| out.push(one(i.internal.alloc_bytes))),
     },
     Family {
         name: "allocmeter_exporter_allocs_total",
         help: "Heap blocks allocmeter's own code allocated since the process started (left out of allocmeter_allocs_total).",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.internal.allocs)),
+        samples: Samples::Of(|i, out| out.push(one(i.internal.allocs))),
     },
     Family {
         name: "allocmeter_exporter_free_bytes_total",
         help: "Bytes allocmeter's own code freed since the process started (left out of allocmeter_free_bytes_total).",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.internal.free_bytes)),
+        samples: Samples::Of(|i, out| out.push(one(i.internal.free_bytes))),
     },
     Family {
         name: "allocmeter_exporter_frees_total",
         help: "Heap blocks allocmeter's own code freed since the process started (left out of allocmeter_frees_total).",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.internal.frees)),
+        samples: Samples::Of(|i, out| out.push(one(i.internal.frees))),
     },
     Family {
         name: "allocmeter_exporter_panics_total",
         help: "Panics the exporter caught and survived, by where: the aggregator thread (it carries on with the next drain) or rendering a response (answered with 500). Any is a bug to report.",
         kind: MetricType::COUNTER,
         label: Some("where"),
-        samples: Samples::Of(|i| {
+        samples: Samples::Of(|i, out| {
             let panics = i.profile.as_ref().map(|p| p.panics).unwrap_or_default();
-            vec![
+            out.extend([
                 labelled("aggregator", panics.aggregator),
                 labelled("render", panics.render),
-            ]
+            ]);
         }),
     },
     Family {
@@ -281,71 +286,68 @@ const BUILT_IN: &[Family] = &[
         help: "Mean bytes allocated between two sampled allocations (0: sampling off, 1: every allocation). Go: runtime.MemProfileRate.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.sampling.rate)),
+        samples: Samples::Of(|i, out| out.push(one(i.sampling.rate))),
     },
     Family {
         name: "allocmeter_profile_samples_total",
         help: "Allocations sampled with their call stack since the process started.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.sampling.samples)),
+        samples: Samples::Of(|i, out| out.push(one(i.sampling.samples))),
     },
     Family {
         name: "allocmeter_profile_samples_dropped_total",
         help: "Samples lost outright: neither handed to the exporter nor carried by a later sample (see allocmeter_profile_samples_carried_total); a rise means profiles under-count.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.sampling.dropped)),
+        samples: Samples::Of(|i, out| out.push(one(i.sampling.dropped))),
     },
     Family {
         name: "allocmeter_profile_samples_carried_total",
         help: "Samples a thread could not hand over on their own (its sample rings full at their bound, or the sampled-pointer table full or busy), whose weight a later sample of the same thread carries: allocated totals stay unbiased, but that weight is shown at the later sample's site and in no in-use figure.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.sampling.carried)),
+        samples: Samples::Of(|i, out| out.push(one(i.sampling.carried))),
     },
     Family {
         name: "allocmeter_profile_frees_lost_total",
         help: "Frees of sampled blocks that could not be reported; those blocks keep counting as in use in the heap profile.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| one(i.sampling.frees_lost)),
+        samples: Samples::Of(|i, out| out.push(one(i.sampling.frees_lost))),
     },
     Family {
         name: "allocmeter_profile_live_samples",
         help: "Sampled blocks not yet freed.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| one(i.sampling.live_samples)),
+        samples: Samples::Of(|i, out| out.push(one(i.sampling.live_samples))),
     },
     Family {
         name: "allocmeter_profile_sites",
         help: "Call sites in the exporter's site table.",
         kind: MetricType::GAUGE,
         label: None,
-        samples: Samples::Of(|i| {
-            i.profile
-                .as_ref()
-                .map_or(Vec::new(), |p| one(p.sites as u64))
-        }),
+        samples: Samples::Of(|i, out| out.extend(i.profile.as_ref().map(|p| one(p.sites as u64)))),
     },
     Family {
         name: "allocmeter_profile_sites_overflow_total",
         help: "Samples merged into the (other) site because the site table was full.",
         kind: MetricType::COUNTER,
         label: None,
-        samples: Samples::Of(|i| i.profile.as_ref().map_or(Vec::new(), |p| one(p.overflowed))),
+        samples: Samples::Of(|i, out| out.extend(i.profile.as_ref().map(|p| one(p.overflowed)))),
     },
     Family {
         name: "allocmeter_site_inuse_bytes",
         help: "Estimated bytes in use, by allocating function, for the top call sites only (opt-in, capped).",
         kind: MetricType::GAUGE,
         label: Some("function"),
-        samples: Samples::Of(|i| {
+        samples: Samples::Of(|i, out| {
             let top = i.profile.as_ref().map_or(&[][..], |p| &p.top[..]);
-            top.iter()
-                .map(|s| Series::Plain(Some(s.function.clone()), s.inuse_space))
-                .collect()
+            out.extend(
+                top.iter()
+                    .map(|s| Series::Plain(Some(s.function.clone()), s.inuse_space)),
+            );
         }),
     },
     Family {
@@ -353,11 +355,12 @@ const BUILT_IN: &[Family] = &[
         help: "Estimated bytes allocated since sampling started, by allocating function, for the top call sites only (opt-in, capped).",
         kind: MetricType::COUNTER,
         label: Some("function"),
-        samples: Samples::Of(|i| {
+        samples: Samples::Of(|i, out| {
             let top = i.profile.as_ref().map_or(&[][..], |p| &p.top[..]);
-            top.iter()
-                .map(|s| Series::Plain(Some(s.function.clone()), s.alloc_space))
-                .collect()
+            out.extend(
+                top.iter()
+                    .map(|s| Series::Plain(Some(s.function.clone()), s.alloc_space)),
+            );
         }),
     },
 ];

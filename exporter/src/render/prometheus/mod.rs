@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | the collector, one scrape's inputs ([`Scrape`]), the opt-in per-site series and their short names |
 //! | `families.rs` | the family table: name, help, type and reader of every metric |
+//! | `text.rs` | the text exposition format, written into the response body without allocating |
 //! | `inner/` | the inner allocator's own figures (jemalloc, mimalloc, glibc), behind features |
 //!
 //! Reads the counters ([`allocmeter::stats_split`]: the service's share, and
@@ -12,6 +13,7 @@
 //! renderer's figures; takes no lock of another stage.
 
 mod families;
+mod text;
 // The inner allocator's own statistics, when a feature compiles a source in
 // (the `inner_stats` cfg, set by build.rs). Only the collector reads them.
 #[cfg(inner_stats)]
@@ -29,6 +31,7 @@ use super::Renderer;
 use super::sites::{self, SortBy};
 use crate::symbols::{Frame, program_frames};
 use families::{FAMILIES, Series};
+pub(crate) use text::encode as encode_text;
 
 /// The most sites the opt-in per-site Prometheus series may cover.
 pub const MAX_SITE_METRICS: usize = 50;
@@ -290,51 +293,59 @@ impl AllocCollector {
     }
 
     /// The metric families for `scrape`. Families without samples are left out.
+    ///
+    /// Allocates only what it hands over (the families, their names, help
+    /// texts, series and label pairs), each at its final size: one `Vec` of
+    /// samples serves every family, and each series' labels are allocated
+    /// with room for the variable one.
     fn families(&self, scrape: &Scrape) -> Vec<proto::MetricFamily> {
-        FAMILIES
-            .iter()
-            .filter_map(|f| {
-                let samples = f.samples(scrape);
-                if samples.is_empty() {
-                    return None;
-                }
-                let metrics = samples
-                    .into_iter()
-                    .map(|sample| {
-                        let mut m = proto::Metric::default();
-                        let mut labels = self.const_labels.clone();
-                        match sample {
-                            Series::Plain(label_value, value) => {
-                                if let (Some(name), Some(value)) = (f.label, label_value) {
-                                    let mut pair = proto::LabelPair::default();
-                                    pair.set_name(name.to_string());
-                                    pair.set_value(value);
-                                    labels.push(pair);
-                                }
-                                if f.kind == MetricType::COUNTER {
-                                    let mut c = proto::Counter::default();
-                                    c.set_value(value);
-                                    m.set_counter(c);
-                                } else {
-                                    let mut g = proto::Gauge::default();
-                                    g.set_value(value);
-                                    m.set_gauge(g);
-                                }
+        let mut families = Vec::with_capacity(FAMILIES.len());
+        let mut samples = Vec::new();
+        for f in FAMILIES.iter() {
+            f.samples(scrape, &mut samples);
+            if samples.is_empty() {
+                continue;
+            }
+            let metrics = samples
+                .drain(..)
+                .map(|sample| {
+                    let mut m = proto::Metric::default();
+                    let mut labels = Vec::with_capacity(
+                        self.const_labels.len() + usize::from(f.label.is_some()),
+                    );
+                    labels.extend_from_slice(&self.const_labels);
+                    match sample {
+                        Series::Plain(label_value, value) => {
+                            if let (Some(name), Some(value)) = (f.label, label_value) {
+                                let mut pair = proto::LabelPair::default();
+                                pair.set_name(name.to_string());
+                                pair.set_value(value);
+                                labels.push(pair);
                             }
-                            Series::Histogram(h) => m.set_histogram(h),
+                            if f.kind == MetricType::COUNTER {
+                                let mut c = proto::Counter::default();
+                                c.set_value(value);
+                                m.set_counter(c);
+                            } else {
+                                let mut g = proto::Gauge::default();
+                                g.set_value(value);
+                                m.set_gauge(g);
+                            }
                         }
-                        m.set_label(labels);
-                        m
-                    })
-                    .collect();
-                let mut mf = proto::MetricFamily::default();
-                mf.set_name(f.name.to_string());
-                mf.set_help(f.help.to_string());
-                mf.set_field_type(f.kind);
-                mf.set_metric(metrics);
-                Some(mf)
-            })
-            .collect()
+                        Series::Histogram(h) => m.set_histogram(h),
+                    }
+                    m.set_label(labels);
+                    m
+                })
+                .collect();
+            let mut mf = proto::MetricFamily::default();
+            mf.set_name(f.name.to_string());
+            mf.set_help(f.help.to_string());
+            mf.set_field_type(f.kind);
+            mf.set_metric(metrics);
+            families.push(mf);
+        }
+        families
     }
 
     fn scrape(&self) -> Scrape {
