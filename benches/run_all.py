@@ -13,6 +13,7 @@ Full mode runs, from the workspace root:
     cargo bench -p allocmeter-benches --bench sampling -- --noplot
     cargo bench -p allocmeter-benches --bench floor -- --noplot
     python3 benches/wholeprogram.py --out target/wholeprogram.json
+    cargo bench -p allocmeter-benches --bench allocs -- --noplot
 
 then writes BENCHMARKS.md (repository root) and benches/overhead.svg from
 target/criterion and target/wholeprogram.json. `--threads N,M` is passed to
@@ -33,7 +34,9 @@ The work is split by job, in the modules beside this script: bench_run.py
 bench_names.py (what group and variant names say), bench_tables.py (Markdown
 tables and number formats), bench_report.py (the report's sections),
 bench_targets.py (the Targets section), bench_details.py (report.py's
-tables) and bench_svg.py (the chart). Python 3 stdlib only.
+tables), bench_svg.py (the chart), bench_allocs.py (the allocs bench's
+command and section) and bench_fragments.py (sections measured by other
+commands, kept in benches/sections/). Python 3 stdlib only.
 """
 
 import argparse
@@ -44,6 +47,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from bench_allocs import allocs_commands, with_section  # noqa: E402
+from bench_fragments import with_fragments  # noqa: E402
 from bench_load import load_all  # noqa: E402  (benches/bench_load.py)
 from bench_report import full_sections, header, quick_sections  # noqa: E402
 from bench_run import ROOT, commands, run_all  # noqa: E402
@@ -65,7 +70,7 @@ def main():
     if args.quick and args.report_only:
         ap.error("--quick and --report-only exclusive")
 
-    cmds = commands(args.quick, args.threads)
+    cmds = commands(args.quick, args.threads) + allocs_commands(args.quick)
     ran = None if args.report_only else run_all(cmds)
 
     crit = ROOT / "target" / ("criterion-quick" if args.quick else "criterion")
@@ -79,6 +84,8 @@ def main():
         out = ROOT / "target" / "BENCHMARKS.quick.md"
     else:
         doc += full_sections(results, inter, pinter, finter, wp_json)
+        doc = with_section(doc, results)  # allocs/op and B/op (bench_allocs.py)
+        doc = with_fragments(doc)  # sections measured elsewhere (benches/sections/)
         out = ROOT / "BENCHMARKS.md"
         svg_chart(results, HERE / "overhead.svg", pinter)
         print(f"wrote {HERE / 'overhead.svg'}", file=sys.stderr)

@@ -125,6 +125,7 @@ outside_loom! {
     mod stats;
     mod drainer;
     pub mod profile;
+    #[cfg(feature = "criterion")] pub mod criterion; // allocs and bytes per iteration in criterion
     // The program's knobs, and what `fork()` needs put right.
     mod control;
     mod fork;

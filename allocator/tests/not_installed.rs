@@ -47,3 +47,21 @@ fn try_measure_runs_the_closure_and_says_none() {
     assert_eq!(v.len(), 1000);
     assert!(used.is_none());
 }
+
+#[cfg(feature = "criterion")]
+#[test]
+fn criterion_measurements_refuse() {
+    use criterion::measurement::Measurement;
+    let refusals = [
+        std::panic::catch_unwind(|| allocmeter::criterion::Allocations.start()).unwrap_err(),
+        std::panic::catch_unwind(|| allocmeter::criterion::AllocatedBytes.end(0)).unwrap_err(),
+    ];
+    for (refusal, what) in refusals.iter().zip(["Allocations", "AllocatedBytes"]) {
+        let message = refusal.downcast_ref::<String>().unwrap();
+        assert!(
+            message.starts_with(&format!("allocmeter::criterion::{what}: allocmeter is not")),
+            "{message}"
+        );
+        assert!(message.contains("#[global_allocator]"), "{message}");
+    }
+}
