@@ -128,7 +128,18 @@ outside_loom! {
     // The program's knobs, and what `fork()` needs put right.
     mod control;
     mod fork;
+    // Allocation budgets for tests and benches, over the counts and the
+    // sampled path.
+    mod budget;
 
+    #[doc(hidden)]
+    pub use budget::assert::check as budget_check;
+    pub use budget::assert::{
+        BudgetExceeded, assert_allocs_at_most, budget_max_stacks, check_allocs,
+    };
+    pub use budget::per_run::{PerRun, RunsReport, allocs_per_run, runs};
+    pub use budget::spawned::{SpawnedStats, measure_spawned};
+    pub use budget::stacks::AllocationStack;
     pub use control::{set_sample_rate, set_stack_depth};
     pub use installed::is_installed;
     pub use instrumented::Instrumented;
