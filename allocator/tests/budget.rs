@@ -114,9 +114,11 @@ fn lazy_init_allocates_only_in_the_warm_up() {
     let lookup = || {
         black_box(TABLE.get_or_init(|| vec![1, 2, 3]).len());
     };
+    // One run: without the warm-up the lazy allocation would be 1 / 1.
+    assert_eq!(allocmeter::allocs_per_run(1, lookup), 0);
     assert_eq!(allocmeter::allocs_per_run(10, lookup), 0);
     static OTHER: OnceLock<String> = OnceLock::new();
-    let r = allocmeter::runs(10, || {
+    let r = allocmeter::runs(1, || {
         black_box(OTHER.get_or_init(|| "lazy".repeat(3)).len());
     });
     assert_eq!(r.allocs.max, 0);
@@ -215,10 +217,16 @@ fn budget_mode_takes_the_samples_the_thread_would_have() {
     let before = sampling_totals();
     let r = allocmeter::runs(50, one_box);
     let taken = sampling_totals() - before;
+    let before = sampling_totals();
+    assert!(allocmeter::check_allocs(5, || (0..5).for_each(|_| one_box())).is_ok());
+    let taken_checking = sampling_totals() - before;
     allocmeter::set_sample_rate(0);
     // The warm-up's allocation is sampled too.
     assert_eq!(r.allocs.total, 50);
     assert_eq!(taken, 51);
+    // And the buffer the check allocates for its stacks, before the code
+    // under budget runs.
+    assert_eq!(taken_checking, 5 + 1);
     // Sampling off: none.
     let before = sampling_totals();
     allocmeter::runs(50, one_box);
@@ -228,17 +236,23 @@ fn budget_mode_takes_the_samples_the_thread_would_have() {
 }
 
 /// After a budget, the thread's clock is where it would be: with a rate of
-/// 1 TiB, a thousand allocations after `runs` take no sample (a clock left
-/// at zero would take one at the first).
+/// 1 TiB, a thousand allocations after `runs` (or a budget that passes)
+/// take no sample; a clock left at zero would take one at the first.
 fn budget_mode_restores_the_sampling_clock() {
     allocmeter::set_sample_rate(1 << 40);
-    allocmeter::runs(10, one_box);
-    let _ = allocmeter::check_allocs(0, one_box);
-    let before = sampling_totals();
-    for _ in 0..1000 {
-        one_box();
+    let budgets: [&dyn Fn(); 3] = [
+        &|| drop(allocmeter::runs(10, one_box)),
+        &|| assert!(allocmeter::check_allocs(1, one_box).is_ok()),
+        &|| assert_eq!(allocmeter::allocs_per_run(10, one_box), 1),
+    ];
+    for (i, budget) in budgets.iter().enumerate() {
+        budget();
+        let before = sampling_totals();
+        for _ in 0..1000 {
+            one_box();
+        }
+        assert_eq!(sampling_totals(), before, "after budget {i}");
     }
-    assert_eq!(sampling_totals(), before);
     allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
 }
 
