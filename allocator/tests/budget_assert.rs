@@ -5,7 +5,6 @@
 
 use std::alloc::System;
 use std::hint::black_box;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use allocmeter::{Instrumented, assert_allocs, assert_no_allocs};
@@ -43,22 +42,25 @@ fn within_the_budget_gives_the_value() {
     );
 }
 
-fn panic_message(f: impl FnOnce()) -> String {
-    let caught = catch_unwind(AssertUnwindSafe(f)).expect_err("the budget must fail");
-    match caught.downcast::<String>() {
-        Ok(s) => *s,
-        Err(other) => other
-            .downcast::<&str>()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-    }
+/// Runs `f`, which must panic, without printing the panic, and gives its
+/// message.
+fn expected_panic<R>(f: impl FnOnce() -> R) -> String {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    let payload = caught.err().expect("it must panic");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 fn failure_names_the_offending_function() {
-    let message = panic_message(|| {
+    let message = expected_panic(|| {
         assert_allocs!(at_most = 1, handler_calling_the_offender());
     });
-    println!("{message}");
     assert!(
         message.contains("`handler_calling_the_offender()` made 2 allocations, at most 1 allowed"),
         "{message}"
@@ -105,7 +107,7 @@ fn failure_names_the_offending_function() {
 fn no_allocs_failure_lists_reallocs_and_frees() {
     let mut v: Vec<u8> = Vec::with_capacity(1);
     v.push(1);
-    let message = panic_message(|| {
+    let message = expected_panic(|| {
         assert_no_allocs!(v.extend_from_slice(black_box(&[2u8; 100])));
     });
     assert!(
@@ -132,7 +134,7 @@ fn stacks_are_bounded() {
 }
 
 fn budgets_do_not_nest() {
-    let message = panic_message(|| {
+    let message = expected_panic(|| {
         allocmeter::runs(1, || {
             let _ = allocmeter::check_allocs(0, || ());
         });

@@ -141,16 +141,24 @@ fn a_thread_outliving_the_scope_counts_until_the_end() {
     assert!(used.alloc_bytes < 7_777_777, "{used:?}");
 }
 
+/// Runs `f`, which must panic, without printing the panic, and gives its
+/// message.
+fn expected_panic<R>(f: impl FnOnce() -> R) -> String {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    let payload = caught.err().expect("it must panic");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 fn scopes_do_not_nest() {
-    let caught = std::panic::catch_unwind(|| {
-        allocmeter::measure_spawned(|| allocmeter::measure_spawned(|| ()))
-    });
-    let payload = caught.unwrap_err();
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let message =
+        expected_panic(|| allocmeter::measure_spawned(|| allocmeter::measure_spawned(|| ())));
     assert!(message.contains("do not nest"), "{message}");
     // The outer scope ended with the panic: a new one works.
     assert_eq!(
