@@ -189,9 +189,10 @@ impl RunsReport {
 ///
 /// The peak costs the allocation hot path nothing: while the runs go on,
 /// every allocation of the calling thread takes allocmeter's cold path
-/// (the one sampled allocations take), which notes the live bytes. Each
-/// allocation then costs a few tens of nanoseconds more, on this thread
-/// only. The thread's sampling carries on as it would have: the same
+/// (the one sampled allocations take), which reads the thread's counters
+/// to note the live bytes. Each allocation then costs about 170 ns more
+/// (a 64-byte box and its free: 11 ns, and 180 ns in budget mode, in a
+/// release build), on this thread only. The thread's sampling carries on as it would have: the same
 /// allocations are sampled, with the same weights, and its sampling clock
 /// is where it would be afterwards. Frees are not slowed (a peak is only
 /// ever reached by an allocation).
