@@ -29,9 +29,12 @@
 //!
 //! It calls down only (slots, counters, the sampler's statics, the sampled
 //! table, the record, the drainer, and [`crate::internal`] when the thread
-//! enters or leaves allocmeter's side), except for one pair: it registers the
-//! fork handlers of [`crate::fork`], which ask it for the forking thread's
-//! slot (see there).
+//! enters or leaves allocmeter's side), except for two pairs: it registers
+//! the fork handlers of [`crate::fork`], which ask it for the forking
+//! thread's slot (see there); and [`crate::budget`] turns budget mode on and
+//! off here, while the cold path here shows allocations to the budget's
+//! recorder and tells a budget scope of each slot claim (hooks into the
+//! cold path cannot be made otherwise without a cost on the hot path).
 
 use core::cell::Cell;
 use core::ptr;
