@@ -100,7 +100,7 @@ impl std::error::Error for BudgetExceeded {}
 ///
 /// While `f` runs every allocation of the thread takes allocmeter's cold
 /// path, which captures the stacks of the first
-/// [`budget_max_stacks`](crate::budget_max_stacks) (a frame-pointer walk, or
+/// [`budget_max_stacks`] (a frame-pointer walk, or
 /// an unwind without frame pointers: microseconds each); they are
 /// symbolized only if the budget is exceeded. Sampling goes on as it would
 /// have (see [`runs`](crate::runs)). There is no warm-up call: give `f`'s

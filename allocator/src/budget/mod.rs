@@ -3,7 +3,7 @@
 //!
 //! - [`per_run`]: [`allocs_per_run`](crate::allocs_per_run) (Go's
 //!   `testing.AllocsPerRun`) and the fuller [`runs`](crate::runs) report.
-//! - [`assert`]: [`check_allocs`](crate::check_allocs), the
+//! - [`assert`](mod@assert): [`check_allocs`](crate::check_allocs), the
 //!   [`assert_allocs!`](crate::assert_allocs) macros, and the failure they
 //!   report ([`BudgetExceeded`](crate::BudgetExceeded)).
 //! - [`stacks`]: the failing allocations' stacks, symbolized and trimmed.

@@ -176,7 +176,7 @@ fn delta(after: [u64; FIELDS], before: [u64; FIELDS]) -> [u64; FIELDS] {
 /// - A thread that outlives the scope is counted up to the scope's end.
 /// - What a thread does in its teardown after allocmeter's slot guard ran
 ///   (thread-local destructors that run after it, which often free the
-///   thread's handle), and what threads beyond [`MAX_SLOTS`](crate::MAX_SLOTS)
+///   thread's handle), and what threads beyond [`MAX_SLOTS`]
 ///   do, goes to the process's shared fallback slot. Its changes during the
 ///   scope are counted, so those of any thread exiting meanwhile count too.
 ///   A thread of [`std::thread::scope`] may still be in its teardown when
