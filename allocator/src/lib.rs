@@ -41,6 +41,12 @@
 //!   failures, and a histogram by power-of-two [size class](size_class).
 //! - [`thread_stats`] and [`measure`] give the calling thread's own exact
 //!   numbers, for tests such as "this request path allocates at most N times".
+//! - [`allocs_per_run`] (Go's `testing.AllocsPerRun`), [`runs`] (per-run
+//!   means, least and most, and peak live bytes), [`assert_allocs!`] and
+//!   [`assert_no_allocs!`] (a failure shows the stacks of the allocations)
+//!   and [`measure_spawned`] (the threads a scope starts) pin allocation
+//!   budgets down in tests; the README's "Allocation budgets in tests and
+//!   benches" has the Go equivalents and the pitfalls.
 //! - [`stats_split`] gives the same figures split exactly into the program's
 //!   and allocmeter's own (the exporter's threads and the renders it does
 //!   on the program's threads, see [`profile::internal_scope`]), so that
@@ -54,6 +60,36 @@
 //! All sizes are requested sizes (`Layout::size`). A `realloc` counts as a free
 //! of the old block plus an allocation of the new one, and is also counted by
 //! kind (grown in place, shrunk in place, moved).
+//!
+//! ## Allocation budgets
+//!
+//! Measure, cut, then pin the win down (the README's example):
+//!
+//! ```
+//! # #[global_allocator]
+//! # static GLOBAL: allocmeter::Instrumented<std::alloc::System> =
+//! #     allocmeter::Instrumented::new(std::alloc::System);
+//! use allocmeter::{assert_allocs, assert_no_allocs};
+//! use std::hint::black_box;
+//!
+//! fn render(name: &str, out: &mut String) {
+//!     out.clear();
+//!     out.push_str("hello, ");
+//!     out.push_str(name);
+//! }
+//!
+//! // Go: testing.AllocsPerRun(100, func() { render("world", &out) }) == 0
+//! let mut out = String::with_capacity(64);
+//! assert_eq!(allocmeter::allocs_per_run(100, || render(black_box("world"), &mut out)), 0);
+//!
+//! let report = allocmeter::runs(100, || drop(black_box(vec![0u8; 100])));
+//! assert_eq!((report.allocs.mean, report.alloc_bytes.max), (1.0, 100));
+//! assert_eq!(report.peak_live_bytes.max, 100);
+//!
+//! let greeting = assert_allocs!(at_most = 1, format!("hello, {}", black_box("world")));
+//! assert_eq!(greeting, "hello, world");
+//! assert_no_allocs!(render(black_box("again"), &mut out));
+//! ```
 //!
 //! ## How it works, and what it promises
 //!
@@ -129,7 +165,18 @@ outside_loom! {
     // The program's knobs, and what `fork()` needs put right.
     mod control;
     mod fork;
+    // Allocation budgets for tests and benches, over the counts and the
+    // sampled path.
+    mod budget;
 
+    #[doc(hidden)]
+    pub use budget::assert::check as budget_check;
+    pub use budget::assert::{
+        BudgetExceeded, assert_allocs_at_most, budget_max_stacks, check_allocs,
+    };
+    pub use budget::per_run::{PerRun, RunsReport, allocs_per_run, runs};
+    pub use budget::spawned::{SpawnedStats, measure_spawned};
+    pub use budget::stacks::AllocationStack;
     pub use control::{set_sample_rate, set_stack_depth};
     pub use installed::is_installed;
     pub use instrumented::Instrumented;

@@ -20,11 +20,21 @@
 //! signal handler) is counted but not sampled, and a free it makes of a
 //! sampled block is not looked up (so no shard lock can be taken twice).
 //!
+//! Budget mode ([`crate::budget`]) also lives on the cold path: while a
+//! budget recorder is set, the thread's clock is held at zero so that every
+//! allocation reaches [`sampling_point`], which shows it to the recorder and
+//! counts the thread's real clock down in the recorder's place (so the
+//! samples the thread takes are the ones it would have taken). The hot path
+//! is unchanged.
+//!
 //! It calls down only (slots, counters, the sampler's statics, the sampled
 //! table, the record, the drainer, and [`crate::internal`] when the thread
-//! enters or leaves allocmeter's side), except for one pair: it registers the
-//! fork handlers of [`crate::fork`], which ask it for the forking thread's
-//! slot (see there).
+//! enters or leaves allocmeter's side), except for two pairs: it registers
+//! the fork handlers of [`crate::fork`], which ask it for the forking
+//! thread's slot (see there); and [`crate::budget`] turns budget mode on and
+//! off here, while the cold path here shows allocations to the budget's
+//! recorder and tells a budget scope of each slot claim (hooks into the
+//! cold path cannot be made otherwise without a cost on the hot path).
 
 use core::cell::Cell;
 use core::ptr;
@@ -77,6 +87,9 @@ pub(crate) struct Local {
     /// This thread's stack bounds for the frame-pointer walk; (0, 0) until
     /// first needed, (1, 1) if unknown.
     stack: Cell<(usize, usize)>,
+    /// The budget recorder this thread shows every allocation to, or null
+    /// (see [`crate::budget`]). Read only on the cold path.
+    budget: Cell<*const crate::budget::Recorder>,
 }
 
 thread_local! {
@@ -91,6 +104,7 @@ thread_local! {
             internal: Cell::new(false),
             accounting: Cell::new(0),
             stack: Cell::new((0, 0)),
+            budget: Cell::new(ptr::null()),
         }
     };
 }
@@ -248,6 +262,8 @@ fn claim_slot(local: &Local) -> Option<&'static Slot> {
     draw_distance(local);
     local.slot.set(slot);
     local.phase.set(Phase::Owner);
+    // A scope counting the threads it spawns notes the slot's counts now.
+    crate::budget::note_claim(slot);
     // Register the exit guard. Allocations it makes record into `slot`.
     if GUARD.try_with(|_| ()).is_err() {
         // The thread is already tearing its thread-locals down, so the guard
@@ -279,10 +295,91 @@ fn draw_distance(local: &Local) {
     local.drawn_rate.set(rate);
 }
 
-/// The sampling clock went off at the allocation of `size` bytes at `ptr`.
+/// The sampling clock went off at the allocation of `size` bytes at `ptr`
+/// (or, in budget mode, any allocation did).
 #[cold]
 #[inline(never)]
 fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
+    // SAFETY: non-null only between `enter_budget` and `leave_budget`, while
+    // the recorder lives on this thread's stack in the caller of both.
+    match unsafe { local.budget.get().as_ref() } {
+        Some(recorder) => budget_point(local, slot, ptr, size, recorder),
+        None => real_sampling_point(local, slot, ptr, size),
+    }
+}
+
+/// An allocation in budget mode: the thread's real clock (kept by the
+/// recorder meanwhile) is counted down and may take a sample as usual; then
+/// the recorder sees the allocation, and the clock is held at zero again so
+/// that the next allocation comes here too.
+#[cold]
+fn budget_point(
+    local: &Local,
+    slot: &Slot,
+    ptr: *mut u8,
+    size: usize,
+    recorder: &crate::budget::Recorder,
+) {
+    let left = recorder.clock.get().wrapping_sub(size as i64);
+    recorder.clock.set(left);
+    if left < 0 {
+        real_sampling_point(local, slot, ptr, size);
+        recorder.clock.set(local.bytes_to_sample.get());
+    }
+    // Allocations made inside the sampler or the recorder (a reentrant
+    // unwind) are counted, but not shown.
+    if !local.busy.get() {
+        local.busy.set(true);
+        recorder.observe(slot, size, stack_bounds(local));
+        local.busy.set(false);
+    }
+    local.bytes_to_sample.set(0);
+}
+
+/// Budget mode on for the calling thread: every allocation it makes is shown
+/// to `recorder` until [`leave_budget`]. Looks up the thread's stack bounds
+/// and captures one stack first (either may allocate the first time), so
+/// that the recorder's captures do not. Returns the thread's slot, or `None`
+/// (and nothing changes) if it records into the fallback slot.
+pub(crate) fn enter_budget(recorder: &crate::budget::Recorder) -> Option<&'static Slot> {
+    let slot = current_slot()?;
+    LOCAL
+        .try_with(|local| {
+            if !local.budget.get().is_null() {
+                return None;
+            }
+            let mut frames = [0usize; 4];
+            let _ = stack::capture(&mut frames, stack_bounds(local));
+            recorder.clock.set(local.bytes_to_sample.get());
+            local.bytes_to_sample.set(0);
+            local.budget.set(recorder);
+            Some(slot)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Budget mode off: the thread's real clock, kept by `recorder` meanwhile,
+/// is back in place.
+pub(crate) fn leave_budget(recorder: &crate::budget::Recorder) {
+    let _ = LOCAL.try_with(|local| {
+        if ptr::eq(local.budget.get(), recorder) {
+            local.budget.set(ptr::null());
+            local.bytes_to_sample.set(recorder.clock.get());
+        }
+    });
+}
+
+/// Whether the calling thread is in budget mode.
+pub(crate) fn in_budget() -> bool {
+    LOCAL
+        .try_with(|l| !l.budget.get().is_null())
+        .unwrap_or(false)
+}
+
+/// The sampling clock went off: take a sample if the rate allows, and draw
+/// the next distance.
+fn real_sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
     let drawn = local.drawn_rate.get();
     // Sample only if the distance was drawn for the rate in force now, so that
     // every sample's weight matches the process that chose it. Otherwise (the
@@ -454,6 +551,12 @@ pub(crate) fn restart_sampling_clock() {
         // A thread without a slot draws its first distance when it claims one.
         if !local.slot.get().is_null() {
             draw_distance(local);
+            // SAFETY: as in `sampling_point`.
+            if let Some(recorder) = unsafe { local.budget.get().as_ref() } {
+                // Budget mode: the recorder keeps the clock, which stays at 0.
+                recorder.clock.set(local.bytes_to_sample.get());
+                local.bytes_to_sample.set(0);
+            }
         }
     });
 }
