@@ -100,20 +100,6 @@ const TICK_ALLOCS: u64 = 0;
 /// service would set them.
 const LABELS: &[(&str, &str)] = &[("service", "checkout"), ("instance", "eu-1")];
 
-/// Go's `testing.AllocsPerRun`: one warm-up call of `f`, then the integer
-/// mean of the heap blocks allocated over `runs` calls, on this thread.
-/// Local until `allocmeter::allocs_per_run` lands, which has the same
-/// semantics: switch to it then.
-fn allocs_per_run(runs: u64, mut f: impl FnMut()) -> u64 {
-    f();
-    let ((), used) = allocmeter::measure(|| {
-        for _ in 0..runs {
-            f();
-        }
-    });
-    used.allocs / runs
-}
-
 /// Fails with what to do, if `measured` is not the `budget`.
 fn check_budget(what: &str, measured: u64, budget: u64) {
     assert!(
@@ -154,7 +140,7 @@ fn a_scrape_renders_the_metrics_text_within_its_budget() {
             .encode(&registry.gather(), &mut body)
             .expect("the text encodes");
     };
-    let per_scrape = allocs_per_run(20, &mut scrape);
+    let per_scrape = allocmeter::allocs_per_run(20, &mut scrape);
     println!(
         "  a scrape: {per_scrape} allocations ({} bytes of text)",
         body.len()
@@ -168,7 +154,7 @@ fn a_scrape_renders_the_metrics_text_within_its_budget() {
     check_budget("a scrape", per_scrape, SCRAPE_ALLOCS);
 
     let collector = exporter.collector();
-    let per_collect = allocs_per_run(20, || drop(black_box(collector.collect())));
+    let per_collect = allocmeter::allocs_per_run(20, || drop(black_box(collector.collect())));
     println!("  the collector's collect: {per_collect} allocations");
     check_budget("the collector's collect", per_collect, COLLECT_ALLOCS);
 }
@@ -242,7 +228,7 @@ fn an_aggregator_tick_stays_within_its_budget() {
 
 fn the_hot_path_allocates_nothing_of_its_own() {
     let one_vec = || drop(black_box(Vec::<u8>::with_capacity(64)));
-    assert_eq!(allocs_per_run(1000, one_vec), 1, "unsampled");
+    assert_eq!(allocmeter::allocs_per_run(1000, one_vec), 1, "unsampled");
 
     // Every allocation sampled: the sampled path (stack capture, ring
     // record, sampled-pointer table) allocates outside the counted heap.
@@ -253,7 +239,7 @@ fn the_hot_path_allocates_nothing_of_its_own() {
         s.samples + s.carried + s.dropped
     };
     let samples = taken();
-    let per_run = allocs_per_run(1000, one_vec);
+    let per_run = allocmeter::allocs_per_run(1000, one_vec);
     let sampled = taken() - samples;
     allocmeter::set_sample_rate(rate);
     println!("  at sample rate 1: {per_run} allocation per run, {sampled} samples");
@@ -268,7 +254,7 @@ fn process_collector_allocs() -> u64 {
     #[cfg(target_os = "linux")]
     {
         let process = prometheus::process_collector::ProcessCollector::for_self();
-        allocs_per_run(20, || drop(black_box(process.collect())))
+        allocmeter::allocs_per_run(20, || drop(black_box(process.collect())))
     }
     #[cfg(not(target_os = "linux"))]
     {
