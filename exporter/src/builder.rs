@@ -265,10 +265,11 @@ impl Builder {
 
     /// Binds the address and starts the threads.
     ///
-    /// Fails, without starting anything, if the address does not parse, the
-    /// port is taken, a label name is invalid, the token is not valid (see
-    /// [`Builder::auth_token`]), or a thread cannot be spawned. The error
-    /// names the address.
+    /// Fails, without starting anything, if allocmeter is not the program's
+    /// global allocator (it would serve zeros), the address does not parse,
+    /// the port is taken, a label name is invalid, the token is not valid
+    /// (see [`Builder::auth_token`]), or a thread cannot be spawned. The
+    /// error names the address.
     ///
     /// What it allocates for the exporter is allocmeter's
     /// ([`allocmeter::profile::account_internal`]), and so are its threads
@@ -281,6 +282,9 @@ impl Builder {
 
     /// [`Builder::start`], on allocmeter's side.
     fn start_accounted(&self) -> Result<Exporter, StartError> {
+        if !allocmeter::is_installed() {
+            return Err(StartError::NotInstalled);
+        }
         if let Some(Token(token)) = &self.auth_token {
             let reason = if token.is_empty() {
                 Some("the token is empty")

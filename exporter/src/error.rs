@@ -29,6 +29,10 @@ pub enum StartError {
         /// What is wrong with it (never the token itself).
         reason: &'static str,
     },
+    /// allocmeter is not the program's global allocator
+    /// ([`allocmeter::is_installed`]): nothing is counted, and the exporter
+    /// would serve zeros.
+    NotInstalled,
 }
 
 impl fmt::Display for StartError {
@@ -46,6 +50,13 @@ impl fmt::Display for StartError {
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Thread(e) => write!(f, "cannot start an exporter thread: {e}"),
             StartError::InvalidToken { reason } => write!(f, "invalid auth token: {reason}"),
+            StartError::NotInstalled => write!(
+                f,
+                "allocmeter is not this program's global allocator, so nothing is counted and \
+                 the exporter would serve zeros; add to the crate root of the binary: \
+                 #[global_allocator] static GLOBAL: allocmeter::Instrumented<std::alloc::System> \
+                 = allocmeter::Instrumented::new(std::alloc::System);"
+            ),
         }
     }
 }
@@ -54,7 +65,9 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind { source, .. } | StartError::Thread(source) => Some(source),
-            StartError::InvalidAddress { .. } | StartError::InvalidToken { .. } => None,
+            StartError::InvalidAddress { .. }
+            | StartError::InvalidToken { .. }
+            | StartError::NotInstalled => None,
         }
     }
 }

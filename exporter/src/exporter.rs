@@ -83,6 +83,9 @@ impl Exporter {
     /// symbolized stacks: what `/api/sites` serves, for logging in-process.
     ///
     /// ```no_run
+    /// # #[global_allocator]
+    /// # static GLOBAL: allocmeter::Instrumented<std::alloc::System> =
+    /// #     allocmeter::Instrumented::new(std::alloc::System);
     /// # let exporter = allocmeter_exporter::Exporter::builder().serve_http(false).start().unwrap();
     /// use allocmeter_exporter::SortBy;
     /// for site in exporter.top_sites(5, SortBy::InuseSpace) {
@@ -114,6 +117,9 @@ impl Exporter {
     /// its own `ProcessCollector`).
     ///
     /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: allocmeter::Instrumented<std::alloc::System> =
+    /// #     allocmeter::Instrumented::new(std::alloc::System);
     /// let exporter = allocmeter_exporter::Exporter::builder()
     ///     .serve_http(false)
     ///     .const_label("service", "checkout")
@@ -173,6 +179,9 @@ impl Exporter {
     /// buffers and bodies). The figure `allocmeter_telemetry_bytes` reports.
     ///
     /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: allocmeter::Instrumented<std::alloc::System> =
+    /// #     allocmeter::Instrumented::new(std::alloc::System);
     /// let exporter = allocmeter_exporter::Exporter::builder()
     ///     .serve_http(false)
     ///     .start()
@@ -199,6 +208,9 @@ impl Exporter {
     /// symbolizer parses, are not bounded here.)
     ///
     /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: allocmeter::Instrumented<std::alloc::System> =
+    /// #     allocmeter::Instrumented::new(std::alloc::System);
     /// let exporter = allocmeter_exporter::Exporter::builder()
     ///     .serve_http(false)
     ///     .start()
