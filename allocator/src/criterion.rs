@@ -174,78 +174,55 @@ fn sample_to_f64(count: u64) -> f64 {
     }
 }
 
-impl Measurement for Allocations {
-    /// The thread's allocation count when the sample started.
-    type Intermediate = u64;
-    /// Allocations over the sample's iterations.
-    type Value = u64;
+/// `Measurement` for `$ty`: the calling thread's `$field` counter, read
+/// when a sample starts and ends, shown with `$formatter`. Both
+/// measurements differ only in these.
+macro_rules! thread_counter_measurement {
+    ($ty:ident, $field:ident, $formatter:ident, $what:literal) => {
+        impl Measurement for $ty {
+            #[doc = concat!("The thread's `", stringify!($field), "` when the sample started.")]
+            type Intermediate = u64;
+            #[doc = concat!("`", stringify!($field), "` over the sample's iterations.")]
+            type Value = u64;
 
-    #[track_caller]
-    fn start(&self) -> u64 {
-        thread_counts("criterion::Allocations").allocs
-    }
+            #[track_caller]
+            fn start(&self) -> u64 {
+                thread_counts($what).$field
+            }
 
-    #[track_caller]
-    fn end(&self, start: u64) -> u64 {
-        // The thread's count only grows; wrapping (after 2^64) keeps the
-        // difference right.
-        thread_counts("criterion::Allocations")
-            .allocs
-            .wrapping_sub(start)
-    }
+            #[track_caller]
+            fn end(&self, start: u64) -> u64 {
+                // The thread's count only grows; wrapping (after 2^64) keeps
+                // the difference right.
+                thread_counts($what).$field.wrapping_sub(start)
+            }
 
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a.saturating_add(*b)
-    }
+            fn add(&self, a: &u64, b: &u64) -> u64 {
+                a.saturating_add(*b)
+            }
 
-    fn zero(&self) -> u64 {
-        0
-    }
+            fn zero(&self) -> u64 {
+                0
+            }
 
-    fn to_f64(&self, value: &u64) -> f64 {
-        sample_to_f64(*value)
-    }
+            fn to_f64(&self, value: &u64) -> f64 {
+                sample_to_f64(*value)
+            }
 
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &AllocsFormatter
-    }
+            fn formatter(&self) -> &dyn ValueFormatter {
+                &$formatter
+            }
+        }
+    };
 }
 
-impl Measurement for AllocatedBytes {
-    /// The thread's allocated bytes when the sample started.
-    type Intermediate = u64;
-    /// Bytes allocated over the sample's iterations.
-    type Value = u64;
-
-    #[track_caller]
-    fn start(&self) -> u64 {
-        thread_counts("criterion::AllocatedBytes").alloc_bytes
-    }
-
-    #[track_caller]
-    fn end(&self, start: u64) -> u64 {
-        // As for `Allocations::end`.
-        thread_counts("criterion::AllocatedBytes")
-            .alloc_bytes
-            .wrapping_sub(start)
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a.saturating_add(*b)
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        sample_to_f64(*value)
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &BytesFormatter
-    }
-}
+thread_counter_measurement!(Allocations, allocs, AllocsFormatter, "criterion::Allocations");
+thread_counter_measurement!(
+    AllocatedBytes,
+    alloc_bytes,
+    BytesFormatter,
+    "criterion::AllocatedBytes"
+);
 
 /// Divides every value by `by` (one step of scaling).
 fn divide(values: &mut [f64], by: f64) {

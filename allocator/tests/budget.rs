@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use allocmeter::Instrumented;
+use allocmeter_test_support::panics::expected_panic;
 use allocmeter_test_support::runner;
 
 #[global_allocator]
@@ -198,21 +199,6 @@ fn zero_runs_is_refused_before_calling() {
     assert!(message.contains("runs must be at least 1"), "{message}");
     assert!(!called.get(), "refused before calling");
     assert!(expected_panic(|| allocmeter::runs(0, || ())).contains("runs must be at least 1"));
-}
-
-/// Runs `f`, which must panic, without printing the panic, and gives its
-/// message.
-fn expected_panic<R>(f: impl FnOnce() -> R) -> String {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    let payload = caught.err().expect("it must panic");
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 fn sampling_totals() -> u64 {

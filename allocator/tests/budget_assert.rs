@@ -8,6 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use allocmeter::{Instrumented, assert_allocs, assert_no_allocs};
+use allocmeter_test_support::panics::expected_panic;
 use allocmeter_test_support::runner;
 
 #[global_allocator]
@@ -40,21 +41,6 @@ fn within_the_budget_gives_the_value() {
         allocmeter::assert_allocs_at_most(1, || zebra_offender_allocates(1).len()),
         1
     );
-}
-
-/// Runs `f`, which must panic, without printing the panic, and gives its
-/// message.
-fn expected_panic<R>(f: impl FnOnce() -> R) -> String {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    let payload = caught.err().expect("it must panic");
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 fn failure_names_the_offending_function() {

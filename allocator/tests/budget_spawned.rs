@@ -10,6 +10,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use allocmeter::{Instrumented, SpawnedStats};
+use allocmeter_test_support::panics::expected_panic;
 use allocmeter_test_support::runner;
 
 #[global_allocator]
@@ -139,21 +140,6 @@ fn a_thread_outliving_the_scope_counts_until_the_end() {
     assert_eq!(used.threads, 1);
     assert!(used.alloc_bytes >= 100_003, "{used:?}");
     assert!(used.alloc_bytes < 7_777_777, "{used:?}");
-}
-
-/// Runs `f`, which must panic, without printing the panic, and gives its
-/// message.
-fn expected_panic<R>(f: impl FnOnce() -> R) -> String {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    let payload = caught.err().expect("it must panic");
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 fn scopes_do_not_nest() {

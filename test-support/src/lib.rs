@@ -7,6 +7,7 @@
 //! - [`fork`]: fork a child, run checks in it, and wait for it with a
 //!   deadline;
 //! - [`http`]: a small HTTP/1.1 client over real sockets, and raw exchanges;
+//! - [`panics`]: code that must panic, and its message;
 //! - [`prometheus_text`]: the samples of a Prometheus text exposition;
 //! - [`process`]: readings of this process (threads, memory) and its open
 //!   files limit;
@@ -23,6 +24,7 @@
 pub mod exporter;
 pub mod fork;
 pub mod http;
+pub mod panics;
 pub mod process;
 pub mod prometheus_text;
 pub mod runner;
