@@ -257,7 +257,11 @@ pub fn telemetry_bound(slots_used: u64) -> u64 {
 /// exporter runs. Go: `runtime.ReadMemStats`, minus the stop-the-world.
 ///
 /// The numbers count only what went through an [`Instrumented`](crate::Instrumented)
-/// allocator; without one installed they stay zero.
+/// allocator; without one installed they stay zero. Unlike the per-thread
+/// measuring functions ([`measure`] and those built on it), this process-wide
+/// reading does not refuse then: it serves monitoring code that runs either
+/// way. Check [`is_installed`](crate::is_installed) to tell a quiet program
+/// from one that is not counted.
 ///
 /// ```
 /// let before = allocmeter::stats();
