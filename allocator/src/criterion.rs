@@ -216,11 +216,11 @@ macro_rules! thread_counter_measurement {
     };
 }
 
-thread_counter_measurement!(Allocations, allocs, AllocsFormatter, "criterion::Allocations");
+thread_counter_measurement!(Allocations, allocs, ALLOCS, "criterion::Allocations");
 thread_counter_measurement!(
     AllocatedBytes,
     alloc_bytes,
-    BytesFormatter,
+    BYTES,
     "criterion::AllocatedBytes"
 );
 
@@ -253,55 +253,53 @@ fn per_throughput(
     unit
 }
 
-/// Formats allocation counts: `allocs`, then `K allocs`, `M allocs` and
-/// `G allocs` from 10,000, 10 million and 10 billion (four significant
-/// digits at least).
-struct AllocsFormatter;
-
-impl ValueFormatter for AllocsFormatter {
-    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
-        let (by, unit) = match typical {
-            t if t < 1e4 => (1.0, "allocs"),
-            t if t < 1e7 => (1e3, "K allocs"),
-            t if t < 1e10 => (1e6, "M allocs"),
-            _ => (1e9, "G allocs"),
-        };
-        divide(values, by);
-        unit
-    }
-
-    fn scale_throughputs(
-        &self,
-        _typical: f64,
-        throughput: &Throughput,
-        values: &mut [f64],
-    ) -> &'static str {
-        per_throughput(
-            throughput,
-            values,
-            "allocs",
-            ["allocs/elem", "allocs/B", "allocs/bit"],
-        )
-    }
-
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "allocs"
-    }
+/// How one measurement's values are shown: a unit for their size, and per
+/// element, input byte or input bit.
+struct Units {
+    /// `(below, by, unit)`, smallest first: values whose typical value is
+    /// under `below` are divided by `by` and shown in `unit`. The first unit
+    /// is the unscaled one (per iteration, and for machines).
+    scales: [(f64, f64, &'static str); 4],
+    /// The units per element, per input byte and per input bit.
+    per_throughput: [&'static str; 3],
 }
 
-/// Formats allocated bytes: `B`, then `KiB`, `MiB` and `GiB` from 10 KiB,
-/// 10 MiB and 10 GiB.
-struct BytesFormatter;
+/// Allocation counts: `allocs`, then `K allocs`, `M allocs` and `G allocs`
+/// from 10,000, 10 million and 10 billion (four significant digits at
+/// least).
+static ALLOCS: Units = Units {
+    scales: [
+        (1e4, 1.0, "allocs"),
+        (1e7, 1e3, "K allocs"),
+        (1e10, 1e6, "M allocs"),
+        (f64::INFINITY, 1e9, "G allocs"),
+    ],
+    per_throughput: ["allocs/elem", "allocs/B", "allocs/bit"],
+};
 
-impl ValueFormatter for BytesFormatter {
+const KIB: f64 = 1024.0;
+
+/// Allocated bytes: `B`, then `KiB`, `MiB` and `GiB` from 10 KiB, 10 MiB
+/// and 10 GiB.
+static BYTES: Units = Units {
+    scales: [
+        (10.0 * KIB, 1.0, "B"),
+        (10.0 * KIB * KIB, KIB, "KiB"),
+        (10.0 * KIB * KIB * KIB, KIB * KIB, "MiB"),
+        (f64::INFINITY, KIB * KIB * KIB, "GiB"),
+    ],
+    per_throughput: ["B/elem", "B/input B", "B/input bit"],
+};
+
+impl ValueFormatter for Units {
     fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
-        const K: f64 = 1024.0;
-        let (by, unit) = match typical {
-            t if t < 10.0 * K => (1.0, "B"),
-            t if t < 10.0 * K * K => (K, "KiB"),
-            t if t < 10.0 * K * K * K => (K * K, "MiB"),
-            _ => (K * K * K, "GiB"),
-        };
+        let last = self.scales[self.scales.len() - 1];
+        let (_, by, unit) = self
+            .scales
+            .iter()
+            .copied()
+            .find(|&(below, _, _)| typical < below)
+            .unwrap_or(last);
         divide(values, by);
         unit
     }
@@ -312,15 +310,10 @@ impl ValueFormatter for BytesFormatter {
         throughput: &Throughput,
         values: &mut [f64],
     ) -> &'static str {
-        per_throughput(
-            throughput,
-            values,
-            "B",
-            ["B/elem", "B/input B", "B/input bit"],
-        )
+        per_throughput(throughput, values, self.scales[0].2, self.per_throughput)
     }
 
     fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "B"
+        self.scales[0].2
     }
 }
