@@ -177,13 +177,7 @@ fn state_of(slot: &Slot) -> Option<&'static State> {
 /// The calling thread, owner of `slot`, moves to allocmeter's side: from now
 /// on what it counts there is allocmeter's.
 pub(crate) fn enter(slot: &Slot) {
-    let Some(state) = state_of(slot) else { return };
-    let (inside, done) = state.published();
-    if inside {
-        return;
-    }
-    let counters = to_words(&slot.counters.read());
-    state.publish(true, &sub(&counters, &done));
+    enter_as_of(slot, |s| s.counters.read());
 }
 
 /// [`enter`], as of the instant the calling thread claimed `slot` (its
@@ -191,13 +185,20 @@ pub(crate) fn enter(slot: &Slot) {
 /// For a thread marked internal first thing, so that std's start-up on it
 /// is allocmeter's as well.
 pub(crate) fn enter_since_claim(slot: &Slot) {
+    enter_as_of(slot, |s| s.baseline.read());
+}
+
+/// Moves the owner of `slot` to allocmeter's side as of the counts `as_of`
+/// reads (read only if it is not there already): the program's share
+/// freezes at those counts less allocmeter's so far.
+fn enter_as_of(slot: &Slot, as_of: impl FnOnce(&Slot) -> Counters) {
     let Some(state) = state_of(slot) else { return };
     let (inside, done) = state.published();
     if inside {
         return;
     }
-    let at_claim = to_words(&slot.baseline.read());
-    state.publish(true, &sub(&at_claim, &done));
+    let counters = to_words(&as_of(slot));
+    state.publish(true, &sub(&counters, &done));
 }
 
 /// The calling thread, owner of `slot`, moves back to the program's side.
