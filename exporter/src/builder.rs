@@ -285,6 +285,9 @@ impl Builder {
         if !allocmeter::is_installed() {
             return Err(StartError::NotInstalled);
         }
+        let marked_before = crate::marked::count();
+        // The aggregator, and the server's threads below.
+        let mut threads = 1;
         if let Some(Token(token)) = &self.auth_token {
             let reason = if token.is_empty() {
                 Some("the token is empty")
@@ -367,8 +370,12 @@ impl Builder {
             // If this fails, dropping `exporter` stops the aggregator.
             let server = http::start(listener, Arc::new(endpoints), http_counters)
                 .map_err(StartError::Thread)?;
+            threads += server.thread_count();
             exporter.set_server(server);
         }
+        // Once `start` returns, the program's figures only grow: its threads
+        // have moved their start-up to allocmeter's side (see `marked`).
+        crate::marked::wait_for(marked_before, threads, Duration::from_secs(2));
         Ok(exporter)
     }
 

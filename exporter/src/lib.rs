@@ -114,6 +114,7 @@ mod exporter;
 mod fault;
 mod health;
 mod http;
+mod marked;
 #[cfg(test)]
 mod proptests;
 mod render;

@@ -250,7 +250,7 @@ impl Aggregator {
 /// never reaches a thread of the service: they only ever push into rings.
 pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>, after_tick: impl Fn()) {
     let interval = aggregator.interval();
-    allocmeter::profile::mark_thread_internal();
+    crate::marked::mark_this_thread();
     let mut next_snapshot = Instant::now() + interval;
     loop {
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -80,7 +80,7 @@ impl<S: Service> IoLoop<S> {
 
     /// Runs until `stop` is set.
     pub fn run(mut self) {
-        allocmeter::profile::mark_thread_internal();
+        crate::marked::mark_this_thread();
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(MAX_CONNECTIONS + 2);
         let mut ready: VecDeque<usize> = VecDeque::with_capacity(MAX_CONNECTIONS);
         while !self.stop.load(Ordering::Acquire) {

@@ -98,6 +98,11 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
+    /// The threads it runs.
+    pub(crate) fn thread_count(&self) -> usize {
+        self.threads.len()
+    }
+
     /// Stops the I/O thread (which closes the listener and every
     /// connection) and the workers, and waits for them. A worker finishes
     /// the response it is rendering first.

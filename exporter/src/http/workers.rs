@@ -105,7 +105,7 @@ fn work<S: Service>(
     service: &S,
     counters: &HttpCounters,
 ) {
-    allocmeter::profile::mark_thread_internal();
+    crate::marked::mark_this_thread();
     while let Ok(job) = jobs.recv() {
         let head_only = job.request.method == Method::Head;
         let response = catch_unwind(AssertUnwindSafe(|| service.render(&job.request)))
