@@ -285,6 +285,10 @@ impl Detector {
     /// count, the lower middle one of an even count). Linear time.
     fn update_median(&mut self) {
         self.scratch.clear();
+        // As much room as the window has (a no-op once there): the scratch
+        // then grows only when the window does, by doubling, and not by one
+        // each time the window holds one more interval than ever before.
+        self.scratch.reserve_exact(self.window.capacity());
         self.scratch.extend(self.window.iter().map(|i| i.rate));
         if self.scratch.is_empty() {
             self.median = 0.0;
