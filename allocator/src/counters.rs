@@ -110,7 +110,7 @@ pub(crate) struct CounterCells {
 
 /// How a successful `realloc` was served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReallocKind {
+pub enum ReallocKind {
     /// Same address, larger size.
     GrownInPlace,
     /// Same address, same or smaller size.
@@ -249,6 +249,12 @@ impl CounterCells {
 pub(crate) trait Op: Copy {
     /// Applies the operation to `cells`.
     fn apply<B: Bump>(self, cells: &CounterCells);
+
+    /// How the block it hands out came to be, for a sample taken at it.
+    #[inline(always)]
+    fn origin(self) -> crate::record::Origin {
+        crate::record::Origin::Alloc
+    }
 }
 
 /// An allocation of this many bytes.
@@ -282,6 +288,14 @@ impl Op for Realloc {
     #[inline(always)]
     fn apply<B: Bump>(self, cells: &CounterCells) {
         cells.realloc::<B>(self.old, self.new, self.kind);
+    }
+
+    #[inline(always)]
+    fn origin(self) -> crate::record::Origin {
+        crate::record::Origin::Realloc {
+            old_size: self.old as u64,
+            kind: self.kind,
+        }
     }
 }
 

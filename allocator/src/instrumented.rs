@@ -138,7 +138,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
     #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // A sampled block leaves the table before the inner realloc can free
-        // its address; whatever comes back is a new allocation for sampling.
+        // its address, and goes back in at the address that comes back.
+        // That block is also a new allocation for sampling.
         let sampled_id = take_if_sampled(ptr);
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract: `ptr`
         // came from this allocator (so from the inner one) with `layout`, and
@@ -151,9 +152,6 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
             }
             local::record(Failure);
         } else {
-            if let Some(id) = sampled_id {
-                local::report_sampled_free(id);
-            }
             let old = layout.size();
             let kind = if new_ptr != ptr {
                 ReallocKind::Moved
@@ -162,6 +160,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
             } else {
                 ReallocKind::ShrunkInPlace
             };
+            if let Some(id) = sampled_id {
+                // The block stays tracked at its new address and size.
+                local::report_sampled_resize(id, new_ptr, new_size, kind);
+            }
             local::record_alloc(
                 Realloc {
                     old,

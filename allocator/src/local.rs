@@ -40,8 +40,8 @@ use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::Ordering;
 
-use crate::counters::{Op, Owned, Shared};
-use crate::record::{self, AllocRecord};
+use crate::counters::{Op, Owned, ReallocKind, Shared};
+use crate::record::{self, AllocRecord, FreeEnd, FreeRecord, Origin, ResizeRecord};
 use crate::slot::{self, SamplingCells, Slot};
 use crate::lockfree::sampled;
 use crate::{sampler, stack};
@@ -165,7 +165,7 @@ pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
                 return false;
             };
             op.apply::<Owned>(&slot.counters);
-            tick_clock(local, slot, ptr, size);
+            tick_clock(local, slot, ptr, size, op);
             true
         })
         .unwrap_or(false);
@@ -174,17 +174,18 @@ pub(crate) fn record_alloc<O: Op>(op: O, ptr: *mut u8, size: usize) {
     }
 }
 
-/// Counts an allocation of `size` bytes at `ptr` down the thread's sampling
-/// clock, and takes a sampling point if that passes it. Compiles to a `sub`
-/// on thread-local memory and a `js`. (A `Layout`'s size is at most
+/// Counts an allocation of `size` bytes at `ptr` (made by `op`) down the
+/// thread's sampling clock, and takes a sampling point if that passes it.
+/// Compiles to a `sub` on thread-local memory and a `js`; `op`'s origin is
+/// worked out only past the `js`. (A `Layout`'s size is at most
 /// `isize::MAX`, and the clock is at most a drawn distance, so the `i64`
 /// never wraps.)
 #[inline(always)]
-fn tick_clock(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
+fn tick_clock<O: Op>(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, op: O) {
     let left = local.bytes_to_sample.get().wrapping_sub(size as i64);
     local.bytes_to_sample.set(left);
     if left < 0 {
-        sampling_point(local, slot, ptr, size);
+        sampling_point(local, slot, ptr, size, op.origin());
     }
 }
 
@@ -197,7 +198,7 @@ fn record_alloc_slow<O: Op>(op: O, ptr: *mut u8, size: usize) {
     match current_slot() {
         Some(slot) => {
             op.apply::<Owned>(&slot.counters);
-            let _ = LOCAL.try_with(|local| tick_clock(local, slot, ptr, size));
+            let _ = LOCAL.try_with(|local| tick_clock(local, slot, ptr, size, op));
         }
         None => {
             op.apply::<Shared>(&fallback_slot().counters);
@@ -299,12 +300,12 @@ fn draw_distance(local: &Local) {
 /// (or, in budget mode, any allocation did).
 #[cold]
 #[inline(never)]
-fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
+fn sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, origin: Origin) {
     // SAFETY: non-null only between `enter_budget` and `leave_budget`, while
     // the recorder lives on this thread's stack in the caller of both.
     match unsafe { local.budget.get().as_ref() } {
-        Some(recorder) => budget_point(local, slot, ptr, size, recorder),
-        None => real_sampling_point(local, slot, ptr, size),
+        Some(recorder) => budget_point(local, slot, ptr, size, origin, recorder),
+        None => real_sampling_point(local, slot, ptr, size, origin),
     }
 }
 
@@ -318,12 +319,13 @@ fn budget_point(
     slot: &Slot,
     ptr: *mut u8,
     size: usize,
+    origin: Origin,
     recorder: &crate::budget::Recorder,
 ) {
     let left = recorder.clock.get().wrapping_sub(size as i64);
     recorder.clock.set(left);
     if left < 0 {
-        real_sampling_point(local, slot, ptr, size);
+        real_sampling_point(local, slot, ptr, size, origin);
         recorder.clock.set(local.bytes_to_sample.get());
     }
     // Allocations made inside the sampler or the recorder (a reentrant
@@ -379,14 +381,14 @@ pub(crate) fn in_budget() -> bool {
 
 /// The sampling clock went off: take a sample if the rate allows, and draw
 /// the next distance.
-fn real_sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
+fn real_sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, origin: Origin) {
     let drawn = local.drawn_rate.get();
     // Sample only if the distance was drawn for the rate in force now, so that
     // every sample's weight matches the process that chose it. Otherwise (the
     // rate changed, or sampling was off) just draw a new distance.
     if drawn != 0 && drawn == sampler::sample_rate() && !local.busy.get() && !local.internal.get() {
         local.busy.set(true);
-        take_sample(local, slot, ptr, size, drawn);
+        take_sample(local, slot, ptr, size, drawn, origin);
         local.busy.set(false);
     }
     draw_distance(local);
@@ -401,22 +403,41 @@ fn real_sampling_point(local: &Local, slot: &Slot, ptr: *mut u8, size: usize) {
 /// the sample not handed over: its weight is carried (see
 /// [`slot::Carry`]) by the thread's next record, so the totals stay
 /// unbiased. Never waits.
-fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64) {
+///
+/// At a `realloc` of a block that is still tracked (its chain goes on at
+/// the same address), the new sample takes the block over and names the
+/// chain as its parent.
+fn take_sample(
+    local: &Local,
+    slot: &Slot,
+    ptr: *mut u8,
+    size: usize,
+    rate: u64,
+    origin: Origin,
+) {
     let depth = sampler::stack_depth();
     let mut frames = [0usize; stack::MAX_DEPTH];
     let n = stack::capture(
         &mut frames[..depth.min(stack::MAX_DEPTH)],
         stack_bounds(local),
     );
+    // Timed after the capture, so that a lifetime leaves the sampler's own
+    // time out.
+    let time_ns = sampler::clock_ns();
     let id = sampler::next_sample_id();
+    let mut parent = 0;
     match sampled::insert(ptr, id) {
         Ok(None) => {}
+        Ok(Some(chain)) if matches!(origin, Origin::Realloc { .. }) => parent = chain,
+        // An entry whose free was not seen (made inside the sampler).
         // (This push may switch rings, so the ring is looked up after it.)
-        Ok(Some(stale)) => push_free(stale),
+        Ok(Some(stale)) => {
+            push_event(&free_record(stale, FreeEnd::Untracked));
+        }
         Err(_) => return carry(slot, size, rate),
     }
     let Some(mut ring) = slot.ring_for_rate(rate) else {
-        let _ = sampled::remove(ptr);
+        untrack(ptr, parent);
         return carry(slot, size, rate);
     };
     let record = AllocRecord {
@@ -425,6 +446,9 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
         size: size as u64,
         rate,
         slot: slot::index_of(slot),
+        time_ns,
+        origin,
+        parent,
         stack: &frames[..n],
     };
     let key = record::stack_key(record.stack);
@@ -451,7 +475,7 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
             None
         };
         let Some(bigger) = grown else {
-            let _ = sampled::remove(ptr);
+            untrack(ptr, parent);
             crate::drainer::wake_drainer();
             return carry(slot, size, rate);
         };
@@ -459,7 +483,7 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
         // The first record in a new ring has its whole stack.
         let len = encode(&mut words, false);
         if !ring.push(&words[..len], ring.free_reserve()) {
-            let _ = sampled::remove(ptr);
+            untrack(ptr, parent);
             return carry(slot, size, rate);
         }
     }
@@ -474,6 +498,16 @@ fn take_sample(local: &Local, slot: &Slot, ptr: *mut u8, size: usize, rate: u64)
     // behind (a burst). Waking it costs a system call, so only then.
     if free < ring.capacity() / 2 {
         crate::drainer::wake_drainer();
+    }
+}
+
+/// The sample taken at `ptr` could not be handed over: its table entry
+/// goes, and the chain it took the block over from (`parent`, or 0) is
+/// tracked there again.
+#[cold]
+fn untrack(ptr: *mut u8, parent: u64) {
+    if parent == 0 || sampled::insert(ptr, parent).is_err() {
+        let _ = sampled::remove(ptr);
     }
 }
 
@@ -510,8 +544,62 @@ pub(crate) fn report_sampled_free(id: u64) {
         lose_free();
         return;
     }
-    push_free(id);
+    push_event(&free_record(id, FreeEnd::Freed));
     let _ = LOCAL.try_with(|l| l.busy.set(false));
+}
+
+/// A tracked block (`id`, its table entry already removed) was resized by
+/// `realloc` to `new_size` bytes at `new_ptr`: report it, and track it on
+/// at its new address. If the resize cannot be reported, the block is
+/// tracked no more (its free counts as lost); if the table cannot take it
+/// back, its tracking ends there (a [`FreeEnd::Untracked`] free).
+/// Busy while it pushes and inserts, as [`report_sampled_free`].
+pub(crate) fn report_sampled_resize(id: u64, new_ptr: *mut u8, new_size: usize, kind: ReallocKind) {
+    let nested = LOCAL.try_with(|l| l.busy.replace(true)).unwrap_or(false);
+    if nested {
+        lose_free();
+        return;
+    }
+    let resize = ResizeRecord {
+        id,
+        address: new_ptr as usize,
+        new_size: new_size as u64,
+        time_ns: sampler::clock_ns(),
+        slot: own_slot_index(),
+        kind,
+    };
+    if push_event(&resize.encode()) {
+        match sampled::insert(new_ptr, id) {
+            Ok(None) => {}
+            Ok(Some(stale)) => {
+                push_event(&free_record(stale, FreeEnd::Untracked));
+            }
+            Err(_) => {
+                push_event(&free_record(id, FreeEnd::Untracked));
+            }
+        }
+    }
+    let _ = LOCAL.try_with(|l| l.busy.set(false));
+}
+
+/// The calling thread's slot index, or `MAX_SLOTS` if it has none.
+fn own_slot_index() -> usize {
+    // SAFETY: `own_slot` is null or points into the static registry.
+    match unsafe { own_slot().as_ref() } {
+        Some(slot) => slot::index_of(slot),
+        None => slot::MAX_SLOTS,
+    }
+}
+
+/// The free record of `id`, now, on the calling thread.
+fn free_record(id: u64, end: FreeEnd) -> [u64; 4] {
+    FreeRecord {
+        id,
+        time_ns: sampler::clock_ns(),
+        slot: own_slot_index(),
+        end,
+    }
+    .encode()
 }
 
 /// Counts a sampled free that could not be reported.
@@ -522,26 +610,27 @@ fn lose_free() {
     }
 }
 
-/// Pushes a free record; the caller makes sure no other push into this
-/// thread's ring is in progress.
-fn push_free(id: u64) {
-    let words = record::encode_free(id);
+/// Pushes a free or resize record (`words`); the caller makes sure no
+/// other push into this thread's ring is in progress. Whether it was
+/// pushed: if not, the free is counted as lost.
+fn push_event(words: &[u64]) -> bool {
     let owned = current_slot();
     let pushed = match owned {
         Some(slot) => slot
             .ring_for_rate(sampler::sample_rate())
-            .is_some_and(|r| r.push(&words, 0))
+            .is_some_and(|r| r.push(words, 0))
             // Full: as for an allocation record, a bigger ring at once.
             || (crate::drainer::is_registered()
-                && slot.grow_ring(words.len()).is_some_and(|r| r.push(&words, 0))),
+                && slot.grow_ring(words.len()).is_some_and(|r| r.push(words, 0))),
         None => slot::fallback()
             .shared_ring()
-            .and_then(|r| r.with_producer_lock(|r| r.push(&words, 0)))
+            .and_then(|r| r.with_producer_lock(|r| r.push(words, 0)))
             .unwrap_or(false),
     };
     if !pushed {
         lose_free();
     }
+    pushed
 }
 
 /// Draws a new sampling distance for the calling thread with the rate in

@@ -2,12 +2,25 @@
 //! the per-thread rings through.
 //!
 //! Each sampled allocation produces one [`SampleEvent::Alloc`] carrying its
-//! call stack, and, when the block is freed (or moved by `realloc`), one
-//! [`SampleEvent::Free`] with the same id. Events of one thread arrive in
-//! order; events of different threads may interleave either way, so a `Free`
-//! can be drained before the `Alloc` it matches (a block allocated on one
-//! thread and freed on another). Consumers should keep such frees until the
-//! allocation shows up, which is within the next drain.
+//! call stack, when it was taken and how the block came to be (a fresh
+//! allocation or a `realloc`). A sampled block stays tracked until it is
+//! freed: each `realloc` of it produces a [`SampleEvent::Resize`] (the same
+//! id, its new size and address), and its free one [`SampleEvent::Free`].
+//! So a buffer grown element by element is followed as one chain from the
+//! sample on, and its lifetime and final size are known when it ends. Every
+//! event carries the time ([`clock_ns`]) and the slot of the thread it
+//! happened on. Events of one thread arrive in order; events of different
+//! threads may interleave either way, so a `Free` can be drained before the
+//! `Alloc` it matches (a block allocated on one thread and freed on
+//! another). Consumers should keep such frees until the allocation shows
+//! up, which is within the next drain.
+//!
+//! For the heap profile, a `Resize` ends the sampled block's in-use share
+//! as a free would: the `realloc` is a new allocation for sampling (its new
+//! size is counted down the sampling clock), and a sample taken at it
+//! stands for the new block with its own weight. Such a sample names the
+//! chain it continues ([`AllocSample::parent`]), and the parent's tracking
+//! ends there (no `Free` comes for it).
 //!
 //! Nothing here symbolizes: stacks are raw return addresses.
 //!
@@ -21,7 +34,10 @@ pub use crate::control::{
     InternalScope, SamplingSuspended, account_internal, internal_scope, mark_thread_internal,
     suspend_sampling,
 };
+pub use crate::counters::ReallocKind;
 pub use crate::drainer::{drain_interval, register_drainer};
+pub use crate::record::{FreeEnd, Origin};
+pub use crate::sampler::clock_ns;
 
 use crate::drainer;
 use crate::record::{self, MAX_RECORD_WORDS, Record};
@@ -49,6 +65,14 @@ pub struct AllocSample<'a> {
     /// The slot of the allocating thread (threads reuse slots of exited
     /// threads); `MAX_SLOTS` for threads without one.
     pub thread: usize,
+    /// When it was taken ([`clock_ns`]).
+    pub time_ns: u64,
+    /// How the block came to be: `alloc`, or a `realloc` (from what size).
+    pub origin: Origin,
+    /// The id of the tracked block this one continues: a sample taken at the
+    /// `realloc` of a block that was already tracked. That block's tracking
+    /// ends here; the chain goes on under this sample's id.
+    pub parent: Option<u64>,
     /// Return addresses, innermost first, starting in allocmeter's own code.
     pub stack: &'a [usize],
     /// The weight of earlier samples of the same thread that could not be
@@ -93,10 +117,34 @@ impl AllocSample<'_> {
 pub enum SampleEvent<'a> {
     /// An allocation was sampled.
     Alloc(AllocSample<'a>),
-    /// The sampled block with this id was freed (or moved by `realloc`).
+    /// The sampled block with this id was freed, or its tracking ended
+    /// without its free being seen (`end`).
     Free {
         /// The id of its [`SampleEvent::Alloc`].
         id: u64,
+        /// When ([`clock_ns`]).
+        time_ns: u64,
+        /// The slot of the freeing thread; `MAX_SLOTS` for a thread without
+        /// one.
+        thread: usize,
+        /// Freed, or no longer tracked.
+        end: FreeEnd,
+    },
+    /// The tracked block with this id was resized by `realloc`; it stays
+    /// tracked under the same id.
+    Resize {
+        /// The id of its [`SampleEvent::Alloc`].
+        id: u64,
+        /// Its address now.
+        address: usize,
+        /// Its size now, in bytes.
+        new_size: u64,
+        /// Grown or shrunk in place, or moved.
+        kind: ReallocKind,
+        /// When ([`clock_ns`]).
+        time_ns: u64,
+        /// The slot of the thread that resized it.
+        thread: usize,
     },
 }
 
@@ -107,8 +155,9 @@ pub const MAX_EVENTS_PER_RING: usize = crate::lockfree::ring::MAX_RING_WORDS;
 
 /// The most sampled allocations the rings grown for bursts hold between two
 /// drains, over all threads together (16 MiB of rings, and an allocation
-/// record takes at least 6 words; see [`SamplingStats::ring_bytes`]).
-pub const MAX_BURST_ALLOCS: usize = crate::slot::MAX_BURST_RING_BYTES / 48;
+/// record takes at least 9 words; see [`SamplingStats::ring_bytes`]).
+pub const MAX_BURST_ALLOCS: usize =
+    crate::slot::MAX_BURST_RING_BYTES / (8 * crate::record::ALLOC_HEAD);
 
 /// How many sampled blocks can be live at once. Beyond it, new samples are
 /// not handed over until some are freed: their weight is carried by a later
@@ -154,10 +203,26 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
                         size: r.size,
                         rate: r.rate,
                         thread: r.slot.min(MAX_SLOTS),
+                        time_ns: r.time_ns,
+                        origin: r.origin,
+                        parent: (r.parent != 0).then_some(r.parent),
                         stack: r.stack,
                         carried: core::mem::take(&mut carried),
                     })),
-                    Some(Record::Free { id }) => f(SampleEvent::Free { id }),
+                    Some(Record::Free(r)) => f(SampleEvent::Free {
+                        id: r.id,
+                        time_ns: r.time_ns,
+                        thread: r.slot.min(MAX_SLOTS),
+                        end: r.end,
+                    }),
+                    Some(Record::Resize(r)) => f(SampleEvent::Resize {
+                        id: r.id,
+                        address: r.address,
+                        new_size: r.new_size,
+                        kind: r.kind,
+                        time_ns: r.time_ns,
+                        thread: r.slot.min(MAX_SLOTS),
+                    }),
                     Some(Record::Carry {
                         samples,
                         objects,

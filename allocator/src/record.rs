@@ -6,19 +6,30 @@
 //! The ring frames every record with its header word (kind and length, see
 //! [`crate::lockfree::ring::header`]); this module owns what follows it:
 //!
-//! | word | allocation ([`KIND_ALLOC`]) | same stack ([`KIND_ALLOC_SAME`]) | free ([`KIND_FREE`]) | carry ([`KIND_CARRY`]) |
-//! |---|---|---|---|---|
-//! | 0 | header, length `6 + frames` | header, length 6 | header, length 2 | header, length 4 |
-//! | 1 | sample id | sample id | sample id | samples carried |
-//! | 2 | block address | block address | | allocations (`f64` bits) |
-//! | 3 | requested size | requested size | | bytes (`f64` bits) |
-//! | 4 | sample rate | sample rate | | |
-//! | 5 | slot index | slot index | | |
-//! | 6.. | return addresses, innermost first | | | |
+//! | word | allocation ([`KIND_ALLOC`]) | same stack ([`KIND_ALLOC_SAME`]) | free ([`KIND_FREE`]) | resize ([`KIND_RESIZE`]) | carry ([`KIND_CARRY`]) |
+//! |---|---|---|---|---|---|
+//! | 0 | header, length `9 + frames` | header, length 9 | header, length 4 | header, length 6 | header, length 4 |
+//! | 1 | sample id | sample id | sample id | sample id | samples carried |
+//! | 2 | block address | block address | time | new address | allocations (`f64` bits) |
+//! | 3 | requested size | requested size | slot, end | new size | bytes (`f64` bits) |
+//! | 4 | sample rate | sample rate | | time | |
+//! | 5 | slot index | slot index | | slot, kind | |
+//! | 6 | time | time | | | |
+//! | 7 | origin | origin | | | |
+//! | 8 | parent id, or 0 | parent id, or 0 | | | |
+//! | 9.. | return addresses, innermost first | | | | |
+//!
+//! Times are the clock's nanoseconds ([`crate::profile::clock_ns`]). The
+//! origin word says how the block came to be: a fresh allocation (0), or a
+//! `realloc` from the size in its upper bits (`old << 2 | kind`, kind 1
+//! grown in place, 2 shrunk in place, 3 moved). A sample taken at the
+//! `realloc` of a block already tracked carries that block's id as its
+//! parent. "slot, end" and "slot, kind" hold the slot index in the low 32
+//! bits and the [`FreeEnd`] or [`ReallocKind`] above them.
 //!
 //! A burst from one call site repeats one stack, so an allocation record
 //! whose stack is that of the previous allocation record in the same ring
-//! leaves it out ([`KIND_ALLOC_SAME`]): 6 words instead of 6 + frames. The
+//! leaves it out ([`KIND_ALLOC_SAME`]): 9 words instead of 9 + frames. The
 //! sampled path tells by a 64-bit hash of the stack ([`stack_key`]; two
 //! different stacks share one with a chance of about 2^-64); the drain
 //! remembers the last whole stack it read from each slot
@@ -33,14 +44,20 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::lockfree::ring::{self, KIND_ALLOC, KIND_ALLOC_SAME, KIND_CARRY, KIND_FREE};
+use crate::counters::ReallocKind;
+use crate::lockfree::ring::{
+    self, KIND_ALLOC, KIND_ALLOC_SAME, KIND_CARRY, KIND_FREE, KIND_RESIZE,
+};
 use crate::stack::MAX_DEPTH;
 
 /// Words of an allocation record before its stack.
-const ALLOC_HEAD: usize = 6;
+pub(crate) const ALLOC_HEAD: usize = 9;
 
 /// Words of a free record.
-const FREE_LEN: usize = 2;
+const FREE_LEN: usize = 4;
+
+/// Words of a resize record.
+pub(crate) const RESIZE_LEN: usize = 6;
 
 /// Words of a carry record.
 pub(crate) const CARRY_LEN: usize = 4;
@@ -71,8 +88,103 @@ pub(crate) struct AllocRecord<'a> {
     pub rate: u64,
     /// The index of the allocating thread's slot.
     pub slot: usize,
+    /// When the sample was taken ([`crate::profile::clock_ns`]).
+    pub time_ns: u64,
+    /// How the block came to be.
+    pub origin: Origin,
+    /// The id of the tracked block this one continues (a sample taken at
+    /// its `realloc`), or 0.
+    pub parent: u64,
     /// Return addresses, innermost first (at most [`MAX_DEPTH`]).
     pub stack: &'a [usize],
+}
+
+/// How a sampled block came to be: a fresh allocation, or a `realloc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `alloc` or `alloc_zeroed`.
+    Alloc,
+    /// A `realloc` of a block of `old_size` bytes.
+    Realloc {
+        /// The size the block had before.
+        old_size: u64,
+        /// How the inner allocator served it.
+        kind: ReallocKind,
+    },
+}
+
+impl Origin {
+    fn encode(self) -> u64 {
+        match self {
+            Origin::Alloc => 0,
+            Origin::Realloc { old_size, kind } => (old_size << 2) | kind_code(kind),
+        }
+    }
+
+    fn decode(word: u64) -> Origin {
+        match kind_of(word & 3) {
+            None => Origin::Alloc,
+            Some(kind) => Origin::Realloc {
+                old_size: word >> 2,
+                kind,
+            },
+        }
+    }
+}
+
+fn kind_code(kind: ReallocKind) -> u64 {
+    match kind {
+        ReallocKind::GrownInPlace => 1,
+        ReallocKind::ShrunkInPlace => 2,
+        ReallocKind::Moved => 3,
+    }
+}
+
+fn kind_of(code: u64) -> Option<ReallocKind> {
+    match code {
+        1 => Some(ReallocKind::GrownInPlace),
+        2 => Some(ReallocKind::ShrunkInPlace),
+        3 => Some(ReallocKind::Moved),
+        _ => None,
+    }
+}
+
+/// How the tracking of a sampled block ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeEnd {
+    /// The program freed it.
+    Freed,
+    /// It is no longer tracked, but its free was not seen: the sampled
+    /// table could not keep it after a `realloc` moved it, or a later sample
+    /// took over its address. Its lifetime is unknown past this point
+    /// (censored).
+    Untracked,
+}
+
+/// A sampled block's free (or the end of its tracking), as a record carries
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FreeRecord {
+    pub id: u64,
+    pub time_ns: u64,
+    pub slot: usize,
+    pub end: FreeEnd,
+}
+
+/// A tracked block resized by `realloc`, as a record carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ResizeRecord {
+    pub id: u64,
+    pub address: usize,
+    pub new_size: u64,
+    pub time_ns: u64,
+    pub slot: usize,
+    pub kind: ReallocKind,
+}
+
+/// Packs a slot index and a small code into one word.
+fn slot_and(slot: usize, code: u64) -> u64 {
+    (slot as u64 & 0xFFFF_FFFF) | (code << 32)
 }
 
 impl AllocRecord<'_> {
@@ -102,14 +214,43 @@ impl AllocRecord<'_> {
         out[3] = self.size;
         out[4] = self.rate;
         out[5] = self.slot as u64;
+        out[6] = self.time_ns;
+        out[7] = self.origin.encode();
+        out[8] = self.parent;
         len
     }
 }
 
-/// The record of the free of the sampled block with this id.
-#[inline]
-pub(crate) fn encode_free(id: u64) -> [u64; FREE_LEN] {
-    [ring::header(KIND_FREE, FREE_LEN), id]
+impl FreeRecord {
+    /// The record's words.
+    #[inline]
+    pub(crate) fn encode(&self) -> [u64; FREE_LEN] {
+        let end = match self.end {
+            FreeEnd::Freed => 0,
+            FreeEnd::Untracked => 1,
+        };
+        [
+            ring::header(KIND_FREE, FREE_LEN),
+            self.id,
+            self.time_ns,
+            slot_and(self.slot, end),
+        ]
+    }
+}
+
+impl ResizeRecord {
+    /// The record's words.
+    #[inline]
+    pub(crate) fn encode(&self) -> [u64; RESIZE_LEN] {
+        [
+            ring::header(KIND_RESIZE, RESIZE_LEN),
+            self.id,
+            self.address as u64,
+            self.new_size,
+            self.time_ns,
+            slot_and(self.slot, kind_code(self.kind)),
+        ]
+    }
 }
 
 /// The record of `samples` samples' weight, `objects` allocations and
@@ -181,11 +322,10 @@ pub(crate) fn remember(words: &[u64], memo: &StackMemo) {
 pub(crate) enum Record<'a> {
     /// A sampled allocation.
     Alloc(AllocRecord<'a>),
-    /// The sampled block with this id was freed.
-    Free {
-        /// The id of its allocation record.
-        id: u64,
-    },
+    /// The sampled block was freed, or its tracking ended.
+    Free(FreeRecord),
+    /// A tracked block was resized.
+    Resize(ResizeRecord),
     /// Weight carried by the allocation record that follows.
     Carry {
         /// Samples whose weight this is.
@@ -230,10 +370,30 @@ pub(crate) fn decode<'s>(
                 size: words[3],
                 rate: words[4],
                 slot: words[5] as usize,
+                time_ns: words[6],
+                origin: Origin::decode(words[7]),
+                parent: words[8],
                 stack: &stack[..n],
             }))
         }
-        KIND_FREE if len >= FREE_LEN => Some(Record::Free { id: words[1] }),
+        KIND_FREE if len >= FREE_LEN => Some(Record::Free(FreeRecord {
+            id: words[1],
+            time_ns: words[2],
+            slot: (words[3] & 0xFFFF_FFFF) as usize,
+            end: if words[3] >> 32 == 1 {
+                FreeEnd::Untracked
+            } else {
+                FreeEnd::Freed
+            },
+        })),
+        KIND_RESIZE if len >= RESIZE_LEN => Some(Record::Resize(ResizeRecord {
+            id: words[1],
+            address: words[2] as usize,
+            new_size: words[3],
+            time_ns: words[4],
+            slot: (words[5] & 0xFFFF_FFFF) as usize,
+            kind: kind_of(words[5] >> 32)?,
+        })),
         KIND_CARRY if len >= CARRY_LEN => Some(Record::Carry {
             samples: words[1],
             objects: f64::from_bits(words[2]),
@@ -259,13 +419,42 @@ mod tests {
                 size: 4096,
                 rate: 512 * 1024,
                 slot: 3,
+                time_ns: 123_456_789,
+                origin: if depth % 2 == 0 {
+                    Origin::Alloc
+                } else {
+                    Origin::Realloc {
+                        old_size: 1 << 40,
+                        kind: ReallocKind::Moved,
+                    }
+                },
+                parent: depth as u64,
                 stack: &frames[..depth],
+            };
+            let free = FreeRecord {
+                id: sent.id,
+                time_ns: 987_654_321,
+                slot: 5,
+                end: if depth % 2 == 0 {
+                    FreeEnd::Freed
+                } else {
+                    FreeEnd::Untracked
+                },
+            };
+            let resize = ResizeRecord {
+                id: sent.id,
+                address: 0x7f00_0000_1000,
+                new_size: 1 << 33,
+                time_ns: 555,
+                slot: 4095,
+                kind: ReallocKind::GrownInPlace,
             };
             let mut words = [0u64; MAX_RECORD_WORDS];
             let len = sent.encode(&mut words, false);
             assert_eq!(len, alloc_len(depth));
             assert!(ring.push(&words[..len], 0));
-            assert!(ring.push(&encode_free(sent.id), 0));
+            assert!(ring.push(&resize.encode(), 0));
+            assert!(ring.push(&free.encode(), 0));
 
             let mut buf = [0u64; MAX_RECORD_WORDS];
             let mut stack = [0usize; MAX_DEPTH];
@@ -276,10 +465,16 @@ mod tests {
                 Some(Record::Alloc(sent))
             );
             let len = ring.pop(&mut buf).unwrap();
-            assert_eq!(len, 2);
+            assert_eq!(len, RESIZE_LEN);
             assert_eq!(
                 decode(&buf[..len], &mut stack, &memo),
-                Some(Record::Free { id: sent.id })
+                Some(Record::Resize(resize))
+            );
+            let len = ring.pop(&mut buf).unwrap();
+            assert_eq!(len, FREE_LEN);
+            assert_eq!(
+                decode(&buf[..len], &mut stack, &memo),
+                Some(Record::Free(free))
             );
         }
         assert!(ring.pop(&mut [0u64; 4]).is_none());
@@ -291,16 +486,21 @@ mod tests {
         let m = StackMemo::new();
         assert_eq!(decode(&[], &mut stack, &m), None);
         assert_eq!(
-            decode(&[ring::header(KIND_ALLOC, 5), 1, 2, 3, 4], &mut stack, &m),
+            decode(&[ring::header(KIND_ALLOC, 8), 1, 2, 3, 4, 5, 6, 7], &mut stack, &m),
             None
         );
-        assert_eq!(decode(&[ring::header(KIND_FREE, 1)], &mut stack, &m), None);
+        assert_eq!(decode(&[ring::header(KIND_FREE, 3), 1, 2], &mut stack, &m), None);
+        assert_eq!(
+            decode(&[ring::header(KIND_RESIZE, 6), 1, 2, 3, 4, 9 << 32], &mut stack, &m),
+            None,
+            "an unknown realloc kind"
+        );
         assert_eq!(decode(&[ring::header(KIND_CARRY, 3), 1, 2], &mut stack, &m), None);
         assert_eq!(decode(&[ring::header(9, 2), 1], &mut stack, &m), None);
     }
 
     #[test]
-    fn a_repeated_stack_takes_six_words_and_decodes_to_the_remembered_one() {
+    fn a_repeated_stack_takes_nine_words_and_decodes_to_the_remembered_one() {
         let a: Vec<usize> = (0..30).map(|i| 0x4000 + i * 8).collect();
         let b: Vec<usize> = (0..30).map(|i| 0x9000 + i * 8).collect();
         assert_eq!(stack_key(&a), stack_key(&a.clone()));
@@ -314,6 +514,9 @@ mod tests {
             size: 64,
             rate: 512,
             slot: 1,
+            time_ns: 0,
+            origin: Origin::Alloc,
+            parent: 0,
             stack,
         };
         let mut words = [0u64; MAX_PUSH_WORDS];
@@ -321,7 +524,7 @@ mod tests {
         let len = record(1, &a).encode(&mut words, false);
         assert!(ring.push(&words[..len], 0));
         let len = record(2, &a).encode(&mut words, true);
-        assert_eq!(len, 6);
+        assert_eq!(len, ALLOC_HEAD);
         assert!(ring.push(&words[..len], 0));
         words[..CARRY_LEN].copy_from_slice(&encode_carry(3, 30.5, 1952.0));
         let len = record(3, &a).encode(&mut words[CARRY_LEN..], true);
@@ -340,7 +543,7 @@ mod tests {
                     objects,
                     bytes,
                 } => got.push(format!("carry {samples} {objects} {bytes}")),
-                Record::Free { .. } => unreachable!(),
+                Record::Free(_) | Record::Resize(_) => unreachable!(),
             }
         }
         assert_eq!(

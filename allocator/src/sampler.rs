@@ -58,6 +58,23 @@ pub(crate) fn next_sample_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The clock sampled blocks are timed by: `CLOCK_MONOTONIC`, in
+/// nanoseconds. The same clock in every thread and in the drainer, so a
+/// lifetime is the difference of two readings. A vDSO call: no system call,
+/// no allocation; read only on the sampled path.
+pub fn clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`; CLOCK_MONOTONIC always
+    // exists on Linux, and on failure `ts` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
 /// While sampling is off, a thread rechecks the rate after this many bytes.
 pub(crate) const OFF_RECHECK_BYTES: u64 = 256 * 1024;
 

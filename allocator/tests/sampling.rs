@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allocmeter::Instrumented;
-use allocmeter::profile::{SampleEvent, drain, sampling_stats};
+use allocmeter::profile::{
+    FreeEnd, Origin, ReallocKind, SampleEvent, clock_ns, drain, sampling_stats,
+};
 use allocmeter_test_support::runner;
 
 #[global_allocator]
@@ -24,8 +26,19 @@ enum Event {
         size: u64,
         weight: f64,
         stack: Vec<usize>,
+        time_ns: u64,
+        origin: Origin,
+        parent: Option<u64>,
+        thread: usize,
     },
-    Free(u64),
+    Free(u64, FreeEnd, u64, usize),
+    Resize {
+        id: u64,
+        address: usize,
+        new_size: u64,
+        kind: ReallocKind,
+        time_ns: u64,
+    },
 }
 
 fn drain_all() -> Vec<Event> {
@@ -38,8 +51,31 @@ fn drain_all() -> Vec<Event> {
                 size: a.size,
                 weight: a.weight(),
                 stack: a.stack.to_vec(),
+                time_ns: a.time_ns,
+                origin: a.origin,
+                parent: a.parent,
+                thread: a.thread,
             },
-            SampleEvent::Free { id } => Event::Free(id),
+            SampleEvent::Free {
+                id,
+                time_ns,
+                thread,
+                end,
+            } => Event::Free(id, end, time_ns, thread),
+            SampleEvent::Resize {
+                id,
+                address,
+                new_size,
+                kind,
+                time_ns,
+                ..
+            } => Event::Resize {
+                id,
+                address,
+                new_size,
+                kind,
+                time_ns,
+            },
         })
     })
     .expect("no other drainer");
@@ -81,11 +117,15 @@ fn rate_one_samples_every_allocation_and_reports_its_free() {
             size,
             weight,
             stack,
+            origin,
+            parent,
+            ..
         } = e
             && let Some(&cap) = addresses.get(address)
         {
             assert_eq!(*size, cap as u64);
             assert_eq!(*weight, 1.0, "rate 1 weighs exactly one");
+            assert_eq!((*origin, *parent), (Origin::Alloc, None));
             let names = symbol_names(stack);
             assert!(
                 names.iter().any(|n| n.contains("allocate_here")),
@@ -99,7 +139,7 @@ fn rate_one_samples_every_allocation_and_reports_its_free() {
     let frees: Vec<u64> = drain_all()
         .into_iter()
         .filter_map(|e| match e {
-            Event::Free(id) if ids.contains_key(&id) => Some(id),
+            Event::Free(id, FreeEnd::Freed, ..) if ids.contains_key(&id) => Some(id),
             _ => None,
         })
         .collect();
@@ -141,7 +181,7 @@ fn both_capture_methods_name_the_allocating_function() {
     assert_eq!(allocmeter::stack::method(), probed);
 }
 
-fn sampled_realloc_reports_a_free_and_may_sample_the_new_block() {
+fn a_sampled_realloc_continues_the_chain_it_takes_over() {
     drain_all();
     allocmeter::set_sample_rate(1);
     let mut v: Vec<u8> = allocate_here(64);
@@ -155,13 +195,133 @@ fn sampled_realloc_reports_a_free_and_may_sample_the_new_block() {
         _ => None,
     });
     let first_id = first_id.expect("first block sampled");
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::Free(id) if *id == first_id))
+    let resized = events.iter().find_map(|e| match e {
+        Event::Resize {
+            id,
+            address,
+            new_size,
+            kind,
+            ..
+        } if *id == first_id => Some((*address, *new_size, *kind)),
+        _ => None,
+    });
+    assert_eq!(
+        resized,
+        Some((second, 1 << 20, ReallocKind::Moved)),
+        "{events:?}"
     );
-    assert!(events.iter().any(|e| matches!(e, Event::Alloc { address, size, .. } if *address == second && *size >= 1 << 20)));
+    // At rate 1 the realloc is sampled too: the new sample continues the
+    // chain, whose tracking ends there (no free comes for it).
+    let continued = events.iter().find_map(|e| match e {
+        Event::Alloc {
+            id,
+            address,
+            origin,
+            parent,
+            ..
+        } if *address == second => Some((*id, *origin, *parent)),
+        _ => None,
+    });
+    let (second_id, origin, parent) = continued.expect("the realloc was sampled");
+    assert_eq!(
+        origin,
+        Origin::Realloc {
+            old_size: 64,
+            kind: ReallocKind::Moved
+        }
+    );
+    assert_eq!(parent, Some(first_id));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Free(id, ..) if *id == first_id))
+    );
     drop(v);
+    let frees: Vec<u64> = drain_all()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Free(id, FreeEnd::Freed, ..) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert!(frees.contains(&second_id), "{frees:?}");
+}
+
+#[inline(never)]
+fn grow_by_pushing(v: &mut Vec<u64>, n: u64) {
+    for i in 0..n {
+        v.push(black_box(i));
+    }
+}
+
+fn a_tracked_block_is_followed_through_its_reallocs_to_its_free_on_another_thread() {
+    drain_all();
+    allocmeter::set_sample_rate(1);
+    let mut v: Vec<u64> = Vec::with_capacity(4);
+    // No more samples on this thread: the reallocs that follow are seen
+    // only because the block is tracked.
+    allocmeter::set_sample_rate(1 << 60);
+    let before_grow = clock_ns();
+    grow_by_pushing(&mut v, 1000);
+    let address = v.as_ptr() as usize;
+    std::thread::sleep(Duration::from_millis(30));
+    let own = drain_all();
+    let (id, thread, born) = own
+        .iter()
+        .find_map(|e| match e {
+            Event::Alloc {
+                id,
+                size: 32,
+                thread,
+                time_ns,
+                origin: Origin::Alloc,
+                ..
+            } => Some((*id, *thread, *time_ns)),
+            _ => None,
+        })
+        .expect("the first block was sampled");
+    assert!(born <= before_grow);
+    let sizes: Vec<u64> = own
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resize {
+                id: i,
+                new_size,
+                time_ns,
+                ..
+            } if *i == id => {
+                assert!(*time_ns >= born);
+                Some(*new_size)
+            }
+            _ => None,
+        })
+        .collect();
+    // Doubling from 4 elements of 8 bytes to 1024: 8 reallocs.
+    assert_eq!(
+        sizes,
+        [64, 128, 256, 512, 1024, 2048, 4096, 8192],
+        "{own:?}"
+    );
+    let freer = std::thread::spawn(move || {
+        drop(v);
+        allocmeter::profile::clock_ns()
+    });
+    let freed_at = freer.join().unwrap();
+    allocmeter::set_sample_rate(0);
+    let end = drain_all().into_iter().find_map(|e| match e {
+        Event::Free(i, end, time_ns, freed_by) if i == id => Some((end, time_ns, freed_by)),
+        _ => None,
+    });
+    let (end, time_ns, freed_by) = end.expect("its free was reported");
+    assert_eq!(end, FreeEnd::Freed);
+    assert_ne!(freed_by, thread, "freed on another thread");
+    assert!(time_ns <= freed_at);
+    assert!(
+        time_ns - born >= 30_000_000,
+        "lived at least the 30 ms slept: {} ns",
+        time_ns - born
+    );
+    let _ = address;
 }
 
 fn switching_sampling_off_and_on_while_threads_allocate() {
@@ -219,8 +379,12 @@ fn main() {
                 both_capture_methods_name_the_allocating_function,
             ),
             (
-                "sampled_realloc_reports_a_free_and_may_sample_the_new_block",
-                sampled_realloc_reports_a_free_and_may_sample_the_new_block,
+                "a_sampled_realloc_continues_the_chain_it_takes_over",
+                a_sampled_realloc_continues_the_chain_it_takes_over,
+            ),
+            (
+                "a_tracked_block_is_followed_through_its_reallocs_to_its_free_on_another_thread",
+                a_tracked_block_is_followed_through_its_reallocs_to_its_free_on_another_thread,
             ),
             (
                 "switching_sampling_off_and_on_while_threads_allocate",

@@ -31,6 +31,9 @@ pub const DEFAULT_HISTORY: usize = 300;
 /// How many call sites the site table keeps unless told otherwise.
 pub const DEFAULT_MAX_SITES: usize = 10_000;
 
+/// The default evidence window of the optimisation hints: two minutes.
+pub const DEFAULT_HINTS_WINDOW: Duration = Duration::from_secs(120);
+
 /// Configures and starts an [`Exporter`]. Made by [`Exporter::builder`].
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -48,6 +51,7 @@ pub struct Builder {
     expose_profiles: bool,
     symbolize: bool,
     symbols_idle: Duration,
+    hints_window: Duration,
 }
 
 /// The bearer token, kept out of `Debug` output (a logged builder must not
@@ -78,6 +82,7 @@ impl Default for Builder {
             expose_profiles: true,
             symbolize: true,
             symbols_idle: DEFAULT_SYMBOLS_IDLE,
+            hints_window: DEFAULT_HINTS_WINDOW,
         }
     }
 }
@@ -263,6 +268,18 @@ impl Builder {
         self
     }
 
+    /// The evidence window of the optimisation hints (default
+    /// [`DEFAULT_HINTS_WINDOW`], 2 minutes; at least twice the interval):
+    /// the hints are drawn from what the sampled blocks did over the latest
+    /// half window to whole window, so a change to the program (or its
+    /// warm-up ending) shows in them within one window. A longer window
+    /// gathers more samples per site (firmer hints for quieter sites); a
+    /// shorter one follows change sooner.
+    pub fn hints_window(mut self, window: Duration) -> Self {
+        self.hints_window = window;
+        self
+    }
+
     /// Binds the address and starts the threads.
     ///
     /// Fails, without starting anything, if allocmeter is not the program's
@@ -311,6 +328,7 @@ impl Builder {
             self.history,
             self.interval,
             spike_config,
+            self.hints_window.max(2 * self.interval),
         ));
         let http_counters = Arc::new(HttpCounters::default());
         let renderer = Arc::new(

@@ -20,6 +20,7 @@ use crate::aggregate::spikes::SpikeStatus;
 use crate::health::HttpStats;
 use crate::http;
 use crate::render::Renderer;
+use crate::render::hints::HintsReport;
 use crate::render::pprof::{self, DefaultType};
 use crate::render::prometheus::AllocCollector;
 use crate::render::sites::{SiteReport, SortBy};
@@ -98,6 +99,19 @@ impl Exporter {
     /// copy it gets back.
     pub fn top_sites(&self, n: usize, by: SortBy) -> Vec<SiteReport> {
         handed_over(|| self.renderer.top_sites(n, by))
+    }
+
+    /// The optimisation hints now, as `/api/hints` serves them: for the
+    /// sites that would save most, which technique fits (preallocate,
+    /// reuse, pool, stream, format), the evidence, the saving and its
+    /// range, how sure, what could make it wrong, and the budget check that
+    /// would prove the fix; and the sites still collecting evidence. See
+    /// the crate docs, "Optimisation hints".
+    ///
+    /// The render is allocmeter's; the service allocates only the copy it
+    /// gets back.
+    pub fn hints(&self) -> HintsReport {
+        handed_over(|| self.renderer.hints())
     }
 
     /// The heap profile, gzipped `profile.proto`, as `/debug/pprof/heap`

@@ -125,13 +125,20 @@ pub use aggregate::detector::{
 };
 pub use aggregate::history::{HistoryPoint, Snapshot};
 pub use aggregate::spikes::{MAX_SPIKES, SpikeStatus};
-pub use builder::{Builder, DEFAULT_BIND, DEFAULT_HISTORY, DEFAULT_INTERVAL, DEFAULT_MAX_SITES};
+pub use builder::{
+    Builder, DEFAULT_BIND, DEFAULT_HINTS_WINDOW, DEFAULT_HISTORY, DEFAULT_INTERVAL,
+    DEFAULT_MAX_SITES,
+};
 pub use error::StartError;
 pub use exporter::Exporter;
 pub use health::HttpStats;
 pub use http::limits;
 pub use http::routes::METRICS_CONTENT_TYPE;
 pub use render::DEFAULT_SYMBOLS_IDLE;
+pub use render::hints::{
+    Collecting, Confidence, Declined, Evidence, Hint, HintsReport, MAX_HINTS, Saving, Share,
+    Technique,
+};
 pub use render::json::API_VERSION;
 #[doc(hidden)]
 pub use render::pprof::proto as profile_proto;

@@ -377,6 +377,7 @@ fn endpoints() -> &'static Endpoints {
             10,
             Duration::from_secs(1),
             SpikeConfig::default(),
+            Duration::from_secs(120),
         ));
         aggregator.tick();
         let renderer = Renderer::new(aggregator, Arc::default(), 0);

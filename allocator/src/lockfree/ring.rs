@@ -77,6 +77,9 @@ pub(crate) const KIND_ALLOC_SAME: u64 = 3;
 /// The weight of samples that could not be handed over, carried by the
 /// allocation record that follows (see [`crate::record`]).
 pub(crate) const KIND_CARRY: u64 = 4;
+/// A sampled block was resized by `realloc` and stays tracked (see
+/// [`crate::record`]).
+pub(crate) const KIND_RESIZE: u64 = 5;
 
 /// Builds a header word.
 pub(crate) const fn header(kind: u64, len: usize) -> u64 {

@@ -15,6 +15,7 @@
 //! | `detector.rs` | the pure spike detector |
 //! | `detector_props.rs` | property tests of the detector's guarantees (tests only) |
 //! | `spikes.rs` | the spike log: records and what allocated during each |
+//! | `evidence.rs` | what each site's sampled blocks did over a sliding window, for the hints |
 //!
 //! [`Aggregator`] owns all of them behind private locks; renderers get
 //! copies through its methods and never take its locks. It reads with
@@ -28,6 +29,7 @@
 pub(crate) mod detector;
 #[cfg(test)]
 mod detector_props;
+pub(crate) mod evidence;
 pub(crate) mod history;
 pub(crate) mod sites;
 pub(crate) mod spikes;
@@ -40,7 +42,7 @@ use parking_lot::Mutex;
 
 use detector::{Point, SpikeConfig};
 use history::{History, HistoryPoint, Snapshot};
-use sites::{RawSite, SiteTable};
+use sites::{EvidenceCopy, RawSite, SiteTable, WindowMark};
 use spikes::{SpikeLog, SpikeRecord, SpikeStatus};
 
 /// How often the rings are drained at most: [`allocmeter::profile::drain_interval`],
@@ -80,6 +82,37 @@ pub(crate) struct Aggregator {
     /// Panics the aggregator thread caught and survived (draining,
     /// snapshotting, spike detection).
     panics: AtomicU64,
+    /// The evidence window of the hints (its generations are half as long).
+    hints_window: Duration,
+}
+
+/// The hints' evidence at one moment: every site's, over the window, with
+/// the program's exact totals over the same window.
+#[derive(Clone, Debug)]
+pub(crate) struct EvidenceSnapshot {
+    /// Now ([`allocmeter::profile::clock_ns`]).
+    pub now: WindowMark,
+    /// When the window began.
+    pub start: WindowMark,
+    /// The sites with evidence.
+    pub sites: Vec<EvidenceCopy>,
+}
+
+impl EvidenceSnapshot {
+    /// The window's length in seconds (at least a millisecond).
+    pub fn window_secs(&self) -> f64 {
+        (self.now.time_ns.saturating_sub(self.start.time_ns) as f64 / 1e9).max(1e-3)
+    }
+}
+
+/// The program's exact totals now, for the evidence window.
+fn window_mark() -> WindowMark {
+    let program = allocmeter::stats_split().program;
+    WindowMark {
+        time_ns: allocmeter::profile::clock_ns(),
+        allocs: program.allocs,
+        bytes: program.alloc_bytes,
+    }
 }
 
 impl Aggregator {
@@ -90,9 +123,12 @@ impl Aggregator {
         history_len: usize,
         interval: Duration,
         spikes: SpikeConfig,
+        hints_window: Duration,
     ) -> Self {
+        let mut table = SiteTable::new(max_sites);
+        table.start_evidence(window_mark());
         Aggregator {
-            sites: Mutex::new(SiteTable::new(max_sites)),
+            sites: Mutex::new(table),
             history: Mutex::new(History::new(history_len)),
             spikes: Mutex::new(SpikeLog::new(spikes)),
             started: Instant::now(),
@@ -100,6 +136,19 @@ impl Aggregator {
             history_bytes: AtomicUsize::new(0),
             spikes_bytes: AtomicUsize::new(0),
             panics: AtomicU64::new(0),
+            hints_window,
+        }
+    }
+
+    /// Drains, then copies the hints' evidence out of the table.
+    pub fn evidence(&self) -> EvidenceSnapshot {
+        let mut table = self.sites.lock();
+        table.drain();
+        let now = window_mark();
+        EvidenceSnapshot {
+            now,
+            start: table.window_started(),
+            sites: table.evidence_now(now.time_ns),
         }
     }
 
@@ -156,6 +205,19 @@ impl Aggregator {
             let mut table = self.sites.lock();
             table.drain();
             let in_spike = log.observe(point, &table);
+            let mark = WindowMark {
+                time_ns: allocmeter::profile::clock_ns(),
+                allocs: split.program.allocs,
+                bytes: split.program.alloc_bytes,
+            };
+            let half = self.hints_window.as_nanos() as u64 / 2;
+            if mark
+                .time_ns
+                .saturating_sub(table.generation_started().time_ns)
+                >= half
+            {
+                table.rotate_evidence(mark);
+            }
             drop(table);
             (in_spike, log.approximate_bytes())
         };
@@ -290,8 +352,13 @@ mod tests {
 
     #[test]
     fn the_spike_log_counts_in_the_exporter_s_own_bytes() {
-        let aggregator =
-            Aggregator::new(100, 10, Duration::from_millis(10), SpikeConfig::default());
+        let aggregator = Aggregator::new(
+            100,
+            10,
+            Duration::from_millis(10),
+            SpikeConfig::default(),
+            Duration::from_secs(120),
+        );
         assert_eq!(aggregator.spikes_bytes.load(Ordering::Relaxed), 0);
         aggregator.tick();
         aggregator.tick();

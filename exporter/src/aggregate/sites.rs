@@ -17,13 +17,19 @@
 //! the allocation machinery, and stacks that differ only inside it are
 //! merged.
 //!
+//! The table also follows each tracked block from its sample to its free
+//! (its *chain*, through the reallocs the allocator reports) and hands the
+//! chain's end to its site's evidence (`evidence.rs`), for the hints.
+//!
 //! Owns: the table. Touches no symbolizer and no lock (the aggregator holds
 //! the table's).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use allocmeter::profile::{AllocSample, SampleEvent};
+use allocmeter::profile::{AllocSample, FreeEnd, Origin, ReallocKind, SampleEvent};
+
+use super::evidence::{Censored, ChainEnd, Generation, MAX_EVIDENCE_SITES, SiteEvidence};
 
 /// Estimated totals of one call site.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -87,11 +93,46 @@ struct LiveSample {
     weight: f64,
     size: f64,
     address: usize,
+    /// Whether it still counts in its site's in-use estimates: not after a
+    /// `realloc`, which is a new allocation for the profile.
+    inuse: bool,
+    chain: Chain,
+}
+
+/// What the evidence needs of a tracked block: the chain it belongs to.
+#[derive(Clone, Copy)]
+struct Chain {
+    /// The site the chain is charged to: its first sample's.
+    site: usize,
+    born_ns: u64,
+    thread: usize,
+    grows: u32,
+    size_now: u64,
+    /// The first sample's weight.
+    weight: f64,
+}
+
+/// One site's evidence over the window, copied for the hints.
+#[derive(Clone, Debug)]
+pub(crate) struct EvidenceCopy {
+    /// The site's raw stack.
+    pub stack: Vec<usize>,
+    /// Its evidence over the window.
+    pub window: Generation,
+    /// Its chains alive now, by age.
+    pub censored: Censored,
 }
 
 /// Most live samples the allocator can hold at once; the table keeps more
 /// only for frees that never came (see [`SiteTable::drain`]).
 const MAX_LIVE: usize = allocmeter::profile::MAX_LIVE_SAMPLES;
+
+/// Bytes one live sample takes in the table's map, with the map's
+/// overhead (its key, control byte and spare room).
+const LIVE_ENTRY_BYTES: usize = 2 * (8 + std::mem::size_of::<LiveSample>());
+
+/// Bytes one site's evidence takes.
+const EVIDENCE_BYTES: usize = std::mem::size_of::<SiteEvidence>() + 16;
 
 /// Most frees kept waiting for their allocation.
 const MAX_EARLY_FREES: usize = allocmeter::profile::MAX_LIVE_SAMPLES;
@@ -142,6 +183,26 @@ pub(crate) struct SiteTable {
     max_sites: usize,
     /// Samples that went to "(other)" because the table was full.
     overflowed: u64,
+    /// Evidence by site index (`None` for sites without any, and beyond
+    /// the sites that have room: see [`MAX_EVIDENCE_SITES`]).
+    evidence: Vec<Option<Box<SiteEvidence>>>,
+    evidence_sites: usize,
+    /// When the previous and current generations of the evidence began
+    /// ([`allocmeter::profile::clock_ns`]), with the program's exact
+    /// totals then.
+    generation_starts: [WindowMark; 2],
+}
+
+/// The start of an evidence generation: when, and the program's exact
+/// totals then (allocations, bytes allocated).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct WindowMark {
+    /// [`allocmeter::profile::clock_ns`].
+    pub time_ns: u64,
+    /// Allocations since the process started.
+    pub allocs: u64,
+    /// Bytes allocated since the process started.
+    pub bytes: u64,
 }
 
 impl SiteTable {
@@ -160,6 +221,12 @@ impl SiteTable {
             pass: 0,
             max_sites: max_sites.max(1),
             overflowed: 0,
+            evidence: Vec::new(),
+            evidence_sites: 0,
+            generation_starts: [WindowMark {
+                time_ns: allocmeter::profile::clock_ns(),
+                ..WindowMark::default()
+            }; 2],
         }
     }
 
@@ -200,25 +267,166 @@ impl SiteTable {
     /// The sampled block `id` was freed; `false` if it is not live here
     /// (its allocation has not been drained yet).
     fn free(&mut self, id: u64) -> bool {
+        self.end(id, None)
+    }
+
+    /// The tracked block `id` ended: freed at `freed` (time and thread), or
+    /// no longer tracked (`None`). `false` if it is not live here.
+    fn end(&mut self, id: u64, freed: Option<(u64, usize)>) -> bool {
         let Some(s) = self.live.remove(&id) else {
             return false;
         };
-        let v = &mut self.sites[s.site].values;
-        v.inuse_objects = (v.inuse_objects - s.weight).max(0.0);
-        v.inuse_space = (v.inuse_space - s.weight * s.size).max(0.0);
+        self.end_inuse(&s);
+        let c = s.chain;
+        let end = ChainEnd {
+            freed: freed.is_some(),
+            lifetime_ns: freed.map_or(0, |(t, _)| t.saturating_sub(c.born_ns)),
+            same_thread: freed.is_some_and(|(_, thread)| thread == c.thread),
+            grows: c.grows,
+            final_size: c.size_now,
+            weight: c.weight,
+        };
+        if let Some(e) = self.evidence_of(c.site) {
+            e.current().on_end(&end);
+        }
         true
+    }
+
+    /// Takes a live block's share out of its site's in-use estimates, once.
+    fn end_inuse(&mut self, s: &LiveSample) {
+        if s.inuse {
+            let v = &mut self.sites[s.site].values;
+            v.inuse_objects = (v.inuse_objects - s.weight).max(0.0);
+            v.inuse_space = (v.inuse_space - s.weight * s.size).max(0.0);
+        }
+    }
+
+    /// The tracked block `id` was resized: it leaves the in-use estimates
+    /// (the realloc is a new allocation for the profile), and its chain
+    /// goes on. `false` if it is not live here.
+    fn resize(&mut self, id: u64, address: usize, new_size: u64) -> bool {
+        let Some(mut s) = self.live.remove(&id) else {
+            return false;
+        };
+        self.end_inuse(&s);
+        s.inuse = false;
+        if new_size > s.chain.size_now {
+            s.chain.grows += 1;
+        }
+        s.chain.size_now = new_size;
+        s.address = address;
+        self.live.insert(id, s);
+        true
+    }
+
+    /// The evidence of the site at `index`, made if it has none and there
+    /// is room.
+    fn evidence_of(&mut self, index: usize) -> Option<&mut SiteEvidence> {
+        if index == OTHER {
+            return None;
+        }
+        if self.evidence.len() <= index {
+            self.evidence.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.evidence[index];
+        if slot.is_none() {
+            if self.evidence_sites >= MAX_EVIDENCE_SITES {
+                return None;
+            }
+            self.evidence_sites += 1;
+            *slot = Some(Box::default());
+        }
+        slot.as_deref_mut()
+    }
+
+    /// Starts the evidence window afresh at `mark` (the exporter's start).
+    pub fn start_evidence(&mut self, mark: WindowMark) {
+        self.generation_starts = [mark; 2];
+    }
+
+    /// Moves the evidence window on by half at `mark`; sites whose window
+    /// is now empty give their room back.
+    pub fn rotate_evidence(&mut self, mark: WindowMark) {
+        self.generation_starts = [self.generation_starts[1], mark];
+        for slot in &mut self.evidence {
+            if slot.as_mut().is_some_and(|e| e.rotate()) {
+                *slot = None;
+                self.evidence_sites -= 1;
+            }
+        }
+    }
+
+    /// When the current generation of the evidence began.
+    pub fn generation_started(&self) -> WindowMark {
+        self.generation_starts[1]
+    }
+
+    /// When the evidence window began: the previous generation's start.
+    pub fn window_started(&self) -> WindowMark {
+        self.generation_starts[0]
+    }
+
+    /// Every site's evidence over the window, with its chains alive at
+    /// `now_ns`.
+    pub fn evidence_now(&self, now_ns: u64) -> Vec<EvidenceCopy> {
+        let mut censored: HashMap<usize, Censored> = HashMap::new();
+        for s in self.live.values() {
+            censored
+                .entry(s.chain.site)
+                .or_default()
+                .add(now_ns.saturating_sub(s.chain.born_ns));
+        }
+        self.evidence
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let e = e.as_ref()?;
+                Some(EvidenceCopy {
+                    stack: self.sites[i].stack.clone(),
+                    window: e.window(),
+                    censored: censored.get(&i).copied().unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     fn apply(&mut self, event: SampleEvent<'_>) {
         match event {
             SampleEvent::Alloc(sample) => self.add(&sample),
-            SampleEvent::Free { id } => {
-                if !self.free(id) && self.early_frees.len() < MAX_EARLY_FREES {
-                    // Beyond the cap the allocation, when it arrives, counts
-                    // as in use until a sweep finds it freed.
-                    self.early_frees.insert(id, self.pass);
+            SampleEvent::Free {
+                id,
+                time_ns,
+                thread,
+                end,
+            } => {
+                let freed = (end == FreeEnd::Freed).then_some((time_ns, thread));
+                if !self.end(id, freed) {
+                    self.wait_for_allocation(id);
                 }
             }
+            SampleEvent::Resize {
+                id,
+                address,
+                new_size,
+                ..
+            } => {
+                if !self.resize(id, address, new_size) {
+                    // Resized on another thread before its allocation was
+                    // drained: for the profile, as good as freed; its chain
+                    // is not followed.
+                    self.wait_for_allocation(id);
+                }
+            }
+        }
+    }
+
+    /// An event of block `id` came before its allocation: the allocation,
+    /// when it arrives, is not counted in use.
+    fn wait_for_allocation(&mut self, id: u64) {
+        if self.early_frees.len() < MAX_EARLY_FREES {
+            // Beyond the cap the allocation, when it arrives, counts as in
+            // use until a sweep finds it freed.
+            self.early_frees.insert(id, self.pass);
         }
     }
 
@@ -230,10 +438,39 @@ impl SiteTable {
         s.samples += 1;
         s.values.alloc_objects += weight + sample.carried.objects;
         s.values.alloc_space += weight * size + sample.carried.bytes;
+        // A sample taken at the realloc of a tracked block continues that
+        // block's chain, charged to the site the chain began at.
+        let parent = sample
+            .parent
+            .and_then(|p| self.live.remove(&p))
+            .inspect(|p| self.end_inuse(p))
+            .map(|p| p.chain);
+        let grew = matches!(sample.origin, Origin::Realloc { old_size, kind }
+            if sample.size > old_size || kind == ReallocKind::GrownInPlace);
+        let chain = match parent {
+            Some(mut c) => {
+                c.grows += u32::from(grew);
+                c.size_now = sample.size;
+                c
+            }
+            None => Chain {
+                site,
+                born_ns: sample.time_ns,
+                thread: sample.thread,
+                grows: u32::from(grew),
+                size_now: sample.size,
+                weight,
+            },
+        };
+        if let Some(e) = self.evidence_of(chain.site) {
+            e.current()
+                .on_sample(sample.size, weight, sample.thread, grew, parent.is_none());
+        }
         let early = !self.early_frees.is_empty() && self.early_frees.remove(&sample.id).is_some();
         if !early {
-            s.values.inuse_objects += weight;
-            s.values.inuse_space += weight * size;
+            let v = &mut self.sites[site].values;
+            v.inuse_objects += weight;
+            v.inuse_space += weight * size;
             self.live.insert(
                 sample.id,
                 LiveSample {
@@ -241,6 +478,8 @@ impl SiteTable {
                     weight,
                     size,
                     address: sample.address,
+                    inuse: true,
+                    chain,
                 },
             );
         }
@@ -310,6 +549,9 @@ impl SiteTable {
             size,
             rate: 1,
             thread: 0,
+            time_ns: 0,
+            origin: Origin::Alloc,
+            parent: None,
             stack,
             carried: Default::default(),
         }));
@@ -335,12 +577,16 @@ impl SiteTable {
     /// stack as deep as a capture goes, the live samples the allocator can
     /// hold at once plus one drain's worth of new ones (every thread's
     /// rings of up to 64 KiB and the rings grown for bursts; a sweep trims
-    /// the rest, see [`SiteTable::drain`]), and the waiting frees.
+    /// the rest, see [`SiteTable::drain`]), the waiting frees, and the
+    /// evidence of at most [`MAX_EVIDENCE_SITES`] sites.
     pub fn max_bytes(max_sites: usize, slots_used: usize) -> usize {
-        let sites = (max_sites + 1) * 2 * (96 + 8 * allocmeter::stack::MAX_DEPTH);
+        let sites = (max_sites + 1) * (2 * (96 + 8 * allocmeter::stack::MAX_DEPTH) + 8);
         let one_drain = (slots_used + 1) * allocmeter::profile::MAX_EVENTS_PER_RING
             + allocmeter::profile::MAX_BURST_ALLOCS;
-        sites + 48 * (MAX_LIVE + one_drain + MAX_EARLY_FREES)
+        sites
+            + LIVE_ENTRY_BYTES * (MAX_LIVE + one_drain)
+            + 48 * MAX_EARLY_FREES
+            + MAX_EVIDENCE_SITES * EVIDENCE_BYTES
     }
 
     /// Bytes the table holds, roughly (for the telemetry-bytes figure).
@@ -350,7 +596,11 @@ impl SiteTable {
             .iter()
             .map(|s| 2 * (96 + 8 * s.stack.len()))
             .sum();
-        sites + 48 * (self.live.len() + self.early_frees.len())
+        sites
+            + 8 * self.evidence.len()
+            + self.evidence_sites * EVIDENCE_BYTES
+            + LIVE_ENTRY_BYTES * self.live.len()
+            + 48 * self.early_frees.len()
     }
 }
 
@@ -368,8 +618,20 @@ mod tests {
             size,
             rate,
             thread: 0,
+            time_ns: 0,
+            origin: Origin::Alloc,
+            parent: None,
             stack,
             carried: Default::default(),
+        }
+    }
+
+    fn free(id: u64) -> SampleEvent<'static> {
+        SampleEvent::Free {
+            id,
+            time_ns: 0,
+            thread: 0,
+            end: FreeEnd::Freed,
         }
     }
 
@@ -388,7 +650,7 @@ mod tests {
         assert_eq!(site.values.alloc_space, 400.0);
         assert_eq!(site.values.inuse_space, 400.0);
         assert_eq!(site.stack, vec![0xf, 0x1f, 0x2f], "return address - 1");
-        t.apply(SampleEvent::Free { id: 1 });
+        t.apply(free(1));
         let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
         assert_eq!(
             (site.values.inuse_objects, site.values.inuse_space),
@@ -422,7 +684,7 @@ mod tests {
     fn waiting_frees_are_capped() {
         let mut t = SiteTable::new(10);
         for id in 1..=(MAX_EARLY_FREES as u64 + 100) {
-            t.apply(SampleEvent::Free { id });
+            t.apply(free(id));
         }
         assert_eq!(t.early_frees.len(), MAX_EARLY_FREES);
     }
@@ -430,7 +692,7 @@ mod tests {
     #[test]
     fn a_free_drained_before_its_allocation_still_counts() {
         let mut t = SiteTable::new(10);
-        t.apply(SampleEvent::Free { id: 7 });
+        t.apply(free(7));
         t.apply(SampleEvent::Alloc(sample(7, 50, 1, &[0x40])));
         let site = &top(sites(&t), 1, SortBy::AllocObjects)[0];
         assert_eq!(site.values.alloc_objects, 1.0);
@@ -470,7 +732,7 @@ mod tests {
             (site.values.inuse_objects, site.values.inuse_space),
             (1.0, 100.0)
         );
-        t.apply(SampleEvent::Free { id: 1 });
+        t.apply(free(1));
         let site = &top(sites(&t), 1, SortBy::AllocSpace)[0];
         assert_eq!(site.values.inuse_space, 0.0);
     }

@@ -34,7 +34,12 @@ const MAX_TOP: usize = 1000;
 
 /// The paths that reveal the program's code layout (function names, files,
 /// stacks): 404 with [`crate::Builder::expose_profiles`]`(false)`.
-const PROFILE_PATHS: &[&str] = &["/debug/pprof/heap", "/debug/pprof/allocs", "/api/sites"];
+const PROFILE_PATHS: &[&str] = &[
+    "/debug/pprof/heap",
+    "/debug/pprof/allocs",
+    "/api/sites",
+    "/api/hints",
+];
 
 /// The page's static files, the same in every build of this crate and
 /// holding no data: served without a token, because a browser loads them
@@ -227,6 +232,7 @@ fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
         "/debug/pprof/heap" => profile(renderer, DefaultType::InuseSpace, "heap"),
         "/debug/pprof/allocs" => profile(renderer, DefaultType::AllocSpace, "allocs"),
         "/api/sites" => sites(renderer, query),
+        "/api/hints" => json_response(&json::hints_body(renderer)),
         "/api/snapshot" | "/api/stats" => {
             json_response(&json::stats_body(renderer, endpoints.expose_profiles))
         }

@@ -40,6 +40,31 @@ pub(crate) struct SitesBody<'a> {
     version: u32,
 }
 
+/// `/api/hints`: the optimisation hints now ([`super::hints::HintsReport`]),
+/// with the API's version.
+pub(crate) fn hints_body(renderer: &Renderer) -> HintsBody {
+    let report = renderer.hints();
+    HintsBody {
+        collecting: report.collecting,
+        declined: report.declined,
+        hints: report.hints,
+        sample_rate: report.sample_rate,
+        version: API_VERSION,
+        window_secs: report.window_secs,
+    }
+}
+
+/// The body of `/api/hints`, fields in sorted order as the other bodies'.
+#[derive(serde::Serialize)]
+pub(crate) struct HintsBody {
+    collecting: Vec<super::hints::Collecting>,
+    declined: Vec<super::hints::Declined>,
+    hints: Vec<super::hints::Hint>,
+    sample_rate: u64,
+    version: u32,
+    window_secs: f64,
+}
+
 /// A 400's body: a fixed message (never the request's input).
 pub(crate) fn error_body(message: &'static str) -> serde_json::Value {
     serde_json::json!({ "version": API_VERSION, "error": message })

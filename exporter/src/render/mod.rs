@@ -8,6 +8,7 @@
 //! | `spikes.rs` | spike records as [`SpikeReport`](spikes::SpikeReport)s |
 //! | `prometheus/` | [`AllocCollector`](prometheus::AllocCollector) and the metric families |
 //! | `pprof/` | gzipped `profile.proto` heap profiles |
+//! | `hints/` | optimisation hints: the rules, and the report of sites judged by them |
 //! | `json.rs` | every body of the JSON API |
 //!
 //! Renderers read the aggregator through its methods (copies, taken under
@@ -25,6 +26,7 @@
 //!
 //! Must not touch: the rings (the aggregator drains them), HTTP.
 
+pub(crate) mod hints;
 pub(crate) mod json;
 pub(crate) mod pprof;
 pub(crate) mod prometheus;
@@ -259,6 +261,16 @@ impl Renderer {
             let mut symbolizer = self.symbolizer();
             let top = sites::top(sites::merge_same_frames(sites, &mut symbolizer), n, by);
             sites::site_reports(&top, &mut symbolizer)
+        })
+    }
+
+    /// The optimisation hints now (drained now), symbolized. The evidence is
+    /// copied out of the aggregator before symbolizing.
+    pub fn hints(&self) -> hints::HintsReport {
+        self.account(|| {
+            let _quiet = allocmeter::profile::suspend_sampling();
+            let evidence = self.aggregator.evidence();
+            hints::report(&evidence, &mut self.symbolizer())
         })
     }
 

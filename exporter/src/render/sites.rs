@@ -152,7 +152,7 @@ fn merge_by<K: Eq + Hash>(
 
 /// The stack as code addresses, with leading allocation machinery dropped.
 /// (If everything is machinery, the stack is kept whole.)
-fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
+pub(crate) fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
     let addresses: Vec<u64> = raw.iter().map(|&r| (r as u64).saturating_sub(1)).collect();
     let first_program_frame = addresses.iter().position(|&a| {
         // An address with any program frame (possibly with machinery inlined
@@ -174,7 +174,7 @@ pub(crate) fn top(mut sites: Vec<Site>, n: usize, by: SortBy) -> Vec<Site> {
 
 /// The program frames of a trimmed stack, innermost first (inlined
 /// functions included); an address that does not resolve stands as itself.
-fn frames_of(stack: &[u64], symbolizer: &mut Symbolizer) -> Vec<Frame> {
+pub(crate) fn frames_of(stack: &[u64], symbolizer: &mut Symbolizer) -> Vec<Frame> {
     stack
         .iter()
         .flat_map(|&a| {

@@ -18,4 +18,6 @@ mod symbolize;
 
 pub(crate) use mappings::{Mapping, current_mappings};
 pub use symbolize::Frame;
-pub(crate) use symbolize::{Location, Symbolizer, is_program_address, program_frames};
+pub(crate) use symbolize::{
+    Location, Symbolizer, is_allocation_machinery, is_program_address, program_frames,
+};

@@ -25,6 +25,7 @@ const ENDPOINTS: &[&str] = &[
     "/api/stats",
     "/api/history",
     "/api/sites",
+    "/api/hints",
     "/api/spikes",
     "/",
     "/index.html",
@@ -273,6 +274,7 @@ fn expose_profiles_false_hides_call_sites() {
             "/debug/pprof/allocs",
             "/api/sites",
             "/api/sites?top=5",
+            "/api/hints",
         ] {
             let reply = checked_request(addr, "GET", path, &auth);
             assert_eq!(reply.status, 404, "{path}");
@@ -332,6 +334,7 @@ fn expose_profiles_false_hides_call_sites() {
     // And on by default.
     let (_exporter, addr) = start_default_exporter();
     assert_eq!(checked_get(addr, "/api/sites").status, 200);
+    assert_eq!(checked_get(addr, "/api/hints").status, 200);
     let snapshot: serde_json::Value =
         serde_json::from_slice(&checked_get(addr, "/api/snapshot").body).unwrap();
     assert_eq!(snapshot["profiles_exposed"], true);
