@@ -135,11 +135,24 @@ pub use health::HttpStats;
 pub use http::limits;
 pub use http::routes::METRICS_CONTENT_TYPE;
 pub use render::DEFAULT_SYMBOLS_IDLE;
-pub use render::hints::{
-    Collecting, Confidence, Declined, Evidence, Hint, HintsReport, MAX_HINTS, Saving, Share,
-    Technique,
-};
 pub use render::json::API_VERSION;
+
+/// Optimisation hints: what [`Exporter::hints`] and `/api/hints` return,
+/// and the thresholds the rules judge by (see the crate docs,
+/// "Optimisation hints").
+pub mod hints {
+    pub use crate::aggregate::evidence::{
+        MAX_EVIDENCE_SITES, POOL_SHORT_LIVED_NS, SHORT_LIVED_NS, STREAM_MIN_BYTES,
+    };
+    pub use crate::render::hints::rules::{
+        HIGH_OBSERVATIONS, MIN_HUGE_BLOCKS, MIN_OBSERVATIONS, MIN_SHARE, NARROW_SIZE_RATIO,
+        SEVERAL_ALIVE, STREAM_CHUNK_BYTES,
+    };
+    pub use crate::render::hints::{
+        Collecting, Confidence, Declined, Evidence, Hint, HintsReport, MAX_HINTS, Saving, Share,
+        Technique,
+    };
+}
 #[doc(hidden)]
 pub use render::pprof::proto as profile_proto;
 pub use render::prometheus::{AllocCollector, MAX_SITE_METRICS};
