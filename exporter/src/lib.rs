@@ -12,6 +12,7 @@
 //! | `/api/history?since_ms=…` | the recent snapshots with their rates, as JSON |
 //! | `/api/sites?top=N&by=…` | the top call sites as JSON |
 //! | `/api/spikes` | the allocation-rate spikes detected, with what allocated during each |
+//! | `/api/hints` | optimisation hints: which call site should preallocate, reuse, pool, stream or stop `format!`-ing |
 //! | `/` | the live page (`/app.js`, `/style.css`) |
 //!
 //! ```no_run
@@ -95,6 +96,50 @@
 //! which call sites allocated most during it ([`Exporter::spikes`],
 //! `/api/spikes`), so "what allocated during the spike" has an answer
 //! without a profile having been taken at the time.
+//!
+//! ## Optimisation hints
+//!
+//! [`Exporter::hints`] (and `/api/hints`) names, for the call sites that
+//! would save most, the technique that fits what their sampled blocks did,
+//! with the evidence and the saving:
+//!
+//! | technique | what the sampled blocks did | the fix |
+//! |---|---|---|
+//! | `preallocate` | grew by realloc (a `Vec` or `String` pushed to), or a map rehashed into a new table | `with_capacity` / `reserve` about the size they ended at |
+//! | `reuse` | freed within 1 ms by the thread that allocated them, one at a time, of one size | keep one buffer and `clear()` it |
+//! | `format` | as `reuse`, allocated by `format!` | `write!` into a kept `String` |
+//! | `pool` | freed within 10 ms, on other threads (or several alive at once), of one size | a pool or free list |
+//! | `stream` | blocks of 8 MiB or more, allocated and freed again and again | process the input in chunks |
+//!
+//! How it knows: the allocator times each sampled block and follows it
+//! through its reallocs to its free (only sampled blocks: nothing is added
+//! to the unsampled path), and the aggregator keeps, per site, the blocks'
+//! sizes, lifetimes, freeing threads and growth over a sliding window
+//! ([`Builder::hints_window`], two minutes by default). The first program
+//! frame says where; the standard library's frames above it say which
+//! technique (`finish_grow`, `reserve_rehash`, `format_inner`,
+//! `read_to_end`).
+//!
+//! How to read one: each hint states its rule's property as a share of the
+//! site's blocks ("48 of 48 freed within 1 ms by the thread that allocated
+//! them"), with the share's Wilson lower bound at 95 %; it fires only when
+//! that bound clears the rule's bar and at least
+//! [`hints::MIN_OBSERVATIONS`] blocks are behind it. Its confidence is named
+//! from the same numbers (`high`: 100 blocks or more, the saving known to
+//! about ±20 %; `medium`: 30 or more, about ±36 %). The saving is given in
+//! allocations and bytes per second with its 95 % range, and as a share of
+//! all the program's allocations (exact denominators). A site under 0.5 %
+//! of all allocations and of all bytes is not hinted; a site with too few
+//! sampled blocks yet is listed as collecting evidence, with about how long
+//! it will take at its rate.
+//!
+//! Pitfalls: blocks still alive are censored, not short- or long-lived,
+//! until their age decides; a hint is a candidate, measured in production,
+//! not a proof that the fix pays: each carries `why_not` (what could make
+//! it wrong) and `check` (the [`allocmeter::allocs_per_run`] budget that
+//! proves the fix). An allocator cannot see a `Vec`'s length, what a block
+//! is read or written for, or escape analysis; those are clippy's and
+//! DHAT's.
 //!
 //! The exporter's own allocations go through the global allocator like any
 //! other and are counted, exactly, as allocmeter's own

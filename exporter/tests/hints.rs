@@ -122,6 +122,14 @@ fn control_keeps_one_huge_block() -> Vec<u8> {
     vec![3u8; 64 << 20]
 }
 
+/// Tiny blocks at a high count but a low byte rate: a significant share of
+/// the allocations, sampled about once a second.
+#[inline(never)]
+fn collecting_tiny_blocks(i: u64) -> u8 {
+    let b = Box::new([i as u8; 16]);
+    black_box(&b)[3]
+}
+
 #[inline(never)]
 fn hint_formats_in_a_loop(i: u64) -> usize {
     let s = format!("item {i} of the batch");
@@ -222,6 +230,9 @@ fn planted_patterns_get_their_hints_and_controls_none() {
         c.inputs.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(40));
     }));
+    workers.push(worker(&stop, 30, move |i| {
+        black_box(collecting_tiny_blocks(i));
+    }));
     let c = counts.clone();
     workers.push(worker(&stop, 500, move |i| {
         black_box(hint_formats_in_a_loop(i));
@@ -242,6 +253,7 @@ fn planted_patterns_get_their_hints_and_controls_none() {
                 c.pushed_builds.load(Ordering::Relaxed),
                 c.scratch.load(Ordering::Relaxed),
                 c.inputs.load(Ordering::Relaxed),
+                c.messages.load(Ordering::Relaxed),
             ]
         };
         let before = read(&counts);
@@ -331,10 +343,29 @@ fn planted_patterns_get_their_hints_and_controls_none() {
         f(after[2] + 1) * INPUT as f64,
     );
     let pool = hint_on(&body, "hint_sends_to_another_thread").unwrap();
+    assert_within_range(pool, "allocs_per_sec", f(before[3]), f(after[3]));
     assert!(
         pool["evidence"]["same_thread"].as_f64().unwrap() < 0.1,
         "{pool:#}"
     );
+    // The tiny blocks are significant, and too thinly sampled yet: listed
+    // as collecting evidence, with an estimate of how long it will take.
+    let collecting = body["collecting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["function"]
+                .as_str()
+                .unwrap()
+                .contains("collecting_tiny_blocks")
+        })
+        .unwrap_or_else(|| panic!("the tiny blocks are collecting evidence: {body:#}"));
+    println!("collecting: {collecting}");
+    let samples = collecting["samples"].as_u64().unwrap();
+    assert!(samples < collecting["needed"].as_u64().unwrap());
+    let eta = collecting["eta_secs"].as_f64().unwrap();
+    assert!(eta > 1.0 && eta < 3600.0, "{collecting:#}");
     for h in body["hints"].as_array().unwrap() {
         for field in [
             "confidence",
