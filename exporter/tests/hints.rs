@@ -5,6 +5,7 @@
 //! | technique | planted site | control site |
 //! |---|---|---|
 //! | preallocate | a `Vec` built by pushing | the same `Vec` built `with_capacity` (and kept a while) |
+//! | preallocate | a `HashMap` filled from empty | |
 //! | reuse | a 4 KiB scratch buffer per iteration | 4 KiB blocks kept for a while |
 //! | pool | 1 KiB messages freed by another thread | (the same kept blocks) |
 //! | stream | a 16 MiB input loaded whole, again and again | one 64 MiB block kept for good |
@@ -65,6 +66,15 @@ fn hint_grows_by_pushing() {
         v.push(black_box(i));
     }
     black_box(&v);
+}
+
+#[inline(never)]
+fn hint_map_grows_by_inserting() -> usize {
+    let mut m = std::collections::HashMap::new();
+    for i in 0..1000u64 {
+        m.insert(black_box(i), i);
+    }
+    black_box(&m).len()
 }
 
 /// Built `with_capacity` and kept a while (a cache of recent results): no
@@ -200,6 +210,9 @@ fn planted_patterns_get_their_hints_and_controls_none() {
         hint_grows_by_pushing();
         c.pushed_builds.fetch_add(1, Ordering::Relaxed);
     }));
+    workers.push(worker(&stop, 5, move |_| {
+        black_box(hint_map_grows_by_inserting());
+    }));
     let c = counts.clone();
     let mut built = VecDeque::new();
     workers.push(worker(&stop, 20, move |_| {
@@ -241,6 +254,7 @@ fn planted_patterns_get_their_hints_and_controls_none() {
 
     let expected = [
         ("hint_grows_by_pushing", "preallocate"),
+        ("hint_map_grows_by_inserting", "preallocate"),
         ("hint_scratch_per_iteration", "reuse"),
         ("hint_sends_to_another_thread", "pool"),
         ("hint_loads_whole_input", "stream"),

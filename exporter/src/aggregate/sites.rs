@@ -639,6 +639,120 @@ mod tests {
         merge_sites(&t.copy_sites(), &mut Symbolizer::new(100))
     }
 
+    fn resize(id: u64, new_size: u64, time_ns: u64) -> SampleEvent<'static> {
+        SampleEvent::Resize {
+            id,
+            address: 0x9000_0000 + id as usize,
+            new_size,
+            kind: ReallocKind::Moved,
+            time_ns,
+            thread: 0,
+        }
+    }
+
+    fn freed_at(id: u64, time_ns: u64, thread: usize) -> SampleEvent<'static> {
+        SampleEvent::Free {
+            id,
+            time_ns,
+            thread,
+            end: FreeEnd::Freed,
+        }
+    }
+
+    /// The evidence of the one site with any.
+    fn only_evidence(t: &SiteTable, now: u64) -> EvidenceCopy {
+        let mut all = t.evidence_now(now);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.pop().unwrap()
+    }
+
+    #[test]
+    fn a_chain_is_followed_through_its_resizes_and_charged_to_its_first_site() {
+        let mut t = SiteTable::new(10);
+        let (first, push) = ([0x10usize, 0x20], [0x30usize, 0x20]);
+        t.apply(SampleEvent::Alloc(sample(1, 32, 1, &first)));
+        t.apply(resize(1, 64, 100));
+        t.apply(resize(1, 128, 200));
+        // For the profile a resize ends the block's in-use share.
+        assert_eq!(t.sites[1].values.inuse_space, 0.0);
+        // A sample at the next realloc continues the chain: charged to the
+        // first site, with the growth counted once.
+        let mut at_realloc = sample(2, 256, 1, &push);
+        at_realloc.parent = Some(1);
+        at_realloc.origin = Origin::Realloc {
+            old_size: 128,
+            kind: ReallocKind::Moved,
+        };
+        at_realloc.time_ns = 300;
+        t.apply(SampleEvent::Alloc(at_realloc));
+        assert!(!t.live.contains_key(&1));
+        assert_eq!(t.sites[2].values.inuse_space, 256.0, "its own in-use share");
+        t.apply(resize(2, 512, 400));
+        t.apply(freed_at(2, 1_000, 0));
+        let e = t.evidence_now(2_000);
+        assert_eq!(e.len(), 1, "one chain, one site's evidence");
+        let w = e[0].window;
+        assert_eq!(e[0].stack, first);
+        assert_eq!((w.samples, w.all_samples, w.grow_samples), (1, 2, 1));
+        assert_eq!((w.ended, w.grown_chains, w.grows), (1, 1, 4));
+        assert_eq!((w.same_thread, w.short), (1, 1));
+        assert_eq!(w.final_max, 512);
+        assert_eq!(
+            w.lifetimes.quantile(0.5),
+            Some(1024),
+            "1000 ns from the first sample"
+        );
+        assert!(t.live.is_empty());
+    }
+
+    #[test]
+    fn ends_seen_and_unseen_and_blocks_alive_are_told_apart() {
+        let mut t = SiteTable::new(10);
+        let site = [0x10usize];
+        for id in 1..=4 {
+            t.apply(SampleEvent::Alloc(sample(id, 64, 1, &site)));
+        }
+        t.apply(freed_at(1, 500, 3));
+        t.apply(SampleEvent::Free {
+            id: 2,
+            time_ns: 600,
+            thread: 0,
+            end: FreeEnd::Untracked,
+        });
+        let e = only_evidence(&t, 5_000_000);
+        assert_eq!((e.window.ended, e.window.untracked), (1, 1));
+        assert_eq!(e.window.same_thread, 0, "freed on slot 3, allocated on 0");
+        assert_eq!(
+            e.censored,
+            Censored {
+                alive: 2,
+                older_than_short: 2,
+                older_than_pool_short: 0
+            }
+        );
+        // A resize drained before its allocation: as good as freed for the
+        // profile, and the chain is not followed.
+        t.apply(resize(9, 128, 10));
+        t.apply(SampleEvent::Alloc(sample(9, 64, 1, &site)));
+        assert!(!t.live.contains_key(&9));
+    }
+
+    #[test]
+    fn the_window_forgets_evidence_older_than_two_generations() {
+        let mut t = SiteTable::new(10);
+        let mark = |time_ns| WindowMark {
+            time_ns,
+            ..WindowMark::default()
+        };
+        t.apply(SampleEvent::Alloc(sample(1, 64, 1, &[0x10])));
+        t.rotate_evidence(mark(10));
+        assert_eq!(only_evidence(&t, 10).window.samples, 1);
+        t.rotate_evidence(mark(20));
+        assert!(t.evidence_now(20).is_empty(), "its room given back");
+        assert_eq!(t.evidence_sites, 0);
+        assert_eq!(t.window_started(), mark(10));
+    }
+
     #[test]
     fn allocs_add_weight_and_frees_take_in_use_back() {
         let mut t = SiteTable::new(10);
