@@ -261,6 +261,7 @@ fn planted_patterns_get_their_hints_and_controls_none() {
         ("hint_formats_in_a_loop", "format"),
     ];
     let mut seen_at: Vec<Option<Duration>> = vec![None; expected.len()];
+    let mut collecting: Option<Value> = None;
     let (body, before, after) = loop {
         let read = |c: &Counts| {
             [
@@ -279,9 +280,22 @@ fn planted_patterns_get_their_hints_and_controls_none() {
                 seen_at[i].get_or_insert(started.elapsed());
             }
         }
+        if collecting.is_none() {
+            collecting = body["collecting"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| {
+                    c["function"]
+                        .as_str()
+                        .unwrap()
+                        .contains("collecting_tiny_blocks")
+                })
+                .cloned();
+        }
         // At least a few seconds, so that the estimates have samples enough
         // to be checked closely.
-        let all_seen = seen_at.iter().all(Option::is_some);
+        let all_seen = seen_at.iter().all(Option::is_some) && collecting.is_some();
         if (all_seen && started.elapsed() > MIN_RUN) || started.elapsed() > DEADLINE {
             break (body, before, after);
         }
@@ -363,18 +377,10 @@ fn planted_patterns_get_their_hints_and_controls_none() {
         "{pool:#}"
     );
     // The tiny blocks are significant, and too thinly sampled yet: listed
-    // as collecting evidence, with an estimate of how long it will take.
-    let collecting = body["collecting"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| {
-            c["function"]
-                .as_str()
-                .unwrap()
-                .contains("collecting_tiny_blocks")
-        })
-        .unwrap_or_else(|| panic!("the tiny blocks are collecting evidence: {body:#}"));
+    // as collecting evidence (from their first sample on), with an
+    // estimate of how long it will take.
+    let collecting =
+        collecting.unwrap_or_else(|| panic!("the tiny blocks are collecting evidence: {body:#}"));
     println!("collecting: {collecting}");
     let samples = collecting["samples"].as_u64().unwrap();
     assert!(samples < collecting["needed"].as_u64().unwrap());
