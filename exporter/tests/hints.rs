@@ -400,6 +400,9 @@ fn planted_patterns_get_their_hints_and_controls_none() {
             );
         }
     }
+    // It takes no parameter: one is refused, as the other endpoints do.
+    let refused = get_json(addr, "/api/hints?top=3", 400);
+    assert!(refused["error"].as_str().unwrap().contains("takes none"));
     drop(kept_for_good);
 }
 

@@ -232,7 +232,7 @@ fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
         "/debug/pprof/heap" => profile(renderer, DefaultType::InuseSpace, "heap"),
         "/debug/pprof/allocs" => profile(renderer, DefaultType::AllocSpace, "allocs"),
         "/api/sites" => sites(renderer, query),
-        "/api/hints" => json_response(&json::hints_body(renderer)),
+        "/api/hints" => hints(renderer, query),
         "/api/snapshot" | "/api/stats" => {
             json_response(&json::stats_body(renderer, endpoints.expose_profiles))
         }
@@ -297,6 +297,14 @@ fn sites(renderer: &Renderer, query: &str) -> Response {
         }
     }
     json_response(&json::sites_body(renderer, top, by, &by_name))
+}
+
+/// `/api/hints`, which takes no parameter.
+fn hints(renderer: &Renderer, query: &str) -> Response {
+    if query.split('&').any(|p| !p.is_empty()) {
+        return bad_request("unknown parameter; /api/hints takes none");
+    }
+    json_response(&json::hints_body(renderer))
 }
 
 /// `/api/history[?since_ms=UNIX_MS]`.
