@@ -2,7 +2,9 @@
 # Starts the demo on a free loopback port, lets it run, and reads its heap
 # profiles over HTTP with `go tool pprof` (Debian package `golang-go`):
 # the demo's allocating function, build_report, must top both the in-use and
-# the allocated-space views. Fails if pprof cannot read a profile.
+# the allocated-space views, and the legacy text form (?debug=1). The index
+# answers, and the profiles not served get their 404. Fails if pprof cannot
+# read a profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +30,24 @@ for view in "heap" "heap -sample_index=alloc_space" "allocs"; do
     fail=1
   fi
 done
-[ "$fail" = 0 ] && echo "check-pprof: OK (build_report tops in-use and allocated views)"
+# Go's legacy text form (?debug=1), read by go tool pprof with the binary
+# beside it (the text names the frames for people and carries the memory
+# map; pprof symbolizes from the binary).
+curl -sf "${url}debug/pprof/heap?debug=1" -o "$PPROF_TMPDIR/heap.txt"
+head -n 3 "$PPROF_TMPDIR/heap.txt"
+report=$(go tool pprof -top -nodecount=5 target/release/examples/demo "$PPROF_TMPDIR/heap.txt" 2>&1) || {
+  echo "$report" >&2; echo "check-pprof: go tool pprof could not read ?debug=1" >&2; exit 1; }
+echo "== go tool pprof -top demo heap?debug=1"
+echo "$report"
+top=$(echo "$report" | awk '/flat%/ { getline; print; exit }')
+echo "$top" | grep -q 'build_report' || { echo "check-pprof: build_report is not at the top of ?debug=1" >&2; fail=1; }
+# The index, and the profiles a continuous profiler asks for that are not served.
+curl -sf "${url}debug/pprof/" | grep -q "href='heap?debug=1'" || { echo "check-pprof: no index at /debug/pprof/" >&2; fail=1; }
+for p in "profile?seconds=14" block mutex goroutine; do
+  code=$(curl -s -o "$PPROF_TMPDIR/body" -w '%{http_code}' "${url}debug/pprof/$p")
+  if [ "$code" != 404 ] || ! grep -q "not served" "$PPROF_TMPDIR/body"; then
+    echo "check-pprof: /debug/pprof/$p answered $code: $(cat "$PPROF_TMPDIR/body")" >&2; fail=1
+  fi
+done
+[ "$fail" = 0 ] && echo "check-pprof: OK (build_report tops in-use and allocated views, and the text form; index and not-served answers)"
 exit "$fail"

@@ -639,6 +639,114 @@ fn sites_are_named_after_the_program_function() {
     drop(keep);
 }
 
+/// Go's `net/http/pprof` semantics for what is served: the index, the
+/// legacy text form, `gc` ignored, `seconds` and unknown parameters
+/// refused, and the profiles not served answered with a 404 that says so.
+fn the_pprof_endpoints_answer_as_go_s_do() {
+    let (_exporter, addr) = start_built(loopback().sample_rate(4096));
+    let mut keep = Vec::new();
+    site_one_and_keep(&sizes(11, 2000), &mut keep);
+
+    let index = http::fetch(addr, "GET", "/debug/pprof/");
+    assert_eq!(index.status, 200);
+    assert!(
+        index
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    for link in ["href='allocs?debug=1'", "href='heap?debug=1'"] {
+        assert!(index.body.contains(link), "{}", index.body);
+    }
+    assert_eq!(http::fetch(addr, "GET", "/debug/pprof").status, 200);
+
+    // The legacy text form: a header whose totals are the records' sums,
+    // records with their return addresses, frames named under them.
+    let text = http::fetch(addr, "GET", "/debug/pprof/heap?debug=1");
+    assert_eq!(text.status, 200);
+    assert!(
+        text.header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let body = &text.body;
+    let mut lines = body.lines();
+    let header = lines.next().unwrap();
+    let numbers = |line: &str| -> Vec<i64> {
+        line.split(['[', ']', ':', ' ', '@'])
+            .filter_map(|w| w.parse().ok())
+            .take(4)
+            .collect()
+    };
+    assert!(header.starts_with("heap profile: ") && header.ends_with(" @ heap/2"));
+    let total = numbers(header.trim_start_matches("heap profile: "));
+    let mut sum = [0i64; 4];
+    let mut records = 0;
+    for line in body.lines().skip(1) {
+        if !line.starts_with('#') && line.contains(" @ 0x") {
+            records += 1;
+            for (s, v) in sum.iter_mut().zip(numbers(line)) {
+                *s += v;
+            }
+        }
+    }
+    assert!(records > 0, "{body}");
+    assert_eq!(&total[..3], &sum[..3], "{header}");
+    assert!((total[3] - sum[3]).abs() <= 1, "{header}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("#\t0x") && l.contains("site_one_and_keep")),
+        "{body}"
+    );
+    assert!(body.contains("\n# allocmeter stats\n# Alloc = "));
+    assert_eq!(
+        http::fetch(addr, "GET", "/debug/pprof/allocs?debug=2").status,
+        200
+    );
+
+    // gc is accepted and ignored: the binary profile as without it.
+    let gc = http::fetch_bytes(addr, "GET", "/debug/pprof/heap?gc=1");
+    assert_eq!(gc.status, 200);
+    let decoded = profile_proto::Profile::decode(&gunzip(&gc.body)[..]).unwrap();
+    assert!(!decoded.sample.is_empty());
+
+    // Refused, with a short text saying why.
+    for (path, says) in [
+        ("/debug/pprof/allocs?seconds=5", "seconds is not supported"),
+        ("/debug/pprof/heap?debug=x", "debug must be"),
+        ("/debug/pprof/heap?nonsense=1", "unknown parameter"),
+    ] {
+        let reply = http::fetch(addr, "GET", path);
+        assert_eq!(reply.status, 400, "{path}");
+        assert!(reply.body.contains(says), "{path}: {}", reply.body);
+    }
+    for name in [
+        "profile?seconds=14",
+        "block",
+        "mutex",
+        "goroutine",
+        "threadcreate",
+        "cmdline",
+        "symbol",
+        "trace",
+    ] {
+        let reply = http::fetch(addr, "GET", &format!("/debug/pprof/{name}"));
+        assert_eq!(reply.status, 404, "{name}");
+        assert!(
+            reply
+                .body
+                .contains("not served: allocmeter serves the heap profiles only"),
+            "{name}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(
+        http::fetch(addr, "GET", "/debug/pprof/nonsense").status,
+        404
+    );
+    drop(keep);
+}
+
 fn main() {
     runner::run(
         &[
@@ -661,6 +769,10 @@ fn main() {
             (
                 "sites_are_named_after_the_program_function",
                 sites_are_named_after_the_program_function,
+            ),
+            (
+                "the_pprof_endpoints_answer_as_go_s_do",
+                the_pprof_endpoints_answer_as_go_s_do,
             ),
         ],
         Duration::from_secs(240),

@@ -36,6 +36,13 @@ impl Response {
         self
     }
 
+    /// Replaces the body with a fixed text (never anything from the
+    /// request).
+    pub fn with_body(mut self, body: &'static str) -> Response {
+        self.body = body.as_bytes().to_vec();
+        self
+    }
+
     /// Sets the status.
     pub fn with_status(mut self, status: u16) -> Response {
         self.status = status;

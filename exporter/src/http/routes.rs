@@ -35,11 +35,34 @@ const MAX_TOP: usize = 1000;
 /// The paths that reveal the program's code layout (function names, files,
 /// stacks): 404 with [`crate::Builder::expose_profiles`]`(false)`.
 const PROFILE_PATHS: &[&str] = &[
+    "/debug/pprof/",
+    "/debug/pprof",
     "/debug/pprof/heap",
     "/debug/pprof/allocs",
     "/api/sites",
     "/api/hints",
 ];
+
+/// The profiles Go's `net/http/pprof` serves that allocmeter does not (a
+/// Rust program has no goroutines, and CPU, block, mutex and execution
+/// profiles are not an allocator's to take). Continuous profilers ask for
+/// several of them by default; they get a 404 that says so, and what to
+/// turn off ([`NOT_SERVED`]).
+const NOT_SERVED_PROFILES: &[&str] = &[
+    "/debug/pprof/profile",
+    "/debug/pprof/block",
+    "/debug/pprof/mutex",
+    "/debug/pprof/goroutine",
+    "/debug/pprof/threadcreate",
+    "/debug/pprof/cmdline",
+    "/debug/pprof/symbol",
+    "/debug/pprof/trace",
+];
+
+/// The body of the 404 for [`NOT_SERVED_PROFILES`].
+pub(crate) const NOT_SERVED: &str = "not served: allocmeter serves the heap profiles only \
+(/debug/pprof/heap and /debug/pprof/allocs); turn the other profiles off in the \
+profiler's scrape config (see allocmeter's README, \"Continuous profiling\")\n";
 
 /// The page's static files, the same in every build of this crate and
 /// holding no data: served without a token, because a browser loads them
@@ -160,6 +183,14 @@ impl Service for Endpoints {
             return Err(Response::error(401));
         }
         let path = request.path.as_str();
+        if NOT_SERVED_PROFILES.contains(&path) {
+            // Which profiles exist is told only where profiles are served.
+            return Err(if self.expose_profiles {
+                Response::error(404).with_body(NOT_SERVED)
+            } else {
+                Response::error(404)
+            });
+        }
         if PROFILE_PATHS.contains(&path) {
             return if self.expose_profiles {
                 Ok(Lane::Heavy)
@@ -229,8 +260,9 @@ fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
     let renderer = &*endpoints.renderer;
     match path {
         "/metrics" => metrics(&endpoints.registry),
-        "/debug/pprof/heap" => profile(renderer, DefaultType::InuseSpace, "heap"),
-        "/debug/pprof/allocs" => profile(renderer, DefaultType::AllocSpace, "allocs"),
+        "/debug/pprof/" | "/debug/pprof" => pprof_index(renderer),
+        "/debug/pprof/heap" => profile(renderer, query, DefaultType::InuseSpace, "heap"),
+        "/debug/pprof/allocs" => profile(renderer, query, DefaultType::AllocSpace, "allocs"),
         "/api/sites" => sites(renderer, query),
         "/api/hints" => hints(renderer, query),
         "/api/snapshot" | "/api/stats" => {
@@ -261,13 +293,72 @@ fn metrics(registry: &Registry) -> Response {
     }
 }
 
-/// The heap profile as Go's `net/http/pprof` serves it: gzipped profile.proto.
-fn profile(renderer: &Renderer, default_type: DefaultType, name: &'static str) -> Response {
+/// The heap profile as Go's `net/http/pprof` serves it: gzipped
+/// profile.proto, or with `debug=1` (any number above 0) Go's legacy text
+/// form. `gc` is accepted and ignored (there is no collector to run);
+/// `seconds` (a delta profile) is refused with a 400, as Go refuses it for
+/// a profile that does not support it; any other parameter too.
+fn profile(
+    renderer: &Renderer,
+    query: &str,
+    default_type: DefaultType,
+    name: &'static str,
+) -> Response {
+    let mut text = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "gc" => {}
+            "debug" => match value.parse::<u32>() {
+                Ok(n) => text = n > 0,
+                Err(_) => return plain_bad_request("debug must be a whole number\n"),
+            },
+            "seconds" => {
+                return plain_bad_request(
+                    "seconds is not supported: allocmeter serves cumulative heap profiles \
+                     (take two and subtract: go tool pprof -diff_base)\n",
+                );
+            }
+            _ => return plain_bad_request("unknown parameter; use debug and gc\n"),
+        }
+    }
+    if text {
+        let body = pprof::heap_text_profile(renderer);
+        return Response::ok("text/plain; charset=utf-8", body.into_bytes());
+    }
     let body = pprof::heap_profile(renderer, default_type);
     Response::ok("application/octet-stream", body).with_header(
         "Content-Disposition",
         format!("attachment; filename=\"{name}\""),
     )
+}
+
+/// A 400 in plain text, for the pprof endpoints (whose clients are pprof
+/// tools and people with `curl`, as Go's answers are).
+fn plain_bad_request(message: &'static str) -> Response {
+    Response::error(400).with_body(message)
+}
+
+/// `/debug/pprof/`: the index of the profiles served, as Go's
+/// `net/http/pprof` has one, with the number of call sites each holds.
+fn pprof_index(renderer: &Renderer) -> Response {
+    let sites = renderer.table_figures().sites;
+    let body = format!(
+        "<html>\n<head>\n<title>/debug/pprof/</title>\n</head>\n<body>\n\
+         /debug/pprof/\n<br>\n<p>Set debug=1 as a query parameter to export in legacy text format</p>\n\
+         <br>\nTypes of profiles available:\n<table>\n<thead><td>Count</td><td>Profile</td></thead>\n\
+         <tr><td>{sites}</td><td><a href='allocs?debug=1'>allocs</a></td></tr>\n\
+         <tr><td>{sites}</td><td><a href='heap?debug=1'>heap</a></td></tr>\n\
+         </table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n\
+         <li><div class=profile-name>allocs: </div> A sampling of all past memory allocations \
+         (allocmeter: since the exporter started; every {rate} bytes on average)</li>\n\
+         <li><div class=profile-name>heap: </div> A sampling of memory allocations of live objects. \
+         The gc parameter is accepted and ignored.</li>\n\
+         </ul>\n<p>Not served: profile, block, mutex, goroutine, threadcreate, cmdline, symbol, \
+         trace (a 404 says so).</p>\n</p>\n</body>\n</html>\n",
+        rate = allocmeter::sample_rate(),
+    );
+    Response::ok("text/html; charset=utf-8", body.into_bytes())
 }
 
 /// `/api/sites?top=N&by=inuse_space|alloc_space|inuse_objects|alloc_objects`.

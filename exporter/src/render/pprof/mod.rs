@@ -5,16 +5,18 @@
 //! | `mod.rs` | the heap profile assembled from the renderer's sites |
 //! | `encode.rs` | the encoder: sites, symbols and mappings to gzipped `profile.proto` |
 //! | `proto.rs` | the `profile.proto` messages |
+//! | `text.rs` | Go's legacy text form (`?debug=1`) |
 
 mod encode;
 pub mod proto;
+mod text;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use encode::{DefaultType, ProfileSite, gzipped, profile_message};
 
 use super::Renderer;
-use crate::symbols::{Frame, Mapping, current_mappings, program_frames};
+use crate::symbols::{Frame, Location, Mapping, current_mappings, program_frames};
 
 /// Builds the gzipped heap profile from the site table, accounted as the
 /// exporter's own allocation.
@@ -24,7 +26,46 @@ pub(crate) fn heap_profile(renderer: &Renderer, default_type: DefaultType) -> Ve
 
 fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
     let _quiet = allocmeter::profile::suspend_sampling();
-    let sites: Vec<ProfileSite> = renderer
+    let sites = profile_sites(renderer);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let mappings = current_mappings();
+    with_resolver(renderer, &mappings, |resolve| {
+        gzipped(&profile_message(
+            &sites,
+            allocmeter::sample_rate(),
+            now,
+            default_type,
+            resolve,
+            &mappings,
+        ))
+    })
+}
+
+/// The heap profile in Go's legacy text form (`?debug=1`), accounted as the
+/// exporter's own allocation.
+pub(crate) fn heap_text_profile(renderer: &Renderer) -> String {
+    renderer.account(|| {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        let mut sites = profile_sites(renderer);
+        let stats = allocmeter::stats_split().program;
+        let mappings = current_mappings();
+        with_resolver(renderer, &mappings, |resolve| {
+            text::heap_text(
+                &mut sites,
+                allocmeter::sample_rate(),
+                &stats,
+                &mappings,
+                |a| resolve(a).frames.to_vec(),
+            )
+        })
+    })
+}
+
+/// The current sites, as the profiles carry them.
+fn profile_sites(renderer: &Renderer) -> Vec<ProfileSite> {
+    renderer
         .sites()
         .into_iter()
         .map(|site| ProfileSite {
@@ -34,15 +75,20 @@ fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
             inuse_objects: site.values.inuse_objects.round() as i64,
             inuse_space: site.values.inuse_space.round() as i64,
         })
-        .collect();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    let mappings = current_mappings();
+        .collect()
+}
+
+/// Runs `f` with the profiles' resolver: an address's frames, with the
+/// machinery inlined into program code hidden (as in the site reports), and
+/// a shared library's unnamed address named by file and offset.
+fn with_resolver<R>(
+    renderer: &Renderer,
+    mappings: &[Mapping],
+    f: impl FnOnce(&mut dyn FnMut(u64) -> Location) -> R,
+) -> R {
     let exe = std::env::current_exe().ok();
     renderer.with_symbolizer(|symbolizer| {
         let naming = symbolizer.is_enabled();
-        // Machinery inlined into program code is hidden, as in the site reports.
         let mut resolve = |address: u64| {
             let mut location = symbolizer.resolve(address);
             let program = program_frames(&location.frames);
@@ -50,19 +96,12 @@ fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
                 location.frames = program.to_vec().into();
             }
             if naming && location.frames.is_empty() {
-                location.frames = unnamed_in_library(address, &mappings, exe.as_deref())
+                location.frames = unnamed_in_library(address, mappings, exe.as_deref())
                     .map_or(location.frames, |frame| vec![frame].into());
             }
             location
         };
-        gzipped(&profile_message(
-            &sites,
-            allocmeter::sample_rate(),
-            now,
-            default_type,
-            &mut resolve,
-            &mappings,
-        ))
+        f(&mut resolve)
     })
 }
 
