@@ -30,6 +30,16 @@ for view in "heap" "heap -sample_index=alloc_space" "allocs"; do
     fail=1
   fi
 done
+# Trait impls' frames keep their whole names (<T as Trait>::f): the profile's
+# system_name is the mangled symbol, which pprof does not strip as it does
+# names it takes for demangled C++.
+report=$(go tool pprof -top -cum -nodecount=30 "${url}debug/pprof/heap" 2>&1)
+if echo "$report" | grep -qE '<[^ ]+ as [^>]+>>?::'; then
+  echo "== trait-impl frames named whole:"; echo "$report" | grep -E '<[^ ]+ as [^>]+>>?::' | head -3
+else
+  echo "$report" >&2; echo "check-pprof: no <T as Trait>::f frame named whole in -top -cum" >&2; fail=1
+fi
+
 # Go's legacy text form (?debug=1), read by go tool pprof with the binary
 # beside it (the text names the frames for people and carries the memory
 # map; pprof symbolizes from the binary).

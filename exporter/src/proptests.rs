@@ -212,6 +212,7 @@ fn any_frame() -> impl Strategy<Value = Frame> {
             function,
             file,
             line,
+            system_name: None,
         })
 }
 

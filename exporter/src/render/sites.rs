@@ -185,6 +185,7 @@ pub(crate) fn frames_of(stack: &[u64], symbolizer: &mut Symbolizer) -> Vec<Frame
                     function: format!("{a:#x}"),
                     file: None,
                     line: None,
+                    system_name: None,
                 }]
             } else {
                 frames
@@ -203,6 +204,7 @@ pub(crate) fn site_reports(sites: &[Site], symbolizer: &mut Symbolizer) -> Vec<S
                 function: "(other)".to_string(),
                 file: None,
                 line: None,
+                system_name: None,
             });
             SiteReport {
                 function: leaf.function,

@@ -103,6 +103,7 @@ impl UnitWalk {
                 function: level.name.unwrap_or_default(),
                 file,
                 line,
+                system_name: level.raw_name,
             });
             file = level.call_file;
             line = level.call_line;
@@ -145,6 +146,8 @@ fn collect_functions(
 struct Level {
     /// Its name, demangled.
     name: Option<String>,
+    /// Its name as found (mangled, for a linkage name).
+    raw_name: Option<String>,
     /// Where it is called from (for an inlined call).
     call_file: Option<String>,
     call_line: Option<u32>,
@@ -157,7 +160,8 @@ impl Level {
         entry: &gimli::DebuggingInformationEntry<Reader>,
         names: &mut Names<'_>,
     ) -> Level {
-        let name = names.name(unit, entry, 0).map(|raw| demangled(&raw));
+        let raw_name = names.name(unit, entry, 0);
+        let name = raw_name.as_deref().map(demangled);
         let call_file = match entry.attr_value(gimli::DW_AT_call_file) {
             // DWARF 5 numbers files from 0; before, 0 means none.
             Some(AttributeValue::FileIndex(fi)) if fi > 0 || unit.header.version() >= 5 => {
@@ -172,6 +176,7 @@ impl Level {
             .filter(|&l| l != 0);
         Level {
             name,
+            raw_name,
             call_file,
             call_line,
         }

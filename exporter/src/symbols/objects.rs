@@ -420,6 +420,7 @@ impl Loaded {
                             function: String::new(),
                             file: Some(file),
                             line,
+                            system_name: None,
                         });
                     }
                 }
@@ -428,13 +429,17 @@ impl Loaded {
             parsed.bytes += net(&used).saturating_sub(frames_bytes(&frames));
         }
         let unnamed = frames.last().is_none_or(|f| f.function.is_empty());
-        if unnamed && let Some(name) = self.symbol_name(probe) {
+        if unnamed && let Some((name, raw)) = self.symbol_name(probe) {
             match frames.last_mut() {
-                Some(outer) => outer.function = name,
+                Some(outer) => {
+                    outer.function = name;
+                    outer.system_name = Some(raw);
+                }
                 None => frames.push(Frame {
                     function: name,
                     file: None,
                     line: None,
+                    system_name: Some(raw),
                 }),
             }
         }
@@ -489,8 +494,9 @@ impl Loaded {
         Some(self.units.len() - 1)
     }
 
-    /// The demangled name of the function symbol covering `probe`.
-    fn symbol_name(&mut self, probe: u64) -> Option<String> {
+    /// The name of the function symbol covering `probe`: demangled, and as
+    /// the symbol table has it.
+    fn symbol_name(&mut self, probe: u64) -> Option<(String, String)> {
         let map = &self.map;
         if self.symbols.is_none() {
             let (symbols, used) = allocmeter::try_measure(|| read_symbols(map.bytes()));
@@ -502,7 +508,8 @@ impl Loaded {
             .partition_point(|s| s.address <= probe)
             .checked_sub(1)?;
         let s = &symbols[i];
-        (probe < s.address.saturating_add(s.size.max(1))).then(|| demangled(s.name))
+        (probe < s.address.saturating_add(s.size.max(1)))
+            .then(|| (demangled(s.name), s.name.to_string()))
     }
 }
 
@@ -541,11 +548,12 @@ fn addr2line_frames(
         if frames.len() >= max_frames {
             break;
         }
-        let function = frame
+        let raw = frame
             .function
             .as_ref()
             .and_then(|name| name.raw_name().ok())
-            .map(|raw| demangled(&raw));
+            .map(|raw| raw.into_owned());
+        let function = raw.as_deref().map(demangled);
         let (file, line) = match &frame.location {
             Some(loc) => (loc.file.map(str::to_string), loc.line),
             None => (None, None),
@@ -554,6 +562,7 @@ fn addr2line_frames(
             function: function.unwrap_or_default(),
             file,
             line,
+            system_name: raw,
         });
     }
     Some(frames)
@@ -571,7 +580,11 @@ fn frames_bytes(frames: &Vec<Frame>) -> usize {
     frames.capacity() * std::mem::size_of::<Frame>()
         + frames
             .iter()
-            .map(|f| f.function.capacity() + f.file.as_ref().map_or(0, String::capacity))
+            .map(|f| {
+                f.function.capacity()
+                    + f.file.as_ref().map_or(0, String::capacity)
+                    + f.system_name.as_ref().map_or(0, String::capacity)
+            })
             .sum::<usize>()
 }
 

@@ -20,6 +20,13 @@ pub struct Frame {
     pub file: Option<String>,
     /// Line in `file`, if known.
     pub line: Option<u32>,
+    /// The name as the object file has it (mangled), where it was found:
+    /// the pprof profiles' `system_name`, so that pprof, seeing it differ
+    /// from the demangled name, keeps `<T as Trait>::f` whole instead of
+    /// stripping what lies between `<` and `>` as it does to names it
+    /// takes for demangled C++. Not in the JSON reports.
+    #[serde(skip)]
+    pub(crate) system_name: Option<String>,
 }
 
 /// Everything known about one code address (a return address minus one, so
@@ -67,13 +74,17 @@ const MAX_FRAMES_PER_ADDRESS: usize = 64;
 
 /// The most bytes one cached address can take: [`entry_bytes`] of the
 /// longest names and the most frames.
-const MAX_ENTRY_BYTES: usize = 48 + MAX_FRAMES_PER_ADDRESS * (64 + 2 * (MAX_NAME_BYTES + 3));
+const MAX_ENTRY_BYTES: usize = 48 + MAX_FRAMES_PER_ADDRESS * (64 + 3 * (MAX_NAME_BYTES + 3));
 
 /// The bytes one cached address takes, roughly.
 fn entry_bytes(frames: &[Frame]) -> usize {
     48 + frames
         .iter()
-        .map(|f| 64 + f.function.len() + f.file.as_ref().map_or(0, String::len))
+        .map(|f| {
+            64 + f.function.len()
+                + f.file.as_ref().map_or(0, String::len)
+                + f.system_name.as_ref().map_or(0, String::len)
+        })
         .sum::<usize>()
 }
 
@@ -136,6 +147,9 @@ impl Symbolizer {
             bound(&mut f.function);
             if let Some(file) = &mut f.file {
                 bound(file);
+            }
+            if let Some(raw) = &mut f.system_name {
+                bound(raw);
             }
         }
         let frames: Arc<[Frame]> = frames.into();
@@ -357,6 +371,7 @@ mod tests {
             function: name.to_string(),
             file: None,
             line: None,
+            system_name: None,
         };
         let inlined = [
             f("alloc::vec::Vec<T>::with_capacity"),
@@ -410,6 +425,7 @@ mod tests {
             function: function.to_string(),
             file: Some(file.to_string()),
             line: Some(1),
+            system_name: None,
         };
         let capture = at(
             "capture",
@@ -437,6 +453,7 @@ mod tests {
             function: function.to_string(),
             file: Some(file.to_string()),
             line: Some(1),
+            system_name: None,
         };
         // Inlined frames under `debug = "line-tables-only"` carry bare names.
         let ours = format!("{}local.rs", allocmeter::profile::SOURCE_DIR);
@@ -456,6 +473,7 @@ mod tests {
             function: function.to_string(),
             file: None,
             line: None,
+            system_name: None,
         };
         assert!(is_allocation_machinery(&bare(
             "alloc::fmt::format::format_inner"

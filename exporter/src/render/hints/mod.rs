@@ -207,6 +207,7 @@ pub(crate) fn report(snapshot: &EvidenceSnapshot, symbolizer: &mut Symbolizer) -
             function,
             file,
             line,
+            ..
         } = g.leaf.clone();
         match rules::judge(&g.window, &g.censored, g.mechanism, &totals) {
             Verdict::Hint {

@@ -227,18 +227,25 @@ impl ProfileBuilder {
         id
     }
 
-    /// The function id of a frame's (name, file), adding it if new.
+    /// The function id of a frame's (name, file), adding it if new. Its
+    /// `system_name` is the name as the object file has it (mangled) where
+    /// known, else the name: pprof then keeps a demangled name that differs
+    /// from it as it is (see [`Frame`]'s `system_name`).
     fn function(&mut self, frame: &Frame) -> u64 {
         let name = self.string(&frame.function);
         let filename = self.string(frame.file.as_deref().unwrap_or(""));
         if let Some(&id) = self.function_ids.get(&(name, filename)) {
             return id;
         }
+        let system_name = match &frame.system_name {
+            Some(raw) => self.string(raw),
+            None => name,
+        };
         let id = self.functions.len() as u64 + 1;
         self.functions.push(proto::Function {
             id,
             name,
-            system_name: name,
+            system_name,
             filename,
             start_line: 0,
         });
@@ -286,6 +293,7 @@ mod tests {
             function: function.to_string(),
             file: Some(file.to_string()),
             line: Some(line),
+            system_name: None,
         }
     }
 
@@ -299,11 +307,19 @@ mod tests {
                 frame("app::cache::insert", "src/cache.rs", 42),
             ],
             0x1004 => vec![frame("app::cache::insert", "src/cache.rs", 44)],
-            0x2000 => vec![frame("app::handle", "src/main.rs", 7)],
+            0x2000 => vec![Frame {
+                // A trait impl's frame, with its mangled symbol.
+                system_name: Some(
+                    "_ZN61_$LT$app..Handler$u20$as$u20$app..Serve$GT$6handle17h0123456789abcdefE"
+                        .to_string(),
+                ),
+                ..frame("<app::Handler as app::Serve>::handle", "src/main.rs", 7)
+            }],
             0x3000 => vec![Frame {
                 function: "main".to_string(),
                 file: None,
                 line: None,
+                system_name: None,
             }],
             _ => vec![],
         };
@@ -449,8 +465,14 @@ mod tests {
         // One function per (name, file): cache::insert is shared by two addresses.
         let names: Vec<_> = p.function.iter().map(|f| s(&p, f.name)).collect();
         assert_eq!(names.len(), 4, "{names:?}");
+        // The system name is the mangled symbol where known, so that pprof
+        // keeps `<T as Trait>::f` whole; else the name.
         for f in &p.function {
-            assert_eq!(f.system_name, f.name);
+            if s(&p, f.name).starts_with('<') {
+                assert!(s(&p, f.system_name).starts_with("_ZN61_$LT$app"));
+            } else {
+                assert_eq!(f.system_name, f.name);
+            }
         }
         let main = p.function.iter().find(|f| s(&p, f.name) == "main").unwrap();
         assert_eq!(main.filename, 0);

@@ -130,6 +130,7 @@ fn unnamed_in_library(
         function: format!("{name}+{offset:#x}"),
         file: None,
         line: None,
+        system_name: None,
     })
 }
 

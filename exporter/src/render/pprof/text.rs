@@ -142,6 +142,7 @@ mod tests {
                 function: format!("f{a:x}"),
                 file: (a != 0x3000).then(|| "/src/a.rs".to_string()),
                 line: Some(7),
+                system_name: None,
             }]
         });
         let lines: Vec<&str> = text.lines().collect();

@@ -524,6 +524,7 @@ mod tests {
             function: name.to_string(),
             file: None,
             line: None,
+            system_name: None,
         };
         assert_eq!(
             short_name(&[f("demo::orders::build_report")]),
