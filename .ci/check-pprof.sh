@@ -2,7 +2,10 @@
 # Starts the demo on a free loopback port, lets it run, and reads its heap
 # profiles over HTTP with `go tool pprof` (Debian package `golang-go`):
 # the demo's allocating function, build_report, must top both the in-use and
-# the allocated-space views, and the legacy text form (?debug=1). The index
+# the allocated-space views, and the legacy text form (?debug=1); every
+# variant served passes Go's own profile package (Parse, CheckValid; Debian's
+# golang-github-google-pprof-dev, installed if missing) and
+# go tool pprof -raw. The index
 # answers, and the profiles not served get their 404. Fails if pprof cannot
 # read a profile.
 set -euo pipefail
@@ -39,6 +42,26 @@ if echo "$report" | grep -qE '<[^ ]+ as [^>]+>>?::'; then
 else
   echo "$report" >&2; echo "check-pprof: no <T as Trait>::f frame named whole in -top -cum" >&2; fail=1
 fi
+
+# Every variant served, read by Go's own profile package (Parse and
+# CheckValid: what Pyroscope and Parca read pprof with) and by
+# go tool pprof -raw.
+if [ ! -d /usr/share/gocode/src/github.com/google/pprof/profile ]; then
+  echo "check-pprof: installing golang-github-google-pprof-dev"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends golang-github-google-pprof-dev >/dev/null
+fi
+validator="$PPROF_TMPDIR/pprof-validate"
+(cd .ci/pprof-validate && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$PPROF_TMPDIR/gocache" \
+  go build -o "$validator" .)
+for variant in "heap" "allocs" "heap?debug=1" "allocs?debug=1" "heap?gc=1" "allocs?gc=1&debug=0"; do
+  file="$PPROF_TMPDIR/profile-$(echo "$variant" | tr '?=&' '___')"
+  curl -sf "${url}debug/pprof/$variant" -o "$file" || { echo "check-pprof: GET $variant failed" >&2; fail=1; continue; }
+  "$validator" "$file" || fail=1
+  go tool pprof -raw "$file" >/dev/null 2>"$PPROF_TMPDIR/raw.err" || {
+    cat "$PPROF_TMPDIR/raw.err" >&2; echo "check-pprof: go tool pprof -raw failed on $variant" >&2; fail=1; }
+done
 
 # Go's legacy text form (?debug=1), read by go tool pprof with the binary
 # beside it (the text names the frames for people and carries the memory
