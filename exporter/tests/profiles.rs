@@ -712,7 +712,12 @@ fn the_pprof_endpoints_answer_as_go_s_do() {
 
     // Refused, with a short text saying why.
     for (path, says) in [
-        ("/debug/pprof/allocs?seconds=5", "seconds is not supported"),
+        (
+            "/debug/pprof/allocs?seconds=0",
+            "seconds must be a whole number from 1 to 300",
+        ),
+        ("/debug/pprof/allocs?seconds=301", "seconds must be"),
+        ("/debug/pprof/heap?seconds=x", "seconds must be"),
         ("/debug/pprof/heap?debug=x", "debug must be"),
         ("/debug/pprof/heap?nonsense=1", "unknown parameter"),
     ] {
@@ -747,6 +752,110 @@ fn the_pprof_endpoints_answer_as_go_s_do() {
     drop(keep);
 }
 
+/// Kept blocks of 64 KiB, allocated before a delta profile's window and
+/// not after.
+#[inline(never)]
+fn site_done_before_the_window(keep: &mut Vec<Vec<u8>>) {
+    for _ in 0..200 {
+        keep.push(black_box(Vec::with_capacity(64 << 10)));
+    }
+}
+
+/// `n` blocks of 64 KiB, each freed at once.
+#[inline(never)]
+fn site_in_the_window(n: usize) {
+    for _ in 0..n {
+        drop(black_box(Vec::<u8>::with_capacity(64 << 10)));
+    }
+}
+
+/// The total of `field` over the samples whose stack has a function named
+/// `name`.
+fn total_for(p: &profile_proto::Profile, name: &str, field: usize) -> Option<i64> {
+    let s = |i: i64| p.string_table[i as usize].as_str();
+    let named: HashSet<u64> = p
+        .function
+        .iter()
+        .filter(|f| s(f.name).ends_with(name))
+        .map(|f| f.id)
+        .collect();
+    let at: HashSet<u64> = p
+        .location
+        .iter()
+        .filter(|l| l.line.iter().any(|line| named.contains(&line.function_id)))
+        .map(|l| l.id)
+        .collect();
+    let samples: Vec<i64> = p
+        .sample
+        .iter()
+        .filter(|x| x.location_id.iter().any(|id| at.contains(id)))
+        .map(|x| x.value[field])
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
+
+/// `/debug/pprof/allocs?seconds=N` at the default rate: answered after N
+/// seconds with what was allocated in between (512 MiB in 64 KiB blocks at
+/// a known site, about 1,000 expected samples: within ±10 %), without the
+/// site that allocated only before; and scrapes and other requests are
+/// answered meanwhile.
+fn a_delta_profile_holds_what_was_allocated_in_its_window() {
+    let (_exporter, addr) = start_built(loopback().sample_rate(allocmeter::DEFAULT_SAMPLE_RATE));
+    let mut keep = Vec::new();
+    site_done_before_the_window(&mut keep);
+    const WINDOW: u64 = 3;
+    let asked = Instant::now();
+    let delta = std::thread::spawn(move || {
+        let reply = http::fetch_bytes(
+            addr,
+            "GET",
+            &format!("/debug/pprof/allocs?seconds={WINDOW}"),
+        );
+        (reply, Instant::now())
+    });
+    // The baseline is taken as soon as the profiles' worker picks the
+    // request up; then the window's allocations.
+    std::thread::sleep(Duration::from_millis(500));
+    const BLOCKS: usize = 8192;
+    site_in_the_window(BLOCKS);
+    // Meanwhile the other requests are answered.
+    for path in ["/metrics", "/api/snapshot", "/debug/pprof/heap"] {
+        assert_eq!(http::fetch_bytes(addr, "GET", path).status, 200, "{path}");
+    }
+    let others_done = Instant::now();
+    let (reply, received) = delta.join().unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(
+        others_done < received,
+        "the others were answered while the delta waited"
+    );
+    assert!(
+        received - asked >= Duration::from_secs(WINDOW),
+        "held for its window: {:?}",
+        received - asked
+    );
+    let p = profile_proto::Profile::decode(gunzip(&reply.body).as_slice()).expect("decodes");
+    let exact = (BLOCKS * (64 << 10)) as f64;
+    let estimated = total_for(&p, "site_in_the_window", 1).expect("the window's site") as f64;
+    let expected_samples = exact / allocmeter::DEFAULT_SAMPLE_RATE as f64;
+    println!(
+        "  delta over {WINDOW} s: {estimated:.0} bytes estimated at the window's site, {exact:.0} \
+         exact ({:+.1} %, about {expected_samples:.0} samples expected)",
+        (estimated / exact - 1.0) * 100.0
+    );
+    assert!(expected_samples >= 1000.0);
+    assert!(
+        (estimated / exact - 1.0).abs() <= 0.10,
+        "{estimated} vs {exact}"
+    );
+    assert_eq!(
+        total_for(&p, "site_done_before_the_window", 1),
+        None,
+        "a site that allocated only before the window is not in it"
+    );
+    drop(keep);
+}
+
 fn main() {
     runner::run(
         &[
@@ -773,6 +882,10 @@ fn main() {
             (
                 "the_pprof_endpoints_answer_as_go_s_do",
                 the_pprof_endpoints_answer_as_go_s_do,
+            ),
+            (
+                "a_delta_profile_holds_what_was_allocated_in_its_window",
+                a_delta_profile_holds_what_was_allocated_in_its_window,
             ),
         ],
         Duration::from_secs(240),

@@ -42,7 +42,7 @@ use parking_lot::Mutex;
 
 use detector::{Point, SpikeConfig};
 use history::{History, HistoryPoint, Snapshot};
-use sites::{EvidenceCopy, RawSite, SiteTable, WindowMark};
+use sites::{EvidenceCopy, RawSite, SiteTable, SiteValues, WindowMark};
 use spikes::{SpikeLog, SpikeRecord, SpikeStatus};
 
 /// How often the rings are drained at most: [`allocmeter::profile::drain_interval`],
@@ -164,6 +164,22 @@ impl Aggregator {
         let mut table = self.sites.lock();
         table.drain();
         table.copy_sites()
+    }
+
+    /// Drains, then every site's estimates and samples by index: the
+    /// baseline of a delta profile.
+    pub fn site_values_now(&self) -> Vec<(SiteValues, u64)> {
+        let mut table = self.sites.lock();
+        table.drain();
+        table.values_by_index()
+    }
+
+    /// Drains, then copies what every site allocated since `baseline`
+    /// ([`Aggregator::site_values_now`]), for a delta profile.
+    pub fn sites_since(&self, baseline: &[(SiteValues, u64)]) -> Vec<RawSite> {
+        let mut table = self.sites.lock();
+        table.drain();
+        table.copy_sites_since(baseline)
     }
 
     /// The site table's figures now.

@@ -510,6 +510,45 @@ impl SiteTable {
         id
     }
 
+    /// Every site's estimates and samples now, by index ("(other)" first):
+    /// a baseline to subtract from later ones (a delta profile).
+    pub fn values_by_index(&self) -> Vec<(SiteValues, u64)> {
+        self.sites.iter().map(|s| (s.values, s.samples)).collect()
+    }
+
+    /// Every site's allocation since `baseline` (from
+    /// [`SiteTable::values_by_index`]): each site's estimates less the
+    /// baseline's (in-use ones may come out negative, as in Go's delta
+    /// profiles), the sites that did not change left out.
+    pub fn copy_sites_since(&self, baseline: &[(SiteValues, u64)]) -> Vec<RawSite> {
+        self.sites
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let (base, base_samples) = baseline.get(i).copied().unwrap_or_default();
+                let v = SiteValues {
+                    alloc_objects: s.values.alloc_objects - base.alloc_objects,
+                    alloc_space: s.values.alloc_space - base.alloc_space,
+                    inuse_objects: s.values.inuse_objects - base.inuse_objects,
+                    inuse_space: s.values.inuse_space - base.inuse_space,
+                };
+                let changed = [
+                    v.alloc_objects,
+                    v.alloc_space,
+                    v.inuse_objects,
+                    v.inuse_space,
+                ]
+                .iter()
+                .any(|x| x.abs() >= 0.5);
+                changed.then(|| RawSite {
+                    stack: s.stack.clone(),
+                    values: v,
+                    samples: s.samples.saturating_sub(base_samples),
+                })
+            })
+            .collect()
+    }
+
     /// A copy of every site with samples, for rendering outside the lock.
     pub fn copy_sites(&self) -> Vec<RawSite> {
         self.sites

@@ -269,6 +269,7 @@ impl<S: Service> IoLoop<S> {
             .find(|(l, _)| *l == lane)
             .expect("a queue per lane")
             .1;
+        let wait = self.service.wait(&request);
         let conn = &mut self.conns[i];
         match queue.try_send(Job {
             id: conn.id,
@@ -277,7 +278,7 @@ impl<S: Service> IoLoop<S> {
             Ok(()) => {
                 conn.lane = Some(lane);
                 conn.state = ConnState::Rendering(reservation);
-                conn.deadline = Instant::now() + RENDER_TIMEOUT;
+                conn.deadline = Instant::now() + RENDER_TIMEOUT + wait;
                 None
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {

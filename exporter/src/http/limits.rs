@@ -13,6 +13,8 @@
 //! | [`SCRAPE_RESERVED_CONNECTIONS`] | the scrapes' share of those connections, which other requests may not keep busy | 503 (for the others) |
 //! | [`QUEUE_PER_LANE`] | memory and waiting time of requests queued for a worker | 503 |
 //! | [`RENDER_TIMEOUT`] | sockets held for a response that does not come | closed |
+//! | [`MAX_PROFILE_SECONDS`] | how long a delta profile (`?seconds=N`) holds its connection | 400 |
+//! | [`MAX_DEFERRED`] | delta profiles waiting for the end of their window at once, and the baselines they hold | 503 |
 //! | [`MAX_BUFFERED_RESPONSE_BYTES`] | memory held for clients that read slowly, all together | 503 |
 //! | [`SCRAPE_RESERVED_BYTES`] | the scrapes' share of that memory, which no other response may use | 503 (for the others) |
 //! | [`WRITE_TIMEOUT`] | sockets and memory held by a client that stops reading | closed |
@@ -56,8 +58,19 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a request may wait for a worker and be rendered before its
-/// connection is closed without an answer.
+/// connection is closed without an answer (a delta profile's window comes
+/// on top).
 pub const RENDER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest window a delta profile (`/debug/pprof/allocs?seconds=N`)
+/// may ask for, seconds. Longer: 400, as Go's `net/http/pprof` refuses a
+/// window longer than its server's write timeout.
+pub const MAX_PROFILE_SECONDS: u64 = 300;
+
+/// The most delta profiles waiting for the end of their window at once
+/// (each holds a connection and a copy of the site table's totals). More:
+/// 503.
+pub const MAX_DEFERRED: usize = 8;
 
 /// After a response, how long the server keeps reading (and discarding)
 /// what the client still sends, so that closing does not reset the

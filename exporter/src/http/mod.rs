@@ -79,7 +79,7 @@ mod workers;
 
 pub(crate) use request::Request;
 pub(crate) use response::Response;
-pub(crate) use workers::{Lane, Service};
+pub(crate) use workers::{Deferred, Lane, Service};
 
 use io_loop::IoLoop;
 use limits::LISTEN_BACKLOG;

@@ -9,12 +9,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prometheus::Registry;
 
-use super::{Lane, Request, Response, Service};
+use super::limits::MAX_PROFILE_SECONDS;
+use super::{Deferred, Lane, Request, Response, Service};
 use crate::render::Renderer;
 use crate::render::json;
 use crate::render::pprof::{self, DefaultType};
@@ -217,6 +218,35 @@ impl Service for Endpoints {
             route(&request.path, &request.query, self)
         })
     }
+
+    /// A delta profile (`/debug/pprof/heap` or `allocs` with a valid
+    /// `seconds=N`): the site table's totals are noted now, and the profile
+    /// of what was allocated since is rendered N seconds later, without
+    /// holding the worker meanwhile (as Go's `serveDeltaProfile` takes two
+    /// profiles N seconds apart and subtracts them).
+    fn defer(&self, request: &Request) -> Option<Deferred> {
+        let seconds = delta_window(request)?;
+        let (default_type, name) = profile_kind(&request.path)?;
+        let text = ProfileQuery::parse(&request.query).ok()?.text;
+        let renderer = self.renderer.clone();
+        let baseline = renderer.account(|| renderer.aggregator().site_values_now());
+        Some(Deferred {
+            at: Instant::now() + Duration::from_secs(seconds),
+            finish: Box::new(move || {
+                crate::fault::point("render");
+                let body = pprof::delta_profile(&renderer, &baseline, default_type, text);
+                if text {
+                    Response::ok("text/plain; charset=utf-8", body)
+                } else {
+                    profile_response(body, name)
+                }
+            }),
+        })
+    }
+
+    fn wait(&self, request: &Request) -> Duration {
+        delta_window(request).map_or(Duration::ZERO, Duration::from_secs)
+    }
 }
 
 /// Compares a presented token with the expected one in time that depends
@@ -261,8 +291,10 @@ fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
     match path {
         "/metrics" => metrics(&endpoints.registry),
         "/debug/pprof/" | "/debug/pprof" => pprof_index(renderer),
-        "/debug/pprof/heap" => profile(renderer, query, DefaultType::InuseSpace, "heap"),
-        "/debug/pprof/allocs" => profile(renderer, query, DefaultType::AllocSpace, "allocs"),
+        "/debug/pprof/heap" | "/debug/pprof/allocs" => {
+            let (default_type, name) = profile_kind(path).expect("a profile path");
+            profile(renderer, query, default_type, name)
+        }
         "/api/sites" => sites(renderer, query),
         "/api/hints" => hints(renderer, query),
         "/api/snapshot" | "/api/stats" => {
@@ -293,40 +325,88 @@ fn metrics(registry: &Registry) -> Response {
     }
 }
 
+/// A pprof endpoint's query: Go's `net/http/pprof` parameters for what is
+/// served.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ProfileQuery {
+    /// `debug=N`, N above 0: Go's legacy text form.
+    text: bool,
+    /// `seconds=N`: the difference over the next N seconds (a delta
+    /// profile), 1 to [`MAX_PROFILE_SECONDS`].
+    seconds: Option<u64>,
+}
+
+impl ProfileQuery {
+    /// Parses `query`: `debug`, `seconds`, and `gc` (accepted and ignored:
+    /// there is no collector to run). Anything else, or a bad value, is an
+    /// error with a fixed message.
+    fn parse(query: &str) -> Result<ProfileQuery, &'static str> {
+        let mut q = ProfileQuery {
+            text: false,
+            seconds: None,
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "gc" => {}
+                "debug" => match value.parse::<u32>() {
+                    Ok(n) => q.text = n > 0,
+                    Err(_) => return Err("debug must be a whole number\n"),
+                },
+                "seconds" => match value.parse::<u64>() {
+                    Ok(n) if (1..=MAX_PROFILE_SECONDS).contains(&n) => q.seconds = Some(n),
+                    _ => {
+                        return Err(
+                            "seconds must be a whole number from 1 to 300 (the delta profile's window)\n",
+                        );
+                    }
+                },
+                _ => return Err("unknown parameter; use seconds, debug and gc\n"),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// The profile a path serves: its default sample type and file name.
+fn profile_kind(path: &str) -> Option<(DefaultType, &'static str)> {
+    match path {
+        "/debug/pprof/heap" => Some((DefaultType::InuseSpace, "heap")),
+        "/debug/pprof/allocs" => Some((DefaultType::AllocSpace, "allocs")),
+        _ => None,
+    }
+}
+
+/// The window of a valid delta-profile request, if it is one.
+fn delta_window(request: &Request) -> Option<u64> {
+    profile_kind(&request.path)?;
+    ProfileQuery::parse(&request.query).ok()?.seconds
+}
+
 /// The heap profile as Go's `net/http/pprof` serves it: gzipped
 /// profile.proto, or with `debug=1` (any number above 0) Go's legacy text
-/// form. `gc` is accepted and ignored (there is no collector to run);
-/// `seconds` (a delta profile) is refused with a 400, as Go refuses it for
-/// a profile that does not support it; any other parameter too.
+/// form. A delta profile (`seconds=N`) is taken by [`Endpoints::defer`];
+/// it comes here only with a bad query, answered 400 in plain text as Go
+/// does.
 fn profile(
     renderer: &Renderer,
     query: &str,
     default_type: DefaultType,
     name: &'static str,
 ) -> Response {
-    let mut text = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "gc" => {}
-            "debug" => match value.parse::<u32>() {
-                Ok(n) => text = n > 0,
-                Err(_) => return plain_bad_request("debug must be a whole number\n"),
-            },
-            "seconds" => {
-                return plain_bad_request(
-                    "seconds is not supported: allocmeter serves cumulative heap profiles \
-                     (take two and subtract: go tool pprof -diff_base)\n",
-                );
-            }
-            _ => return plain_bad_request("unknown parameter; use debug and gc\n"),
-        }
-    }
-    if text {
+    let q = match ProfileQuery::parse(query) {
+        Ok(q) => q,
+        Err(message) => return plain_bad_request(message),
+    };
+    if q.text {
         let body = pprof::heap_text_profile(renderer);
         return Response::ok("text/plain; charset=utf-8", body.into_bytes());
     }
-    let body = pprof::heap_profile(renderer, default_type);
+    profile_response(pprof::heap_profile(renderer, default_type), name)
+}
+
+/// A binary profile's response, with Go's headers.
+fn profile_response(body: Vec<u8>, name: &'static str) -> Response {
     Response::ok("application/octet-stream", body).with_header(
         "Content-Disposition",
         format!("attachment; filename=\"{name}\""),

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use super::limits::QUEUE_PER_LANE;
+use super::limits::{MAX_DEFERRED, QUEUE_PER_LANE};
 use super::request::{Method, Request};
 use super::response::Response;
 use crate::health::HttpCounters;
@@ -45,6 +46,28 @@ pub(crate) trait Service: Send + Sync + 'static {
 
     /// Renders the response, on a worker thread.
     fn render(&self, request: &Request) -> Response;
+
+    /// For a request whose response can be rendered only later (a delta
+    /// profile, at the end of its window): what to keep until then, taken
+    /// now on the worker instead of [`Service::render`]. The worker holds
+    /// it without blocking its lane and renders it when it is due.
+    fn defer(&self, _request: &Request) -> Option<Deferred> {
+        None
+    }
+
+    /// How much longer than a render a request may hold its connection:
+    /// the window of a delta profile. Must be quick (the I/O thread asks).
+    fn wait(&self, _request: &Request) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A response to render later ([`Service::defer`]).
+pub(crate) struct Deferred {
+    /// When to render it.
+    pub at: Instant,
+    /// Renders it.
+    pub finish: Box<dyn FnOnce() -> Response + Send>,
 }
 
 /// A request handed to a worker.
@@ -106,29 +129,72 @@ fn work<S: Service>(
     counters: &HttpCounters,
 ) {
     crate::marked::mark_this_thread();
-    while let Ok(job) = jobs.recv() {
+    // Responses deferred to the end of their window: (job id, HEAD?, what
+    // renders it and when). At most MAX_DEFERRED.
+    let mut deferred: Vec<(u64, bool, Deferred)> = Vec::new();
+    let panicked = |what: &str| {
+        counters.panics.fetch_add(1, Ordering::Relaxed);
+        eprintln!("allocmeter-exporter: {what} panicked; answered 500 and serving on");
+        Response::error(500)
+    };
+    loop {
+        // The due ones first, then wait for a job until the next is due.
+        let now = Instant::now();
+        while let Some(i) = deferred.iter().position(|d| d.2.at <= now) {
+            let (id, head_only, later) = deferred.swap_remove(i);
+            let response = catch_unwind(AssertUnwindSafe(later.finish))
+                .unwrap_or_else(|_| panicked("rendering a delta profile"));
+            if !send(&done, waker, id, response, head_only) {
+                return;
+            }
+        }
+        let job = match deferred.iter().map(|d| d.2.at).min() {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(next) => match jobs.recv_timeout(next.saturating_duration_since(now)) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+        };
         let head_only = job.request.method == Method::Head;
-        let response = catch_unwind(AssertUnwindSafe(|| service.render(&job.request)))
-            .unwrap_or_else(|_| {
-                counters.panics.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "allocmeter-exporter: rendering a response panicked; answered 500 and serving on"
-                );
-                Response::error(500)
-            });
-        let (head, body) = response.into_parts(head_only);
-        if done
-            .send(Done {
-                id: job.id,
-                head,
-                body,
-            })
-            .is_err()
-        {
+        let later = catch_unwind(AssertUnwindSafe(|| service.defer(&job.request)));
+        let response = match later {
+            Ok(Some(later)) if deferred.len() < MAX_DEFERRED => {
+                deferred.push((job.id, head_only, later));
+                continue;
+            }
+            Ok(Some(_)) => {
+                counters.busy.fetch_add(1, Ordering::Relaxed);
+                Response::error(503)
+            }
+            Ok(None) => catch_unwind(AssertUnwindSafe(|| service.render(&job.request)))
+                .unwrap_or_else(|_| panicked("rendering a response")),
+            Err(_) => panicked("starting a delta profile"),
+        };
+        if !send(&done, waker, job.id, response, head_only) {
             return;
         }
-        // Full means a wake-up is pending already.
-        let mut waker = waker;
-        let _ = waker.write(&[1]);
     }
+}
+
+/// Hands a rendered response back to the I/O thread and wakes it; `false`
+/// if the I/O thread is gone.
+fn send(
+    done: &Sender<Done>,
+    waker: &UnixStream,
+    id: u64,
+    response: Response,
+    head_only: bool,
+) -> bool {
+    let (head, body) = response.into_parts(head_only);
+    if done.send(Done { id, head, body }).is_err() {
+        return false;
+    }
+    // Full means a wake-up is pending already.
+    let mut waker = waker;
+    let _ = waker.write(&[1]);
+    true
 }

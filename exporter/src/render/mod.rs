@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::aggregate::sites::SiteValues;
 use crate::aggregate::{Aggregator, TableFigures};
 use crate::health::HttpCounters;
 use crate::symbols::Symbolizer;
@@ -249,6 +250,15 @@ impl Renderer {
     pub fn sites(&self) -> Vec<Site> {
         let _quiet = allocmeter::profile::suspend_sampling();
         let raw = self.aggregator.sites_now();
+        sites::merge_sites(&raw, &mut self.symbolizer())
+    }
+
+    /// What every site allocated since `baseline`
+    /// ([`Aggregator::site_values_now`]), trimmed and merged as
+    /// [`Renderer::sites`] are: a delta profile's sites.
+    pub fn sites_since(&self, baseline: &[(SiteValues, u64)]) -> Vec<Site> {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        let raw = self.aggregator.sites_since(baseline);
         sites::merge_sites(&raw, &mut self.symbolizer())
     }
 

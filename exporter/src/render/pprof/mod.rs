@@ -16,17 +16,45 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) use encode::{DefaultType, ProfileSite, gzipped, profile_message};
 
 use super::Renderer;
+use super::sites::Site;
+use crate::aggregate::sites::SiteValues;
 use crate::symbols::{Frame, Location, Mapping, current_mappings, program_frames};
 
 /// Builds the gzipped heap profile from the site table, accounted as the
 /// exporter's own allocation.
 pub(crate) fn heap_profile(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
-    renderer.account(|| heap_profile_now(renderer, default_type))
+    renderer.account(|| {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        heap_profile_of(renderer, profile_sites(renderer.sites()), default_type)
+    })
 }
 
-fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
-    let _quiet = allocmeter::profile::suspend_sampling();
-    let sites = profile_sites(renderer);
+/// The heap profile of what the sites allocated since `baseline`
+/// ([`crate::aggregate::Aggregator::site_values_now`]): Go's delta profile
+/// (`?seconds=N`), gzipped `profile.proto` or, with `text`, the legacy text
+/// form. Accounted as the exporter's own allocation.
+pub(crate) fn delta_profile(
+    renderer: &Renderer,
+    baseline: &[(SiteValues, u64)],
+    default_type: DefaultType,
+    text: bool,
+) -> Vec<u8> {
+    renderer.account(|| {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        let sites = profile_sites(renderer.sites_since(baseline));
+        if text {
+            heap_text_of(renderer, sites).into_bytes()
+        } else {
+            heap_profile_of(renderer, sites, default_type)
+        }
+    })
+}
+
+fn heap_profile_of(
+    renderer: &Renderer,
+    sites: Vec<ProfileSite>,
+    default_type: DefaultType,
+) -> Vec<u8> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
@@ -48,25 +76,27 @@ fn heap_profile_now(renderer: &Renderer, default_type: DefaultType) -> Vec<u8> {
 pub(crate) fn heap_text_profile(renderer: &Renderer) -> String {
     renderer.account(|| {
         let _quiet = allocmeter::profile::suspend_sampling();
-        let mut sites = profile_sites(renderer);
-        let stats = allocmeter::stats_split().program;
-        let mappings = current_mappings();
-        with_resolver(renderer, &mappings, |resolve| {
-            text::heap_text(
-                &mut sites,
-                allocmeter::sample_rate(),
-                &stats,
-                &mappings,
-                |a| resolve(a).frames.to_vec(),
-            )
-        })
+        heap_text_of(renderer, profile_sites(renderer.sites()))
     })
 }
 
-/// The current sites, as the profiles carry them.
-fn profile_sites(renderer: &Renderer) -> Vec<ProfileSite> {
-    renderer
-        .sites()
+fn heap_text_of(renderer: &Renderer, mut sites: Vec<ProfileSite>) -> String {
+    let stats = allocmeter::stats_split().program;
+    let mappings = current_mappings();
+    with_resolver(renderer, &mappings, |resolve| {
+        text::heap_text(
+            &mut sites,
+            allocmeter::sample_rate(),
+            &stats,
+            &mappings,
+            |a| resolve(a).frames.to_vec(),
+        )
+    })
+}
+
+/// Sites as the profiles carry them.
+fn profile_sites(sites: Vec<Site>) -> Vec<ProfileSite> {
+    sites
         .into_iter()
         .map(|site| ProfileSite {
             stack: site.stack,
