@@ -856,6 +856,25 @@ fn a_delta_profile_holds_what_was_allocated_in_its_window() {
     drop(keep);
 }
 
+/// At most `MAX_DEFERRED` delta profiles wait at once: one more is
+/// answered 503 at once, and the others in their time.
+fn delta_profiles_waiting_at_once_are_bounded() {
+    let (_exporter, addr) = start_built(loopback());
+    let max = allocmeter_exporter::limits::MAX_DEFERRED;
+    let waiting: Vec<_> = (0..max)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http::fetch_bytes(addr, "GET", "/debug/pprof/allocs?seconds=2").status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let one_more = http::fetch_bytes(addr, "GET", "/debug/pprof/heap?seconds=2");
+    assert_eq!(one_more.status, 503);
+    let statuses: Vec<u16> = waiting.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, vec![200; max]);
+}
+
 fn main() {
     runner::run(
         &[
@@ -886,6 +905,10 @@ fn main() {
             (
                 "a_delta_profile_holds_what_was_allocated_in_its_window",
                 a_delta_profile_holds_what_was_allocated_in_its_window,
+            ),
+            (
+                "delta_profiles_waiting_at_once_are_bounded",
+                delta_profiles_waiting_at_once_are_bounded,
             ),
         ],
         Duration::from_secs(240),
