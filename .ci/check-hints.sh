@@ -32,9 +32,9 @@
 #   preallocate  19,201/s -> 16,798/s     2,403/s   2,368/s (2,031-2,705)    2,400/s (6 a request)
 #   reuse        19,208/s -> 18,798/s       410/s     448/s (362-534)          400/s (1 a request)
 #
-# Over nine runs of --fix format the predicted saving ranged from 14,521/s
-# to 17,556/s (each 95 % range held the exact 16,000/s); the measured drop
-# was 15,996-16,006/s every time.
+# Over ten reads before a fix, the format hint's predicted saving ranged
+# from 14,521/s to 17,503/s, each 95 % range holding the exact 16,000/s;
+# over five runs of --fix format the measured drop was 15,996-16,006/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
