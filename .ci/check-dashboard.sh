@@ -11,7 +11,8 @@
 #    data, that the figures move, that a spike is marked on the rate chart and
 #    listed with the demo's allocating function among its top sites, that the
 #    Hints panel shows a hint on that function (technique, site, saving, and
-#    its details on demand) and says "not exposed", with no error, when
+#    its details on demand), its empty state and a declined row (from
+#    rewritten answers), and says "not exposed", with no error, when
 #    /api/hints answers 404 or call sites are off, that the page fits a
 #    phone's width, that failing /api requests show a
 #    "Reconnecting…" banner over the last data and that the page recovers,

@@ -431,6 +431,55 @@ async function checkHintsNotExposed(browser) {
 }
 
 /**
+ * The Hints panel's other states, from the exporter's own /api/hints
+ * rewritten: no hints at all (the empty state says what the panel is for
+ * and that it needs traffic), and a declined technique (a "Declined" row
+ * with its technique, site and reason), which the demo's traffic does not
+ * produce.
+ */
+async function checkHintsStates(browser) {
+  const cases = {
+    empty: (body) => {
+      body.hints = [];
+      body.collecting = [];
+      body.declined = [];
+    },
+    declined: (body) => {
+      body.declined = [{technique: 'pool', function: 'demo::declined_here', file: '/src/demo.rs', line: 7, reason: 'freed by the thread that allocated them: a kept buffer would do', evidence: body.hints.length ? body.hints[0].evidence : null}];
+    },
+  };
+  for (const [name, edit] of Object.entries(cases)) {
+    const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+    const page = await context.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await rewriteJSON(page, ['/api/hints'], edit);
+    await page.goto(url, {waitUntil: 'load'});
+    const seen = await waitFor(`the Hints panel with ${name} hints`, 15, async () => {
+      const panel = await page.evaluate(() => ({
+        state: document.querySelector('#panel-hints').dataset.state,
+        note: document.querySelector('#hints-note').innerText,
+        cards: document.querySelectorAll('#hints li.hint-card').length,
+        collecting: !document.querySelector('#hints-collecting-box').hidden,
+        declined: document.querySelector('#hints-declined-box').hidden ? null : document.querySelector('#hints-declined').innerText.replace(/\s+/g, ' ').trim(),
+      }));
+      return panel.state === 'ok' || panel.state === 'empty' ? panel : null;
+    });
+    if (pageErrors.length) fail(`the Hints panel with ${name} hints: page errors: ${pageErrors.join('; ')}`);
+    if (name === 'empty') {
+      if (seen.state !== 'empty' || seen.cards || seen.collecting || seen.declined !== null || !/need traffic/.test(seen.note) || !/preallocate, reuse, pool, stream/.test(seen.note)) {
+        fail('the Hints panel\'s empty state: ' + JSON.stringify(seen));
+      }
+      ok('with no hints, the Hints panel says what it is for and that it needs traffic: ' + seen.note);
+    } else {
+      if (!seen.declined || !/^pool demo::declined_here \/src\/demo\.rs:7: freed by the thread/.test(seen.declined)) fail('the "Declined" row: ' + JSON.stringify(seen));
+      ok('a declined technique shows as a "Declined" row: ' + seen.declined);
+    }
+    await context.close();
+  }
+}
+
+/**
  * The inner allocator's figures, which the demo (on System) does not have:
  * /api/snapshot is given jemalloc-like figures and the page must list them
  * in human units.
@@ -499,6 +548,7 @@ async function main() {
     await checkFailingFromStart(browser);
     await checkEscaping(browser);
     await checkHintsNotExposed(browser);
+    await checkHintsStates(browser);
     await checkInnerFigures(browser);
     await checkRestart(desktop.page);
     if (desktop.seen.pageErrors.length) fail(desktop.seen.pageErrors.join('; '));
