@@ -10,12 +10,17 @@
 #    and runs for 40 s with no console or page errors, that every chart draws
 #    data, that the figures move, that a spike is marked on the rate chart and
 #    listed with the demo's allocating function among its top sites, that the
-#    page fits a phone's width, that failing /api requests show a
+#    Hints panel shows a hint on that function (technique, site, saving, and
+#    its details on demand), its empty state and a declined row (from
+#    rewritten answers), and says "not exposed", with no error, when
+#    /api/hints answers 404 or call sites are off, that the page fits a
+#    phone's width, that failing /api requests show a
 #    "Reconnecting…" banner over the last data and that the page recovers,
 #    and that it follows the demo through a restart; screenshots at 1440x900
 #    and 390x844 go to target/dashboard-artifacts/{desktop,phone}.png.
 #
-# Every demo it started is stopped on exit, pass or fail.
+# Every demo it started is stopped on exit, pass or fail. On a failure it
+# says whether the demo was still running, with the end of its stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -74,5 +79,15 @@ export ARTIFACTS="$root/target/dashboard-artifacts"
 export SPIKE_FUNCTION=build_report # examples/demo.rs: the demo's allocating function
 status=0
 timeout 600 node .ci/browser/check-dashboard.js || status=$?
+if [ "$status" -ne 0 ]; then
+  if kill -0 "$demo" 2>/dev/null; then
+    echo "check-dashboard: the demo (pid $demo) was still running"
+  else
+    demo_status=0
+    wait "$demo" 2>/dev/null || demo_status=$?
+    echo "check-dashboard: the demo (pid $demo) was no longer running, exit status $demo_status (128+N: signal N; the restart check stops it on purpose); its stderr ends:"
+    tail -n 20 "$demo_err" | sed 's/^/  /'
+  fi
+fi
 echo "check-dashboard: took $(($(date +%s) - started)) s"
 exit "$status"

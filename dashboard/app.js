@@ -7,6 +7,7 @@
 //   api/history?since_ms=T       the per-second points newer than T (incremental)
 //   api/spikes                   detected allocation-rate spikes with their top call sites
 //   api/sites?top=N&by=...       sampled call sites with stacks (every few seconds)
+//   api/hints                    optimisation hints (every 10 s: each answer is symbolized afresh)
 //
 // and draws everything as SVG built with createElementNS. Text that comes from
 // the program (function names, file paths) is only ever set with textContent,
@@ -16,7 +17,9 @@
 // `/?token=TOKEN`: the page sends the token from its own URL as
 // `Authorization: Bearer` on every API call. With call-site data disabled
 // (`profiles_exposed: false` in api/snapshot), the page does not ask for
-// api/sites and says so where the sites would be.
+// api/sites or api/hints and says so where they would be; an api/hints that
+// answers 404 (an exporter that serves no call sites, or one from before
+// hints) is told the same way, not as an error.
 //
 // Every chart container has a stable id, data-chart, and a data-points
 // attribute with how many data items it drew, which the browser test reads.
@@ -28,6 +31,7 @@
 
 const POLL_MS = 1000; // one tick: snapshot, history, spikes
 const SITES_EVERY_TICKS = 5; // call sites (and the flame graph) every 5 ticks
+const HINTS_EVERY_TICKS = 10; // hints every 10 ticks: the exporter symbolizes each answer
 const BACKOFF_MAX_MS = 8000; // retries after failures: 1 s, 2 s, 4 s, 8 s, 8 s, ...
 const FETCH_TIMEOUT_MS = 5000; // a request that hangs counts as failed
 const TOP_SITES = 10; // rows in each top-sites table
@@ -38,6 +42,7 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 // The exporter's bearer token, if the page was opened with ?token=.
 const TOKEN = new URLSearchParams(window.location.search).get('token');
 const SITES_DISABLED = 'Call-site data is disabled on this exporter (expose_profiles(false)).';
+const HINTS_NOT_EXPOSED = 'Call sites are not exposed by this exporter (expose_profiles(false)), and hints are drawn from them: there are none to show.';
 
 // ---------------------------------------------------------------------------
 // State: everything the page knows, replaced or extended by each poll.
@@ -53,6 +58,10 @@ const state = {
   sitesInuse: null, // /api/sites?by=inuse_space, up to FLAME_SITES
   sitesAlloc: null, // /api/sites?by=alloc_space, up to TOP_SITES
   profilesExposed: true, // false: the exporter serves no call sites (api/snapshot's profiles_exposed)
+  hints: null, // the /api/hints body
+  hintsAsked: false, // whether this process was asked for hints yet
+  hintsExposed: true, // false: /api/hints answered 404
+  hintsAtMs: null, // the snapshot's unix_ms when the hints were read
   tick: 0,
   failures: 0, // consecutive failed polls
   lastOkMs: null, // Date.now() of the last successful poll
@@ -268,8 +277,11 @@ function siteKeys(prefix, sites) {
 // ---------------------------------------------------------------------------
 // Fetching
 
-/** GETs a JSON path relative to the page, failing on HTTP errors and timeouts. */
-async function getJSON(path) {
+/**
+ * GETs a JSON path relative to the page, failing on HTTP errors and
+ * timeouts; with `missingOk`, a 404 gives null instead of failing.
+ */
+async function getJSON(path, missingOk) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
   let response;
@@ -285,6 +297,7 @@ async function getJSON(path) {
   if (response.status === 401) {
     throw new Error(path + ': HTTP 401: the exporter requires a token; open this page as /?token=TOKEN' + (TOKEN ? ' with the right one' : ''));
   }
+  if (missingOk && response.status === 404) return null;
   if (!response.ok) throw new Error(path + ': HTTP ' + response.status + ' ' + response.statusText);
   let body;
   try {
@@ -325,11 +338,13 @@ async function pollOnce() {
   // Older exporters do not send the field: sites are exposed there.
   state.profilesExposed = snapshot.profiles_exposed !== false;
   const needSites = state.profilesExposed && (state.tick % SITES_EVERY_TICKS === 0 || state.sitesInuse === null);
-  const [history, spikes, sitesInuse, sitesAlloc] = await Promise.all([
+  const needHints = state.profilesExposed && (state.tick % HINTS_EVERY_TICKS === 0 || !state.hintsAsked);
+  const [history, spikes, sitesInuse, sitesAlloc, hints] = await Promise.all([
     getJSON(historyPath),
     getJSON('api/spikes'),
     needSites ? getJSON('api/sites?top=' + FLAME_SITES + '&by=inuse_space') : null,
     needSites ? getJSON('api/sites?top=' + TOP_SITES + '&by=alloc_space') : null,
+    needHints ? getJSON('api/hints', true) : null,
   ]);
   addHistory(history);
   state.spikes = spikes;
@@ -337,8 +352,14 @@ async function pollOnce() {
     state.sitesInuse = sitesInuse;
     state.sitesAlloc = sitesAlloc;
   }
+  if (needHints) {
+    state.hintsAsked = true;
+    state.hintsExposed = hints !== null;
+    state.hints = hints;
+    state.hintsAtMs = snapshot.unix_ms;
+  }
   state.tick++;
-  return needSites;
+  return {sites: needSites, hints: needHints};
 }
 
 /** Appends new history points, dropping the oldest past the exporter's capacity. */
@@ -363,6 +384,8 @@ function resetForRestart() {
   state.spikes = null;
   state.sitesInuse = null;
   state.sitesAlloc = null;
+  state.hints = null;
+  state.hintsAsked = false;
   state.flameFocus = [];
   state.restarts++;
 }
@@ -371,11 +394,11 @@ function resetForRestart() {
 async function loop() {
   let delay = POLL_MS;
   try {
-    const sitesFetched = await pollOnce();
+    const fetched = await pollOnce();
     state.failures = 0;
     state.lastOkMs = Date.now();
     showConnected();
-    renderAll(sitesFetched);
+    renderAll(fetched);
   } catch (e) {
     state.failures++;
     delay = Math.min(BACKOFF_MAX_MS, POLL_MS * Math.pow(2, state.failures - 1));
@@ -427,9 +450,11 @@ window.addEventListener('unhandledrejection', (e) => showPageError(String(e.reas
 
 /**
  * Draws every panel. A panel that throws shows its error in place; the
- * others still draw.
+ * others still draw. `fetched.sites` and `fetched.hints` say whether this
+ * poll read the call sites and the hints (their panels are redrawn only
+ * then).
  */
-function renderAll(sitesFetched) {
+function renderAll(fetched) {
   const snap = state.snapshot;
   safely('panel-rate', renderTimeCharts);
   safely('panel-rate', () => renderTiles(snap));
@@ -438,6 +463,8 @@ function renderAll(sitesFetched) {
   safely('panel-reallocs', () => renderReallocs(snap.stats));
   safely('panel-sampling', () => renderSampling(snap));
   safely('panel-spikes', () => renderSpikes(state.spikes));
+  if (!state.profilesExposed || (fetched.hints && !state.hintsExposed)) safely('panel-hints', renderHintsNotExposed);
+  else if (fetched.hints) safely('panel-hints', () => renderHints(state.hints));
   if (!state.profilesExposed) {
     safely('panel-sites-inuse', () => renderSitesDisabled('sites-inuse'));
     safely('panel-sites-alloc', () => renderSitesDisabled('sites-alloc'));
@@ -446,7 +473,7 @@ function renderAll(sitesFetched) {
       flame.replaceChildren(el('p', {class: 'empty'}, SITES_DISABLED));
       flame.dataset.points = '0';
     });
-  } else if (sitesFetched) {
+  } else if (fetched.sites) {
     // Sites whose sampled memory was all freed have nothing in use to show.
     const holding = state.sitesInuse.sites.filter((s) => s.inuse_space >= 0.5);
     safely('panel-sites-inuse', () => renderSites('sites-inuse', holding.slice(0, TOP_SITES), 'inuse'));
@@ -950,6 +977,154 @@ function spikeItem(spike) {
 }
 
 // ---------------------------------------------------------------------------
+// Hints
+
+/** 0.91 -> "91 %"; small shares keep two significant digits, tiny ones read "< 0.1 %". */
+function fmtShare(x) {
+  if (!Number.isFinite(x)) return '–';
+  const pct = 100 * x;
+  if (pct > 0 && pct < 0.1) return '< 0.1 %';
+  return trimNumber(pct) + ' %';
+}
+
+/** 4096 -> "4.1 µs": a lifetime in nanoseconds. */
+function fmtNanos(ns) {
+  if (!Number.isFinite(ns)) return '–';
+  const units = [[1e9, 's'], [1e6, 'ms'], [1e3, 'µs']];
+  for (const [scale, unit] of units) if (ns >= scale) return trimNumber(ns / scale) + ' ' + unit;
+  return Math.round(ns) + ' ns';
+}
+
+/** What each technique means, for the label's tooltip. */
+const TECHNIQUES = {
+  preallocate: 'Reserve the capacity a buffer grows to, up front',
+  reuse: 'Keep one buffer and clear it, instead of a new one each time',
+  pool: 'Keep a pool or free list of short-lived objects',
+  stream: 'Process a huge input in chunks instead of loading it whole',
+  format: 'Write formatted text into a kept String instead of format!',
+};
+
+/** The technique as a label; its class (for its colour) keeps letters only. */
+function techniqueLabel(technique) {
+  const name = String(technique);
+  return el('span', {class: 'technique t-' + name.replace(/[^a-z]/g, ''), title: TECHNIQUES[name] || null}, name);
+}
+
+/** A hint's site: function and file:line. */
+function hintSite(hint) {
+  return el('span', {class: 'hint-site'}, el('span', {class: 'fn'}, fmtFunction(hint)), ' ', el('span', {class: 'loc', title: hint.file}, fmtLocation(hint)));
+}
+
+/** "~312k allocations/s (247k–377k) and 2.54 MiB/s; 91 % of all allocations, 15 % of bytes". */
+function savingText(saving) {
+  return '~' + fmtCount(saving.allocs_per_sec) + ' allocations/s (' + fmtCount(saving.allocs_per_sec_low) + '–' + fmtCount(saving.allocs_per_sec_high) +
+    ') and ' + fmtByteRate(saving.bytes_per_sec) + '; ' + fmtShare(saving.share_of_allocs) + ' of all allocations, ' +
+    fmtShare(saving.share_of_bytes) + ' of bytes allocated';
+}
+
+/** The evidence in one paragraph: samples, rate, sizes, lifetimes, threads. */
+function evidenceText(e) {
+  const parts = [
+    fmtExact(e.samples) + ' samples over ' + fmtDuration(e.window_secs * 1000) + ': ~' + fmtCount(e.allocs_per_sec) + ' allocations/s, ' + fmtByteRate(e.bytes_per_sec) +
+      ' (' + fmtShare(e.share_of_allocs) + ' of all allocations)',
+    'sizes ' + fmtBytes(e.size_p10) + '–' + fmtBytes(e.size_p90) + ', median ' + fmtBytes(e.size_p50),
+  ];
+  if (e.lifetime_p50_ns !== null && e.lifetime_p50_ns !== undefined) {
+    parts.push('lifetimes median ' + fmtNanos(e.lifetime_p50_ns) + ', 90th percentile ' + fmtNanos(e.lifetime_p90_ns));
+  }
+  if (e.same_thread !== null && e.same_thread !== undefined) parts.push(fmtShare(e.same_thread) + ' freed by the allocating thread');
+  if (e.grown_chains > 0 && e.mean_growths !== null) parts.push(fmtExact(e.grown_chains) + ' grew by realloc, ' + trimNumber(e.mean_growths) + ' times on average');
+  parts.push(fmtExact(e.threads) + ' thread' + (e.threads === 1 ? '' : 's'));
+  return parts.join('; ') + '.';
+}
+
+/** The rule's share: "102 of 102 freed within 1 ms ... (at least 96 %, needed 80 %)". */
+function ruleText(rule) {
+  return fmtExact(rule.count) + ' of ' + fmtExact(rule.of) + ' ' + rule.property + ' (at least ' + fmtShare(rule.at_least) + ' at 95 %, needed ' + fmtShare(rule.bar) + ')';
+}
+
+/** One hint as a card: label, site, confidence, advice, saving, cost, and the rest on demand. */
+function hintCard(hint, key) {
+  const s = hint.saving;
+  const confidence = String(hint.confidence);
+  const head = el('div', {class: 'hint-head'}, techniqueLabel(hint.technique), ' ', hintSite(hint), ' ',
+    el('span', {class: 'confidence c-' + confidence.replace(/[^a-z]/g, ''), title: hint.confidence_basis}, confidence + ' confidence'));
+  const more = keptDetails(key, 'Why it might not fit, how to check, the evidence and the stack', () => {
+    const facts = el('dl', {class: 'facts hint-facts'});
+    const rows = [
+      ['Why it might not fit', hint.why_not],
+      ['How to check', hint.check],
+      ['Confidence', confidence + ': ' + hint.confidence_basis],
+      ['Evidence', evidenceText(hint.evidence)],
+      hint.evidence.rule ? ['Rule', ruleText(hint.evidence.rule)] : null,
+      ['Saving, bytes', fmtByteRate(s.bytes_per_sec) + ' (' + fmtByteRate(s.bytes_per_sec_low) + '–' + fmtByteRate(s.bytes_per_sec_high) + ', 95 %)'],
+    ];
+    for (const row of rows) if (row) facts.append(el('dt', {}, row[0]), el('dd', {}, row[1]));
+    return el('div', {class: 'hint-body'}, facts, el('p', {class: 'hint-stack-title'}, 'Stack, innermost program frame first:'), stackList(hint.stack));
+  });
+  more.classList.add('hint-more');
+  return el('li', {class: 'hint-card', 'data-technique': hint.technique}, head,
+    el('p', {class: 'advice'}, hint.advice),
+    el('p', {class: 'saving'}, el('span', {class: 'what'}, 'Saving: '), savingText(s)),
+    el('p', {class: 'cost', title: fmtExact(s.memory_cost_bytes) + ' bytes'}, el('span', {class: 'what'}, 'Memory cost: '), s.memory_cost),
+    more);
+}
+
+/** A site still collecting evidence: how many sampled blocks of how many, and about when. */
+function collectingRow(c) {
+  const eta = c.eta_secs === null || c.eta_secs === undefined ? 'time to go unknown' : 'about ' + fmtDuration(Math.max(1, c.eta_secs) * 1000) + ' to go';
+  return el('li', {}, hintSite(c), ' ', el('span', {class: 'figures'},
+    fmtExact(c.samples) + ' of ' + fmtExact(c.needed) + ' sampled blocks, ' + eta + ' (~' + fmtCount(c.evidence.allocs_per_sec) + ' allocations/s, ' +
+      fmtShare(c.evidence.share_of_allocs) + ' of all)'));
+}
+
+/** A technique declined for a site, with the reason. */
+function declinedRow(d) {
+  return el('li', {}, techniqueLabel(d.technique), ' ', hintSite(d), ': ', el('span', {class: 'reason'}, d.reason));
+}
+
+/** Fills one of the "Collecting evidence" and "Declined" lists; its box shows only when it has rows. */
+function fillHintRows(id, rows) {
+  byId(id).replaceChildren(...rows);
+  byId(id + '-box').hidden = rows.length === 0;
+}
+
+/** The Hints panel from the /api/hints body, ranked as served. */
+function renderHints(body) {
+  const panel = byId('panel-hints');
+  const list = byId('hints');
+  const hints = body.hints || [];
+  const keys = siteKeys('hint', hints.map((h) => Object.assign({}, h, {function: h.technique + ' ' + h.function})));
+  list.replaceChildren(...hints.map((h, i) => hintCard(h, keys[i])));
+  list.dataset.count = String(hints.length);
+  fillHintRows('hints-collecting', (body.collecting || []).map(collectingRow));
+  fillHintRows('hints-declined', (body.declined || []).map(declinedRow));
+  const span = fmtDuration(body.window_secs * 1000);
+  const when = state.hintsAtMs ? ', read at ' + fmtClock(state.hintsAtMs) : '';
+  const rate = body.sample_rate > 0 ? 'one sample per ' + fmtBytes(body.sample_rate) + ' allocated, on average' : 'sampling is off';
+  let note;
+  if (hints.length > 0) {
+    note = 'From the sampled allocations of the last ' + span + ' (' + rate + '); refreshed every ' + HINTS_EVERY_TICKS + ' s' + when + '.';
+  } else {
+    note = 'Hints name, for the call sites that allocate most, the technique that would cut their allocations (preallocate, reuse, pool, stream, ' +
+      'or format into a kept String), with the evidence, the estimated saving, its memory cost and a named confidence. None yet: they need traffic, ' +
+      'a few dozen sampled blocks at a busy site (the last ' + span + ' had too few; ' + rate + '). Refreshed every ' + HINTS_EVERY_TICKS + ' s' + when + '.';
+  }
+  byId('hints-note').textContent = note;
+  panel.dataset.state = hints.length > 0 ? 'ok' : 'empty';
+}
+
+/** The Hints panel of an exporter that serves no call sites. */
+function renderHintsNotExposed() {
+  byId('hints').replaceChildren();
+  byId('hints').dataset.count = '0';
+  fillHintRows('hints-collecting', []);
+  fillHintRows('hints-declined', []);
+  byId('hints-note').textContent = HINTS_NOT_EXPOSED;
+  byId('panel-hints').dataset.state = 'not-exposed';
+}
+
+// ---------------------------------------------------------------------------
 // Top call sites
 
 /** A sites table saying that the exporter serves no call sites. */
@@ -1125,7 +1300,7 @@ function watchResize() {
   let pending = null;
   const redraw = () => {
     pending = null;
-    if (state.snapshot) renderAll(state.sitesInuse !== null);
+    if (state.snapshot) renderAll({sites: state.sitesInuse !== null, hints: false});
   };
   window.addEventListener('resize', () => {
     if (pending === null) pending = setTimeout(redraw, 150);

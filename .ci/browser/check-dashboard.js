@@ -10,7 +10,8 @@
 //   DEMO_PIDFILE    where to write the pid of the restarted demo, so that the
 //                   shell script's trap kills it too
 //   ARTIFACTS       where the screenshots go
-//   SPIKE_FUNCTION  the demo's allocating function, expected among a spike's top sites
+//   SPIKE_FUNCTION  the demo's allocating function, expected among a spike's
+//                   top sites and in the Hints panel
 //
 // Every check prints one line; the first failed one ends the run with exit 1.
 
@@ -26,6 +27,10 @@ const artifacts = process.env.ARTIFACTS || 'target/dashboard-artifacts';
 const spikeFunction = process.env.SPIKE_FUNCTION || 'build_report';
 const RUN_SECS = Number(process.env.RUN_SECS || 40); // watched for console errors
 const SPIKE_SECS = Number(process.env.SPIKE_SECS || 60); // for a spike to show, from page load
+// For a hint on the demo's code to show, from page load: the engine needs
+// about 20 s of the demo's traffic and the page asks every 10 s.
+const HINTS_SECS = Number(process.env.HINTS_SECS || 90);
+const TECHNIQUES = ['preallocate', 'reuse', 'pool', 'stream', 'format'];
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -74,6 +79,27 @@ async function waitFor(what, secs, fn) {
   }
 }
 
+/**
+ * Answers the page's requests for `paths` with the exporter's JSON as
+ * `edit` rewrites it. A request the exporter does not answer fails for the
+ * page as it would have without the rewrite.
+ */
+function rewriteJSON(page, paths, edit) {
+  return page.route((u) => paths.includes(u.pathname), async (route) => {
+    let response;
+    try {
+      response = await route.fetch();
+    } catch (e) {
+      log(`  ${new URL(route.request().url()).pathname}: the exporter did not answer (${e.message.split('\n')[0]})`);
+      await route.abort('connectionrefused');
+      return;
+    }
+    const body = await response.json();
+    edit(body);
+    await route.fulfill({response, json: body});
+  });
+}
+
 /** Every chart on the page: id -> its data-points. */
 function chartPoints(page) {
   return page.$$eval('[data-chart]', (nodes) => Object.fromEntries(nodes.map((n) => [n.id, Number(n.dataset.points)])));
@@ -100,6 +126,73 @@ async function assertNotBlank(page, what) {
   const text = await page.evaluate(() => document.querySelector('main').innerText.trim());
   const visible = await page.isVisible('#chart-rate svg');
   if (text.length < 200 || !visible) fail(`${what}: the page looks blank (${text.length} characters of text, rate chart visible: ${visible})`);
+}
+
+/**
+ * The first card of the Hints panel on the demo's own code, once it shows:
+ * its technique, site, confidence, saving and memory cost as the page
+ * writes them, each checked to be visible.
+ */
+async function hintCard(page, what, secs) {
+  return waitFor(what, secs, async () => {
+    const card = page.locator('#hints li.hint-card', {hasText: spikeFunction}).first();
+    if ((await card.count()) === 0) {
+      const state = await page.$eval('#panel-hints', (n) => n.dataset.state + ': ' + n.innerText.slice(0, 300)).catch((e) => e.message);
+      throw new Error(state);
+    }
+    const part = async (sel) => {
+      const node = card.locator(sel).first();
+      return (await node.isVisible()) ? (await node.innerText()).replace(/\s+/g, ' ').trim() : null;
+    };
+    return {
+      card,
+      technique: await part('.technique'),
+      site: await part('.hint-site'),
+      confidence: await part('.confidence'),
+      basis: await card.locator('.confidence').first().getAttribute('title'),
+      saving: await part('.saving'),
+      cost: await part('.cost'),
+      advice: await part('.advice'),
+    };
+  });
+}
+
+/** The Hints panel: a hint on the demo's code with technique, site and saving, and its details on demand. */
+async function checkHints(page, loadedAt) {
+  const left = Math.max(5, HINTS_SECS - (Date.now() - loadedAt) / 1000);
+  const hint = await hintCard(page, `the Hints panel shows a hint on ${spikeFunction}`, left);
+  const problems = [];
+  if (!TECHNIQUES.includes(hint.technique)) problems.push(`technique label ${JSON.stringify(hint.technique)} is none of ${TECHNIQUES.join(', ')}`);
+  if (!hint.site || !hint.site.includes(spikeFunction) || !/demo\.rs:\d+/.test(hint.site)) problems.push(`site ${JSON.stringify(hint.site)} does not name ${spikeFunction} at demo.rs:LINE`);
+  // "~312k allocations/s (247k–377k), 2.54 MiB/s; 91 % of all allocations"
+  if (!hint.saving || !/~[\d.]+[kMG]? allocations\/s \([\d.]+[kMG]?–[\d.]+[kMG]?\)/.test(hint.saving) || !/[\d.]+ (B|KiB|MiB|GiB)\/s/.test(hint.saving) || !/% of all allocations/.test(hint.saving)) {
+    problems.push(`saving ${JSON.stringify(hint.saving)} lacks "~N allocations/s (low–high)", a byte rate or a share of all allocations`);
+  }
+  if (!/^(high|medium) confidence$/.test(hint.confidence || '') || (hint.basis || '').length < 10) problems.push(`confidence ${JSON.stringify(hint.confidence)} with basis ${JSON.stringify(hint.basis)}`);
+  if (!hint.cost || !/^Memory cost: /.test(hint.cost)) problems.push(`memory cost ${JSON.stringify(hint.cost)}`);
+  if (!hint.advice || hint.advice.length < 20) problems.push(`advice ${JSON.stringify(hint.advice)}`);
+  if (problems.length) fail('the Hints panel\'s card is incomplete: ' + problems.join('; '));
+  const count = await page.$eval('#hints', (n) => Number(n.dataset.count));
+  ok(`the Hints panel shows ${count} hint(s); on the demo's code: [${hint.technique}] ${hint.site} · ${hint.confidence} · ${hint.saving} · ${hint.cost}`);
+  log('  advice: ' + hint.advice);
+  // The collapsible part: why not, the check, the stack.
+  await hint.card.locator('details.hint-more > summary').click();
+  const more = await waitFor('a hint\'s details open on demand', 5, async () => {
+    const body = hint.card.locator('details.hint-more[open]');
+    if ((await body.count()) === 0) return null;
+    const text = await body.innerText();
+    const frames = await body.locator('.stack li').count();
+    return /Why it might not fit/.test(text) && /How to check/.test(text) && /allocmeter::/.test(text) && frames > 0 ? {frames} : null;
+  });
+  ok(`a hint's details open on demand: why not, the check and a stack of ${more.frames} frames`);
+  const extra = await page.evaluate(() => ({
+    collecting: document.querySelectorAll('#hints-collecting li').length,
+    declined: document.querySelectorAll('#hints-declined li').length,
+    collectingShown: !document.querySelector('#hints-collecting-box').hidden,
+    declinedShown: !document.querySelector('#hints-declined-box').hidden,
+  }));
+  if (extra.collectingShown !== extra.collecting > 0 || extra.declinedShown !== extra.declined > 0) fail('"Collecting evidence" and "Declined" show when, and only when, they have rows: ' + JSON.stringify(extra));
+  ok(`"Collecting evidence" (${extra.collecting} row(s)) and "Declined" (${extra.declined} row(s)) show only when non-empty`);
 }
 
 async function checkDesktop(browser) {
@@ -164,6 +257,8 @@ async function checkDesktop(browser) {
   if (!(zoomed > 0) || unzoomed !== 0) fail(`flame-graph zoom: ${zoomed} ancestor bars after clicking a frame, ${unzoomed} after clicking the top bar`);
   ok(`clicking a flame-graph frame zooms to it (${zoomed} ancestor bars), clicking the top bar zooms out`);
 
+  await checkHints(page, loadedAt);
+
   // A run of RUN_SECS with no errors.
   const left = RUN_SECS * 1000 - (Date.now() - loadedAt);
   if (left > 0) {
@@ -186,11 +281,14 @@ async function checkPhone(browser) {
   const seen = watchErrors(page, 'phone');
   await page.goto(url, {waitUntil: 'load'});
   await waitFor('every chart draws data at phone width', 30, async () => Object.values(await chartPoints(page)).every((n) => n > 0));
-  // Give the spike list and history a moment to fill, then check the width.
+  // Give the spike list and history a moment to fill, and open a hint's
+  // details (long paths and a stack), then check the width.
+  const hint = await hintCard(page, 'a hint shows at phone width', 20);
+  await hint.card.locator('details.hint-more > summary').click();
   await sleep(2000);
   const widths = await page.evaluate(() => ({doc: document.documentElement.scrollWidth, view: window.innerWidth}));
   if (widths.doc > widths.view) fail(`at phone width the page scrolls sideways: ${widths.doc} px wide in a ${widths.view} px viewport`);
-  ok(`at 390x844 the page fits the width (${widths.doc} px) and every chart draws`);
+  ok(`at 390x844 the page fits the width (${widths.doc} px, a hint's details open) and every chart draws`);
   assertNoErrors(seen, 'phone-width page');
   await page.screenshot({path: path.join(artifacts, 'phone.png'), fullPage: true});
   ok(`screenshot ${path.join(artifacts, 'phone.png')} (390x844, full page)`);
@@ -245,30 +343,140 @@ async function checkEscaping(browser) {
     frame.function = evil + frame.function;
     frame.file = '<b>' + frame.file;
   };
-  await page.route((u) => u.pathname === '/api/sites' || u.pathname === '/api/spikes', async (route) => {
-    const response = await route.fetch();
-    const body = await response.json();
-    for (const site of body.sites || body.spikes.flatMap((s) => s.top_sites)) {
-      taint(site);
-      site.stack.forEach(taint);
+  // The hints' words too: advice, reasons, costs, the check.
+  const taintHint = (hint) => {
+    taint(hint);
+    for (const k of ['technique', 'confidence_basis', 'advice', 'why_not', 'check', 'reason']) {
+      if (typeof hint[k] === 'string') hint[k] = evil + hint[k];
     }
-    await route.fulfill({response, json: body});
+    if (hint.saving) hint.saving.memory_cost = evil + hint.saving.memory_cost;
+    (hint.stack || []).forEach(taint);
+  };
+  await rewriteJSON(page, ['/api/sites', '/api/spikes', '/api/hints'], (body) => {
+    if (body.hints) {
+      [...body.hints, ...body.collecting, ...body.declined].forEach(taintHint);
+    } else {
+      for (const site of body.sites || body.spikes.flatMap((s) => s.top_sites)) {
+        taint(site);
+        site.stack.forEach(taint);
+      }
+    }
   });
   await page.goto(url, {waitUntil: 'load'});
   await waitFor('the tainted sites are drawn', 15, async () => Number(await page.$eval('#sites-alloc', (t) => t.dataset.rows)) > 0);
   await page.click('#sites-alloc details summary >> nth=0');
+  await waitFor('the tainted hints are drawn', 15, async () => (await page.$$('#hints li.hint-card')).length > 0);
+  await page.click('#hints details.hint-more > summary >> nth=0');
   await sleep(1500);
   const seen = await page.evaluate(() => ({
     injected: window.__injected,
     imgs: document.querySelectorAll('main img, main b').length,
     literal: document.querySelector('#sites-alloc').textContent.includes('<img src=x onerror='),
     flame: document.querySelector('#flame').textContent.includes('<img'),
+    // function, technique, advice, memory cost, why not, check: six at least in one opened card
+    hints: document.querySelector('#hints li.hint-card').textContent.split('<img src=x onerror=').length - 1,
   }));
-  if (seen.injected !== undefined || seen.imgs > 0 || !seen.literal || !seen.flame || pageErrors.length) {
+  if (seen.injected !== undefined || seen.imgs > 0 || !seen.literal || !seen.flame || seen.hints < 6 || pageErrors.length) {
     fail('HTML in function names was not shown as text: ' + JSON.stringify(seen) + ' ' + pageErrors.join('; '));
   }
-  ok('HTML in function names and file paths shows as text and runs nothing (tables, stacks, flame graph)');
+  ok(`HTML in function names, file paths and hints' words shows as text and runs nothing (tables, stacks, flame graph, ${seen.hints} places in a hint)`);
   await context.close();
+}
+
+/**
+ * Hints need call sites: with an exporter that does not expose them, the
+ * Hints panel says so, and nothing is an error. Both ways an exporter can
+ * say it: /api/hints answering 404 (as it does with expose_profiles(false)),
+ * and api/snapshot's profiles_exposed: false (then the page does not ask).
+ */
+async function checkHintsNotExposed(browser) {
+  const setups = {
+    'api/hints answers 404': async (page) => page.route((u) => u.pathname === '/api/hints', (route) => route.fulfill({status: 404, contentType: 'text/plain', body: 'not found'})),
+    'profiles_exposed is false': async (page, asked) => {
+      await rewriteJSON(page, ['/api/snapshot'], (body) => {
+        body.profiles_exposed = false;
+      });
+      page.on('request', (r) => {
+        if (new URL(r.url()).pathname === '/api/hints') asked.push(r.url());
+      });
+    },
+  };
+  for (const [how, setup] of Object.entries(setups)) {
+    const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+    const page = await context.newPage();
+    const pageErrors = [];
+    const asked = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await setup(page, asked);
+    await page.goto(url, {waitUntil: 'load'});
+    const note = await waitFor(`with ${how}, the Hints panel says call sites are not exposed`, 15, async () => {
+      const panel = await page.$eval('#panel-hints', (n) => ({state: n.dataset.state, text: n.querySelector('#hints-note').innerText.replace(/\s+/g, ' ').trim()}));
+      return panel.state === 'not-exposed' ? panel.text : null;
+    });
+    // (The flame graph draws nothing here: it too needs call sites.)
+    await waitFor('the time charts draw meanwhile', 15, async () => (await chartPoints(page))['chart-rate'] > 1);
+    await sleep(1500); // a few more polls
+    const seen = await page.evaluate(() => ({
+      banner: !document.querySelector('#banner').hidden,
+      pageError: !document.querySelector('#page-error').hidden,
+      panelError: document.querySelectorAll('#panel-hints .panel-error').length,
+      cards: document.querySelectorAll('#hints li.hint-card').length,
+    }));
+    if (!/not exposed/.test(note) || seen.banner || seen.pageError || seen.panelError || seen.cards || pageErrors.length || asked.length) {
+      fail(`with ${how}: the Hints panel reads ${JSON.stringify(note)}; ${JSON.stringify(seen)}; page errors: ${pageErrors.join('; ')}; requests for /api/hints: ${asked.length}`);
+    }
+    ok(`with ${how}, the Hints panel reads "${note}", with no banner and no error`);
+    await context.close();
+  }
+}
+
+/**
+ * The Hints panel's other states, from the exporter's own /api/hints
+ * rewritten: no hints at all (the empty state says what the panel is for
+ * and that it needs traffic), and a declined technique (a "Declined" row
+ * with its technique, site and reason), which the demo's traffic does not
+ * produce.
+ */
+async function checkHintsStates(browser) {
+  const cases = {
+    empty: (body) => {
+      body.hints = [];
+      body.collecting = [];
+      body.declined = [];
+    },
+    declined: (body) => {
+      body.declined = [{technique: 'pool', function: 'demo::declined_here', file: '/src/demo.rs', line: 7, reason: 'freed by the thread that allocated them: a kept buffer would do', evidence: body.hints.length ? body.hints[0].evidence : null}];
+    },
+  };
+  for (const [name, edit] of Object.entries(cases)) {
+    const context = await browser.newContext({viewport: {width: 1440, height: 900}});
+    const page = await context.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await rewriteJSON(page, ['/api/hints'], edit);
+    await page.goto(url, {waitUntil: 'load'});
+    const seen = await waitFor(`the Hints panel with ${name} hints`, 15, async () => {
+      const panel = await page.evaluate(() => ({
+        state: document.querySelector('#panel-hints').dataset.state,
+        note: document.querySelector('#hints-note').innerText,
+        cards: document.querySelectorAll('#hints li.hint-card').length,
+        collecting: !document.querySelector('#hints-collecting-box').hidden,
+        declined: document.querySelector('#hints-declined-box').hidden ? null : document.querySelector('#hints-declined').innerText.replace(/\s+/g, ' ').trim(),
+      }));
+      return panel.state === 'ok' || panel.state === 'empty' ? panel : null;
+    });
+    if (pageErrors.length) fail(`the Hints panel with ${name} hints: page errors: ${pageErrors.join('; ')}`);
+    if (name === 'empty') {
+      if (seen.state !== 'empty' || seen.cards || seen.collecting || seen.declined !== null || !/need traffic/.test(seen.note) || !/preallocate, reuse, pool, stream/.test(seen.note)) {
+        fail('the Hints panel\'s empty state: ' + JSON.stringify(seen));
+      }
+      ok('with no hints, the Hints panel says what it is for and that it needs traffic: ' + seen.note);
+    } else {
+      if (!seen.declined || !/^pool demo::declined_here \/src\/demo\.rs:7: freed by the thread/.test(seen.declined)) fail('the "Declined" row: ' + JSON.stringify(seen));
+      ok('a declined technique shows as a "Declined" row: ' + seen.declined);
+    }
+    await context.close();
+  }
 }
 
 /**
@@ -279,9 +487,7 @@ async function checkEscaping(browser) {
 async function checkInnerFigures(browser) {
   const context = await browser.newContext({viewport: {width: 1440, height: 900}});
   const page = await context.newPage();
-  await page.route((u) => u.pathname === '/api/snapshot', async (route) => {
-    const response = await route.fetch();
-    const body = await response.json();
+  await rewriteJSON(page, ['/api/snapshot'], (body) => {
     body.inner = {
       allocator: 'jemalloc',
       figures: [
@@ -289,7 +495,6 @@ async function checkInnerFigures(browser) {
         {name: 'allocmeter_inner_allocated_bytes', help: 'Bytes allocated by the application', value: 52428800},
       ],
     };
-    await route.fulfill({response, json: body});
   });
   await page.goto(url, {waitUntil: 'load'});
   const shown = await waitFor('the inner allocator\'s figures are listed', 10, async () => {
@@ -342,6 +547,8 @@ async function main() {
     await checkFailingRequests(desktop.page, desktop.seen);
     await checkFailingFromStart(browser);
     await checkEscaping(browser);
+    await checkHintsNotExposed(browser);
+    await checkHintsStates(browser);
     await checkInnerFigures(browser);
     await checkRestart(desktop.page);
     if (desktop.seen.pageErrors.length) fail(desktop.seen.pageErrors.join('; '));
