@@ -145,6 +145,15 @@ impl CounterCells {
         }
     }
 
+    /// How many allocations of `size`'s cell these counters hold: read by
+    /// the owner of the slot on the sampled path (a sampled block's
+    /// neighbours of its size), so a relaxed load of its own store.
+    pub fn allocs_in_cell_of(&self, size: usize) -> u64 {
+        self.allocs_by_cell
+            .get(cell_of(size))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// One free of `size` bytes.
     #[inline(always)]
     pub fn free<B: Bump>(&self, size: usize) {

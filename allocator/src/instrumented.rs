@@ -127,7 +127,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
         // Recorded before the block is handed back, so that no other thread
         // can be given the same address and record it before this free.
         if let Some(id) = take_if_sampled(ptr) {
-            local::report_sampled_free(id);
+            local::report_sampled_free(id, layout.size());
         }
         local::record(Free(layout.size()));
         // SAFETY: the caller guarantees `ptr` was allocated by this allocator
@@ -179,13 +179,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
 }
 
 /// Puts a sampled block back after a failed realloc. If the table cannot take
-/// it back (full, or busy), the block is reported as freed instead: its
-/// in-use estimate then errs low rather than staying up forever.
+/// it back (full, or busy), the end of its tracking is reported instead (as
+/// a free is, for its in-use estimate, which then errs low rather than
+/// staying up forever; its lifetime is censored there).
 #[cold]
 fn restore_sampled(ptr: *mut u8, id: u64) {
     match sampled::insert(ptr, id) {
         Ok(None) => {}
-        Ok(Some(stale)) => local::report_sampled_free(stale),
-        Err(_) => local::report_sampled_free(id),
+        Ok(Some(stale)) => local::report_sampled_untracked(stale),
+        Err(_) => local::report_sampled_untracked(id),
     }
 }

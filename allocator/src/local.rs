@@ -432,7 +432,7 @@ fn take_sample(
         // An entry whose free was not seen (made inside the sampler).
         // (This push may switch rings, so the ring is looked up after it.)
         Ok(Some(stale)) => {
-            push_event(&free_record(stale, FreeEnd::Untracked));
+            push_event(&free_record(stale, FreeEnd::Untracked, None));
         }
         Err(_) => return carry(slot, size, rate),
     }
@@ -449,6 +449,7 @@ fn take_sample(
         time_ns,
         origin,
         parent,
+        size_allocs: slot.counters.allocs_in_cell_of(size),
         stack: &frames[..n],
     };
     let key = record::stack_key(record.stack);
@@ -538,13 +539,25 @@ fn stack_bounds(local: &Local) -> Option<(usize, usize)> {
 /// The thread is marked busy while it pushes: a signal handler that frees a
 /// sampled block in the middle of the push must not push into the same
 /// single-producer ring, so such a nested free is counted as lost instead.
-pub(crate) fn report_sampled_free(id: u64) {
+pub(crate) fn report_sampled_free(id: u64, size: usize) {
+    report_end(id, FreeEnd::Freed, Some(size));
+}
+
+/// A sampled block (`id`, its table entry already removed) is tracked no
+/// more, though not freed (the table could not take it back after a failed
+/// `realloc`): report the end of its tracking, as [`report_sampled_free`]
+/// reports a free.
+pub(crate) fn report_sampled_untracked(id: u64) {
+    report_end(id, FreeEnd::Untracked, None);
+}
+
+fn report_end(id: u64, end: FreeEnd, size: Option<usize>) {
     let nested = LOCAL.try_with(|l| l.busy.replace(true)).unwrap_or(false);
     if nested {
         lose_free();
         return;
     }
-    push_event(&free_record(id, FreeEnd::Freed));
+    push_event(&free_record(id, end, size));
     let _ = LOCAL.try_with(|l| l.busy.set(false));
 }
 
@@ -572,10 +585,10 @@ pub(crate) fn report_sampled_resize(id: u64, new_ptr: *mut u8, new_size: usize, 
         match sampled::insert(new_ptr, id) {
             Ok(None) => {}
             Ok(Some(stale)) => {
-                push_event(&free_record(stale, FreeEnd::Untracked));
+                push_event(&free_record(stale, FreeEnd::Untracked, None));
             }
             Err(_) => {
-                push_event(&free_record(id, FreeEnd::Untracked));
+                push_event(&free_record(id, FreeEnd::Untracked, None));
             }
         }
     }
@@ -591,13 +604,20 @@ fn own_slot_index() -> usize {
     }
 }
 
-/// The free record of `id`, now, on the calling thread.
-fn free_record(id: u64, end: FreeEnd) -> [u64; 4] {
+/// The free record of `id`, now, on the calling thread, with the thread's
+/// allocations of `size`'s cell (0 without a size, or a slot of its own).
+fn free_record(id: u64, end: FreeEnd, size: Option<usize>) -> [u64; record::FREE_LEN] {
+    // SAFETY: `own_slot` is null or points into the static registry.
+    let own = unsafe { own_slot().as_ref() };
     FreeRecord {
         id,
         time_ns: sampler::clock_ns(),
-        slot: own_slot_index(),
+        slot: own.map_or(slot::MAX_SLOTS, slot::index_of),
         end,
+        size_allocs: match (own, size) {
+            (Some(slot), Some(size)) => slot.counters.allocs_in_cell_of(size),
+            _ => 0,
+        },
     }
     .encode()
 }

@@ -73,6 +73,12 @@ pub struct AllocSample<'a> {
     /// `realloc` of a block that was already tracked. That block's tracking
     /// ends here; the chain goes on under this sample's id.
     pub parent: Option<u64>,
+    /// The allocating thread's count of allocations of about this size
+    /// (its counters' cell of this size), this one included: compared with
+    /// the same count at the block's free on the same thread
+    /// ([`SampleEvent::Free`]), how many blocks of its size the thread
+    /// allocated while this one was alive.
+    pub size_allocs: u64,
     /// Return addresses, innermost first, starting in allocmeter's own code.
     pub stack: &'a [usize],
     /// The weight of earlier samples of the same thread that could not be
@@ -129,6 +135,10 @@ pub enum SampleEvent<'a> {
         thread: usize,
         /// Freed, or no longer tracked.
         end: FreeEnd,
+        /// The freeing thread's count of allocations of the block's size
+        /// (see [`AllocSample::size_allocs`]); 0 if unknown (a thread
+        /// without a slot of its own, or an end other than a free).
+        size_allocs: u64,
     },
     /// The tracked block with this id was resized by `realloc`; it stays
     /// tracked under the same id.
@@ -206,6 +216,7 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
                         time_ns: r.time_ns,
                         origin: r.origin,
                         parent: (r.parent != 0).then_some(r.parent),
+                        size_allocs: r.size_allocs,
                         stack: r.stack,
                         carried: core::mem::take(&mut carried),
                     })),
@@ -214,6 +225,7 @@ pub fn drain(mut f: impl FnMut(SampleEvent<'_>)) -> Option<usize> {
                         time_ns: r.time_ns,
                         thread: r.slot.min(MAX_SLOTS),
                         end: r.end,
+                        size_allocs: r.size_allocs,
                     }),
                     Some(Record::Resize(r)) => f(SampleEvent::Resize {
                         id: r.id,

@@ -8,16 +8,17 @@
 //!
 //! | word | allocation ([`KIND_ALLOC`]) | same stack ([`KIND_ALLOC_SAME`]) | free ([`KIND_FREE`]) | resize ([`KIND_RESIZE`]) | carry ([`KIND_CARRY`]) |
 //! |---|---|---|---|---|---|
-//! | 0 | header, length `9 + frames` | header, length 9 | header, length 4 | header, length 6 | header, length 4 |
+//! | 0 | header, length `10 + frames` | header, length 10 | header, length 5 | header, length 6 | header, length 4 |
 //! | 1 | sample id | sample id | sample id | sample id | samples carried |
 //! | 2 | block address | block address | time | new address | allocations (`f64` bits) |
 //! | 3 | requested size | requested size | slot, end | new size | bytes (`f64` bits) |
-//! | 4 | sample rate | sample rate | | time | |
+//! | 4 | sample rate | sample rate | the slot's allocations of the block's size | time | |
 //! | 5 | slot index | slot index | | slot, kind | |
 //! | 6 | time | time | | | |
 //! | 7 | origin | origin | | | |
 //! | 8 | parent id, or 0 | parent id, or 0 | | | |
-//! | 9.. | return addresses, innermost first | | | | |
+//! | 9 | the slot's allocations of the block's size | the same | | | |
+//! | 10.. | return addresses, innermost first | | | | |
 //!
 //! Times are the clock's nanoseconds ([`crate::profile::clock_ns`]). The
 //! origin word says how the block came to be: a fresh allocation (0), or a
@@ -25,11 +26,15 @@
 //! grown in place, 2 shrunk in place, 3 moved). A sample taken at the
 //! `realloc` of a block already tracked carries that block's id as its
 //! parent. "slot, end" and "slot, kind" hold the slot index in the low 32
-//! bits and the [`FreeEnd`] or [`ReallocKind`] above them.
+//! bits and the [`FreeEnd`] or [`ReallocKind`] above them. "The slot's
+//! allocations of the block's size" is the allocating (or freeing) thread's
+//! count of allocations in the block's size cell, read at the sample (or
+//! the free): when one thread does both, their difference is how many
+//! blocks of that size it allocated while the block was alive.
 //!
 //! A burst from one call site repeats one stack, so an allocation record
 //! whose stack is that of the previous allocation record in the same ring
-//! leaves it out ([`KIND_ALLOC_SAME`]): 9 words instead of 9 + frames. The
+//! leaves it out ([`KIND_ALLOC_SAME`]): 10 words instead of 10 + frames. The
 //! sampled path tells by a 64-bit hash of the stack ([`stack_key`]; two
 //! different stacks share one with a chance of about 2^-64); the drain
 //! remembers the last whole stack it read from each slot
@@ -51,10 +56,10 @@ use crate::lockfree::ring::{
 use crate::stack::MAX_DEPTH;
 
 /// Words of an allocation record before its stack.
-pub(crate) const ALLOC_HEAD: usize = 9;
+pub(crate) const ALLOC_HEAD: usize = 10;
 
 /// Words of a free record.
-const FREE_LEN: usize = 4;
+pub(crate) const FREE_LEN: usize = 5;
 
 /// Words of a resize record.
 pub(crate) const RESIZE_LEN: usize = 6;
@@ -95,6 +100,9 @@ pub(crate) struct AllocRecord<'a> {
     /// The id of the tracked block this one continues (a sample taken at
     /// its `realloc`), or 0.
     pub parent: u64,
+    /// The allocating slot's allocations of this size's cell, this one
+    /// included.
+    pub size_allocs: u64,
     /// Return addresses, innermost first (at most [`MAX_DEPTH`]).
     pub stack: &'a [usize],
 }
@@ -169,6 +177,8 @@ pub(crate) struct FreeRecord {
     pub time_ns: u64,
     pub slot: usize,
     pub end: FreeEnd,
+    /// The freeing slot's allocations of the block's size cell.
+    pub size_allocs: u64,
 }
 
 /// A tracked block resized by `realloc`, as a record carries it.
@@ -217,6 +227,7 @@ impl AllocRecord<'_> {
         out[6] = self.time_ns;
         out[7] = self.origin.encode();
         out[8] = self.parent;
+        out[9] = self.size_allocs;
         len
     }
 }
@@ -234,6 +245,7 @@ impl FreeRecord {
             self.id,
             self.time_ns,
             slot_and(self.slot, end),
+            self.size_allocs,
         ]
     }
 }
@@ -373,6 +385,7 @@ pub(crate) fn decode<'s>(
                 time_ns: words[6],
                 origin: Origin::decode(words[7]),
                 parent: words[8],
+                size_allocs: words[9],
                 stack: &stack[..n],
             }))
         }
@@ -385,6 +398,7 @@ pub(crate) fn decode<'s>(
             } else {
                 FreeEnd::Freed
             },
+            size_allocs: words[4],
         })),
         KIND_RESIZE if len >= RESIZE_LEN => Some(Record::Resize(ResizeRecord {
             id: words[1],
@@ -429,6 +443,7 @@ mod tests {
                     }
                 },
                 parent: depth as u64,
+                size_allocs: 1234 + depth as u64,
                 stack: &frames[..depth],
             };
             let free = FreeRecord {
@@ -440,6 +455,7 @@ mod tests {
                 } else {
                     FreeEnd::Untracked
                 },
+                size_allocs: u64::MAX - depth as u64,
             };
             let resize = ResizeRecord {
                 id: sent.id,
@@ -486,10 +502,10 @@ mod tests {
         let m = StackMemo::new();
         assert_eq!(decode(&[], &mut stack, &m), None);
         assert_eq!(
-            decode(&[ring::header(KIND_ALLOC, 8), 1, 2, 3, 4, 5, 6, 7], &mut stack, &m),
+            decode(&[ring::header(KIND_ALLOC, 9), 1, 2, 3, 4, 5, 6, 7, 8], &mut stack, &m),
             None
         );
-        assert_eq!(decode(&[ring::header(KIND_FREE, 3), 1, 2], &mut stack, &m), None);
+        assert_eq!(decode(&[ring::header(KIND_FREE, 4), 1, 2, 3], &mut stack, &m), None);
         assert_eq!(
             decode(&[ring::header(KIND_RESIZE, 6), 1, 2, 3, 4, 9 << 32], &mut stack, &m),
             None,
@@ -517,6 +533,7 @@ mod tests {
             time_ns: 0,
             origin: Origin::Alloc,
             parent: 0,
+            size_allocs: 0,
             stack,
         };
         let mut words = [0u64; MAX_PUSH_WORDS];

@@ -30,8 +30,9 @@ enum Event {
         origin: Origin,
         parent: Option<u64>,
         thread: usize,
+        size_allocs: u64,
     },
-    Free(u64, FreeEnd, u64, usize),
+    Free(u64, FreeEnd, u64, usize, u64),
     Resize {
         id: u64,
         address: usize,
@@ -55,13 +56,15 @@ fn drain_all() -> Vec<Event> {
                 origin: a.origin,
                 parent: a.parent,
                 thread: a.thread,
+                size_allocs: a.size_allocs,
             },
             SampleEvent::Free {
                 id,
                 time_ns,
                 thread,
                 end,
-            } => Event::Free(id, end, time_ns, thread),
+                size_allocs,
+            } => Event::Free(id, end, time_ns, thread, size_allocs),
             SampleEvent::Resize {
                 id,
                 address,
@@ -309,7 +312,7 @@ fn a_tracked_block_is_followed_through_its_reallocs_to_its_free_on_another_threa
     let freed_at = freer.join().unwrap();
     allocmeter::set_sample_rate(0);
     let end = drain_all().into_iter().find_map(|e| match e {
-        Event::Free(i, end, time_ns, freed_by) if i == id => Some((end, time_ns, freed_by)),
+        Event::Free(i, end, time_ns, freed_by, _) if i == id => Some((end, time_ns, freed_by)),
         _ => None,
     });
     let (end, time_ns, freed_by) = end.expect("its free was reported");
@@ -322,6 +325,45 @@ fn a_tracked_block_is_followed_through_its_reallocs_to_its_free_on_another_threa
         time_ns - born
     );
     let _ = address;
+}
+
+/// The blocks of its size a thread allocated while a sampled block was
+/// alive: the difference of the counts its sample and its free carry.
+fn a_free_on_the_same_thread_tells_how_many_blocks_of_its_size_came_meanwhile() {
+    drain_all();
+    allocmeter::set_sample_rate(1);
+    let first = allocate_here(4000);
+    let address = first.as_ptr() as usize;
+    let others: Vec<Vec<u8>> = (0..3).map(|_| allocate_here(4000)).collect();
+    let smaller = allocate_here(100);
+    drop(first);
+    allocmeter::set_sample_rate(0);
+    let events = drain_all();
+    let (id, at_sample) = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Alloc {
+                id,
+                address: a,
+                size_allocs,
+                ..
+            } if *a == address => Some((*id, *size_allocs)),
+            _ => None,
+        })
+        .expect("sampled");
+    let at_free = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Free(i, FreeEnd::Freed, _, _, count) if *i == id => Some(*count),
+            _ => None,
+        })
+        .expect("its free");
+    assert_eq!(
+        at_free - at_sample,
+        3,
+        "three more of its size, not the smaller one"
+    );
+    drop((others, smaller));
 }
 
 fn switching_sampling_off_and_on_while_threads_allocate() {
@@ -385,6 +427,10 @@ fn main() {
             (
                 "a_tracked_block_is_followed_through_its_reallocs_to_its_free_on_another_thread",
                 a_tracked_block_is_followed_through_its_reallocs_to_its_free_on_another_thread,
+            ),
+            (
+                "a_free_on_the_same_thread_tells_how_many_blocks_of_its_size_came_meanwhile",
+                a_free_on_the_same_thread_tells_how_many_blocks_of_its_size_came_meanwhile,
             ),
             (
                 "switching_sampling_off_and_on_while_threads_allocate",

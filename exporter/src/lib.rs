@@ -187,11 +187,11 @@ pub use render::json::API_VERSION;
 /// "Optimisation hints").
 pub mod hints {
     pub use crate::aggregate::evidence::{
-        MAX_EVIDENCE_SITES, POOL_SHORT_LIVED_NS, SHORT_LIVED_NS, STREAM_MIN_BYTES,
+        MAX_EVIDENCE_SITES, POOL_SHORT_LIVED_NS, SEVERAL, SHORT_LIVED_NS, STREAM_MIN_BYTES,
     };
     pub use crate::render::hints::rules::{
         HIGH_OBSERVATIONS, MIN_HUGE_BLOCKS, MIN_OBSERVATIONS, MIN_SHARE, NARROW_SIZE_RATIO,
-        SEVERAL_ALIVE, STREAM_CHUNK_BYTES,
+        STREAM_CHUNK_BYTES,
     };
     pub use crate::render::hints::{
         Collecting, Confidence, Declined, Evidence, Hint, HintsReport, MAX_HINTS, Saving, Share,

@@ -6,8 +6,10 @@
 //! |---|---|---|
 //! | preallocate | a `Vec` built by pushing | the same `Vec` built `with_capacity` (and kept a while) |
 //! | preallocate | a `HashMap` filled from empty | |
+//! | preallocate | a `String` grown from two lines (one hint) | |
 //! | reuse | a 4 KiB scratch buffer per iteration | 4 KiB blocks kept for a while |
 //! | pool | 1 KiB messages freed by another thread | (the same kept blocks) |
+//! | pool | a batch of twenty 256 B blocks alive together, each short-lived | |
 //! | stream | a 16 MiB input loaded whole, again and again | one 64 MiB block kept for good |
 //! | format | `format!` in a loop | |
 //!
@@ -66,6 +68,22 @@ fn hint_grows_by_pushing() {
         v.push(black_box(i));
     }
     black_box(&v);
+}
+
+#[inline(never)]
+fn hint_grows_at_two_lines() -> usize {
+    let mut s = String::new();
+    for i in 0..300u32 {
+        // 7 and 13 bytes: capacities of 16, 32, ... bytes run out at either
+        // line (in the first push a quarter of the time).
+        s.push_str(black_box("order, "));
+        s.push_str(black_box(if i % 2 == 0 {
+            "paid in full;"
+        } else {
+            "open, unpaid;"
+        }));
+    }
+    black_box(&s).len()
 }
 
 #[inline(never)]
@@ -130,6 +148,18 @@ fn hint_loads_whole_input() -> u64 {
 #[inline(never)]
 fn control_keeps_one_huge_block() -> Vec<u8> {
     vec![3u8; 64 << 20]
+}
+
+/// Twenty blocks alive together for a moment, then all dropped: each is
+/// short-lived and freed by its own thread, but one kept buffer would not
+/// serve them (a `reuse` hint here would be wrong).
+#[inline(never)]
+fn hint_keeps_a_batch_alive(batch: &mut Vec<Vec<u8>>, i: u64) {
+    for k in 0..20 {
+        batch.push(black_box(vec![(i + k) as u8; 256]));
+    }
+    black_box(&batch);
+    batch.clear();
 }
 
 /// Tiny blocks at a high count but a low byte rate: a significant share of
@@ -213,6 +243,9 @@ fn planted_patterns_get_their_hints_and_controls_none() {
     workers.push(worker(&stop, 5, move |_| {
         black_box(hint_map_grows_by_inserting());
     }));
+    workers.push(worker(&stop, 20, move |_| {
+        black_box(hint_grows_at_two_lines());
+    }));
     let c = counts.clone();
     let mut built = VecDeque::new();
     workers.push(worker(&stop, 20, move |_| {
@@ -246,6 +279,10 @@ fn planted_patterns_get_their_hints_and_controls_none() {
     workers.push(worker(&stop, 30, move |i| {
         black_box(collecting_tiny_blocks(i));
     }));
+    let mut batch = Vec::with_capacity(20);
+    workers.push(worker(&stop, 10, move |i| {
+        hint_keeps_a_batch_alive(&mut batch, i);
+    }));
     let c = counts.clone();
     workers.push(worker(&stop, 500, move |i| {
         black_box(hint_formats_in_a_loop(i));
@@ -255,8 +292,10 @@ fn planted_patterns_get_their_hints_and_controls_none() {
     let expected = [
         ("hint_grows_by_pushing", "preallocate"),
         ("hint_map_grows_by_inserting", "preallocate"),
+        ("hint_grows_at_two_lines", "preallocate"),
         ("hint_scratch_per_iteration", "reuse"),
         ("hint_sends_to_another_thread", "pool"),
+        ("hint_keeps_a_batch_alive", "pool"),
         ("hint_loads_whole_input", "stream"),
         ("hint_formats_in_a_loop", "format"),
     ];
@@ -386,6 +425,31 @@ fn planted_patterns_get_their_hints_and_controls_none() {
     assert!(samples < collecting["needed"].as_u64().unwrap());
     let eta = collecting["eta_secs"].as_f64().unwrap();
     assert!(eta > 1.0 && eta < 3600.0, "{collecting:#}");
+    // A buffer grown from two lines is one hint (the lines its chains
+    // were first sampled at are listed: most often the one it grows at
+    // most, here the second).
+    let two: Vec<&Value> = body["hints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h["function"]
+                .as_str()
+                .unwrap()
+                .contains("hint_grows_at_two_lines")
+        })
+        .collect();
+    assert_eq!(two.len(), 1, "{two:#?}");
+    println!("the buffer grown at two lines: lines {}", two[0]["lines"]);
+    assert!(!two[0]["lines"].as_array().unwrap().is_empty());
+    let map = hint_on(&body, "hint_map_grows_by_inserting").unwrap();
+    assert!(
+        map["advice"]
+            .as_str()
+            .unwrap()
+            .contains("HashMap::with_capacity"),
+        "{map:#}"
+    );
     for h in body["hints"].as_array().unwrap() {
         for field in [
             "confidence",

@@ -39,6 +39,13 @@ pub const SHORT_LIVED_NS: u64 = 1_000_000;
 /// loop's scratch buffer.
 pub const POOL_SHORT_LIVED_NS: u64 = 10_000_000;
 
+/// Blocks of its size a thread may allocate while one block is alive, for
+/// that block to count as one at a time (a buffer a loop could keep and
+/// reuse); from this many on, several are alive at once (a pool, not one
+/// kept buffer, would serve them). Blocks of the same size from other sites
+/// count too, so this errs towards "several", away from a `reuse` hint.
+pub const SEVERAL: u64 = 4;
+
 /// A block this large or larger is huge: a `stream` hint's evidence.
 pub const STREAM_MIN_BYTES: u64 = 8 << 20;
 
@@ -168,8 +175,14 @@ pub struct Generation {
     pub pool_short: u32,
     /// Freed by the thread that allocated them.
     pub same_thread: u32,
-    /// Short-lived and freed by the thread that allocated them.
-    pub short_same_thread: u32,
+    /// Short-lived, freed by the thread that allocated them, and alone:
+    /// fewer than [`SEVERAL`] blocks of their size allocated meanwhile.
+    pub short_same_thread_alone: u32,
+    /// Freed by the thread that allocated them, with the blocks of their
+    /// size allocated meanwhile known: fewer than [`SEVERAL`].
+    pub alone: u32,
+    /// The same, [`SEVERAL`] or more: several alive at once.
+    pub crowded: u32,
     /// Chains whose tracking ended without a free (censored).
     pub untracked: u32,
     /// Lifetimes of the ended chains, in ns (weight 1 each).
@@ -206,7 +219,9 @@ impl Generation {
         self.short += o.short;
         self.pool_short += o.pool_short;
         self.same_thread += o.same_thread;
-        self.short_same_thread += o.short_same_thread;
+        self.short_same_thread_alone += o.short_same_thread_alone;
+        self.alone += o.alone;
+        self.crowded += o.crowded;
         self.untracked += o.untracked;
         self.lifetimes.merge(&o.lifetimes);
         self.grown_chains += o.grown_chains;
@@ -264,7 +279,12 @@ impl Generation {
         self.short += u32::from(short);
         self.pool_short += u32::from(end.lifetime_ns <= POOL_SHORT_LIVED_NS);
         self.same_thread += u32::from(end.same_thread);
-        self.short_same_thread += u32::from(short && end.same_thread);
+        if let Some(between) = end.same_size_between {
+            let alone = between < SEVERAL;
+            self.alone += u32::from(alone);
+            self.crowded += u32::from(!alone);
+            self.short_same_thread_alone += u32::from(short && end.same_thread && alone);
+        }
         self.lifetimes.add(end.lifetime_ns, 1.0);
         if end.grows > 0 {
             self.grown_chains += 1;
@@ -291,6 +311,10 @@ pub struct ChainEnd {
     pub final_size: u64,
     /// Its first sample's weight.
     pub weight: f64,
+    /// Blocks of its size the freeing thread allocated while it was alive,
+    /// when that is known (the thread that allocated it freed it, at the
+    /// size it was sampled at).
+    pub same_size_between: Option<u64>,
 }
 
 /// A site's chains still alive at one moment, by age: censored, so they
@@ -403,23 +427,27 @@ mod tests {
     #[test]
     fn ends_are_classified_by_lifetime_thread_and_growth() {
         let mut g = Generation::default();
-        let end = |lifetime_ns, same_thread, grows, freed| ChainEnd {
+        let end = |lifetime_ns, same_thread, grows, freed, between| ChainEnd {
             freed,
             lifetime_ns,
             same_thread,
             grows,
             final_size: 4096,
             weight: 2.0,
+            same_size_between: between,
         };
-        g.on_end(&end(500, true, 0, true));
-        g.on_end(&end(5_000_000, false, 3, true));
-        g.on_end(&end(50_000_000, true, 0, true));
-        g.on_end(&end(10, true, 0, false));
-        assert_eq!((g.ended, g.untracked), (3, 1));
-        assert_eq!((g.short, g.pool_short), (1, 2));
-        assert_eq!((g.same_thread, g.short_same_thread), (2, 1));
+        g.on_end(&end(500, true, 0, true, Some(0)));
+        g.on_end(&end(600, true, 0, true, Some(SEVERAL)));
+        g.on_end(&end(5_000_000, false, 3, true, None));
+        g.on_end(&end(50_000_000, true, 0, true, Some(1)));
+        g.on_end(&end(10, true, 0, false, None));
+        assert_eq!((g.ended, g.untracked), (4, 1));
+        assert_eq!((g.short, g.pool_short), (2, 3));
+        assert_eq!(g.same_thread, 3);
+        assert_eq!((g.alone, g.crowded), (2, 1));
+        assert_eq!(g.short_same_thread_alone, 1, "short, same thread, alone");
         assert_eq!((g.grown_chains, g.grows), (1, 3));
-        assert_eq!(g.final_sizes.total(), 6.0);
+        assert_eq!(g.final_sizes.total(), 8.0);
         let mut c = Censored::default();
         c.add(10);
         c.add(2_000_000);

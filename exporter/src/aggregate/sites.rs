@@ -87,6 +87,15 @@ impl AllocTotals {
     }
 }
 
+/// What came of a block before its allocation was drained.
+struct EarlyEnd {
+    /// The drain pass it came in.
+    pass: u64,
+    /// Its free (time, thread, the thread's allocations of its size), if
+    /// it was freed; `None` for a resize, whose chain is not followed.
+    freed: Option<(u64, usize, u64)>,
+}
+
 /// A sampled block not yet freed.
 struct LiveSample {
     site: usize,
@@ -110,6 +119,9 @@ struct Chain {
     size_now: u64,
     /// The first sample's weight.
     weight: f64,
+    /// The allocating thread's allocations of the block's size, at the
+    /// sample (see [`allocmeter::profile::AllocSample::size_allocs`]).
+    size_allocs: u64,
 }
 
 /// One site's evidence over the window, copied for the hints.
@@ -130,6 +142,9 @@ const MAX_LIVE: usize = allocmeter::profile::MAX_LIVE_SAMPLES;
 /// Bytes one live sample takes in the table's map, with the map's
 /// overhead (its key, control byte and spare room).
 const LIVE_ENTRY_BYTES: usize = 2 * (8 + std::mem::size_of::<LiveSample>());
+
+/// Bytes one waiting free takes in its map, with the map's overhead.
+const EARLY_ENTRY_BYTES: usize = 2 * (8 + std::mem::size_of::<EarlyEnd>());
 
 /// Bytes one site's evidence takes.
 const EVIDENCE_BYTES: usize = std::mem::size_of::<SiteEvidence>() + 16;
@@ -178,7 +193,7 @@ pub(crate) struct SiteTable {
     live: IdMap<LiveSample>,
     /// Frees drained before their allocation (another thread's ring), with
     /// the drain pass they arrived in.
-    early_frees: IdMap<u64>,
+    early_frees: IdMap<EarlyEnd>,
     pass: u64,
     max_sites: usize,
     /// Samples that went to "(other)" because the table was full.
@@ -239,7 +254,7 @@ impl SiteTable {
         // allocation is always published first, so it shows up by then
         // unless its record was dropped.
         let pass = self.pass;
-        self.early_frees.retain(|_, seen| pass - *seen < 8);
+        self.early_frees.retain(|_, early| pass - early.pass < 8);
         if self.live.len() > MAX_LIVE {
             self.sweep_lost_frees();
         }
@@ -270,21 +285,29 @@ impl SiteTable {
         self.end(id, None)
     }
 
-    /// The tracked block `id` ended: freed at `freed` (time and thread), or
-    /// no longer tracked (`None`). `false` if it is not live here.
-    fn end(&mut self, id: u64, freed: Option<(u64, usize)>) -> bool {
+    /// The tracked block `id` ended: freed at `freed` (time, thread, and
+    /// that thread's allocations of the block's size), or no longer tracked
+    /// (`None`). `false` if it is not live here.
+    fn end(&mut self, id: u64, freed: Option<(u64, usize, u64)>) -> bool {
         let Some(s) = self.live.remove(&id) else {
             return false;
         };
         self.end_inuse(&s);
         let c = s.chain;
+        let same_thread = freed.is_some_and(|(_, thread, _)| thread == c.thread);
+        // Blocks of its size the thread allocated meanwhile: known when the
+        // same thread freed it at the size it was sampled at.
+        let between = freed
+            .filter(|&(_, _, count)| same_thread && c.grows == 0 && count > 0)
+            .map(|(_, _, count)| count.saturating_sub(c.size_allocs));
         let end = ChainEnd {
             freed: freed.is_some(),
-            lifetime_ns: freed.map_or(0, |(t, _)| t.saturating_sub(c.born_ns)),
-            same_thread: freed.is_some_and(|(_, thread)| thread == c.thread),
+            lifetime_ns: freed.map_or(0, |(t, _, _)| t.saturating_sub(c.born_ns)),
+            same_thread,
             grows: c.grows,
             final_size: c.size_now,
             weight: c.weight,
+            same_size_between: between,
         };
         if let Some(e) = self.evidence_of(c.site) {
             e.current().on_end(&end);
@@ -398,10 +421,11 @@ impl SiteTable {
                 time_ns,
                 thread,
                 end,
+                size_allocs,
             } => {
-                let freed = (end == FreeEnd::Freed).then_some((time_ns, thread));
+                let freed = (end == FreeEnd::Freed).then_some((time_ns, thread, size_allocs));
                 if !self.end(id, freed) {
-                    self.wait_for_allocation(id);
+                    self.wait_for_allocation(id, freed);
                 }
             }
             SampleEvent::Resize {
@@ -413,20 +437,28 @@ impl SiteTable {
                 if !self.resize(id, address, new_size) {
                     // Resized on another thread before its allocation was
                     // drained: for the profile, as good as freed; its chain
-                    // is not followed.
-                    self.wait_for_allocation(id);
+                    // is not followed (its end is not counted).
+                    self.wait_for_allocation(id, None);
                 }
             }
         }
     }
 
-    /// An event of block `id` came before its allocation: the allocation,
-    /// when it arrives, is not counted in use.
-    fn wait_for_allocation(&mut self, id: u64) {
+    /// An event of block `id` came before its allocation (a block freed on
+    /// another thread, whose ring was drained first): the allocation, when
+    /// it arrives, is not counted in use, and a free's facts (`freed`) end
+    /// its chain then.
+    fn wait_for_allocation(&mut self, id: u64, freed: Option<(u64, usize, u64)>) {
         if self.early_frees.len() < MAX_EARLY_FREES {
             // Beyond the cap the allocation, when it arrives, counts as in
             // use until a sweep finds it freed.
-            self.early_frees.insert(id, self.pass);
+            self.early_frees.insert(
+                id,
+                EarlyEnd {
+                    pass: self.pass,
+                    freed,
+                },
+            );
         }
     }
 
@@ -451,6 +483,7 @@ impl SiteTable {
             Some(mut c) => {
                 c.grows += u32::from(grew);
                 c.size_now = sample.size;
+                c.size_allocs = sample.size_allocs;
                 c
             }
             None => Chain {
@@ -460,14 +493,36 @@ impl SiteTable {
                 grows: u32::from(grew),
                 size_now: sample.size,
                 weight,
+                size_allocs: sample.size_allocs,
             },
         };
         if let Some(e) = self.evidence_of(chain.site) {
             e.current()
                 .on_sample(sample.size, weight, sample.thread, grew, parent.is_none());
         }
-        let early = !self.early_frees.is_empty() && self.early_frees.remove(&sample.id).is_some();
-        if !early {
+        let early = if self.early_frees.is_empty() {
+            None
+        } else {
+            self.early_frees.remove(&sample.id)
+        };
+        if let Some(early) = early {
+            // Ended before it was seen: its chain ends now, with the free's
+            // facts (a free on another thread, most often).
+            if let Some(freed) = early.freed {
+                self.live.insert(
+                    sample.id,
+                    LiveSample {
+                        site,
+                        weight,
+                        size,
+                        address: sample.address,
+                        inuse: false,
+                        chain,
+                    },
+                );
+                self.end(sample.id, Some(freed));
+            }
+        } else {
             let v = &mut self.sites[site].values;
             v.inuse_objects += weight;
             v.inuse_space += weight * size;
@@ -591,6 +646,7 @@ impl SiteTable {
             time_ns: 0,
             origin: Origin::Alloc,
             parent: None,
+            size_allocs: 0,
             stack,
             carried: Default::default(),
         }));
@@ -624,7 +680,7 @@ impl SiteTable {
             + allocmeter::profile::MAX_BURST_ALLOCS;
         sites
             + LIVE_ENTRY_BYTES * (MAX_LIVE + one_drain)
-            + 48 * MAX_EARLY_FREES
+            + EARLY_ENTRY_BYTES * MAX_EARLY_FREES
             + MAX_EVIDENCE_SITES * EVIDENCE_BYTES
     }
 
@@ -639,7 +695,7 @@ impl SiteTable {
             + 8 * self.evidence.len()
             + self.evidence_sites * EVIDENCE_BYTES
             + LIVE_ENTRY_BYTES * self.live.len()
-            + 48 * self.early_frees.len()
+            + EARLY_ENTRY_BYTES * self.early_frees.len()
     }
 }
 
@@ -660,6 +716,7 @@ mod tests {
             time_ns: 0,
             origin: Origin::Alloc,
             parent: None,
+            size_allocs: 0,
             stack,
             carried: Default::default(),
         }
@@ -671,6 +728,7 @@ mod tests {
             time_ns: 0,
             thread: 0,
             end: FreeEnd::Freed,
+            size_allocs: 0,
         }
     }
 
@@ -695,6 +753,7 @@ mod tests {
             time_ns,
             thread,
             end: FreeEnd::Freed,
+            size_allocs: 0,
         }
     }
 
@@ -757,6 +816,7 @@ mod tests {
             time_ns: 600,
             thread: 0,
             end: FreeEnd::Untracked,
+            size_allocs: 0,
         });
         let e = only_evidence(&t, 5_000_000);
         assert_eq!((e.window.ended, e.window.untracked), (1, 1));
@@ -845,12 +905,15 @@ mod tests {
     #[test]
     fn a_free_drained_before_its_allocation_still_counts() {
         let mut t = SiteTable::new(10);
-        t.apply(free(7));
+        t.apply(freed_at(7, 500, 3));
         t.apply(SampleEvent::Alloc(sample(7, 50, 1, &[0x40])));
         let site = &top(sites(&t), 1, SortBy::AllocObjects)[0];
         assert_eq!(site.values.alloc_objects, 1.0);
         assert_eq!(site.values.inuse_objects, 0.0);
         assert_eq!(t.live.len(), 0);
+        // Its chain ended, freed on another thread (slot 3), for the hints.
+        let e = only_evidence(&t, 1_000);
+        assert_eq!((e.window.ended, e.window.same_thread), (1, 0));
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub struct Hint {
     pub why_not: &'static str,
     /// How to prove the fix: a budget check on the path through the site.
     pub check: String,
+    /// The lines of `function` the evidence came from, busiest first: one
+    /// for most sites; for a buffer that grows, every line it grew at (a
+    /// reserve where it is made serves them all).
+    pub lines: Vec<u32>,
     /// The call stack, innermost program frame first.
     pub stack: Vec<Frame>,
 }
@@ -122,6 +126,9 @@ struct Group {
     stack: Vec<Frame>,
     window: Generation,
     censored: Censored,
+    /// The lines its samples came from, with how many each (more than one
+    /// for a buffer that grows: see [`report`]).
+    lines: Vec<(u32, u32)>,
 }
 
 /// The mechanism the machinery frames of `stack` (innermost first, before
@@ -161,10 +168,7 @@ pub(crate) fn report(snapshot: &EvidenceSnapshot, symbolizer: &mut Symbolizer) -
         allocs: snapshot.now.allocs.saturating_sub(snapshot.start.allocs) as f64,
         bytes: snapshot.now.bytes.saturating_sub(snapshot.start.bytes) as f64,
     };
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<(String, Option<String>, Option<u32>, Mechanism), usize> =
-        HashMap::new();
-    for site in &snapshot.sites {
+    let symbolized = snapshot.sites.iter().filter_map(|site| {
         let addresses: Vec<u64> = site
             .stack
             .iter()
@@ -173,32 +177,9 @@ pub(crate) fn report(snapshot: &EvidenceSnapshot, symbolizer: &mut Symbolizer) -
         let mechanism = mechanism(&addresses, symbolizer);
         let trimmed = super::sites::trim(&site.stack, symbolizer);
         let stack = super::sites::frames_of(&trimmed, symbolizer);
-        let Some(leaf) = stack.first().cloned() else {
-            continue;
-        };
-        let key = (
-            leaf.function.clone(),
-            leaf.file.clone(),
-            leaf.line,
-            mechanism,
-        );
-        match index.get(&key) {
-            Some(&i) => {
-                groups[i].window.merge(&site.window);
-                groups[i].censored.merge(&site.censored);
-            }
-            None => {
-                index.insert(key, groups.len());
-                groups.push(Group {
-                    leaf,
-                    mechanism,
-                    stack,
-                    window: site.window,
-                    censored: site.censored,
-                });
-            }
-        }
-    }
+        (!stack.is_empty()).then_some((mechanism, stack, site.window, site.censored))
+    });
+    let groups = group(symbolized.collect::<Vec<_>>());
     let mut hints = Vec::new();
     let mut collecting = Vec::new();
     let mut declined = Vec::new();
@@ -220,6 +201,23 @@ pub(crate) fn report(snapshot: &EvidenceSnapshot, symbolizer: &mut Symbolizer) -
                 why_not,
             } => {
                 let check = check(technique, &g.leaf, &evidence, &saving);
+                let mut lines = g.lines.clone();
+                lines.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                let lines: Vec<u32> = lines
+                    .into_iter()
+                    .map(|(l, _)| l)
+                    .filter(|&l| l > 0)
+                    .collect();
+                let advice = if lines.len() > 1 {
+                    let list: Vec<String> = lines.iter().map(u32::to_string).collect();
+                    format!(
+                        "{advice}. It grows at lines {} of this function: one reserve where it \
+                         is made serves them all",
+                        list.join(", ")
+                    )
+                } else {
+                    advice
+                };
                 hints.push(Hint {
                     technique,
                     function,
@@ -232,6 +230,7 @@ pub(crate) fn report(snapshot: &EvidenceSnapshot, symbolizer: &mut Symbolizer) -
                     saving: *saving,
                     why_not,
                     check,
+                    lines,
                     stack: g.stack,
                 })
             }
@@ -283,6 +282,59 @@ pub(crate) fn report(snapshot: &EvidenceSnapshot, symbolizer: &mut Symbolizer) -
     }
 }
 
+/// Sums the evidence of the sites (each its mechanism, its symbolized
+/// stack, innermost program frame first, and its evidence) that fall on
+/// one report site: the same first program frame and mechanism. A buffer
+/// that grows is one site for its whole function, whatever line it grows
+/// at (push_str after push_str): one reserve where it is made serves them
+/// all. Such a site is named after its busiest line.
+fn group(sites: Vec<(Mechanism, Vec<Frame>, Generation, Censored)>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<(String, Option<String>, Option<u32>, Mechanism), usize> =
+        HashMap::new();
+    for (mechanism, stack, window, censored) in sites {
+        let Some(leaf) = stack.first().cloned() else {
+            continue;
+        };
+        let growth = matches!(mechanism, Mechanism::VecGrowth | Mechanism::MapGrowth);
+        let key = (
+            leaf.function.clone(),
+            leaf.file.clone(),
+            if growth { None } else { leaf.line },
+            mechanism,
+        );
+        let line = (leaf.line.unwrap_or(0), window.all_samples);
+        match index.get(&key) {
+            Some(&i) => {
+                let g = &mut groups[i];
+                g.window.merge(&window);
+                g.censored.merge(&censored);
+                match g.lines.iter_mut().find(|(l, _)| *l == line.0) {
+                    Some((_, n)) => *n += line.1,
+                    None => g.lines.push(line),
+                }
+                let busiest = g.lines.iter().max_by_key(|(_, n)| *n).map(|(l, _)| *l);
+                if busiest == Some(line.0) {
+                    g.leaf = leaf;
+                    g.stack = stack;
+                }
+            }
+            None => {
+                index.insert(key, groups.len());
+                groups.push(Group {
+                    leaf,
+                    mechanism,
+                    stack,
+                    window,
+                    censored,
+                    lines: vec![line],
+                });
+            }
+        }
+    }
+    groups
+}
+
 /// The budget check that would prove a fix at `leaf`.
 fn check(technique: Technique, leaf: &Frame, evidence: &Evidence, saving: &Saving) -> String {
     let at = match (&leaf.file, leaf.line) {
@@ -315,5 +367,73 @@ fn check(technique: Technique, leaf: &Frame, evidence: &Evidence, saving: &Savin
              peak with it.",
             rules::bytes_text(evidence.final_size_p50.unwrap_or(evidence.size_max))
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, line: u32) -> Frame {
+        Frame {
+            function: function.to_string(),
+            file: Some("/src/report.rs".to_string()),
+            line: Some(line),
+            system_name: None,
+        }
+    }
+
+    fn evidence(samples: u32) -> Generation {
+        let mut g = Generation::default();
+        for _ in 0..samples {
+            g.on_sample(4096, 10.0, 1, true, true);
+        }
+        g
+    }
+
+    #[test]
+    fn a_buffer_grown_at_several_lines_is_one_site_named_after_the_busiest() {
+        let c = Censored::default();
+        let groups = group(vec![
+            (
+                Mechanism::VecGrowth,
+                vec![frame("app::report", 112)],
+                evidence(3),
+                c,
+            ),
+            (
+                Mechanism::VecGrowth,
+                vec![frame("app::report", 113)],
+                evidence(5),
+                c,
+            ),
+            // Another mechanism, or a plain allocation at another line of
+            // the same function, stays apart.
+            (
+                Mechanism::Format,
+                vec![frame("app::report", 101)],
+                evidence(7),
+                c,
+            ),
+            (
+                Mechanism::Plain,
+                vec![frame("app::report", 105)],
+                evidence(2),
+                c,
+            ),
+            (
+                Mechanism::Plain,
+                vec![frame("app::report", 106)],
+                evidence(2),
+                c,
+            ),
+        ]);
+        assert_eq!(groups.len(), 4);
+        let growth = &groups[0];
+        assert_eq!(growth.window.all_samples, 8);
+        assert_eq!(growth.lines, vec![(112, 3), (113, 5)]);
+        assert_eq!(growth.leaf.line, Some(113), "named after its busiest line");
+        assert_eq!(groups[2].leaf.line, Some(105));
+        assert_eq!(groups[3].leaf.line, Some(106));
     }
 }

@@ -10,7 +10,7 @@
 //! counts only once its age decides the property (censoring). The
 //! confidence is named from the same numbers ([`Confidence`]).
 
-use crate::aggregate::evidence::{Censored, Generation, Histogram, STREAM_MIN_BYTES};
+use crate::aggregate::evidence::{Censored, Generation, Histogram, SEVERAL, STREAM_MIN_BYTES};
 
 /// Blocks a rule needs before it may fire: with 30, an estimate's 95 %
 /// range is about ±36 %, and "30 of 30" proves a share of at least 89 %.
@@ -31,11 +31,6 @@ pub const MIN_SHARE: f64 = 0.005;
 /// Sizes whose 10th and 90th percentiles lie within this factor are
 /// narrow: one buffer, or one pool, fits them all.
 pub const NARROW_SIZE_RATIO: u64 = 4;
-
-/// Blocks of one site alive at once per thread (by Little's law, from a low
-/// estimate of their mean lifetime) from which one kept buffer would not
-/// do: a pool would.
-pub const SEVERAL_ALIVE: f64 = 4.0;
 
 /// The chunk a `stream` hint suggests reading by.
 pub const STREAM_CHUNK_BYTES: u64 = 64 * 1024;
@@ -604,11 +599,17 @@ fn preallocate(
             n_eff,
             totals,
             reserve.saturating_sub(typical),
-            format!(
-                "up to {} more per buffer alive at once (the reserve less the median final \
-                 size), for buffers that end smaller",
-                bytes_text(reserve.saturating_sub(typical))
-            ),
+            if reserve > typical {
+                format!(
+                    "up to {} more per buffer alive at once (the reserve less the median final \
+                     size), for buffers that end smaller",
+                    bytes_text(reserve - typical)
+                )
+            } else {
+                "none: the buffers end at about the size to reserve (and a doubling buffer \
+                 holds up to twice its size while it grows)"
+                    .to_string()
+            },
         )),
         why_not: "The final size may not be known before the buffer is built (a filter, a \
                   parser): too large a reserve wastes memory, too small still grows. A \
@@ -628,15 +629,21 @@ fn churn(
 ) -> Option<Verdict> {
     let threads = w.threads.count_ones().max(1);
     let n_eff = Generation::effective_samples(w.objects, w.weight_sq);
-    // Little's law: blocks alive at once per thread = rate × lifetime,
-    // taken low.
-    let per_thread_alive = mean_lifetime_low_ns(&w.lifetimes)
-        .map_or(0.0, |ns| ev.allocs_per_sec / f64::from(threads) * ns / 1e9);
-    let several_alive = per_thread_alive >= SEVERAL_ALIVE;
+    // Several alive at once: blocks freed by their own thread after it had
+    // allocated SEVERAL more of their size (counted exactly by its
+    // counters), a share of those whose count is known.
+    let crowded = Share::new(
+        "freed by their own thread after it allocated 4 or more blocks of their size meanwhile",
+        w.crowded,
+        w.alone + w.crowded,
+        0.5,
+    );
+    let several_alive = crowded.clears(MIN_OBSERVATIONS);
     let decided = w.ended + c.older_than_short;
     let reuse = Share::new(
-        "freed within 1 ms by the thread that allocated them",
-        w.short_same_thread,
+        "freed within 1 ms by the thread that allocated them, before it allocated 4 more of \
+         their size",
+        w.short_same_thread_alone,
         decided,
         0.8,
     );
@@ -710,7 +717,7 @@ fn churn(
     if !crosses && !several_alive {
         return None;
     }
-    let rule = if crosses { others } else { short };
+    let rule = if crosses { others } else { crowded };
     if !narrow_sizes(w) {
         return Some(declined(
             Technique::Pool,
@@ -721,7 +728,10 @@ fn churn(
     }
     ev.rule = Some(rule.clone());
     let fraction = f64::from(w.pool_short) / f64::from(pool_decided.max(1));
-    let pooled = (per_thread_alive * f64::from(threads)).ceil().max(1.0) as u64;
+    // Little's law for the blocks alive at once (rate × mean lifetime, the
+    // lifetime taken low), at least a few per thread: what a pool holds.
+    let alive = mean_lifetime_low_ns(&w.lifetimes).map_or(0.0, |ns| ev.allocs_per_sec * ns / 1e9);
+    let pooled = (alive.ceil() as u64).max(SEVERAL * u64::from(threads));
     let object = ev.size_p90.max(ev.size_p50);
     Some(Verdict::Hint {
         technique: Technique::Pool,
@@ -783,6 +793,24 @@ mod tests {
     };
 
     fn ended(g: &mut Generation, lifetime_ns: u64, same_thread: bool, grows: u32, size: u64) {
+        ended_with(
+            g,
+            lifetime_ns,
+            same_thread,
+            grows,
+            size,
+            same_thread.then_some(0),
+        );
+    }
+
+    fn ended_with(
+        g: &mut Generation,
+        lifetime_ns: u64,
+        same_thread: bool,
+        grows: u32,
+        size: u64,
+        same_size_between: Option<u64>,
+    ) {
         g.on_end(&ChainEnd {
             freed: true,
             lifetime_ns,
@@ -790,6 +818,7 @@ mod tests {
             grows,
             final_size: size,
             weight: 1.0,
+            same_size_between,
         });
     }
 
@@ -840,6 +869,42 @@ mod tests {
                 v,
                 Verdict::Hint {
                     technique: Technique::Format,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn short_lived_blocks_alive_several_at_once_are_not_reuse_but_pool() {
+        // A request's batch: each block freed by its own thread within
+        // microseconds, but after the thread allocated 19 more of its size
+        // (the rest of the batch). One kept buffer would not do.
+        let mut g = Generation::default();
+        for _ in 0..60 {
+            g.on_sample(128, 256.0, 1, false, true);
+            ended_with(&mut g, 16_000, true, 0, 128, Some(19));
+        }
+        let v = judge(&g, &Censored::default(), Mechanism::Plain, &TOTALS);
+        let Verdict::Hint {
+            technique,
+            evidence,
+            ..
+        } = &v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(*technique, Technique::Pool, "{v:?}");
+        let rule = evidence.rule.as_ref().unwrap();
+        assert_eq!((rule.count, rule.of), (60, 60));
+        // The same, allocated by format!: no format hint either.
+        let v = judge(&g, &Censored::default(), Mechanism::Format, &TOTALS);
+        assert!(
+            matches!(
+                v,
+                Verdict::Hint {
+                    technique: Technique::Pool,
                     ..
                 }
             ),
