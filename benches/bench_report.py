@@ -186,8 +186,10 @@ def section_peers(results, pinter=None):
 def section_sampling(results):
     out = ["## sampling: what sampling costs\n",
            "`benches/benches/sampling.rs`. Median ns per op; ratio to `System` where the group\n"
-           "has it, else to the group's rate-0 variant. Per-group explanations and derived\n"
-           "figures (cost per sample, false positives...) are in the details below.\n"]
+           "has it, else to the group's rate-0 or unsampled-block variant. Per-group\n"
+           "explanations and derived figures (cost per sample, false positives...) are in\n"
+           "the details below; what the hints' evidence added to the sampled path, in its\n"
+           "own section.\n"]
     prefixes = ["sample_cost/", "unsampled_free/", "sampled_free/", "sampled_realloc/",
                 "realloc_chain/", "amortized/", "cross_thread/"]
     found = False
