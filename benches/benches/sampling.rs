@@ -87,7 +87,10 @@ static REPLICA: ReplicaCheck = ReplicaCheck;
 static GLOBAL: Switch = Switch;
 
 /// Pairs per timed chunk at rate 1: 32 samples of at most 9 + 64 words plus
-/// 32 free records of 4 words stay far below the ring's 8192 words.
+/// 32 free records of 4 words stay far below the ring's 8192 words. Also the
+/// chains per chunk of `realloc_chain`: 32 chains of 8 samples (two stacks,
+/// each repeated), 7 resize records of 6 words and a free take at most
+/// 32 × (2 × 73 + 6 × 9 + 7 × 6 + 4) = 7872 words.
 const CHUNK_SAMPLED: u64 = 32;
 /// Pairs per timed chunk in the amortized workloads (the exporter's drain
 /// interval, in allocations, is of this order).
