@@ -186,9 +186,12 @@ def section_peers(results, pinter=None):
 def section_sampling(results):
     out = ["## sampling: what sampling costs\n",
            "`benches/benches/sampling.rs`. Median ns per op; ratio to `System` where the group\n"
-           "has it, else to the group's rate-0 variant. Per-group explanations and derived\n"
-           "figures (cost per sample, false positives...) are in the details below.\n"]
-    prefixes = ["sample_cost/", "unsampled_free/", "amortized/", "cross_thread/"]
+           "has it, else to the group's rate-0 or unsampled-block variant. Per-group\n"
+           "explanations and derived figures (cost per sample, false positives...) are in\n"
+           "the details below; what the hints' evidence added to the sampled path, in its\n"
+           "own section.\n"]
+    prefixes = ["sample_cost/", "unsampled_free/", "sampled_free/", "sampled_realloc/",
+                "realloc_chain/", "amortized/", "cross_thread/"]
     found = False
     for prefix in prefixes:
         for g in sorted((g for g in results if g.startswith(prefix)),
@@ -196,7 +199,7 @@ def section_sampling(results):
             found = True
             funcs = results[g]
             base_name = "System" if "System" in funcs else next(
-                (n for n in funcs if n.endswith("rate 0")), None)
+                (n for n in funcs if n.endswith("rate 0") or n == "unsampled block"), None)
             base = funcs.get(base_name) if base_name else None
             rows = []
             for name in sorted(funcs, key=lambda n: (n != base_name, rate_key(n), n)):
@@ -343,7 +346,9 @@ def quick_sections(crit, wp_json):
                         [[b, sum(1 for f in extras if f.name.startswith(p))]
                          for b, p in (("pairs", "pair_"), ("peers", "peers_"),
                                       ("sampling", ("sample_cost", "unsampled_free",
-                                                    "amortized", "cross_thread")),
+                                                    "sampled_free", "sampled_realloc",
+                                                    "realloc_chain", "amortized",
+                                                    "cross_thread")),
                                       ("floor", "floor_"))],
                         ["---", "---:"]))
     doc += section_wholeprogram(wp_json, smoke=True)

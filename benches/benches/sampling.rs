@@ -1,7 +1,7 @@
 //! What heap sampling costs in `allocmeter::Instrumented<System>`, next to
 //! `System` (and to `Instrumented<System>` with sampling off) in the same run.
 //!
-//! Four groups of benchmarks:
+//! Seven kinds of benchmarks:
 //!
 //! - `sample_cost/depth_D`: the cost of one sample. At `set_sample_rate(1)`
 //!   every allocation is sampled; a 64 B alloc+free pair runs `D` calls deep
@@ -31,6 +31,20 @@
 //!   by default), and building and dropping a `Vec<String>` and a `HashMap` (std collections through a switchable
 //!   global allocator, see [`Switch`]). Timed in chunks of about a thousand
 //!   allocator calls, with a drain between chunks, outside the timed region.
+//! - `sampled_free/64B` and `sampled_realloc/64B_to_128B`: what a free, and
+//!   a `realloc` to 128 B, of a sampled 64 B block cost next to the same
+//!   call on an unsampled block. Blocks are allocated in chunks of
+//!   [`CHUNK_SAMPLED`] at rate 1 (sampled) or with sampling suspended (not
+//!   sampled), untimed, with a drain; then the chunk's frees or reallocs are
+//!   timed with sampling suspended on the thread, so that the realloc takes
+//!   no new sample of its own: the difference is the tracked block's own
+//!   path (its table removal, and its free or resize record; for a realloc,
+//!   its re-insertion at the new address).
+//! - `realloc_chain/64B_to_8KiB`: a block allocated at 64 B and doubled by
+//!   `realloc` to 8 KiB (7 reallocs), then freed, at rate 0 and at rate 1
+//!   (every call sampled, each realloc of a tracked block followed through
+//!   to the next): the whole chain's cost.
+//! - `clock/profile::clock_ns`: one reading of the clock those paths read.
 //! - `cross_thread/*`: two threads run the mixed pairs, one sampling at 0,
 //!   8 KiB, 64 KiB or 512 KiB, the other with sampling suspended; the time is
 //!   the non-sampling thread's, so it shows what one thread's sampling costs
@@ -72,8 +86,11 @@ static REPLICA: ReplicaCheck = ReplicaCheck;
 #[global_allocator]
 static GLOBAL: Switch = Switch;
 
-/// Pairs per timed chunk at rate 1: 32 samples of at most 6 + 64 words plus
-/// 32 free records of 2 words stay far below the ring's 8192 words.
+/// Pairs per timed chunk at rate 1: 32 samples of at most 9 + 64 words plus
+/// 32 free records of 4 words stay far below the ring's 8192 words. Also the
+/// chains per chunk of `realloc_chain`: 32 chains of 8 samples (two stacks,
+/// each repeated), 7 resize records of 6 words and a free take at most
+/// 32 × (2 × 73 + 6 × 9 + 7 × 6 + 4) = 7872 words.
 const CHUNK_SAMPLED: u64 = 32;
 /// Pairs per timed chunk in the amortized workloads (the exporter's drain
 /// interval, in allocations, is of this order).
@@ -546,6 +563,155 @@ fn unsampled_free(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------
+// sampled_free, sampled_realloc, realloc_chain
+
+/// What [`tracked_ops`] times on each block.
+#[derive(Clone, Copy)]
+enum TrackedOp {
+    /// Its free.
+    Free,
+    /// Its `realloc` from 64 B to 128 B.
+    Grow,
+}
+
+/// `iters` blocks of 64 B, in chunks of [`CHUNK_SAMPLED`]: each chunk is
+/// allocated untimed (at the rate in force if `sampled`, else with sampling
+/// suspended) and drained; then `op` on each block of the chunk is timed,
+/// with sampling suspended so that a realloc takes no sample of its own;
+/// then, untimed, the grown blocks are freed and the rings drained.
+#[inline(never)]
+fn tracked_ops(iters: u64, sampled: bool, op: TrackedOp) -> Duration {
+    let small = Layout::new::<[u64; 8]>();
+    let grown = Layout::new::<[u64; 16]>();
+    let mut blocks = [std::ptr::null_mut::<u8>(); CHUNK_SAMPLED as usize];
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(CHUNK_SAMPLED) as usize;
+        {
+            let _unsampled = (!sampled).then(profile::suspend_sampling);
+            for b in &mut blocks[..n] {
+                *b = alloc(&INSTRUMENTED, small);
+            }
+        }
+        drain();
+        let suspended = profile::suspend_sampling();
+        let start = Instant::now();
+        match op {
+            TrackedOp::Free => {
+                for &b in &blocks[..n] {
+                    // SAFETY: `b` was allocated by `INSTRUMENTED` with
+                    // `small` above and is freed once, here.
+                    unsafe { INSTRUMENTED.dealloc(black_box(b), small) };
+                }
+            }
+            TrackedOp::Grow => {
+                for b in &mut blocks[..n] {
+                    // SAFETY: `*b` was allocated by `INSTRUMENTED` with
+                    // `small` above; the new size is non-zero.
+                    let p = unsafe { INSTRUMENTED.realloc(black_box(*b), small, grown.size()) };
+                    if p.is_null() {
+                        std::alloc::handle_alloc_error(grown);
+                    }
+                    *b = p;
+                }
+            }
+        }
+        total += start.elapsed();
+        if let TrackedOp::Grow = op {
+            for &b in &blocks[..n] {
+                // SAFETY: `b` is the block `realloc` returned with `grown`'s
+                // size (same alignment), freed once, here.
+                unsafe { INSTRUMENTED.dealloc(b, grown) };
+            }
+        }
+        drop(suspended);
+        drain();
+        left -= n as u64;
+    }
+    PAIRS.fetch_add(iters, Ordering::Relaxed);
+    total
+}
+
+/// Reallocs from 64 B to 8 KiB by doubling in [`realloc_chain`].
+const CHAIN_REALLOCS: u32 = 7;
+
+/// `iters` chains: a 64 B block doubled by `realloc` to 8 KiB, then freed
+/// (9 allocator calls), timed in chunks of [`CHUNK_SAMPLED`] chains with an
+/// untimed drain after each chunk.
+#[inline(never)]
+fn realloc_chains(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(CHUNK_SAMPLED);
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut layout = black_box(Layout::new::<[u64; 8]>());
+            let mut p = alloc(&INSTRUMENTED, layout);
+            for _ in 0..CHAIN_REALLOCS {
+                let size = layout.size() * 2;
+                // SAFETY: `p` was allocated by `INSTRUMENTED` with `layout`
+                // (or returned by the last realloc to its size); the new
+                // size is non-zero.
+                p = unsafe { INSTRUMENTED.realloc(p, layout, size) };
+                layout = Layout::from_size_align(size, layout.align()).expect("at most 8 KiB");
+                if p.is_null() {
+                    std::alloc::handle_alloc_error(layout);
+                }
+            }
+            // SAFETY: `p` is the last realloc's block, of `layout`'s size.
+            unsafe { INSTRUMENTED.dealloc(p, layout) };
+        }
+        total += start.elapsed();
+        left -= n;
+        drain();
+    }
+    PAIRS.fetch_add(iters, Ordering::Relaxed);
+    total
+}
+
+fn tracked(c: &mut Criterion) {
+    let on_one = |sampled: bool, op: TrackedOp| {
+        move |iters| {
+            time_on_threads(1, |_| {
+                tracked_ops(WARM_UP_PAIRS, sampled, op);
+                tracked_ops(iters, sampled, op)
+            })
+        }
+    };
+    for (group_name, op) in [
+        ("sampled_free/64B", TrackedOp::Free),
+        ("sampled_realloc/64B_to_128B", TrackedOp::Grow),
+    ] {
+        let mut group = c.benchmark_group(group_name);
+        for (name, sampled) in [("unsampled block", false), ("sampled block", true)] {
+            bench(&mut group, group_name, name, Some(1), on_one(sampled, op));
+        }
+        group.finish();
+    }
+
+    let group_name = "realloc_chain/64B_to_8KiB";
+    let mut group = c.benchmark_group(group_name);
+    let run = |iters| {
+        time_on_threads(1, |_| {
+            realloc_chains(WARM_UP_PAIRS);
+            realloc_chains(iters)
+        })
+    };
+    bench(&mut group, group_name, "rate 0", Some(0), run);
+    bench(&mut group, group_name, "rate 1", Some(1), run);
+    group.finish();
+
+    // The clock every sample, sampled free and resize reads.
+    let mut group = c.benchmark_group("clock");
+    group.bench_function("profile::clock_ns", |b| {
+        b.iter(|| black_box(profile::clock_ns()))
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
 // amortized
 
 /// The mixed pairs of `pairs.rs` (sizes from [`SIZES`], each block freed
@@ -761,6 +927,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = setup, sample_cost, unsampled_free, amortized, cross_thread
+    targets = setup, sample_cost, unsampled_free, tracked, amortized, cross_thread
 }
 criterion_main!(benches);
