@@ -106,9 +106,9 @@
 //! | technique | what the sampled blocks did | the fix |
 //! |---|---|---|
 //! | `preallocate` | grew by realloc (a `Vec` or `String` pushed to), or a map rehashed into a new table | `with_capacity` / `reserve` about the size they ended at |
-//! | `reuse` | freed within 1 ms by the thread that allocated them, one at a time, of one size | keep one buffer and `clear()` it |
+//! | `reuse` | freed within 1 ms by the thread that allocated them, before it allocated 4 more of their size, of one size | keep one buffer and `clear()` it |
 //! | `format` | as `reuse`, allocated by `format!` | `write!` into a kept `String` |
-//! | `pool` | freed within 10 ms, on other threads (or several alive at once), of one size | a pool or free list |
+//! | `pool` | freed within 10 ms on other threads, or after their thread allocated 4 more of their size (several alive at once), of one size | a pool or free list |
 //! | `stream` | blocks of 8 MiB or more, allocated and freed again and again | process the input in chunks |
 //!
 //! How it knows: the allocator times each sampled block and follows it
