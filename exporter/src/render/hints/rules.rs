@@ -181,7 +181,8 @@ pub struct Evidence {
     /// Its share of all the program's bytes allocated in the window.
     pub share_of_bytes: f64,
     /// Requested sizes, 10th, 50th and 90th percentile (upper ends of
-    /// power-of-two buckets), and the largest seen.
+    /// power-of-two buckets, at most the largest seen), and the largest
+    /// seen.
     pub size_p10: u64,
     /// See `size_p10`.
     pub size_p50: u64,
@@ -345,9 +346,10 @@ pub fn evidence(w: &Generation, c: &Censored, totals: &Totals) -> Evidence {
         bytes_per_sec: w.bytes / secs,
         share_of_allocs: share(w.objects, totals.allocs),
         share_of_bytes: share(w.bytes, totals.bytes),
-        size_p10: w.sizes.quantile(0.1).unwrap_or(0),
-        size_p50: w.sizes.quantile(0.5).unwrap_or(0),
-        size_p90: w.sizes.quantile(0.9).unwrap_or(0),
+        // A bucket's upper end, but never above the largest seen.
+        size_p10: w.sizes.quantile(0.1).unwrap_or(0).min(w.size_max),
+        size_p50: w.sizes.quantile(0.5).unwrap_or(0).min(w.size_max),
+        size_p90: w.sizes.quantile(0.9).unwrap_or(0).min(w.size_max),
         size_max: w.size_max,
         ended: w.ended,
         alive: c.alive,
@@ -357,8 +359,8 @@ pub fn evidence(w: &Generation, c: &Censored, totals: &Totals) -> Evidence {
         grow_samples: w.grow_samples,
         grown_chains: w.grown_chains,
         mean_growths: (w.grown_chains > 0).then(|| f64::from(w.grows) / f64::from(w.grown_chains)),
-        final_size_p50: w.final_sizes.quantile(0.5),
-        final_size_p90: w.final_sizes.quantile(0.9),
+        final_size_p50: w.final_sizes.quantile(0.5).map(|q| q.min(w.final_max)),
+        final_size_p90: w.final_sizes.quantile(0.9).map(|q| q.min(w.final_max)),
         final_size_max: w.final_max,
         threads: w.threads.count_ones(),
         rule: None,
