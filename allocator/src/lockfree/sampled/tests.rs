@@ -51,7 +51,9 @@ fn an_aligned_8_kib_run_of_addresses_shares_one_filter_line() {
 #[test]
 fn inserted_pointers_are_found_once_and_others_never() {
     let _g = SERIAL.lock().unwrap();
-    let n = 5000;
+    // Under Miri, 1000 (about 16 a shard: each grows from 4 buckets to 32);
+    // 5000 took most of Miri's time in CI.
+    let n = if cfg!(miri) { 1000 } else { 5000 };
     for i in 0..n {
         assert_eq!(insert(fake(i), i as u64 + 1), Ok(None));
     }
