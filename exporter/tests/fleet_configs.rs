@@ -36,6 +36,18 @@ struct ProfileConfig {
     delta: bool,
 }
 
+impl ProfileConfig {
+    /// Takes one `key = value` (or `key: value`) of the profile's block.
+    fn set(&mut self, key: &str, value: &str) {
+        match key {
+            "enabled" => self.enabled = Some(value == "true"),
+            "path" => self.path = Some(value.to_string()),
+            "delta" => self.delta = value == "true",
+            _ => {}
+        }
+    }
+}
+
 fn examples(file: &str) -> String {
     let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -76,15 +88,7 @@ fn alloy_config(text: &str) -> (u64, HashMap<String, ProfileConfig>) {
         let (key, value) = (key.trim(), value.trim().trim_matches('"'));
         match (&current, key) {
             (None, "scrape_interval") => interval = Some(seconds(value)),
-            (Some(name), _) => {
-                let p = profiles.get_mut(name).unwrap();
-                match key {
-                    "enabled" => p.enabled = Some(value == "true"),
-                    "path" => p.path = Some(value.to_string()),
-                    "delta" => p.delta = value == "true",
-                    _ => {}
-                }
-            }
+            (Some(name), _) => profiles.get_mut(name).unwrap().set(key, value),
             _ => {}
         }
     }
@@ -121,13 +125,7 @@ fn parca_config(text: &str) -> (u64, HashMap<String, ProfileConfig>) {
             current = Some(key.to_string());
             profiles.insert(key.to_string(), ProfileConfig::default());
         } else if let Some(name) = &current {
-            let p = profiles.get_mut(name).unwrap();
-            match key {
-                "enabled" => p.enabled = Some(value == "true"),
-                "path" => p.path = Some(value.to_string()),
-                "delta" => p.delta = value == "true",
-                _ => {}
-            }
+            profiles.get_mut(name).unwrap().set(key, value);
         }
     }
     (interval.expect("scrape_interval"), profiles)

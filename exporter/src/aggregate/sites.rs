@@ -505,27 +505,17 @@ impl SiteTable {
         } else {
             self.early_frees.remove(&sample.id)
         };
-        if let Some(early) = early {
-            // Ended before it was seen: its chain ends now, with the free's
-            // facts (a free on another thread, most often).
-            if let Some(freed) = early.freed {
-                self.live.insert(
-                    sample.id,
-                    LiveSample {
-                        site,
-                        weight,
-                        size,
-                        address: sample.address,
-                        inuse: false,
-                        chain,
-                    },
-                );
-                self.end(sample.id, Some(freed));
-            }
-        } else {
+        // A block ended before it was seen (freed on another thread, most
+        // often) counts in no in-use figure; if it was freed, its chain
+        // ends now, with the free's facts.
+        let inuse = early.is_none();
+        let freed = early.and_then(|e| e.freed);
+        if inuse {
             let v = &mut self.sites[site].values;
             v.inuse_objects += weight;
             v.inuse_space += weight * size;
+        }
+        if inuse || freed.is_some() {
             self.live.insert(
                 sample.id,
                 LiveSample {
@@ -533,10 +523,13 @@ impl SiteTable {
                     weight,
                     size,
                     address: sample.address,
-                    inuse: true,
+                    inuse,
                     chain,
                 },
             );
+        }
+        if let Some(freed) = freed {
+            self.end(sample.id, Some(freed));
         }
     }
 
