@@ -569,6 +569,7 @@ const TIME_CHARTS = [
     id: 'chart-live',
     legend: 'legend-live',
     unit: 'bytes',
+    peak: true,
     series: [{name: 'live bytes', cls: 's-live', value: (p) => p.live_bytes}],
   },
   {
@@ -655,6 +656,12 @@ function drawTimeChart(def) {
 
   let max = 0;
   for (const p of points) for (const s of def.series) max = Math.max(max, s.value(p));
+  // The live heap's high-water mark since the exporter started (from
+  // /api/snapshot): drawn as a dashed line, with a dot where it was reached
+  // if that is in the window.
+  const peak = def.peak && state.snapshot && state.snapshot.peak && state.snapshot.peak.live_bytes > 0
+    ? state.snapshot.peak : null;
+  if (peak) max = Math.max(max, peak.live_bytes);
   const ticks = niceTicks(max, 4, def.unit);
   const yMax = ticks[ticks.length - 1];
   const y = (v) => m.top + plotH - (v / yMax) * plotH;
@@ -696,6 +703,20 @@ function drawTimeChart(def) {
     lines.append(svgEl('path', {class: 'line ' + s.cls, d}));
   }
   root.append(lines);
+  if (peak) {
+    const py = y(peak.live_bytes);
+    const label = 'peak ' + fmtBytes(peak.live_bytes) + ' at ' + fmtClock(peak.unix_ms);
+    const mark = svgEl('g', {class: 'peak-mark'},
+      svgEl('line', {class: 'peak-line', x1: m.left, x2: width - m.right, y1: py, y2: py}),
+      svgEl('text', {class: 'peak-label', x: width - m.right - 4, y: py - 4, 'text-anchor': 'end'}, label),
+      svgTitle('The highest live heap seen at the exporter\'s ticks since it started: ' + fmtExact(peak.live_bytes) +
+        ' bytes. /debug/pprof/peak has the call sites as they stood then.'));
+    if (peak.unix_ms >= tStart && peak.unix_ms <= tEnd) {
+      mark.append(svgEl('circle', {class: 'peak-dot', cx: x(peak.unix_ms), cy: py, r: 3.5}));
+    }
+    root.append(mark);
+    container.dataset.peak = String(peak.live_bytes);
+  }
   root.append(svgEl('rect', {class: 'frame', x: m.left, y: m.top, width: plotW, height: plotH}));
 
   addHoverReadout(root, container, def, points, x, m, plotH);

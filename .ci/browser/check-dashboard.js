@@ -210,6 +210,17 @@ async function checkDesktop(browser) {
     return Object.values(points).every((n) => n >= 2) && Object.keys(points).length >= 7 ? points : null;
   });
   ok('every chart has drawn data: ' + Object.entries(charts).map(([id, n]) => `${id}=${n}`).join(' '));
+  // The live heap's peak is marked on its chart, at the value /api/snapshot
+  // gives (the line and its label; the dot too while the peak is in view).
+  const peak = await page.$eval('#chart-live', (n) => ({
+    value: Number(n.dataset.peak || 0),
+    label: (n.querySelector('.peak-label') || {}).textContent || '',
+  }));
+  const snapPeak = await page.evaluate(async () => (await (await fetch('api/snapshot')).json()).peak);
+  if (!(peak.value > 0) || peak.value > snapPeak.live_bytes || !peak.label.startsWith('peak ')) {
+    fail(`the live heap's peak is not marked on its chart: ${JSON.stringify(peak)}, snapshot ${JSON.stringify(snapPeak)}`);
+  }
+  ok(`the live heap's peak is marked on its chart: "${peak.label}" (${peak.value} bytes; the snapshot says ${snapPeak.live_bytes})`);
   const rows = await page.$$eval('table.sites', (ts) => ts.map((t) => `${t.id}=${t.dataset.rows}`));
   if (!rows.every((r) => Number(r.split('=')[1]) > 0)) fail('top-sites tables are empty: ' + rows.join(' '));
   ok('top-sites tables have rows: ' + rows.join(' '));

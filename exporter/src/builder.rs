@@ -34,6 +34,9 @@ pub const DEFAULT_MAX_SITES: usize = 10_000;
 /// The default evidence window of the optimisation hints: two minutes.
 pub const DEFAULT_HINTS_WINDOW: Duration = Duration::from_secs(120);
 
+/// The default window of the windowed peak: an hour.
+pub const DEFAULT_PEAK_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Configures and starts an [`Exporter`]. Made by [`Exporter::builder`].
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -52,6 +55,7 @@ pub struct Builder {
     symbolize: bool,
     symbols_idle: Duration,
     hints_window: Duration,
+    peak_window: Duration,
 }
 
 /// The bearer token, kept out of `Debug` output (a logged builder must not
@@ -83,6 +87,7 @@ impl Default for Builder {
             symbolize: true,
             symbols_idle: DEFAULT_SYMBOLS_IDLE,
             hints_window: DEFAULT_HINTS_WINDOW,
+            peak_window: DEFAULT_PEAK_WINDOW,
         }
     }
 }
@@ -280,6 +285,17 @@ impl Builder {
         self
     }
 
+    /// The window of the windowed peak (default [`DEFAULT_PEAK_WINDOW`], an
+    /// hour; at least the interval): besides the highest live heap since
+    /// start, the exporter keeps the highest of the current window and the
+    /// one before (so of the last one to two windows), each with the call
+    /// sites as they stood at it (`/debug/pprof/peak`,
+    /// `/debug/pprof/peak?window=1`, `/api/peak`).
+    pub fn peak_window(mut self, window: Duration) -> Self {
+        self.peak_window = window;
+        self
+    }
+
     /// Binds the address and starts the threads.
     ///
     /// Fails, without starting anything, if allocmeter is not the program's
@@ -329,6 +345,7 @@ impl Builder {
             self.interval,
             spike_config,
             self.hints_window.max(2 * self.interval),
+            self.peak_window.max(self.interval),
         ));
         let http_counters = Arc::new(HttpCounters::default());
         let renderer = Arc::new(

@@ -8,6 +8,8 @@
 //! | `/metrics` | Prometheus text format: counters, live heap, size histograms, sampling health, `process_*` |
 //! | `/debug/pprof/heap` | gzipped pprof heap profile (`go tool pprof` reads it), in-use space by default |
 //! | `/debug/pprof/allocs` | the same profile, allocated space by default |
+//! | `/debug/pprof/peak` | the heap profile as it stood at the live heap's peak (`?window=1`: over the peak window) |
+//! | `/api/peak` | the live heap's peaks, since start and over the window, with the sites that held the most then |
 //! | `/api/snapshot` (alias `/api/stats`) | the statistics now, as JSON |
 //! | `/api/history?since_ms=…` | the recent snapshots with their rates, as JSON |
 //! | `/api/sites?top=N&by=…` | the top call sites as JSON |
@@ -172,7 +174,7 @@ pub use aggregate::history::{HistoryPoint, Snapshot};
 pub use aggregate::spikes::{MAX_SPIKES, SpikeStatus};
 pub use builder::{
     Builder, DEFAULT_BIND, DEFAULT_HINTS_WINDOW, DEFAULT_HISTORY, DEFAULT_INTERVAL,
-    DEFAULT_MAX_SITES,
+    DEFAULT_MAX_SITES, DEFAULT_PEAK_WINDOW,
 };
 pub use error::StartError;
 pub use exporter::Exporter;

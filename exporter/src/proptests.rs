@@ -379,6 +379,7 @@ fn endpoints() -> &'static Endpoints {
             Duration::from_secs(1),
             SpikeConfig::default(),
             Duration::from_secs(120),
+            Duration::from_secs(3600),
         ));
         aggregator.tick();
         let renderer = Renderer::new(aggregator, Arc::default(), 0);

@@ -192,6 +192,10 @@ pub struct Generation {
     pub grown_chains: u32,
     /// Growing reallocs seen over the ended chains.
     pub grows: u32,
+    /// Reallocs seen over the ended chains that shrank a block.
+    pub shrinks: u32,
+    /// Reallocs seen over the ended chains that moved a block (a copy).
+    pub moves: u32,
     /// Final sizes of the ended chains (their first sample's weight).
     pub final_sizes: Histogram,
     /// The largest final size.
@@ -226,6 +230,8 @@ impl Generation {
         self.lifetimes.merge(&o.lifetimes);
         self.grown_chains += o.grown_chains;
         self.grows += o.grows;
+        self.shrinks += o.shrinks;
+        self.moves += o.moves;
         self.final_sizes.merge(&o.final_sizes);
         self.final_max = self.final_max.max(o.final_max);
         self.huge_ended += o.huge_ended;
@@ -290,6 +296,8 @@ impl Generation {
             self.grown_chains += 1;
             self.grows += end.grows;
         }
+        self.shrinks += end.shrinks;
+        self.moves += end.moves;
         self.final_sizes.add(end.final_size, end.weight);
         self.final_max = self.final_max.max(end.final_size);
         self.huge_ended += u32::from(end.final_size >= STREAM_MIN_BYTES);
@@ -307,6 +315,10 @@ pub struct ChainEnd {
     pub same_thread: bool,
     /// Growing reallocs in it.
     pub grows: u32,
+    /// Reallocs in it that shrank it.
+    pub shrinks: u32,
+    /// Reallocs in it that moved it.
+    pub moves: u32,
     /// Its size at the end.
     pub final_size: u64,
     /// Its first sample's weight.
@@ -432,6 +444,8 @@ mod tests {
             lifetime_ns,
             same_thread,
             grows,
+            shrinks: 0,
+            moves: grows,
             final_size: 4096,
             weight: 2.0,
             same_size_between: between,
@@ -447,6 +461,7 @@ mod tests {
         assert_eq!((g.alone, g.crowded), (2, 1));
         assert_eq!(g.short_same_thread_alone, 1, "short, same thread, alone");
         assert_eq!((g.grown_chains, g.grows), (1, 3));
+        assert_eq!((g.shrinks, g.moves), (0, 3));
         assert_eq!(g.final_sizes.total(), 8.0);
         let mut c = Censored::default();
         c.add(10);

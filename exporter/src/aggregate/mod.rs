@@ -16,13 +16,15 @@
 //! | `detector_props.rs` | property tests of the detector's guarantees (tests only) |
 //! | `spikes.rs` | the spike log: records and what allocated during each |
 //! | `evidence.rs` | what each site's sampled blocks did over a sliding window, for the hints |
+//! | `peak.rs` | the live heap's high-water marks (since start, and over a window) and the sites as they stood there |
 //!
 //! [`Aggregator`] owns all of them behind private locks; renderers get
 //! copies through its methods and never take its locks. It reads with
 //! [`allocmeter::stats_split`] and [`allocmeter::profile::drain`], which take no
 //! lock an allocating thread could wait on; its own locks are taken only by
-//! exporter threads, and in one order: the spike log, then the site table
-//! (in [`Aggregator::tick`]); no other two are ever held together.
+//! exporter threads, and in one order: the spike log, then the site table,
+//! then the peak log (in [`Aggregator::tick`]); no other two are ever held
+//! together.
 //!
 //! Must not touch: symbolization, rendering, HTTP (all downstream).
 
@@ -31,6 +33,7 @@ pub(crate) mod detector;
 mod detector_props;
 pub(crate) mod evidence;
 pub(crate) mod history;
+pub(crate) mod peak;
 pub(crate) mod sites;
 pub(crate) mod spikes;
 
@@ -42,6 +45,7 @@ use parking_lot::Mutex;
 
 use detector::{Point, SpikeConfig};
 use history::{History, HistoryPoint, Snapshot};
+use peak::{Peak, PeakLog, Tick};
 use sites::{EvidenceCopy, RawSite, SiteTable, SiteValues, WindowMark};
 use spikes::{SpikeLog, SpikeRecord, SpikeStatus};
 
@@ -70,6 +74,7 @@ pub(crate) struct TableFigures {
 pub(crate) struct Aggregator {
     sites: Mutex<SiteTable>,
     history: Mutex<History>,
+    peaks: Mutex<PeakLog>,
     spikes: Mutex<SpikeLog>,
     started: Instant,
     /// How often [`Aggregator::tick`] runs.
@@ -124,12 +129,14 @@ impl Aggregator {
         interval: Duration,
         spikes: SpikeConfig,
         hints_window: Duration,
+        peak_window: Duration,
     ) -> Self {
         let mut table = SiteTable::new(max_sites);
         table.start_evidence(window_mark());
         Aggregator {
             sites: Mutex::new(table),
             history: Mutex::new(History::new(history_len)),
+            peaks: Mutex::new(PeakLog::new(peak_window)),
             spikes: Mutex::new(SpikeLog::new(spikes)),
             started: Instant::now(),
             interval,
@@ -180,6 +187,43 @@ impl Aggregator {
         let mut table = self.sites.lock();
         table.drain();
         table.copy_sites_since(baseline)
+    }
+
+    /// A peak's figures and its sites as they stood at it: since start, or
+    /// (`window`) over the peak window. `None` before the first tick.
+    pub fn peak(&self, window: bool) -> Option<(Peak, Vec<RawSite>)> {
+        let peak = {
+            let log = self.peaks.lock();
+            let p = if window {
+                log.in_window()
+            } else {
+                log.since_start()
+            };
+            if !p.is_set() {
+                return None;
+            }
+            p.clone()
+        };
+        let sites = self.sites.lock().copy_sites_as(&peak.sites);
+        Some((peak, sites))
+    }
+
+    /// The highest live heap seen at a tick since start, bytes.
+    pub fn peak_live_bytes(&self) -> u64 {
+        self.peaks.lock().since_start().live_bytes
+    }
+
+    /// The highest live heap seen at a tick since start, and when (ms
+    /// since the Unix epoch).
+    pub fn peak_mark(&self) -> (u64, u64) {
+        let log = self.peaks.lock();
+        let p = log.since_start();
+        (p.live_bytes, p.unix_ms)
+    }
+
+    /// The peak window.
+    pub fn peak_window(&self) -> Duration {
+        self.peaks.lock().window()
     }
 
     /// The site table's figures now.
@@ -234,6 +278,17 @@ impl Aggregator {
             {
                 table.rotate_evidence(mark);
             }
+            // Lock order: the spike log, the site table, the peak log.
+            self.peaks.lock().observe(
+                Instant::now(),
+                &Tick {
+                    live_bytes: split.program.live_bytes,
+                    live_objects: split.program.live_objects,
+                    unix_ms: point.unix_ms,
+                    uptime_ms: point.at.as_millis() as u64,
+                },
+                &table,
+            );
             drop(table);
             (in_spike, log.approximate_bytes())
         };
@@ -303,6 +358,7 @@ impl Aggregator {
     pub fn own_bytes(&self) -> usize {
         let table = self.sites.lock().approximate_bytes();
         table
+            + self.peaks.lock().approximate_bytes()
             + self.history_bytes.load(Ordering::Relaxed)
             + self.spikes_bytes.load(Ordering::Relaxed)
     }
@@ -312,7 +368,10 @@ impl Aggregator {
     pub fn max_own_bytes(&self, slots_used: usize) -> usize {
         let max_sites = self.sites.lock().max_sites();
         let history_max = self.history.lock().max_bytes();
-        SiteTable::max_bytes(max_sites, slots_used) + SpikeLog::max_bytes(max_sites) + history_max
+        SiteTable::max_bytes(max_sites, slots_used)
+            + SpikeLog::max_bytes(max_sites)
+            + PeakLog::max_bytes(max_sites)
+            + history_max
     }
 }
 
@@ -374,6 +433,7 @@ mod tests {
             Duration::from_millis(10),
             SpikeConfig::default(),
             Duration::from_secs(120),
+            Duration::from_secs(3600),
         );
         assert_eq!(aggregator.spikes_bytes.load(Ordering::Relaxed), 0);
         aggregator.tick();

@@ -116,6 +116,9 @@ struct Chain {
     born_ns: u64,
     thread: usize,
     grows: u32,
+    /// Reallocs seen that shrank it, and that moved it.
+    shrinks: u32,
+    moves: u32,
     size_now: u64,
     /// The first sample's weight.
     weight: f64,
@@ -305,6 +308,8 @@ impl SiteTable {
             lifetime_ns: freed.map_or(0, |(t, _, _)| t.saturating_sub(c.born_ns)),
             same_thread,
             grows: c.grows,
+            shrinks: c.shrinks,
+            moves: c.moves,
             final_size: c.size_now,
             weight: c.weight,
             same_size_between: between,
@@ -327,7 +332,7 @@ impl SiteTable {
     /// The tracked block `id` was resized: it leaves the in-use estimates
     /// (the realloc is a new allocation for the profile), and its chain
     /// goes on. `false` if it is not live here.
-    fn resize(&mut self, id: u64, address: usize, new_size: u64) -> bool {
+    fn resize(&mut self, id: u64, address: usize, new_size: u64, kind: ReallocKind) -> bool {
         let Some(mut s) = self.live.remove(&id) else {
             return false;
         };
@@ -335,7 +340,10 @@ impl SiteTable {
         s.inuse = false;
         if new_size > s.chain.size_now {
             s.chain.grows += 1;
+        } else if new_size < s.chain.size_now {
+            s.chain.shrinks += 1;
         }
+        s.chain.moves += u32::from(kind == ReallocKind::Moved);
         s.chain.size_now = new_size;
         s.address = address;
         self.live.insert(id, s);
@@ -432,9 +440,10 @@ impl SiteTable {
                 id,
                 address,
                 new_size,
+                kind,
                 ..
             } => {
-                if !self.resize(id, address, new_size) {
+                if !self.resize(id, address, new_size, kind) {
                     // Resized on another thread before its allocation was
                     // drained: for the profile, as good as freed; its chain
                     // is not followed (its end is not counted).
@@ -482,6 +491,13 @@ impl SiteTable {
         let chain = match parent {
             Some(mut c) => {
                 c.grows += u32::from(grew);
+                c.moves += u32::from(matches!(
+                    sample.origin,
+                    Origin::Realloc {
+                        kind: ReallocKind::Moved,
+                        ..
+                    }
+                ));
                 c.size_now = sample.size;
                 c.size_allocs = sample.size_allocs;
                 c
@@ -491,6 +507,8 @@ impl SiteTable {
                 born_ns: sample.time_ns,
                 thread: sample.thread,
                 grows: u32::from(grew),
+                shrinks: 0,
+                moves: 0,
                 size_now: sample.size,
                 weight,
                 size_allocs: sample.size_allocs,
@@ -562,6 +580,30 @@ impl SiteTable {
     /// a baseline to subtract from later ones (a delta profile).
     pub fn values_by_index(&self) -> Vec<(SiteValues, u64)> {
         self.sites.iter().map(|s| (s.values, s.samples)).collect()
+    }
+
+    /// Copies every site's estimates and samples, by index, into `out`
+    /// (its room reused: no allocation unless the table has grown).
+    pub fn copy_values_into(&self, out: &mut Vec<(SiteValues, u64)>) {
+        out.clear();
+        out.extend(self.sites.iter().map(|s| (s.values, s.samples)));
+    }
+
+    /// The sites with the estimates `values` (from
+    /// [`SiteTable::copy_values_into`] at some earlier tick): each site's
+    /// stack with the values it had then, the sites with nothing in use
+    /// then left out (a peak's profile).
+    pub fn copy_sites_as(&self, values: &[(SiteValues, u64)]) -> Vec<RawSite> {
+        self.sites
+            .iter()
+            .zip(values)
+            .filter(|(_, (v, _))| v.inuse_space >= 0.5)
+            .map(|(s, &(values, samples))| RawSite {
+                stack: s.stack.clone(),
+                values,
+                samples,
+            })
+            .collect()
     }
 
     /// Every site's allocation since `baseline` (from
@@ -786,6 +828,11 @@ mod tests {
         assert_eq!(e[0].stack, first);
         assert_eq!((w.samples, w.all_samples, w.grow_samples), (1, 2, 1));
         assert_eq!((w.ended, w.grown_chains, w.grows), (1, 1, 4));
+        assert_eq!(
+            (w.shrinks, w.moves),
+            (0, 4),
+            "three resizes and a sample, all moved"
+        );
         assert_eq!((w.same_thread, w.short), (1, 1));
         assert_eq!(w.final_max, 512);
         assert_eq!(

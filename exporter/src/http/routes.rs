@@ -40,6 +40,8 @@ const PROFILE_PATHS: &[&str] = &[
     "/debug/pprof",
     "/debug/pprof/heap",
     "/debug/pprof/allocs",
+    "/debug/pprof/peak",
+    "/api/peak",
     "/api/sites",
     "/api/hints",
 ];
@@ -291,6 +293,8 @@ fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
     match path {
         "/metrics" => metrics(&endpoints.registry),
         "/debug/pprof/" | "/debug/pprof" => pprof_index(renderer),
+        "/debug/pprof/peak" => peak_profile(renderer, query),
+        "/api/peak" => peak_body(renderer, query),
         "/debug/pprof/heap" | "/debug/pprof/allocs" => {
             let (default_type, name) = profile_kind(path).expect("a profile path");
             profile(renderer, query, default_type, name)
@@ -403,6 +407,61 @@ fn profile(
         return Response::ok("text/plain; charset=utf-8", body.into_bytes());
     }
     profile_response(pprof::heap_profile(renderer, default_type), name)
+}
+
+/// Takes `window=0|1` out of `query`: whether the windowed peak is asked
+/// for, and the rest of the query. A bad value is an error.
+fn peak_window_param(query: &str) -> Result<(bool, String), &'static str> {
+    let mut window = false;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("window", "0") => window = false,
+            ("window", "1") => window = true,
+            ("window", _) => return Err("window must be 0 or 1\n"),
+            _ => rest.push(pair),
+        }
+    }
+    Ok((window, rest.join("&")))
+}
+
+/// `/debug/pprof/peak[?window=1]`: the heap profile as it stood at the
+/// live heap's peak (since start, or over the peak window), in-use space
+/// by default; `debug` and `gc` as for the heap profile; no `seconds`.
+fn peak_profile(renderer: &Renderer, query: &str) -> Response {
+    let (window, rest) = match peak_window_param(query) {
+        Ok(w) => w,
+        Err(message) => return plain_bad_request(message),
+    };
+    let q = match ProfileQuery::parse(&rest) {
+        Ok(q) if q.seconds.is_some() => {
+            return plain_bad_request("seconds does not apply to the peak profile\n");
+        }
+        Ok(q) => q,
+        Err(message) => return plain_bad_request(message),
+    };
+    match pprof::peak_profile(renderer, window, q.text) {
+        None => Response::error(503),
+        Some(body) if q.text => Response::ok("text/plain; charset=utf-8", body),
+        Some(body) => profile_response(body, "peak"),
+    }
+}
+
+/// `/api/peak[?top=N]`: the live heap's peaks (since start, and over the
+/// peak window) with the `N` sites (default 10, at most 1000) that held the
+/// most then.
+fn peak_body(renderer: &Renderer, query: &str) -> Response {
+    let mut top = 10usize;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("top", v) => match v.parse::<usize>() {
+                Ok(n) => top = n.min(MAX_TOP),
+                Err(_) => return bad_request("top must be a whole number"),
+            },
+            _ => return bad_request("unknown parameter; use top"),
+        }
+    }
+    json_response(&json::peak_body(renderer, top))
 }
 
 /// A binary profile's response, with Go's headers.

@@ -65,6 +65,29 @@ pub(crate) struct HintsBody {
     window_secs: f64,
 }
 
+/// `/api/peak`: the live heap's peaks, since start and over the peak
+/// window, each with its `top` sites as they stood then.
+pub(crate) fn peak_body(renderer: &Renderer, top: usize) -> serde_json::Value {
+    let one = |window: bool| {
+        renderer.peak_report(window, top).map(|(peak, sites)| {
+            serde_json::json!({
+                "live_bytes": peak.live_bytes,
+                "live_objects": peak.live_objects,
+                "unix_ms": peak.unix_ms,
+                "uptime_ms": peak.uptime_ms,
+                "sites_at_live_bytes": peak.copied_at_bytes,
+                "sites": sites,
+            })
+        })
+    };
+    serde_json::json!({
+        "version": API_VERSION,
+        "window_secs": renderer.aggregator().peak_window().as_secs_f64(),
+        "since_start": one(false),
+        "window": one(true),
+    })
+}
+
 /// A 400's body: a fixed message (never the request's input).
 pub(crate) fn error_body(message: &'static str) -> serde_json::Value {
     serde_json::json!({ "version": API_VERSION, "error": message })
@@ -156,6 +179,10 @@ pub(crate) fn stats_body(renderer: &Renderer, profiles_exposed: bool) -> serde_j
         },
         "inner": inner,
         "spike": aggregator.spike_status(),
+        "peak": {
+            "live_bytes": aggregator.peak_mark().0,
+            "unix_ms": aggregator.peak_mark().1,
+        },
         "profiles_exposed": profiles_exposed,
     })
 }

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::aggregate::peak::Peak;
 use crate::aggregate::sites::SiteValues;
 use crate::aggregate::{Aggregator, TableFigures};
 use crate::health::HttpCounters;
@@ -260,6 +261,30 @@ impl Renderer {
         let _quiet = allocmeter::profile::suspend_sampling();
         let raw = self.aggregator.sites_since(baseline);
         sites::merge_sites(&raw, &mut self.symbolizer())
+    }
+
+    /// A peak's figures and its sites as they stood at it, trimmed and
+    /// merged as [`Renderer::sites`] are: since start, or (`window`) over
+    /// the peak window.
+    pub fn peak_sites(&self, window: bool) -> Option<(Peak, Vec<Site>)> {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        let (peak, raw) = self.aggregator.peak(window)?;
+        Some((peak, sites::merge_sites(&raw, &mut self.symbolizer())))
+    }
+
+    /// A peak's figures and its `n` sites with the most in use then,
+    /// symbolized (for `/api/peak`).
+    pub fn peak_report(&self, window: bool, n: usize) -> Option<(Peak, Vec<SiteReport>)> {
+        self.account(|| {
+            let (peak, sites) = self.peak_sites(window)?;
+            let mut symbolizer = self.symbolizer();
+            let top = sites::top(
+                sites::merge_same_frames(sites, &mut symbolizer),
+                n,
+                SortBy::InuseSpace,
+            );
+            Some((peak, sites::site_reports(&top, &mut symbolizer)))
+        })
     }
 
     /// The `n` sites with the largest `by`, symbolized; stacks that read the

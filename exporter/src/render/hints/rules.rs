@@ -215,6 +215,12 @@ pub struct Evidence {
     pub final_size_p90: Option<u64>,
     /// See `final_size_p50`.
     pub final_size_max: u64,
+    /// How the ended blocks' reallocs went: how many shrank a block, and
+    /// how many moved one (a copy of its bytes); `grown_chains` and
+    /// `mean_growths` tell the growing ones.
+    pub shrinks: u32,
+    /// See `shrinks`.
+    pub moves: u32,
     /// Threads seen allocating here (at most 64 told apart).
     pub threads: u32,
     /// The rule's share, if the rule has one.
@@ -362,6 +368,8 @@ pub fn evidence(w: &Generation, c: &Censored, totals: &Totals) -> Evidence {
         final_size_p50: w.final_sizes.quantile(0.5).map(|q| q.min(w.final_max)),
         final_size_p90: w.final_sizes.quantile(0.9).map(|q| q.min(w.final_max)),
         final_size_max: w.final_max,
+        shrinks: w.shrinks,
+        moves: w.moves,
         threads: w.threads.count_ones(),
         rule: None,
     }
@@ -826,6 +834,8 @@ mod tests {
             lifetime_ns,
             same_thread,
             grows,
+            shrinks: 0,
+            moves: 0,
             final_size: size,
             weight: 1.0,
             same_size_between,

@@ -50,6 +50,23 @@ pub(crate) fn delta_profile(
     })
 }
 
+/// The heap profile as it stood at the live heap's peak (since start, or
+/// with `window` over the peak window), in-use space by default; with
+/// `text`, Go's legacy text form. `None` before the first tick. Accounted
+/// as the exporter's own allocation.
+pub(crate) fn peak_profile(renderer: &Renderer, window: bool, text: bool) -> Option<Vec<u8>> {
+    renderer.account(|| {
+        let _quiet = allocmeter::profile::suspend_sampling();
+        let (_, sites) = renderer.peak_sites(window)?;
+        let sites = profile_sites(sites);
+        Some(if text {
+            heap_text_of(renderer, sites).into_bytes()
+        } else {
+            heap_profile_of(renderer, sites, DefaultType::InuseSpace)
+        })
+    })
+}
+
 fn heap_profile_of(
     renderer: &Renderer,
     sites: Vec<ProfileSite>,

@@ -159,6 +159,15 @@ const BUILT_IN: &[Family] = &[
         samples: Samples::Of(|i, out| out.push(one(i.stats.live_objects))),
     },
     Family {
+        name: "allocmeter_heap_live_bytes_peak",
+        help: "The highest allocmeter_heap_live_bytes seen at the exporter's ticks since it started (a peak that rises and falls between two ticks is not seen); /debug/pprof/peak has the call sites as they stood then. Falls only when the process restarts. Exported with an exporter only.",
+        kind: MetricType::GAUGE,
+        label: None,
+        samples: Samples::Of(|i, out| {
+            out.extend(i.profile.as_ref().map(|p| one(p.peak_live_bytes)))
+        }),
+    },
+    Family {
         name: "allocmeter_reallocs_total",
         help: "The service's reallocations by how they were served: grown_in_place, shrunk_in_place (same address), moved (new address).",
         kind: MetricType::COUNTER,

@@ -60,6 +60,8 @@ pub(crate) struct ProfileFigures {
     pub top: Vec<SiteSeries>,
     /// Panics caught and survived.
     pub panics: Panics,
+    /// The highest live heap seen at a tick since start.
+    pub peak_live_bytes: u64,
 }
 
 /// One opt-in per-site series: a short function name and its estimates.
@@ -122,6 +124,7 @@ fn profile_figures(renderer: &Renderer) -> ProfileFigures {
             overflowed: table.overflowed,
             top,
             panics: renderer.panics(),
+            peak_live_bytes: renderer.aggregator().peak_live_bytes(),
         }
     })
 }
@@ -438,10 +441,14 @@ mod tests {
         )]))
         .unwrap();
         let families = collector.collect();
-        // Without an exporter's site table, the site families are left out.
-        let site_families = FAMILIES.iter().filter(|f| f.name.contains("site")).count();
-        assert_eq!(site_families, 4);
-        assert_eq!(families.len(), FAMILIES.len() - site_families);
+        // Without an exporter's aggregator, the site families and the
+        // peak (the exporter's ticks keep it) are left out.
+        let exporter_only = FAMILIES
+            .iter()
+            .filter(|f| f.name.contains("site") || f.name.ends_with("_peak"))
+            .count();
+        assert_eq!(exporter_only, 5);
+        assert_eq!(families.len(), FAMILIES.len() - exporter_only);
         for f in &families {
             assert!(f.name().starts_with("allocmeter_"));
             assert!(!f.help().is_empty());
