@@ -165,7 +165,7 @@ pub const MAX_EVENTS_PER_RING: usize = crate::lockfree::ring::MAX_RING_WORDS;
 
 /// The most sampled allocations the rings grown for bursts hold between two
 /// drains, over all threads together (16 MiB of rings, and an allocation
-/// record takes at least 9 words; see [`SamplingStats::ring_bytes`]).
+/// record takes at least 10 words; see [`SamplingStats::ring_bytes`]).
 pub const MAX_BURST_ALLOCS: usize =
     crate::slot::MAX_BURST_RING_BYTES / (8 * crate::record::ALLOC_HEAD);
 
