@@ -803,7 +803,7 @@ fn a_delta_profile_holds_what_was_allocated_in_its_window() {
     let (_exporter, addr) = start_built(loopback().sample_rate(allocmeter::DEFAULT_SAMPLE_RATE));
     let mut keep = Vec::new();
     site_done_before_the_window(&mut keep);
-    const WINDOW: u64 = 3;
+    const WINDOW: u64 = 4;
     let asked = Instant::now();
     let delta = std::thread::spawn(move || {
         let reply = http::fetch_bytes(
@@ -814,8 +814,9 @@ fn a_delta_profile_holds_what_was_allocated_in_its_window() {
         (reply, Instant::now())
     });
     // The baseline is taken as soon as the profiles' worker picks the
-    // request up; then the window's allocations.
-    std::thread::sleep(Duration::from_millis(500));
+    // request up (at once: it is idle); then, well inside the window, the
+    // window's allocations (a tenth of a second).
+    std::thread::sleep(Duration::from_millis(1000));
     const BLOCKS: usize = 8192;
     site_in_the_window(BLOCKS);
     // Meanwhile the other requests are answered.
