@@ -13,7 +13,7 @@ scrape=$(mktemp)
 sleep 1.5 # let the workload allocate a little
 
 headers=$(curl -sS --max-time 10 -D - -o "$scrape" "${url}metrics")
-echo "$headers" | grep -qi '^content-type: text/plain; version=0.0.4; charset=utf-8' \
+grep -qi '^content-type: text/plain; version=0.0.4; charset=utf-8' <<<"$headers" \
   || { echo "check-metrics: wrong content type:" >&2; echo "$headers" >&2; exit 1; }
 
 report=$(promtool check metrics <"$scrape" 2>&1) || { echo "$report" >&2; echo "check-metrics: promtool failed" >&2; exit 1; }

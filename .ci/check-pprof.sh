@@ -27,8 +27,8 @@ for view in "heap" "heap -sample_index=alloc_space" "allocs"; do
   echo "== go tool pprof -top $* ${url}debug/pprof/$endpoint"
   echo "$report"
   # The first entry after the column header is the top function by flat value.
-  top=$(echo "$report" | awk '/flat%/ { getline; print; exit }')
-  if ! echo "$top" | grep -q 'build_report'; then
+  top=$(awk '/flat%/ { getline; print; exit }' <<<"$report")
+  if ! grep -q 'build_report' <<<"$top"; then
     echo "check-pprof: build_report is not at the top of /debug/pprof/$endpoint $*" >&2
     fail=1
   fi
@@ -37,12 +37,16 @@ done
 # system_name is the mangled symbol, which pprof does not strip as it does
 # names it takes for demangled C++.
 report=$(go tool pprof -top -cum -nodecount=30 "${url}debug/pprof/heap" 2>&1)
-if echo "$report" | grep -qE '<[^ ]+ as [^>]+>>?::'; then
-  echo "== trait-impl frames named whole:"; echo "$report" | grep -E '<[^ ]+ as [^>]+>>?::' | head -3
+if grep -qE '<[^ ]+ as [^>]+>>?::' <<<"$report"; then
+  echo "== trait-impl frames named whole:"; grep -m3 -E '<[^ ]+ as [^>]+>>?::' <<<"$report"
 else
   echo "$report" >&2; echo "check-pprof: no <T as Trait>::f frame named whole in -top -cum" >&2; fail=1
 fi
 
+# (Pipes into a reader that may stop early, grep -q or awk's exit, are
+# written as here-strings: under pipefail the writer's SIGPIPE would fail the
+# script, once in a while.)
+#
 # Every variant served (the peak profile too), read by Go's own profile package (Parse and
 # CheckValid: what Pyroscope and Parca read pprof with) and by
 # go tool pprof -raw.
@@ -72,10 +76,11 @@ report=$(go tool pprof -top -nodecount=5 target/release/examples/demo "$PPROF_TM
   echo "$report" >&2; echo "check-pprof: go tool pprof could not read ?debug=1" >&2; exit 1; }
 echo "== go tool pprof -top demo heap?debug=1"
 echo "$report"
-top=$(echo "$report" | awk '/flat%/ { getline; print; exit }')
-echo "$top" | grep -q 'build_report' || { echo "check-pprof: build_report is not at the top of ?debug=1" >&2; fail=1; }
+top=$(awk '/flat%/ { getline; print; exit }' <<<"$report")
+grep -q 'build_report' <<<"$top" || { echo "check-pprof: build_report is not at the top of ?debug=1" >&2; fail=1; }
 # The index, and the profiles a continuous profiler asks for that are not served.
-curl -sf "${url}debug/pprof/" | grep -q "href='heap?debug=1'" || { echo "check-pprof: no index at /debug/pprof/" >&2; fail=1; }
+index=$(curl -sf "${url}debug/pprof/" || true)
+grep -q "href='heap?debug=1'" <<<"$index" || { echo "check-pprof: no index at /debug/pprof/" >&2; fail=1; }
 for p in "profile?seconds=14" block mutex goroutine; do
   code=$(curl -s -o "$PPROF_TMPDIR/body" -w '%{http_code}' "${url}debug/pprof/$p")
   if [ "$code" != 404 ] || ! grep -q "not served" "$PPROF_TMPDIR/body"; then

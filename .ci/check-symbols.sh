@@ -70,7 +70,7 @@ for mode in "" --no-symbols; do
   profile=$work/heap$mode.pb.gz
   "$stripped" profile "$profile" $mode
   raw=$(go tool pprof -raw "$profile" 2>/dev/null)
-  if ! echo "$raw" | grep -Eq "symbols-fixture +[0-9a-f]{40}\b"; then
+  if ! grep -Eq "symbols-fixture +[0-9a-f]{40}\b" <<<"$raw"; then
     echo "no build ID on the stripped binary's mapping ($mode):"
     echo "$raw" | sed -n '/^Mappings/,$p'
     failed+=("stripped $mode: build ID")
@@ -80,7 +80,7 @@ for mode in "" --no-symbols; do
   # ID from these binaries and then ignores the file as a mismatch.)
   traces=$(go tool pprof -traces -sample_index=alloc_space "$bin" "$profile" 2>&1)
   for f in via_format via_to_string via_vec_push via_clone via_box_new via_hashmap_insert via_read_to_string; do
-    if ! echo "$traces" | grep -Eq "(^|[ :])$f\b"; then
+    if ! grep -Eq "(^|[ :])$f\b" <<<"$traces"; then
       echo "go tool pprof did not name $f ($mode)"
       failed+=("stripped $mode: $f")
     fi
