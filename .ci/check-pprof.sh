@@ -59,7 +59,7 @@ fi
 validator="$PPROF_TMPDIR/pprof-validate"
 (cd .ci/pprof-validate && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$PPROF_TMPDIR/gocache" \
   go build -o "$validator" .)
-for variant in "heap" "allocs" "heap?debug=1" "allocs?debug=1" "heap?gc=1" "allocs?gc=1&debug=0" "allocs?seconds=2" "heap?seconds=2&debug=1" "peak" "peak?window=1&debug=1"; do
+for variant in "heap" "allocs" "heap?debug=1" "allocs?debug=1" "heap?gc=1" "allocs?gc=1&debug=0" "allocs?seconds=2" "heap?seconds=2" "peak" "peak?window=1&debug=1"; do
   file="$PPROF_TMPDIR/profile-$(echo "$variant" | tr '?=&' '___')"
   curl -sf "${url}debug/pprof/$variant" -o "$file" || { echo "check-pprof: GET $variant failed" >&2; fail=1; continue; }
   "$validator" "$file" || fail=1

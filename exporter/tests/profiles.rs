@@ -718,6 +718,10 @@ fn the_pprof_endpoints_answer_as_go_s_do() {
         ),
         ("/debug/pprof/allocs?seconds=301", "seconds must be"),
         ("/debug/pprof/heap?seconds=x", "seconds must be"),
+        (
+            "/debug/pprof/heap?seconds=2&debug=1",
+            "seconds and debug params are incompatible",
+        ),
         ("/debug/pprof/heap?debug=x", "debug must be"),
         ("/debug/pprof/heap?nonsense=1", "unknown parameter"),
     ] {

@@ -229,19 +229,16 @@ impl Service for Endpoints {
     fn defer(&self, request: &Request) -> Option<Deferred> {
         let seconds = delta_window(request)?;
         let (default_type, name) = profile_kind(&request.path)?;
-        let text = ProfileQuery::parse(&request.query).ok()?.text;
         let renderer = self.renderer.clone();
         let baseline = renderer.account(|| renderer.aggregator().site_values_now());
         Some(Deferred {
             at: Instant::now() + Duration::from_secs(seconds),
             finish: Box::new(move || {
                 crate::fault::point("render");
-                let body = pprof::delta_profile(&renderer, &baseline, default_type, text);
-                if text {
-                    Response::ok("text/plain; charset=utf-8", body)
-                } else {
-                    profile_response(body, name)
-                }
+                profile_response(
+                    pprof::delta_profile(&renderer, &baseline, default_type),
+                    name,
+                )
             }),
         })
     }
@@ -367,6 +364,11 @@ impl ProfileQuery {
                 },
                 _ => return Err("unknown parameter; use seconds, debug and gc\n"),
             }
+        }
+        // As Go: a delta profile's in-use differences may be negative,
+        // which the legacy text form cannot carry.
+        if q.text && q.seconds.is_some() {
+            return Err("seconds and debug params are incompatible\n");
         }
         Ok(q)
     }

@@ -31,22 +31,18 @@ pub(crate) fn heap_profile(renderer: &Renderer, default_type: DefaultType) -> Ve
 
 /// The heap profile of what the sites allocated since `baseline`
 /// ([`crate::aggregate::Aggregator::site_values_now`]): Go's delta profile
-/// (`?seconds=N`), gzipped `profile.proto` or, with `text`, the legacy text
-/// form. Accounted as the exporter's own allocation.
+/// (`?seconds=N`), gzipped `profile.proto` (as in Go, not in the legacy
+/// text form, which cannot carry the negative in-use differences).
+/// Accounted as the exporter's own allocation.
 pub(crate) fn delta_profile(
     renderer: &Renderer,
     baseline: &[(SiteValues, u64)],
     default_type: DefaultType,
-    text: bool,
 ) -> Vec<u8> {
     renderer.account(|| {
         let _quiet = allocmeter::profile::suspend_sampling();
         let sites = profile_sites(renderer.sites_since(baseline));
-        if text {
-            heap_text_of(renderer, sites).into_bytes()
-        } else {
-            heap_profile_of(renderer, sites, default_type)
-        }
+        heap_profile_of(renderer, sites, default_type)
     })
 }
 
