@@ -208,11 +208,6 @@ impl Aggregator {
         Some((peak, sites))
     }
 
-    /// The highest live heap seen at a tick since start, bytes.
-    pub fn peak_live_bytes(&self) -> u64 {
-        self.peaks.lock().since_start().live_bytes
-    }
-
     /// The highest live heap seen at a tick since start, and when (ms
     /// since the Unix epoch).
     pub fn peak_mark(&self) -> (u64, u64) {

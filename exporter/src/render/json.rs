@@ -113,6 +113,7 @@ pub(crate) fn stats_body(renderer: &Renderer, profiles_exposed: bool) -> serde_j
     let split = allocmeter::stats_split();
     let (s, own) = (split.program, split.internal);
     let sampling = allocmeter::profile::sampling_stats();
+    let (peak_bytes, peak_unix_ms) = aggregator.peak_mark();
     let by_size: Vec<serde_json::Value> = s
         .by_size
         .iter()
@@ -180,8 +181,8 @@ pub(crate) fn stats_body(renderer: &Renderer, profiles_exposed: bool) -> serde_j
         "inner": inner,
         "spike": aggregator.spike_status(),
         "peak": {
-            "live_bytes": aggregator.peak_mark().0,
-            "unix_ms": aggregator.peak_mark().1,
+            "live_bytes": peak_bytes,
+            "unix_ms": peak_unix_ms,
         },
         "profiles_exposed": profiles_exposed,
     })

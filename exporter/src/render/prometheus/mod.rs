@@ -124,7 +124,7 @@ fn profile_figures(renderer: &Renderer) -> ProfileFigures {
             overflowed: table.overflowed,
             top,
             panics: renderer.panics(),
-            peak_live_bytes: renderer.aggregator().peak_live_bytes(),
+            peak_live_bytes: renderer.aggregator().peak_mark().0,
         }
     })
 }
