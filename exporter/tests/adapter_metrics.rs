@@ -15,6 +15,7 @@ use allocmeter::size_class::NUM_SIZE_CLASSES;
 use allocmeter_exporter::adapters::metrics::{
     ALLOCS_BY_SIZE, Collector, FREES_BY_SIZE, SIZE_CLASS_LABEL,
 };
+use allocmeter_test_support::exporter::start_exporter;
 use allocmeter_test_support::watchdog::watchdog;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -255,6 +256,28 @@ fn the_facade_carries_allocmeters_figures_under_its_own_names() {
     let again = parse(&handle.render());
     let allocs_again = value(&again, "allocmeter_allocs_total", &[]);
     assert!(allocs_again >= read("allocmeter_allocs_total") + BLOCKS as f64);
+
+    // From an exporter: its own figures too (the peak, the site table),
+    // described and named as on its /metrics.
+    let (exporter, _) = start_exporter(Duration::from_millis(50));
+    let with_exporter = Collector::for_exporter(&exporter);
+    with_exporter.describe();
+    let served = render_until_positive("allocmeter_heap_live_bytes_peak", || {
+        with_exporter.collect();
+        handle.render()
+    });
+    let own = descriptors(&collector_text(exporter.collector()));
+    let mine = descriptors(&served);
+    for name in [
+        "allocmeter_heap_live_bytes_peak",
+        "allocmeter_profile_sites",
+        "allocmeter_profile_sites_overflow_total",
+    ] {
+        assert_eq!(mine.get(name), own.get(name), "{name}");
+        assert!(mine.contains_key(name), "{name} with an exporter");
+    }
+    drop(with_exporter);
+    drop(exporter);
 
     if let Some(said) = promtool_check("the metrics recorder's text", &text) {
         println!("promtool check metrics: ok {said}");

@@ -14,6 +14,7 @@ use adapter_common::*;
 use allocmeter::Instrumented;
 use allocmeter::size_class::{NUM_SIZE_CLASSES, upper_bound};
 use allocmeter_exporter::adapters::prometheus_client::Collector;
+use allocmeter_test_support::exporter::start_exporter;
 use allocmeter_test_support::watchdog::watchdog;
 use prometheus_client::registry::Registry;
 
@@ -236,6 +237,26 @@ fn the_registry_carries_allocmeters_figures_and_whole_histograms() {
         );
         println!("OpenMetrics parser: {families} families");
     }
+    // From an exporter: its own figures too (the peak, the site table),
+    // the families exactly those of its /metrics.
+    let (exporter, _) = start_exporter(Duration::from_millis(50));
+    let mut with_exporter = Registry::default();
+    with_exporter.register_collector(Box::new(Collector::for_exporter(&exporter)));
+    let served = render_until_positive("allocmeter_heap_live_bytes_peak", || {
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &with_exporter)
+            .expect("encode");
+        text
+    });
+    assert_eq!(
+        descriptors(&served),
+        descriptors(&collector_text(exporter.collector())),
+        "with an exporter, the families of its /metrics"
+    );
+    assert!(served.contains("\nallocmeter_profile_sites "), "{served}");
+    drop(with_exporter);
+    drop(exporter);
+
     let excerpt: Vec<&str> = openmetrics
         .lines()
         .filter(|l| {

@@ -91,11 +91,14 @@ pub fn descriptors(text: &str) -> BTreeMap<String, (String, String)> {
 /// counters alone: an [`allocmeter_exporter::AllocCollector`] without an
 /// exporter, encoded as the exporter serves it.
 pub fn own_metrics_text() -> String {
+    collector_text(allocmeter_exporter::AllocCollector::new())
+}
+
+/// What `collector` serves on allocmeter's own `/metrics`, as text.
+pub fn collector_text(collector: allocmeter_exporter::AllocCollector) -> String {
     use prometheus::Encoder;
     let registry = prometheus::Registry::new();
-    registry
-        .register(Box::new(allocmeter_exporter::AllocCollector::new()))
-        .expect("register");
+    registry.register(Box::new(collector)).expect("register");
     let mut out = Vec::new();
     prometheus::TextEncoder::new()
         .encode(&registry.gather(), &mut out)
@@ -254,4 +257,21 @@ print(len(list(text_string_to_metric_families(sys.stdin.read()))))
         String::from_utf8_lossy(&out.stderr)
     );
     Some(stdout.parse().expect("a count of families"))
+}
+
+/// Calls `render` until what it returns has `name` above 0 (an exporter's
+/// figure set at its first tick), and returns that text; panics after 30 s.
+pub fn render_until_positive(name: &str, mut render: impl FnMut() -> String) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = render();
+        if parse(&text).iter().any(|s| s.name == name && s.value > 0.0) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} still not above 0 after 30 s:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
