@@ -155,4 +155,56 @@ mod tests {
             assert_eq!(*bound, upper_bound(i).map_or(f64::INFINITY, |u| u as f64));
         }
     }
+
+    /// The code blocks between "```" + `opening` and "```" in `text`,
+    /// with `prefix` stripped from each line and rustdoc's hidden lines
+    /// (`# …`) left out.
+    fn code_blocks(text: &str, prefix: &str, opening: &str) -> Vec<String> {
+        let mut blocks = Vec::new();
+        let mut block: Option<String> = None;
+        for line in text.lines() {
+            let Some(line) = line.strip_prefix(prefix) else {
+                continue;
+            };
+            // `//! code` → `code`; a page's lines are as they are.
+            let line = match prefix {
+                "" => line,
+                _ => line.strip_prefix(' ').unwrap_or(line),
+            };
+            match &mut block {
+                None if line == format!("```{opening}") => block = Some(String::new()),
+                None => {}
+                Some(b) if line == "```" => {
+                    blocks.push(std::mem::take(b));
+                    block = None;
+                }
+                Some(_) if line.trim_start().starts_with("# ") => {}
+                Some(b) => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+            }
+        }
+        blocks
+    }
+
+    #[test]
+    fn the_integrations_page_shows_the_doctests_examples() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let Ok(page) = std::fs::read_to_string(format!("{root}/docs/integrations.md")) else {
+            return; // a packaged crate, without the repository's docs
+        };
+        let source = |file: &str| {
+            std::fs::read_to_string(format!("{root}/exporter/src/render/adapters/{file}"))
+                .expect("the adapter's source")
+        };
+        let mut doctests = code_blocks(&source("metrics.rs"), "//!", "no_run");
+        doctests.extend(code_blocks(
+            &source("prometheus_client.rs"),
+            "//!",
+            "no_run",
+        ));
+        assert_eq!(doctests.len(), 2);
+        assert_eq!(code_blocks(&page, "", "rust"), doctests);
+    }
 }
