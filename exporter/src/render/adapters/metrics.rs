@@ -63,7 +63,10 @@
 //! Without an exporter the families that only an exporter has
 //! (`allocmeter_heap_live_bytes_peak`, `allocmeter_profile_sites`,
 //! `allocmeter_profile_sites_overflow_total`, the per-site series) are
-//! left out; `allocmeter_exporter_panics_total` is 0.
+//! left out; `allocmeter_exporter_panics_total` is 0. A per-site series
+//! (an exporter's opt-in top sites) that leaves the top keeps its last
+//! value in the recorder until the recorder forgets it
+//! (`PrometheusBuilder::idle_timeout`), where `/metrics` drops it at once.
 
 use std::fmt;
 use std::sync::LazyLock;
