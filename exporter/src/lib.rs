@@ -79,6 +79,15 @@
 //! [`Exporter::collector`] into its `prometheus::Registry` (or, for the
 //! counters alone, an [`AllocCollector`] without any exporter).
 //!
+//! A service whose metrics go through the `metrics` facade or the official
+//! `prometheus-client` crate turns on the cargo feature of the same name:
+//! `adapters::metrics::Collector` records the same families through the
+//! facade's recorder (the size histograms as per-class counters), and
+//! `adapters::prometheus_client::Collector` goes into the client's
+//! `Registry` (the histograms whole). Both work from the counters alone, or
+//! from an exporter for its figures too; `docs/integrations.md` in the
+//! repository wires each in.
+//!
 //! Cargo features `jemalloc`, `mimalloc` and `glibc` (all off by default)
 //! add the inner allocator's own figures as `allocmeter_inner_*` gauges, so
 //! that a leak (allocmeter's live heap grows) can be told from
@@ -200,6 +209,8 @@ pub mod hints {
         Technique,
     };
 }
+#[cfg(any(feature = "metrics", feature = "prometheus-client"))]
+pub use render::adapters;
 #[doc(hidden)]
 pub use render::pprof::proto as profile_proto;
 pub use render::prometheus::{AllocCollector, MAX_SITE_METRICS};

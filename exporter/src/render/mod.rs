@@ -7,6 +7,7 @@
 //! | `sites.rs` | call sites trimmed, merged, ranked and symbolized: [`SiteReport`](sites::SiteReport), [`SortBy`](sites::SortBy) |
 //! | `spikes.rs` | spike records as [`SpikeReport`](spikes::SpikeReport)s |
 //! | `prometheus/` | [`AllocCollector`](prometheus::AllocCollector) and the metric families |
+//! | `adapters/` | the metric families in other crates' models: the `metrics` facade, `prometheus-client` (features of those names) |
 //! | `pprof/` | gzipped `profile.proto` heap profiles |
 //! | `hints/` | optimisation hints: the rules, and the report of sites judged by them |
 //! | `json.rs` | every body of the JSON API |
@@ -26,6 +27,10 @@
 //!
 //! Must not touch: the rings (the aggregator drains them), HTTP.
 
+// The adapters into other telemetry crates' models (features `metrics`,
+// `prometheus-client`).
+#[cfg(any(feature = "metrics", feature = "prometheus-client"))]
+pub mod adapters;
 pub(crate) mod hints;
 pub(crate) mod json;
 pub(crate) mod pprof;

@@ -14,7 +14,7 @@ use super::Scrape;
 /// One metric family this collector exports: name, help, type, and how to
 /// build its samples. A family with no samples is left out of the scrape.
 #[derive(Clone)]
-pub(super) struct Family {
+pub(crate) struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: MetricType,
@@ -25,7 +25,7 @@ pub(super) struct Family {
 
 /// Where a family's samples come from.
 #[derive(Clone, Copy)]
-pub(super) enum Samples {
+pub(crate) enum Samples {
     /// Read from the scrape by this function, which appends them to the
     /// `Vec` it is given (one reused for every family of a scrape, rather
     /// than a `Vec` per family).
@@ -48,7 +48,7 @@ impl Family {
 }
 
 /// One sample of a family: a label value (if the family has a label) and a value.
-pub(super) enum Series {
+pub(crate) enum Series {
     Plain(Option<String>, f64),
     Histogram(proto::Histogram),
 }
@@ -98,7 +98,7 @@ fn size_histogram(s: &MemStats, count: fn(&allocmeter::SizeClassStats) -> u64, s
 
 /// Every family, in exposition order: the built-in ones, then the inner
 /// allocator's that a compiled-in source reads (see `inner/`).
-pub(super) static FAMILIES: LazyLock<Vec<Family>> = LazyLock::new(|| {
+pub(crate) static FAMILIES: LazyLock<Vec<Family>> = LazyLock::new(|| {
     #[cfg_attr(not(inner_stats), allow(unused_mut))]
     let mut families: Vec<Family> = BUILT_IN.to_vec();
     #[cfg(inner_stats)]

@@ -12,7 +12,7 @@
 //! allocmeter's own in families of their own) and, inside an exporter, the
 //! renderer's figures; takes no lock of another stage.
 
-mod families;
+pub(crate) mod families;
 mod text;
 // The inner allocator's own statistics, when a feature compiles a source in
 // (the `inner_stats` cfg, set by build.rs). Only the collector reads them.
@@ -351,7 +351,9 @@ impl AllocCollector {
         families
     }
 
-    fn scrape(&self) -> Scrape {
+    /// The counters now, and the exporter's figures if this collector has
+    /// an exporter's (the adapters read them too).
+    pub(crate) fn scrape(&self) -> Scrape {
         let split = allocmeter::stats_split();
         Scrape {
             stats: split.program,
