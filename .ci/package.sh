@@ -21,6 +21,9 @@ version=$(cargo metadata --format-version 1 --no-deps |
 
 args=()
 for crate in "${crates[@]}"; do args+=(-p "$crate"); done
+# cargo warns "ignoring test `...` as `tests/...` is not included in the
+# published package" once per [[test]]: expected, the manifests' `include`
+# leaves the tests in the repository (they need the unpublished test kit).
 echo "package: cargo package ${args[*]} (with verification)"
 cargo package --locked --allow-dirty "${args[@]}"
 
