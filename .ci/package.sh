@@ -2,7 +2,8 @@
 # The published crates (allocmeter, allocmeter-dashboard, allocmeter-exporter)
 # package and build from their tarballs, as `cargo publish` would do them:
 # `cargo package` with verification (each tarball unpacked and built alone,
-# against the others' tarballs, in dependency order). Then each tarball's
+# against the others' tarballs, in dependency order), with all features, as
+# docs.rs builds them. Then each tarball's
 # file list is checked against its own manifest: every file the packaged
 # Cargo.toml names is in it (library, build script, README, targets), the
 # licenses travel with it as files, no path-only dependency survives, the
@@ -24,19 +25,24 @@ for crate in "${crates[@]}"; do args+=(-p "$crate"); done
 # cargo warns "ignoring test `...` as `tests/...` is not included in the
 # published package" once per [[test]]: expected, the manifests' `include`
 # leaves the tests in the repository (they need the unpublished test kit).
-echo "package: cargo package ${args[*]} (with verification)"
-cargo package --locked --allow-dirty "${args[@]}"
+echo "package: cargo package --all-features ${args[*]} (with verification)"
+cargo package --locked --allow-dirty --all-features "${args[@]}"
 
 for crate in "${crates[@]}"; do
   tarball="$target/package/$crate-$version.crate"
   [ -f "$tarball" ] || { echo "package: FAILED: $tarball was not written" >&2; exit 1; }
 done
 
+cargo metadata --format-version 1 --no-deps >"$target/package/metadata.json"
 python3 - "$target/package" "$version" "${crates[@]}" <<'EOF'
-import re, sys, tarfile, tomllib
+import json, re, sys, tarfile, tomllib
 from pathlib import Path
 
 root, version, crates = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+source_dirs = {
+    p["name"]: Path(p["manifest_path"]).parent
+    for p in json.loads((root / "metadata.json").read_text())["packages"]
+}
 failures = []
 
 def fail(crate, what):
@@ -66,6 +72,10 @@ for crate in crates:
         for path in named:
             if path not in files:
                 fail(crate, f"the manifest names {path}, which is not in the package")
+        # A build script left out is dropped silently (`build = false`), and
+        # the package builds without what it sets.
+        if (source_dirs[crate] / "build.rs").exists() and package.get("build") != "build.rs":
+            fail(crate, "build.rs is not in the package (cargo dropped the build script)")
 
         # What every published crate carries.
         for path in ("README.md", "LICENSE-MIT", "LICENSE-APACHE"):
