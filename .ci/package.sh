@@ -3,12 +3,12 @@
 # package and build from their tarballs, as `cargo publish` would do them:
 # `cargo package` with verification (each tarball unpacked and built alone,
 # against the others' tarballs, in dependency order), with all features, as
-# docs.rs builds them. Then each tarball's
-# file list is checked against its own manifest: every file the packaged
-# Cargo.toml names is in it (library, build script, README, targets), the
-# licenses travel with it as files, no path-only dependency survives, the
-# README links nothing relative (crates.io cannot resolve it), and the page's
-# assets are byte for byte the ones in dashboard/.
+# docs.rs builds them. Then each tarball's file list is checked against its
+# own manifest: every file the packaged Cargo.toml names is in it (library,
+# build script, README, targets), the licenses travel with it as files, no
+# path-only dependency survives, the README links nothing relative
+# (crates.io cannot resolve it), and the page's assets are byte for byte the
+# ones in dashboard/.
 #
 # Run from a clean clone (CI) or a work tree with uncommitted changes (it
 # passes --allow-dirty: what is packaged is decided by each manifest's
