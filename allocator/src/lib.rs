@@ -118,6 +118,13 @@
 //!   `#[global_allocator]`.
 //! - Memory allocated by C code through `malloc` does not pass through a Rust
 //!   global allocator and is not counted.
+//!
+//! ## Platform
+//!
+//! Linux only: allocmeter hooks `fork` with `pthread_atfork`, reads the clock
+//! with `clock_gettime` and its companion exporter reads `/proc` and walks
+//! the loaded objects with `dl_iterate_phdr`. On any other target the build
+//! stops with one error that says so. Rust 1.88 or newer.
 
 #![warn(missing_docs)]
 // Built with `--cfg loom` (`.ci/loom.sh`), the crate is reduced to the parts
@@ -125,9 +132,25 @@
 // initialise.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-/// The items inside are left out of a `--cfg loom` build.
+// One clear error off Linux, instead of one per missing libc item: every
+// module below is left out there (`outside_loom!` and `mod lockfree` carry
+// the same condition), so this is all the compiler reports.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "allocmeter supports Linux only (it hooks fork() with pthread_atfork, and \
+     allocmeter-exporter reads /proc and walks the loaded objects with \
+     dl_iterate_phdr): build for a *-linux-* target"
+);
+
+// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
+
+/// The items inside are left out of a `--cfg loom` build (and off Linux,
+/// where the `compile_error!` above is the only thing built).
 macro_rules! outside_loom {
-    ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
+    ($($item:item)*) => { $( #[cfg(all(not(loom), target_os = "linux"))] $item )* };
 }
 
 // The modules in the order data flows through them. Each one's `//!` docs say
@@ -136,6 +159,7 @@ macro_rules! outside_loom {
 // The lock-free parts, model-checked by loom: all a `--cfg loom` build has
 // (the sample ring and a slot's chain of rings, the sampled-pointer table,
 // slot ownership, the try-lock, the counter bumps, `Padded`).
+#[cfg(target_os = "linux")]
 mod lockfree;
 
 outside_loom! {

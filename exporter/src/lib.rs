@@ -160,8 +160,38 @@
 //! history, the spike detector, the page) leave them out, so looking does
 //! not move them; the `allocmeter_exporter_*` families and
 //! `allocmeter_telemetry_bytes` show them.
+//!
+//! ## Platform
+//!
+//! Linux only: the symbolizer walks the loaded objects with
+//! `dl_iterate_phdr` and reads `/proc/self`, and [`allocmeter`] hooks
+//! `fork` with `pthread_atfork`. On any other target the build stops with
+//! one error that says so. Rust 1.88 or newer.
+//!
+//! ## Public dependencies
+//!
+//! Two dependencies are part of this crate's API: `prometheus` 0.14
+//! ([`Exporter::collector`] and [`AllocCollector`] are its
+//! `prometheus::core::Collector`s, registered into its `Registry`) and
+//! `prost` 0.14 (the pprof messages of `profile_proto` are its
+//! `prost::Message`s). A service must use the same major
+//! versions to register the collector; a bump of either to an incompatible
+//! version is a breaking release of this crate.
 
 #![warn(missing_docs)]
+
+// One clear error off Linux. `allocmeter` stops there first with the same
+// message, so cargo never gets as far as this crate's modules.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "allocmeter-exporter supports Linux only (it walks the loaded objects with \
+     dl_iterate_phdr and reads /proc): build for a *-linux-* target"
+);
+
+// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 mod aggregate;
 mod builder;

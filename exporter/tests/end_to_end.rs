@@ -123,7 +123,7 @@ fn unknown_paths_and_methods_get_clear_errors() {
     );
     assert_eq!(
         page.body,
-        include_str!("../../dashboard/index.html"),
+        allocmeter_dashboard::INDEX_HTML,
         "the page is dashboard/index.html"
     );
     // Still serving after the errors.

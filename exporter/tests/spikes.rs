@@ -341,22 +341,22 @@ fn a_real_spike_is_detected_attributed_and_served() {
     for (path, body, content_type) in [
         (
             "/",
-            include_str!("../../dashboard/index.html"),
+            allocmeter_dashboard::INDEX_HTML,
             "text/html; charset=utf-8",
         ),
         (
             "/index.html",
-            include_str!("../../dashboard/index.html"),
+            allocmeter_dashboard::INDEX_HTML,
             "text/html; charset=utf-8",
         ),
         (
             "/app.js",
-            include_str!("../../dashboard/app.js"),
+            allocmeter_dashboard::APP_JS,
             "text/javascript; charset=utf-8",
         ),
         (
             "/style.css",
-            include_str!("../../dashboard/style.css"),
+            allocmeter_dashboard::STYLE_CSS,
             "text/css; charset=utf-8",
         ),
     ] {

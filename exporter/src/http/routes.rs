@@ -25,10 +25,11 @@ use crate::render::sites::SortBy;
 /// The Prometheus text exposition content type.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The live page and its assets, embedded at compile time from `dashboard/`.
-const INDEX_HTML: &str = include_str!("../../../dashboard/index.html");
-const APP_JS: &str = include_str!("../../../dashboard/app.js");
-const STYLE_CSS: &str = include_str!("../../../dashboard/style.css");
+/// The live page and its assets, embedded at compile time by the
+/// `allocmeter-dashboard` crate (`dashboard/`).
+const INDEX_HTML: &str = allocmeter_dashboard::INDEX_HTML;
+const APP_JS: &str = allocmeter_dashboard::APP_JS;
+const STYLE_CSS: &str = allocmeter_dashboard::STYLE_CSS;
 
 /// `/api/sites` returns at most this many sites.
 const MAX_TOP: usize = 1000;
