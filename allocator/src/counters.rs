@@ -217,6 +217,21 @@ impl CounterCells {
         out.failures = out.failures.wrapping_add(ld(&self.failures));
     }
 
+    /// The four totals of these cells (allocations, bytes allocated, frees,
+    /// bytes freed), without the per-class copy [`read`](Self::read) makes.
+    /// Owner only: `Relaxed` loads of the calling thread's own stores, which
+    /// it always sees in program order.
+    pub fn own_totals(&self) -> [u64; 4] {
+        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let sum = |cells: &[AtomicU64; CELLS]| cells.iter().fold(0u64, |a, c| a.wrapping_add(ld(c)));
+        [
+            sum(&self.allocs_by_cell),
+            ld(&self.alloc_bytes),
+            sum(&self.frees_by_cell),
+            ld(&self.free_bytes),
+        ]
+    }
+
     /// A copy of these cells (free side first).
     pub fn read(&self) -> Counters {
         let mut out = Counters::default();

@@ -185,7 +185,7 @@ outside_loom! {
     };
     pub use slot::MAX_SLOTS;
     pub use stats::{
-        InternalStats, MemStats, Reallocs, SizeClassStats, StatsSplit, ThreadStats, measure, stats,
-        stats_split, telemetry_bound, thread_stats, try_measure,
+        InternalStats, MemStats, Reallocs, SizeClassStats, StatsSplit, ThreadStats, ThreadTotals,
+        measure, stats, stats_split, telemetry_bound, thread_stats, thread_totals, try_measure,
     };
 }

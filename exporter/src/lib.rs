@@ -165,6 +165,8 @@ mod marked;
 #[cfg(test)]
 mod proptests;
 mod render;
+#[cfg(feature = "tracing")]
+pub mod spans;
 mod symbols;
 
 pub use aggregate::detector::{

@@ -7,6 +7,7 @@
 //! | `families.rs` | the family table: name, help, type and reader of every metric |
 //! | `text.rs` | the text exposition format, written into the response body without allocating |
 //! | `inner/` | the inner allocator's own figures (jemalloc, mimalloc, glibc), behind features |
+//! | `spans.rs` | the `allocmeter_span_*` families (feature `tracing`) |
 //!
 //! Reads the counters ([`allocmeter::stats_split`]: the service's share, and
 //! allocmeter's own in families of their own) and, inside an exporter, the
@@ -18,6 +19,9 @@ mod text;
 // (the `inner_stats` cfg, set by build.rs). Only the collector reads them.
 #[cfg(inner_stats)]
 mod inner;
+// The span layer's families (feature `tracing`).
+#[cfg(feature = "tracing")]
+mod spans;
 
 use std::collections::HashMap;
 use std::sync::Arc;
