@@ -36,14 +36,21 @@ impl Cells {
     /// Relaxed: independent counters, each exact on its own; a reader may see
     /// one pair's allocations before its frees (as `allocmeter::stats`
     /// documents for its own counters), never a torn value.
+    ///
+    /// A counter with nothing to add is not written: a span that allocated
+    /// and freed nothing costs one read-modify-write, not five.
     pub fn add(&self, used: &ThreadTotals) {
         self.enters.fetch_add(1, Ordering::Relaxed);
-        self.allocs.fetch_add(used.allocs, Ordering::Relaxed);
-        self.alloc_bytes
-            .fetch_add(used.alloc_bytes, Ordering::Relaxed);
-        self.frees.fetch_add(used.frees, Ordering::Relaxed);
-        self.free_bytes
-            .fetch_add(used.free_bytes, Ordering::Relaxed);
+        if used.allocs != 0 {
+            self.allocs.fetch_add(used.allocs, Ordering::Relaxed);
+            self.alloc_bytes
+                .fetch_add(used.alloc_bytes, Ordering::Relaxed);
+        }
+        if used.frees != 0 {
+            self.frees.fetch_add(used.frees, Ordering::Relaxed);
+            self.free_bytes
+                .fetch_add(used.free_bytes, Ordering::Relaxed);
+        }
     }
 
     /// The counters now (Relaxed: see [`Cells::add`]).
