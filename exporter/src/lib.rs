@@ -15,6 +15,7 @@
 //! | `/api/sites?top=N&by=…` | the top call sites as JSON |
 //! | `/api/spikes` | the allocation-rate spikes detected, with what allocated during each |
 //! | `/api/hints` | optimisation hints: which call site should preallocate, reuse, pool, stream or stop `format!`-ing |
+//! | `/api/spans` | (feature `tracing`, once a `spans::SpanLayer` is made) what each `tracing` span name allocated, exactly |
 //! | `/` | the live page (`/app.js`, `/style.css`) |
 //!
 //! ```no_run
@@ -78,6 +79,10 @@
 //! start the exporter with [`Builder::serve_http`]`(false)` and register
 //! [`Exporter::collector`] into its `prometheus::Registry` (or, for the
 //! counters alone, an [`AllocCollector`] without any exporter).
+//!
+//! Cargo feature `tracing` adds `spans::SpanLayer`, a `tracing_subscriber`
+//! layer that counts exactly what each span's thread allocates while inside
+//! it, served as `allocmeter_span_*{span="target::name"}` and `/api/spans`.
 //!
 //! Cargo features `jemalloc`, `mimalloc` and `glibc` (all off by default)
 //! add the inner allocator's own figures as `allocmeter_inner_*` gauges, so
