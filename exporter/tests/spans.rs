@@ -1,7 +1,8 @@
 //! Allocations by `tracing` span (feature `tracing`): the figures per span
 //! name are exact (allocmeter's per-thread counts are), nesting is
 //! inclusive with recursion counted once, filtered spans are not counted,
-//! callsites beyond the table's bound go to the overflow entry, and
+//! an async span counts each poll on the thread that polls and work handed
+//! to another thread is not counted, callsites beyond the table's bound go to the overflow entry, and
 //! `/metrics` and `/api/spans` serve the same figures over HTTP.
 //!
 //! One process-wide table and one global subscriber, so the checks run in
@@ -12,7 +13,9 @@ use std::alloc::System;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Barrier, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use allocmeter::Instrumented;
@@ -22,7 +25,7 @@ use allocmeter_test_support::exporter::{get_json, start_default_exporter};
 use allocmeter_test_support::http::fetch;
 use allocmeter_test_support::prometheus_text::parse_samples;
 use allocmeter_test_support::runner;
-use tracing::info_span;
+use tracing::{Instrument, info_span};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::prelude::*;
 
@@ -201,6 +204,76 @@ fn filtered_spans_are_not_counted() {
     assert!(s.spans.iter().all(|f| f.name != "ignored"), "{s:?}");
 }
 
+/// A future that allocates `blocks` blocks of 48 bytes at each poll and
+/// is ready at its second.
+struct TwoPolls {
+    polls: u32,
+    blocks: u64,
+}
+
+impl Future for TwoPolls {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..self.blocks {
+            black_box(vec![0u8; 48]);
+        }
+        self.polls += 1;
+        if self.polls == 2 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// An instrumented future polled once on each of two threads: each poll is
+/// an enter/exit pair counted on the thread that polled, exactly. A thread
+/// spawned inside a span allocates 1 MiB there: not counted in the span.
+fn async_polls_and_other_threads() {
+    let before = snap();
+    let mut task = Box::pin(
+        TwoPolls {
+            polls: 0,
+            blocks: 3,
+        }
+        .instrument(info_span!("polled")),
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(task.as_mut().poll(&mut cx).is_pending());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(task.as_mut().poll(&mut cx).is_ready());
+        });
+    });
+    let after = snap();
+    assert_eq!(
+        delta(&figures(&before, "polled"), &figures(&after, "polled")),
+        (2, 6, 288, 6, 288, 0),
+        "polled"
+    );
+
+    const HANDED_OFF: usize = 1 << 20;
+    let before = snap();
+    info_span!("hands_off").in_scope(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| black_box(vec![0u8; HANDED_OFF]));
+        });
+    });
+    let after = snap();
+    let (enters, _, bytes, ..) = delta(
+        &figures(&before, "hands_off"),
+        &figures(&after, "hands_off"),
+    );
+    assert_eq!(enters, 1);
+    // The span counts the spawn's own allocations (the thread's handle,
+    // its closure), a few hundred bytes; not the block allocated there.
+    assert!(
+        bytes < HANDED_OFF as u64,
+        "{bytes} bytes counted in hands_off"
+    );
+}
+
 macro_rules! numbered_span {
     ($name:literal, $blocks:expr) => {
         info_span!($name).in_scope(|| {
@@ -211,12 +284,15 @@ macro_rules! numbered_span {
     };
 }
 
-/// Six new callsites where the table has room for three: `extra_a` to
-/// `extra_c` get their own entries, `extra_d` to `extra_f` are counted
-/// together in the overflow entry, exactly.
+/// Six new callsites where the table has room for one: `extra_a` gets its
+/// own entry, `extra_b` to `extra_f` are counted together in the overflow
+/// entry, exactly.
 fn callsites_beyond_the_bound_go_to_overflow() {
     let before = snap();
-    assert_eq!(before.callsites, 5, "parse, render, outer, inner, recurse");
+    assert_eq!(
+        before.callsites, 7,
+        "parse, render, outer, inner, recurse, polled, hands_off"
+    );
     numbered_span!("extra_a", 1);
     numbered_span!("extra_b", 2);
     numbered_span!("extra_c", 3);
@@ -226,24 +302,16 @@ fn callsites_beyond_the_bound_go_to_overflow() {
     let after = snap();
     assert_eq!((after.callsites, after.max_names), (MAX_NAMES, MAX_NAMES));
     assert_eq!(after.spans.len(), MAX_NAMES);
-    for (name, blocks) in [("extra_a", 1), ("extra_b", 2), ("extra_c", 3)] {
-        let d = delta(&figures(&before, name), &figures(&after, name));
-        assert_eq!(
-            d,
-            (1, blocks, 16 * blocks, blocks, 16 * blocks, 0),
-            "{name}"
-        );
-    }
-    assert!(
-        after
-            .spans
-            .iter()
-            .all(|f| !matches!(f.name, "extra_d" | "extra_e" | "extra_f"))
-    );
+    let d = delta(&figures(&before, "extra_a"), &figures(&after, "extra_a"));
+    assert_eq!(d, (1, 1, 16, 1, 16, 0), "extra_a");
+    assert!(after.spans.iter().all(|f| !matches!(
+        f.name,
+        "extra_b" | "extra_c" | "extra_d" | "extra_e" | "extra_f"
+    )));
     assert_eq!(after.overflow.span, "(overflow)");
     assert_eq!(
         delta(&before.overflow, &after.overflow),
-        (3, 15, 240, 15, 240, 0),
+        (5, 20, 320, 20, 320, 0),
         "overflow"
     );
 }
@@ -299,6 +367,10 @@ fn main() {
             (
                 "filtered_spans_are_not_counted",
                 filtered_spans_are_not_counted,
+            ),
+            (
+                "async_polls_and_other_threads",
+                async_polls_and_other_threads,
             ),
             (
                 "callsites_beyond_the_bound_go_to_overflow",
