@@ -452,7 +452,14 @@ mod tests {
             .filter(|f| f.name.contains("site") || f.name.ends_with("_peak"))
             .count();
         assert_eq!(exporter_only, 5);
-        assert_eq!(families.len(), FAMILIES.len() - exporter_only);
+        // Nor, until a span layer is made (feature `tracing`), the span families.
+        let span_families = FAMILIES
+            .iter()
+            .filter(|f| f.name.starts_with("allocmeter_span_"));
+        assert_eq!(
+            families.len(),
+            FAMILIES.len() - exporter_only - span_families.count()
+        );
         for f in &families {
             assert!(f.name().starts_with("allocmeter_"));
             assert!(!f.help().is_empty());
