@@ -1,6 +1,7 @@
 //! Allocations by `tracing` span (feature `tracing`): the figures per span
 //! name are exact (allocmeter's per-thread counts are), nesting is
-//! inclusive with recursion counted once, filtered spans are not counted,
+//! inclusive (with each span's own share beside) and recursion counted
+//! once, filtered spans are not counted,
 //! an async span counts each poll on the thread that polls and work handed
 //! to another thread is not counted, callsites beyond the table's bound go to the overflow entry, and
 //! `/metrics` and `/api/spans` serve the same figures over HTTP.
@@ -60,6 +61,8 @@ fn figures(s: &SpansSnapshot, name: &str) -> SpanFigures {
             frees: 0,
             free_bytes: 0,
             net_bytes: 0,
+            self_allocs: 0,
+            self_alloc_bytes: 0,
         })
 }
 
@@ -73,6 +76,14 @@ fn delta(before: &SpanFigures, after: &SpanFigures) -> (u64, u64, u64, u64, u64,
         after.frees - before.frees,
         after.free_bytes - before.free_bytes,
         after.net_bytes - before.net_bytes,
+    )
+}
+
+/// `(self_allocs, self_alloc_bytes)` added between `before` and `after`.
+fn self_delta(before: &SpanFigures, after: &SpanFigures) -> (u64, u64) {
+    (
+        after.self_allocs - before.self_allocs,
+        after.self_alloc_bytes - before.self_alloc_bytes,
     )
 }
 
@@ -158,6 +169,14 @@ fn spans_on_threads_are_exact() {
         (n, 5 * n, 5000 * n, 8 * n, 5300 * n, -300 * n as i64),
         "render"
     );
+    for name in ["parse", "render"] {
+        let (b, a) = (figures(&before, name), figures(&after, name));
+        assert_eq!(
+            self_delta(&b, &a),
+            (a.allocs - b.allocs, a.alloc_bytes - b.alloc_bytes),
+            "{name} has no counted spans inside: all its own"
+        );
+    }
     let parse = figures(&after, "parse");
     assert_eq!((parse.name, parse.target), ("parse", "spans"));
 }
@@ -195,6 +214,11 @@ fn nesting_is_inclusive_and_recursion_counted_once() {
     assert_eq!(d("outer"), (1, 3, 320, 3, 320, 0), "outer");
     assert_eq!(d("inner"), (1, 2, 256, 2, 256, 0), "inner");
     assert_eq!(d("recurse"), (1, 3, 96, 3, 96, 0), "recurse");
+    // Their own shares: `outer` without `inner`'s; recursion is one span.
+    let own = |name| self_delta(&figures(&before, name), &figures(&after, name));
+    assert_eq!(own("outer"), (1, 64), "outer's own");
+    assert_eq!(own("inner"), (2, 256), "inner's own");
+    assert_eq!(own("recurse"), (3, 96), "recurse's own");
 }
 
 /// A span the layer's filter leaves out is not in the table.
@@ -333,6 +357,11 @@ fn metrics_and_api_serve_them() {
             ("allocmeter_span_frees_total", f.frees as f64),
             ("allocmeter_span_free_bytes_total", f.free_bytes as f64),
             ("allocmeter_span_net_bytes", f.net_bytes as f64),
+            ("allocmeter_span_self_allocs_total", f.self_allocs as f64),
+            (
+                "allocmeter_span_self_alloc_bytes_total",
+                f.self_alloc_bytes as f64,
+            ),
         ] {
             expected.insert(format!("{family}{label}"), v);
         }

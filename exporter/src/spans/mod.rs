@@ -54,12 +54,17 @@
 //! - `net_bytes` = `alloc_bytes - free_bytes`: what the span's runs left
 //!   allocated (negative when they freed more than they allocated, such as a
 //!   span that drops a cache).
+//! - `self_allocs`, `self_alloc_bytes`: of those, what the span allocated
+//!   outside the counted spans nested in it (see Nesting).
 //! - `enters`: the enter/exit pairs counted. For a synchronous span that is
 //!   the number of spans; `alloc_bytes / enters` is the bytes per request.
 //!
 //! **Nesting.** Like time in `tracing`, a span's figures include its
 //! children's: an enclosing span counts everything its thread allocated
-//! while it was entered. A span entered inside a span of the same callsite
+//! while it was entered. `self_allocs` and `self_alloc_bytes` are its own
+//! share: what it allocated outside the counted spans nested in it (as
+//! `self` time in a profile), so the `self` figures of all spans add up
+//! to what was allocated inside any. A span entered inside a span of the same callsite
 //! (recursion, or the same span entered twice) is counted once, by the
 //! outermost, so a recursive function's figures are not doubled.
 //!
@@ -87,8 +92,9 @@
 //!
 //! No lock is taken: an enter looks the callsite up in the table (a few
 //! loads; one compare-and-swap the first time a callsite is seen) and reads
-//! the thread's own counters; an exit reads them again and adds five
-//! relaxed atomic counters. Nothing allocates.
+//! the thread's own counters; an exit reads them again and adds what
+//! changed to the callsite's relaxed atomic counters (only those with
+//! something to add). Nothing allocates.
 //!
 //! # Other layers
 //!
@@ -109,14 +115,14 @@
 //! | subscriber | instructions per pair |
 //! |---|---:|
 //! | `tracing_subscriber::registry()` alone | 176 |
-//! | the registry with `SpanLayer` | 888 (+712) |
+//! | the registry with `SpanLayer` | 905 (+729) |
 //!
-//! Of the 712, about 270 are the two readings of the thread's counters (each
+//! Of the 729, about 270 are the two readings of the thread's counters (each
 //! sums the thread's 64 allocation and 64 free cells), the rest the
 //! callsite's lookup (the registry's, then the table's) and the thread's
-//! stack of open spans; a span that allocated adds up to four relaxed
+//! stack of open spans; a span that allocated and freed adds six relaxed
 //! read-modify-writes. In wall time on a shared 2-core machine, about
-//! 116 ns more per pair (medians of 5 runs: 19 ns bare, 136 ns with the
+//! 115 ns more per pair (medians of 5 runs: 14 ns bare, 129 ns with the
 //! layer; noisy). A service that enters a span per request pays that
 //! per request; one that enters spans in a tight inner loop should filter
 //! them out (see above). The layer adds nothing to the allocation path.
@@ -253,6 +259,12 @@ pub struct SpanFigures {
     /// `alloc_bytes - free_bytes`: what the span's runs left allocated
     /// (negative if they freed more than they allocated).
     pub net_bytes: i64,
+    /// Of `allocs`, those made outside the counted spans nested inside
+    /// (the span's own, as `self` time in a profile).
+    pub self_allocs: u64,
+    /// Of `alloc_bytes`, those allocated outside the counted spans nested
+    /// inside.
+    pub self_alloc_bytes: u64,
 }
 
 impl SpanFigures {
@@ -267,6 +279,8 @@ impl SpanFigures {
             frees: c.used.frees,
             free_bytes: c.used.free_bytes,
             net_bytes: c.used.alloc_bytes.wrapping_sub(c.used.free_bytes) as i64,
+            self_allocs: c.own.0,
+            self_alloc_bytes: c.own.1,
         }
     }
 
@@ -277,6 +291,8 @@ impl SpanFigures {
         self.frees += c.used.frees;
         self.free_bytes += c.used.free_bytes;
         self.net_bytes = self.alloc_bytes.wrapping_sub(self.free_bytes) as i64;
+        self.self_allocs += c.own.0;
+        self.self_alloc_bytes += c.own.1;
     }
 }
 

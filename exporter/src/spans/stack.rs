@@ -26,6 +26,10 @@ struct Open {
     /// The thread's totals at the enter; `None` when there was nothing exact
     /// to read (see `allocmeter::thread_totals`).
     start: Option<ThreadTotals>,
+    /// Allocations and bytes allocated inside the spans counted while this
+    /// one was open above it on this thread: its figures minus these are its
+    /// own (`self`).
+    children: (u64, u64),
 }
 
 struct Stack {
@@ -52,7 +56,12 @@ pub fn enter(id: u64, cells: &'static Cells, start: Option<ThreadTotals>) -> boo
             if len == MAX_DEPTH {
                 return false;
             }
-            stack.open[len] = Some(Open { id, cells, start });
+            stack.open[len] = Some(Open {
+                id,
+                cells,
+                start,
+                children: (0, 0),
+            });
             stack.len = len + 1;
             true
         })
@@ -61,9 +70,10 @@ pub fn enter(id: u64, cells: &'static Cells, start: Option<ThreadTotals>) -> boo
 
 /// Closes the innermost open entry of span `id`, whose exit found the
 /// thread's totals at `end`, and adds what was allocated between its enter
-/// and now to its counters: unless a span of the same callsite encloses it
-/// on this thread (that one counts it, once), or a reading is missing.
-/// Returns whether it was counted.
+/// and now to its counters, and to its parent's children (the open entry
+/// below it): unless a span of the same callsite encloses it on this thread
+/// (that one counts it, once), or a reading is missing; its own children
+/// then pass to its parent. Returns whether it was counted.
 pub fn exit(id: u64, end: Option<ThreadTotals>) -> bool {
     STACK
         .try_with(|stack| {
@@ -89,13 +99,23 @@ pub fn exit(id: u64, end: Option<ThreadTotals>) -> bool {
                 .iter()
                 .flatten()
                 .any(|o| std::ptr::eq(o.cells, open.cells));
-            match (open.start, end) {
+            let (counted, to_parent) = match (open.start, end) {
                 (Some(start), Some(end)) if !nested_in_same => {
-                    open.cells.add(&end.since(&start));
-                    true
+                    let used = end.since(&start);
+                    let own = (
+                        used.allocs.wrapping_sub(open.children.0),
+                        used.alloc_bytes.wrapping_sub(open.children.1),
+                    );
+                    open.cells.add(&used, own);
+                    (true, (used.allocs, used.alloc_bytes))
                 }
-                _ => false,
+                _ => (false, open.children),
+            };
+            if let Some(Some(parent)) = at.checked_sub(1).map(|p| &mut stack.open[p]) {
+                parent.children.0 = parent.children.0.wrapping_add(to_parent.0);
+                parent.children.1 = parent.children.1.wrapping_add(to_parent.1);
             }
+            counted
         })
         .unwrap_or(false)
 }

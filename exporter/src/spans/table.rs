@@ -21,6 +21,8 @@ pub(crate) struct Cells {
     alloc_bytes: AtomicU64,
     frees: AtomicU64,
     free_bytes: AtomicU64,
+    self_allocs: AtomicU64,
+    self_alloc_bytes: AtomicU64,
 }
 
 /// A plain copy of one entry's counters.
@@ -28,19 +30,28 @@ pub(crate) struct Cells {
 pub(crate) struct Counts {
     pub enters: u64,
     pub used: ThreadTotals,
+    /// Allocations and bytes allocated outside the counted spans nested
+    /// inside.
+    pub own: (u64, u64),
 }
 
 impl Cells {
-    /// One counted enter/exit pair that allocated and freed `used`.
+    /// One counted enter/exit pair that allocated and freed `used`, of
+    /// which `own` (allocations, bytes) outside the counted spans nested
+    /// in it.
     ///
     /// Relaxed: independent counters, each exact on its own; a reader may see
     /// one pair's allocations before its frees (as `allocmeter::stats`
     /// documents for its own counters), never a torn value.
     ///
     /// A counter with nothing to add is not written: a span that allocated
-    /// and freed nothing costs one read-modify-write, not five.
-    pub fn add(&self, used: &ThreadTotals) {
+    /// and freed nothing costs one read-modify-write, not seven.
+    pub fn add(&self, used: &ThreadTotals, own: (u64, u64)) {
         self.enters.fetch_add(1, Ordering::Relaxed);
+        if own.0 != 0 {
+            self.self_allocs.fetch_add(own.0, Ordering::Relaxed);
+            self.self_alloc_bytes.fetch_add(own.1, Ordering::Relaxed);
+        }
         if used.allocs != 0 {
             self.allocs.fetch_add(used.allocs, Ordering::Relaxed);
             self.alloc_bytes
@@ -64,6 +75,7 @@ impl Cells {
                 frees: ld(&self.frees),
                 free_bytes: ld(&self.free_bytes),
             },
+            own: (ld(&self.self_allocs), ld(&self.self_alloc_bytes)),
         }
     }
 }

@@ -46,6 +46,20 @@ pub(super) const FAMILIES: &[Family] = &[
         samples: Samples::Of(|_, out| per_span(out, |f| f.alloc_bytes as f64)),
     },
     Family {
+        name: "allocmeter_span_self_allocs_total",
+        help: "Of allocmeter_span_allocs_total, the blocks allocated outside the counted spans nested inside (the span's own share, as self time in a profile).",
+        kind: MetricType::COUNTER,
+        label: Some("span"),
+        samples: Samples::Of(|_, out| per_span(out, |f| f.self_allocs as f64)),
+    },
+    Family {
+        name: "allocmeter_span_self_alloc_bytes_total",
+        help: "Of allocmeter_span_alloc_bytes_total, the bytes allocated outside the counted spans nested inside (the span's own share).",
+        kind: MetricType::COUNTER,
+        label: Some("span"),
+        samples: Samples::Of(|_, out| per_span(out, |f| f.self_alloc_bytes as f64)),
+    },
+    Family {
         name: "allocmeter_span_frees_total",
         help: "Heap blocks freed inside spans of this name by the thread that entered them, whoever allocated them (a realloc counts one).",
         kind: MetricType::COUNTER,
