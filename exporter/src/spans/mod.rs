@@ -64,9 +64,10 @@
 //! while it was entered. `self_allocs` and `self_alloc_bytes` are its own
 //! share: what it allocated outside the counted spans nested in it (as
 //! `self` time in a profile), so the `self` figures of all spans add up
-//! to what was allocated inside any. A span entered inside a span of the same callsite
-//! (recursion, or the same span entered twice) is counted once, by the
-//! outermost, so a recursive function's figures are not doubled.
+//! to what was allocated inside any. A span entered inside a span of the
+//! same callsite (recursion, or the same span entered twice) is counted
+//! once, by the outermost, so a recursive function's figures are not
+//! doubled.
 //!
 //! **Threads and tasks.** Allocations are counted on the thread that
 //! allocates, inside whatever span that thread has entered: work a span
@@ -102,9 +103,11 @@
 //! `tracing_subscriber` calls a layer after the layers it wraps on enter
 //! and exit, so the others' work at an enter is outside the reading, and
 //! their work at an exit (the `fmt` layer's span events, if configured) is
-//! counted in the span. The registry itself allocates the first time a
-//! thread enters spans nested this deep (its stack of current spans grows);
-//! that is counted in the enclosing span, once.
+//! counted in the span. The registry itself allocates now and then: the
+//! first time a thread enters spans nested this deep (its stack of current
+//! spans grows), and when a span created inside another finds its slab
+//! full; that is counted in the enclosing span, a few times in a process's
+//! life.
 //!
 //! # Cost
 //!
@@ -130,6 +133,8 @@
 mod stack;
 mod table;
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::OnceLock;
 
 use tracing_core::span::Id;
@@ -145,7 +150,7 @@ use table::{Counts, Table};
 pub const DEFAULT_MAX_NAMES: usize = 256;
 
 /// The most callsites [`SpanLayerBuilder::max_names`] accepts.
-pub const MAX_NAMES_LIMIT: usize = 65_536;
+pub const MAX_NAMES_LIMIT: usize = 4096;
 
 /// The label the overflow entry is reported under.
 pub const OVERFLOW_SPAN: &str = "(overflow)";
@@ -200,8 +205,9 @@ impl SpanLayerBuilder {
     /// [`MAX_NAMES_LIMIT`]; default [`DEFAULT_MAX_NAMES`]); the ones seen
     /// after these are counted together under [`OVERFLOW_SPAN`]. The table
     /// is made, at this size, by the first layer built in the process
-    /// (about 144 bytes per name); layers built later share it
-    /// and their setting is ignored.
+    /// (about 144 bytes per name, allocated then as the program's); layers
+    /// built later share it and their setting is ignored. Each name is a
+    /// series in each of the eight `allocmeter_span_*` families.
     pub fn max_names(mut self, max_names: usize) -> SpanLayerBuilder {
         self.max_names = max_names.clamp(1, MAX_NAMES_LIMIT);
         self
@@ -284,15 +290,16 @@ impl SpanFigures {
         }
     }
 
+    /// Adds another callsite's counts (wrapping, as the counters do).
     fn merge(&mut self, c: Counts) {
-        self.enters += c.enters;
-        self.allocs += c.used.allocs;
-        self.alloc_bytes += c.used.alloc_bytes;
-        self.frees += c.used.frees;
-        self.free_bytes += c.used.free_bytes;
+        self.enters = self.enters.wrapping_add(c.enters);
+        self.allocs = self.allocs.wrapping_add(c.used.allocs);
+        self.alloc_bytes = self.alloc_bytes.wrapping_add(c.used.alloc_bytes);
+        self.frees = self.frees.wrapping_add(c.used.frees);
+        self.free_bytes = self.free_bytes.wrapping_add(c.used.free_bytes);
         self.net_bytes = self.alloc_bytes.wrapping_sub(self.free_bytes) as i64;
-        self.self_allocs += c.own.0;
-        self.self_alloc_bytes += c.own.1;
+        self.self_allocs = self.self_allocs.wrapping_add(c.own.0);
+        self.self_alloc_bytes = self.self_alloc_bytes.wrapping_add(c.own.1);
     }
 }
 
@@ -317,19 +324,20 @@ pub struct SpansSnapshot {
 /// few exits apart.
 pub fn snapshot() -> Option<SpansSnapshot> {
     let table = TABLE.get()?;
-    let mut spans: Vec<SpanFigures> = Vec::new();
+    let mut by_label: BTreeMap<String, SpanFigures> = BTreeMap::new();
     let mut callsites = 0;
     for (meta, counts) in table.entries() {
         callsites += 1;
-        let label = span_label(meta);
-        match spans.iter_mut().find(|s| s.span == label) {
-            Some(same) => same.merge(counts),
-            None => spans.push(SpanFigures::new(label, meta.name(), meta.target(), counts)),
+        match by_label.entry(span_label(meta)) {
+            Entry::Occupied(mut same) => same.get_mut().merge(counts),
+            Entry::Vacant(new) => {
+                let label = new.key().clone();
+                new.insert(SpanFigures::new(label, meta.name(), meta.target(), counts));
+            }
         }
     }
-    spans.sort_by(|a, b| a.span.cmp(&b.span));
     Some(SpansSnapshot {
-        spans,
+        spans: by_label.into_values().collect(),
         overflow: SpanFigures::new(OVERFLOW_SPAN.to_string(), "", "", table.overflow.read()),
         max_names: table.max(),
         callsites,
