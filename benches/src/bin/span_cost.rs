@@ -4,7 +4,7 @@
 //! not:
 //!
 //! ```sh
-//! cargo build --release -p allocmeter-benches --bin span_cost
+//! cargo build --release -p allocmeter-benches --features tracing --bin span_cost
 //! valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
 //!     target/release/span_cost layer 200000     # and 100000; bare
 //! ```
