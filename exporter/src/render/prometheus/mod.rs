@@ -52,6 +52,10 @@ pub(crate) struct Scrape {
     /// What the inner allocator itself reports (see `inner`).
     #[cfg(inner_stats)]
     pub inner: Vec<inner::Reading>,
+    /// What each span name allocated, read once for all the span families
+    /// (feature `tracing`; `None` until a span layer is made).
+    #[cfg(feature = "tracing")]
+    pub spans: Option<crate::spans::SpansSnapshot>,
 }
 
 /// The exporter's own figures for one scrape.
@@ -364,6 +368,8 @@ impl AllocCollector {
             profile: self.renderer.as_deref().map(profile_figures),
             #[cfg(inner_stats)]
             inner: inner::read(),
+            #[cfg(feature = "tracing")]
+            spans: crate::spans::snapshot(),
         }
     }
 }
