@@ -217,6 +217,36 @@ impl CounterCells {
         out.failures = out.failures.wrapping_add(ld(&self.failures));
     }
 
+    /// The four totals of these cells (allocations, bytes allocated, frees,
+    /// bytes freed), without the per-class copy [`read`](Self::read) makes.
+    ///
+    /// Owner only: the calling thread must own the slot these cells belong
+    /// to (its counters are written by no other thread, see [`Owned`]). It
+    /// then reads its own stores, which it sees in program order whatever
+    /// the ordering, so the loads are plain, not atomic: a sum the compiler
+    /// can vectorise (each side's 64 cells in a few dozen instructions
+    /// rather than 64 loads and 64 dependent adds).
+    pub fn own_totals(&self) -> [u64; 4] {
+        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let sum = |cells: &[AtomicU64; CELLS]| {
+            // SAFETY: `AtomicU64` has the size and bit validity of `u64` and
+            // at least its alignment, so `[AtomicU64; CELLS]` can be read as
+            // `[u64; CELLS]`. The plain read races with no write: only the
+            // owning thread, the caller, writes these cells (owned slots are
+            // bumped by their owner alone; the shared fallback slot, which
+            // any thread bumps, is never passed here), and reads by other
+            // threads do not conflict with a read.
+            let plain = unsafe { cells.as_ptr().cast::<[u64; CELLS]>().read() };
+            plain.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+        };
+        [
+            sum(&self.allocs_by_cell),
+            ld(&self.alloc_bytes),
+            sum(&self.frees_by_cell),
+            ld(&self.free_bytes),
+        ]
+    }
+
     /// A copy of these cells (free side first).
     pub fn read(&self) -> Counters {
         let mut out = Counters::default();

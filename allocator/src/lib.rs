@@ -41,6 +41,8 @@
 //!   failures, and a histogram by power-of-two [size class](size_class).
 //! - [`thread_stats`] and [`measure`] give the calling thread's own exact
 //!   numbers, for tests such as "this request path allocates at most N times".
+//!   [`thread_totals`] is the cheap reading of its four totals, for code that
+//!   brackets work many times a second (the exporter's `tracing` span layer).
 //! - [`allocs_per_run`] (Go's `testing.AllocsPerRun`), [`runs`] (per-run
 //!   means, least and most, and peak live bytes), [`assert_allocs!`] and
 //!   [`assert_no_allocs!`] (a failure shows the stacks of the allocations)
@@ -209,7 +211,7 @@ outside_loom! {
     };
     pub use slot::MAX_SLOTS;
     pub use stats::{
-        InternalStats, MemStats, Reallocs, SizeClassStats, StatsSplit, ThreadStats, measure, stats,
-        stats_split, telemetry_bound, thread_stats, try_measure,
+        InternalStats, MemStats, Reallocs, SizeClassStats, StatsSplit, ThreadStats, ThreadTotals,
+        measure, stats, stats_split, telemetry_bound, thread_stats, thread_totals, try_measure,
     };
 }

@@ -1,4 +1,4 @@
-//! The read API: [`stats`], [`stats_split`], [`thread_stats`] and [`measure`].
+//! The read API: [`stats`], [`stats_split`], [`thread_stats`], [`thread_totals`] and [`measure`].
 
 use crate::counters::Counters;
 use crate::size_class::{NUM_SIZE_CLASSES, upper_bound};
@@ -335,6 +335,72 @@ pub fn thread_stats() -> ThreadStats {
         None => Counters::default(),
     };
     ThreadStats::from_counters(&counters)
+}
+
+/// The calling thread's running totals, from [`thread_totals`]: a cheap
+/// reading for code that brackets a stretch of work (a `tracing` span, a
+/// request) many times a second.
+///
+/// Only the difference between two readings taken on the same thread means
+/// something ([`ThreadTotals::since`]); a single reading's origin is not
+/// defined (as with `std::time::Instant`). Exact, like [`ThreadStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadTotals {
+    /// Blocks allocated (each realloc adds one).
+    pub allocs: u64,
+    /// Bytes allocated (each realloc adds its new size).
+    pub alloc_bytes: u64,
+    /// Blocks freed (each realloc adds one).
+    pub frees: u64,
+    /// Bytes freed (each realloc adds its old size).
+    pub free_bytes: u64,
+}
+
+impl ThreadTotals {
+    /// What the thread allocated and freed between `earlier` and `self`
+    /// (field by field, wrapping, so it never panics).
+    pub const fn since(&self, earlier: &ThreadTotals) -> ThreadTotals {
+        ThreadTotals {
+            allocs: self.allocs.wrapping_sub(earlier.allocs),
+            alloc_bytes: self.alloc_bytes.wrapping_sub(earlier.alloc_bytes),
+            frees: self.frees.wrapping_sub(earlier.frees),
+            free_bytes: self.free_bytes.wrapping_sub(earlier.free_bytes),
+        }
+    }
+}
+
+/// The calling thread's four running totals ([`ThreadTotals`]), for
+/// differences: several times cheaper than [`thread_stats`], which copies
+/// every size class and the slot's baseline. It never panics and never
+/// allocates (but for the one-time probe of [`is_installed`](crate::is_installed)
+/// and the thread's first claim of a slot, both before the reading).
+///
+/// `None` when allocmeter is not the global allocator, when the thread
+/// records into the shared fallback slot (all [`MAX_SLOTS`](crate::MAX_SLOTS)
+/// taken), or while the thread is being torn down: there is nothing exact to
+/// read then.
+///
+/// ```
+/// # use std::alloc::System;
+/// # #[global_allocator]
+/// # static GLOBAL: allocmeter::Instrumented<System> = allocmeter::Instrumented::new(System);
+/// let before = allocmeter::thread_totals().unwrap();
+/// let v = std::hint::black_box(vec![0u8; 100]);
+/// drop(v);
+/// let used = allocmeter::thread_totals().unwrap().since(&before);
+/// assert_eq!((used.allocs, used.alloc_bytes, used.frees, used.free_bytes), (1, 100, 1, 100));
+/// ```
+pub fn thread_totals() -> Option<ThreadTotals> {
+    if !crate::is_installed() {
+        return None;
+    }
+    let [allocs, alloc_bytes, frees, free_bytes] = local::current_slot()?.counters.own_totals();
+    Some(ThreadTotals {
+        allocs,
+        alloc_bytes,
+        frees,
+        free_bytes,
+    })
 }
 
 /// Runs `f` and returns its result with what the calling thread allocated and

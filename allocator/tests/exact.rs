@@ -207,6 +207,27 @@ fn measure_reports_exactly_the_sequence() {
     again.check_thread(&used.expect("installed"));
 }
 
+/// The cheap reading, `thread_totals`, moves by exactly the sequence's
+/// four totals (every size class summed, reallocs as an allocation and a
+/// free), as `thread_stats` does.
+fn thread_totals_move_by_exactly_the_sequence() {
+    let mut e = Expect::default();
+    let before = allocmeter::thread_totals().expect("installed, own slot");
+    known_sequence(&mut e);
+    let used = allocmeter::thread_totals()
+        .expect("installed, own slot")
+        .since(&before);
+    assert_eq!(
+        (used.allocs, used.alloc_bytes, used.frees, used.free_bytes),
+        (
+            e.allocs.iter().sum::<u64>(),
+            e.alloc_bytes,
+            e.frees.iter().sum::<u64>(),
+            e.free_bytes
+        )
+    );
+}
+
 fn measure_counts_ordinary_collections() {
     // Vec::with_capacity(n) of u32: one block of 4n bytes; pushing past the
     // capacity reallocs (amortised doubling: 4n -> 8n bytes).
@@ -271,6 +292,10 @@ fn main() {
             (
                 "measure_reports_exactly_the_sequence",
                 measure_reports_exactly_the_sequence,
+            ),
+            (
+                "thread_totals_move_by_exactly_the_sequence",
+                thread_totals_move_by_exactly_the_sequence,
             ),
             (
                 "measure_counts_ordinary_collections",

@@ -48,6 +48,12 @@ fn try_measure_runs_the_closure_and_says_none() {
     assert!(used.is_none());
 }
 
+/// The cheap reading never panics: `None`, nothing exact to read.
+#[test]
+fn thread_totals_says_none() {
+    assert_eq!(allocmeter::thread_totals(), None);
+}
+
 #[cfg(feature = "criterion")]
 #[test]
 fn criterion_measurements_refuse() {

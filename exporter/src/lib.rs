@@ -15,6 +15,7 @@
 //! | `/api/sites?top=N&by=…` | the top call sites as JSON |
 //! | `/api/spikes` | the allocation-rate spikes detected, with what allocated during each |
 //! | `/api/hints` | optimisation hints: which call site should preallocate, reuse, pool, stream or stop `format!`-ing |
+//! | `/api/spans` | (feature `tracing`, once a `spans::SpanLayer` is made) what each `tracing` span name allocated, exactly |
 //! | `/` | the live page (`/app.js`, `/style.css`) |
 //!
 //! ```no_run
@@ -87,6 +88,10 @@
 //! `Registry` (the histograms whole). Both work from the counters alone, or
 //! from an exporter for its figures too; `docs/integrations.md` in the
 //! repository wires each in.
+//!
+//! Cargo feature `tracing` adds `spans::SpanLayer`, a `tracing_subscriber`
+//! layer that counts exactly what each span's thread allocates while inside
+//! it, served as `allocmeter_span_*{span="target::name"}` and `/api/spans`.
 //!
 //! Cargo features `jemalloc`, `mimalloc` and `glibc` (all off by default)
 //! add the inner allocator's own figures as `allocmeter_inner_*` gauges, so
@@ -204,6 +209,8 @@ mod marked;
 #[cfg(test)]
 mod proptests;
 mod render;
+#[cfg(feature = "tracing")]
+pub mod spans;
 mod symbols;
 
 pub use aggregate::detector::{

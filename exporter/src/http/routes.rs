@@ -204,6 +204,8 @@ impl Service for Endpoints {
         }
         match path {
             "/api/spikes" => Ok(Lane::Heavy),
+            #[cfg(feature = "tracing")]
+            "/api/spans" => Ok(Lane::Light),
             "/metrics" => Ok(Lane::Scrape),
             "/api/snapshot" | "/api/stats" | "/api/history" | "/" | "/index.html" | "/app.js"
             | "/style.css" => Ok(Lane::Light),
@@ -304,6 +306,11 @@ fn route(path: &str, query: &str, endpoints: &Endpoints) -> Response {
         }
         "/api/history" => history(renderer, query),
         "/api/spikes" => json_response(&json::spikes_body(renderer, endpoints.expose_profiles)),
+        #[cfg(feature = "tracing")]
+        "/api/spans" => crate::spans::api_body().map_or_else(
+            || json_response(&json::error_body(crate::spans::NO_LAYER)).with_status(404),
+            |body| json_response(&body),
+        ),
         "/" | "/index.html" => asset(INDEX_HTML, "text/html; charset=utf-8")
             // The token may be in this page's URL: no Referer carries it on.
             .with_header("Referrer-Policy", "no-referrer"),

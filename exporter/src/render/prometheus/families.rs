@@ -109,6 +109,8 @@ pub(crate) static FAMILIES: LazyLock<Vec<Family>> = LazyLock::new(|| {
         label: Some("allocator"),
         samples: Samples::Inner,
     }));
+    #[cfg(feature = "tracing")]
+    families.extend_from_slice(super::spans::FAMILIES);
     families
 });
 
