@@ -490,3 +490,14 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The self-check under `cargo test` too: every exported point within
+    /// `allocmeter::stats()` read around the collection.
+    #[test]
+    fn exported_values_lie_between_the_readings_around_the_collection() {
+        let problems = super::self_check();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
