@@ -589,18 +589,30 @@ fn main() -> ExitCode {
         })
         .collect();
 
-    // The main thread watches: for a stop signal every 100 ms, for spikes
-    // every second (the exporter's interval; a spike lasts one at least).
-    let mut next_look = Instant::now();
+    // The main thread watches, every 100 ms, for a stop signal and for the
+    // spike detector turning on or off. `spike_status()` copies a few
+    // numbers and allocates nothing; `spikes()` hands back a copy of every
+    // record, allocated on the demo's side, so it is read only when a spike
+    // starts or ends (a spike is active for one interval, a second, at
+    // least, so a 100 ms look cannot miss one), and once a minute in case
+    // the watcher was stalled past a whole spike. Read every second instead,
+    // the copies added 6,600 allocations and 0.63 MB a second to the demo's
+    // own figures over a minute in which ten spikes were recorded (4,464,438
+    // allocations against 4,067,650 for the same 24,000 requests), and more
+    // as records accumulate.
+    let mut active = false;
+    let mut next_look = Instant::now() + Duration::from_secs(60);
     let signal = loop {
         // Relaxed: see `on_stop_signal`.
         let signal = STOP_SIGNAL.load(Ordering::Relaxed);
         if signal != 0 {
             break signal;
         }
-        if Instant::now() >= next_look {
+        let now_active = exporter.spike_status().active;
+        if now_active != active || Instant::now() >= next_look {
+            active = now_active;
             teller.tell(&exporter.spikes());
-            next_look += Duration::from_secs(1);
+            next_look = Instant::now() + Duration::from_secs(60);
         }
         thread::sleep(Duration::from_millis(100));
     };
