@@ -15,7 +15,9 @@
 //! with its rate against the baseline and its top call site (function and
 //! file:line), read from [`Exporter::spikes`]. SIGINT (Ctrl-C) or SIGTERM
 //! stops it cleanly: the workers finish their request, the exporter shuts
-//! down, a one-line summary is printed and the exit status is 0. Two worker threads handle a steady stream of
+//! down, a one-line summary is printed and the exit status is 0.
+//!
+//! Two worker threads handle a steady stream of
 //! simulated requests, 200 a second each (paced by a clock, so the rate holds
 //! whatever each request costs); every `--spike-every` seconds, for
 //! `--spike-for` seconds, each request allocates ten times as much (a burst
