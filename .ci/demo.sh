@@ -1,9 +1,11 @@
 # Sourced by the check scripts: builds the demo, starts it on a free loopback
 # port, and sets $url (http://IP:PORT/) and $demo (its pid). The demo is killed
-# when the sourcing script exits, whether it passes or fails.
+# when the sourcing script exits, whether it passes or fails (SIGTERM: it
+# shuts down cleanly and exits 0). Its stdout is in $demo_out: the URL on the
+# first line, then what it serves, then a line per spike start and end.
 cargo build --release --example demo
 demo_out=$(mktemp) demo_err=$(mktemp)
-./target/release/examples/demo --bind 127.0.0.1:0 "$@" >"$demo_out" 2>"$demo_err" &
+"${CARGO_TARGET_DIR:-target}/release/examples/demo" --bind 127.0.0.1:0 "$@" >"$demo_out" 2>"$demo_err" &
 demo=$!
 stop_demo() {
   kill "$demo" 2>/dev/null || true
