@@ -1,7 +1,7 @@
 // allocmeter's live page.
 //
 // Plain JavaScript, no build step and no libraries. Once a second it reads the
-// exporter's JSON API (see the README's API section):
+// exporter's JSON API (see docs/json-api.md):
 //
 //   api/snapshot                 current counters, sampling, inner allocator, spike detector
 //   api/history?since_ms=T       the per-second points newer than T (incremental)

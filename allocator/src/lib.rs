@@ -47,8 +47,8 @@
 //!   means, least and most, and peak live bytes), [`assert_allocs!`] and
 //!   [`assert_no_allocs!`] (a failure shows the stacks of the allocations)
 //!   and [`measure_spawned`] (the threads a scope starts) pin allocation
-//!   budgets down in tests; the README's "Allocation budgets in tests and
-//!   benches" has the Go equivalents and the pitfalls.
+//!   budgets down in tests; the repository's `docs/budgets.md` has the Go
+//!   equivalents and the pitfalls.
 //! - [`stats_split`] gives the same figures split exactly into the program's
 //!   and allocmeter's own (the exporter's threads and the renders it does
 //!   on the program's threads, see [`profile::internal_scope`]), so that
@@ -65,7 +65,7 @@
 //!
 //! ## Allocation budgets
 //!
-//! Measure, cut, then pin the win down (the README's example):
+//! Measure, cut, then pin the win down (the example of the repository's `docs/budgets.md`):
 //!
 //! ```
 //! # #[global_allocator]

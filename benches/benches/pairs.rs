@@ -46,7 +46,7 @@
 //!
 //! The figure criterion reports is nanoseconds per pair per thread: every
 //! thread performs `iters` pairs and the slowest thread's time is returned.
-//! The project's cost budget (the README's cost table) is at most 2 ns added
+//! The project's cost budget (the cost table of docs/costs.md) is at most 2 ns added
 //! per pair, flat from 1 to N threads. `benches/report.py` turns criterion's
 //! output into a table of added ns and ratios.
 //!

@@ -108,7 +108,7 @@
 //! back. A median, so that the interval a step falls inside, a burst or the
 //! start-up cannot lift the bar over the step: a rise to more than `k` ×
 //! the rate before it that lasts two intervals is reported wherever it
-//! falls against the tick (the README states the guarantee exactly). For each spike it records the exact bytes and allocations, and
+//! falls against the tick (the repository's `docs/spikes.md` states the guarantee exactly). For each spike it records the exact bytes and allocations, and
 //! which call sites allocated most during it ([`Exporter::spikes`],
 //! `/api/spikes`), so "what allocated during the spike" has an answer
 //! without a profile having been taken at the time.

@@ -248,7 +248,7 @@ proptest! {
         );
     }
 
-    /// No miss, as the README states it: a step to more than k x a rate
+    /// No miss, as docs/spikes.md states it: a step to more than k x a rate
     /// that at least three of the window's intervals, and at least two
     /// thirds of them, ran at or under, lasting two intervals or more, is
     /// reported at its first whole interval or earlier. The other third ran at any rate

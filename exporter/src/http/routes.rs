@@ -65,8 +65,8 @@ const NOT_SERVED_PROFILES: &[&str] = &[
 
 /// The body of the 404 for [`NOT_SERVED_PROFILES`].
 pub(crate) const NOT_SERVED: &str = "not served: allocmeter serves the heap profiles only \
-(/debug/pprof/heap and /debug/pprof/allocs); turn the other profiles off in the \
-profiler's scrape config (see allocmeter's README, \"Continuous profiling\")\n";
+(/debug/pprof/heap, /debug/pprof/allocs and /debug/pprof/peak); turn the other profiles off \
+in the profiler's scrape config (see allocmeter's docs/profiling.md)\n";
 
 /// The page's static files, the same in every build of this crate and
 /// holding no data: served without a token, because a browser loads them
