@@ -64,82 +64,11 @@ fn the_registry_carries_allocmeters_figures_and_whole_histograms() {
 
     for (which, body) in [("OpenMetrics", &openmetrics), ("Prometheus text", &text)] {
         let got = parse(body);
-        // Every counter series of /metrics within its reads before and after.
-        let mut counters = 0;
-        for s in &own_after {
-            let Some((_, kind)) = own.get(&s.name) else {
-                continue; // a histogram's _bucket, _sum or _count
-            };
-            if kind != "counter" {
-                continue;
-            }
-            let labels: Vec<(&str, &str)> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let lo = value(&own_before, &s.name, &labels);
-            let v = value(&got, &s.name, &labels);
-            assert!(
-                lo <= v && v <= s.value,
-                "{which}: {} {labels:?}: {v} not within [{lo}, {}]",
-                s.name,
-                s.value
-            );
-            counters += 1;
-        }
-        assert!(
-            counters >= 20,
-            "{which}: {counters} counter series compared"
-        );
-
+        // Every counter series of /metrics within its reads before and after,
+        // and the figures against stats_split() by name.
+        counters_within(which, &got, &own, &own_before, &own_after);
+        figures_within(&got, &before, &after);
         let read = |name: &str| value(&got, name, &[]);
-        between(
-            "allocmeter_alloc_bytes_total",
-            b.alloc_bytes,
-            read("allocmeter_alloc_bytes_total"),
-            a.alloc_bytes,
-        );
-        between(
-            "allocmeter_allocs_total",
-            b.allocs,
-            read("allocmeter_allocs_total"),
-            a.allocs,
-        );
-        between(
-            "allocmeter_frees_total",
-            b.frees,
-            read("allocmeter_frees_total"),
-            a.frees,
-        );
-        between(
-            "allocmeter_free_bytes_total",
-            b.free_bytes,
-            read("allocmeter_free_bytes_total"),
-            a.free_bytes,
-        );
-        live_between(
-            "allocmeter_heap_live_bytes",
-            b,
-            read("allocmeter_heap_live_bytes"),
-            a,
-        );
-        live_between(
-            "allocmeter_heap_live_objects",
-            b,
-            read("allocmeter_heap_live_objects"),
-            a,
-        );
-        between(
-            "moved",
-            b.reallocs.moved,
-            value(&got, "allocmeter_reallocs_total", &[("kind", "moved")]),
-            a.reallocs.moved,
-        );
-        assert_eq!(
-            read("allocmeter_profile_rate_bytes"),
-            allocmeter::sample_rate() as f64
-        );
         assert!(read("allocmeter_heap_live_bytes") >= (BLOCKS * BLOCK) as f64);
 
         // The histograms bucket by bucket: cumulative counts over the

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use allocmeter::MemStats;
+use allocmeter::{MemStats, StatsSplit};
 
 /// One sample line: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +160,109 @@ pub fn live_between(what: &str, before: &MemStats, v: f64, after: &MemStats) {
         (before.allocs, before.frees, after.allocs, after.frees)
     };
     between(what, a0.saturating_sub(f1), v, a1 - f0);
+}
+
+/// Asserts that every counter series of allocmeter's own `/metrics`
+/// (`own` its families' help and type, `own_before` and `own_after` two
+/// scrapes around the adapter's reading) lies in `got` within its two
+/// scraped values; `which` names the rendering in a failure. At least 20
+/// series must be compared.
+pub fn counters_within(
+    which: &str,
+    got: &[Sample],
+    own: &BTreeMap<String, (String, String)>,
+    own_before: &[Sample],
+    own_after: &[Sample],
+) {
+    let mut counters = 0;
+    for s in own_after {
+        let Some((_, kind)) = own.get(&s.name) else {
+            continue; // a histogram's _bucket, _sum or _count
+        };
+        if kind != "counter" {
+            continue;
+        }
+        let labels: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let lo = value(own_before, &s.name, &labels);
+        let v = value(got, &s.name, &labels);
+        assert!(
+            lo <= v && v <= s.value,
+            "{which}: {} {labels:?}: {v} not within [{lo}, {}]",
+            s.name,
+            s.value
+        );
+        counters += 1;
+    }
+    assert!(
+        counters >= 20,
+        "{which}: {counters} counter series compared"
+    );
+}
+
+/// Asserts that the figures in `got` named after `allocmeter::stats_split`'s
+/// fields lie within its two reads `before` and `after` the adapter's: the
+/// program's bytes, blocks, frees, failures, live heap, reallocs by kind
+/// and grown bytes, threads, the exporter's own allocations, and the
+/// sample rate.
+pub fn figures_within(got: &[Sample], before: &StatsSplit, after: &StatsSplit) {
+    let (b, a) = (&before.program, &after.program);
+    let read = |name: &str| value(got, name, &[]);
+    for (name, lo, hi) in [
+        ("allocmeter_alloc_bytes_total", b.alloc_bytes, a.alloc_bytes),
+        ("allocmeter_allocs_total", b.allocs, a.allocs),
+        ("allocmeter_frees_total", b.frees, a.frees),
+        ("allocmeter_free_bytes_total", b.free_bytes, a.free_bytes),
+        ("allocmeter_alloc_failures_total", b.failures, a.failures),
+        (
+            "allocmeter_threads",
+            b.threads.min(a.threads),
+            b.threads.max(a.threads),
+        ),
+        (
+            "allocmeter_exporter_allocs_total",
+            before.internal.allocs,
+            after.internal.allocs,
+        ),
+    ] {
+        between(name, lo, read(name), hi);
+    }
+    for name in ["allocmeter_heap_live_bytes", "allocmeter_heap_live_objects"] {
+        live_between(name, b, read(name), a);
+    }
+    for (kind, lo, hi) in [
+        (
+            "grown_in_place",
+            b.reallocs.grown_in_place,
+            a.reallocs.grown_in_place,
+        ),
+        (
+            "shrunk_in_place",
+            b.reallocs.shrunk_in_place,
+            a.reallocs.shrunk_in_place,
+        ),
+        ("moved", b.reallocs.moved, a.reallocs.moved),
+    ] {
+        let v = value(got, "allocmeter_reallocs_total", &[("kind", kind)]);
+        between(kind, lo, v, hi);
+    }
+    between(
+        "grow",
+        b.reallocs.grown_bytes,
+        value(
+            got,
+            "allocmeter_realloc_delta_bytes_total",
+            &[("direction", "grow")],
+        ),
+        a.reallocs.grown_bytes,
+    );
+    assert_eq!(
+        read("allocmeter_profile_rate_bytes"),
+        allocmeter::sample_rate() as f64
+    );
 }
 
 /// The label value of size class `class`: its inclusive upper bound in
