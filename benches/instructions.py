@@ -230,8 +230,8 @@ def section(data, quick=False):
         "Time is the figure that matters to a program, but on a shared host it swings by more\n"
         "than allocmeter costs. Instructions executed do not: valgrind counts them the same on\n"
         "every run of the same binary (sampling's random intervals come from a fixed seed;\n"
-        "only the whole-program count of the multi-threaded workload varies a little with how\n"
-        "its threads interleave). Measured by `python3 benches/instructions.py` "
+        "only the whole-program counts vary a little, with how their threads interleave).\n"
+        "Measured by `python3 benches/instructions.py` "
         f"({data['seconds']:.0f} s on this machine), with {data['valgrind']}.\n")
     if quick:
         doc.append("**Smoke run**: tiny sizes and two allocators; the figures only show that it "
@@ -242,16 +242,21 @@ def section(data, quick=False):
     doc += summary(data)
     doc.append("### Per operation\n")
     doc.append(
-        "Each operation runs through the process's `#[global_allocator]` "
-        "(`benches/src/instr_ops.rs`, one `instr_ops_*` binary per allocator) inside its own\n"
-        "`#[inline(never)]` function, and callgrind counts only inside it "
-        "(`--toggle-collect`): a free's block is allocated, and an alloc's block freed,\n"
-        "outside the count, which the difference of two run lengths could not separate. "
-        f"Instructions per call are the difference between {n2:,} and {n1:,} calls\n"
-        "(in a process of their own per operation and allocator), which cancels the first\n"
-        "calls' one-off work. Sampling: `off` is rate 0, no suffix the default 512 KiB, and\n"
-        "the sampled figures include the amortized samples (one per 512 KiB allocated on\n"
-        "average, so about one per 8,000 64 B allocations).\n")
+        "Each operation runs through the process's `#[global_allocator]`, as in a program\n"
+        "(`benches/src/instr_ops.rs`, one `instr_ops_*` binary per allocator), inside its own\n"
+        "`#[inline(never)]` function, and callgrind counts only inside it (`--toggle-collect`).\n"
+        "That is the only way to count an alloc without its free, a free without its alloc, or a\n"
+        "realloc without the blocks set up around it: the difference of two run lengths (as\n"
+        "`pair_loop` measures the pair) counts everything the loop does. The pairs and the\n"
+        "growth chain, which the difference of run lengths could measure, are counted the same\n"
+        "way so that every row is comparable. Instructions per call are the difference between\n"
+        f"{n2:,} and {n1:,} calls (one process per operation and allocator), which cancels the\n"
+        "first calls' one-off work (the thread's slot, the allocator's first pages); they include\n"
+        "the measured function's own call (`none`: 4 instructions), the same for every\n"
+        "allocator. Sampling: `off` is rate 0, no suffix the default 512 KiB; the sampled\n"
+        "figures include their share of the samples (one per 512 KiB allocated on average, about\n"
+        "one per 8,000 64 B allocations), one sample being taken first, outside the count, so\n"
+        "that the stack walker's set-up lands in no run.\n")
     doc.append("| operation | what |\n|---|---|\n" + "\n".join(
         f"| `{op}` | {what} |" for op, what in OPS) + "\n")
     header = ["allocator"] + [f"`{op}`" for op, _ in OPS]
@@ -274,6 +279,29 @@ def section(data, quick=False):
     doc.append("Added by allocmeter (instructions per call over the bare inner allocator):\n")
     doc.append(md_table(["allocator"] + [f"`{op}`" for op, _ in OPS[1:]], rows,
                         ["---"] + ["---:"] * (len(OPS) - 1)))
+    doc.append(
+        "Where the added instructions go, for the unsampled path (`callgrind_annotate` of\n"
+        "one operation's run, `Instrumented<System>` at rate 0, per call; allocmeter's code is\n"
+        "inlined into the `__rust_alloc`/`__rust_dealloc`/`__rust_realloc` shims, so callgrind\n"
+        "attributes it by source file): a free adds the sampled-pointer filter's check\n"
+        "(`lockfree/sampled`, 9: the address hash and one relaxed load), the thread's counters\n"
+        "(relaxed atomics, 3) and the shim and `Instrumented` around them; a realloc, whatever its\n"
+        "kind, adds about 61: the same filter check (9, for `take_if_sampled`), `instrumented.rs`\n"
+        "(14: the kind's classification and the record), the shim (20), the size arithmetic (7),\n"
+        "the counters (7 + 4) and the thread-local slot lookup. Reproduce with\n"
+        "`valgrind --tool=callgrind --toggle-collect='*instr_ops::measured_free' "
+        "--callgrind-out-file=cg.out target/release/instr_ops_instrumented_system off 10000 free`\n"
+        "then `callgrind_annotate cg.out`.\n")
+    doc.append(
+        "With sampling on, some of the added instructions are not allocmeter's: a sample\n"
+        "allocates (its record, the sampled-pointer table) and the rings are drained between\n"
+        "calls, which leaves glibc's heap in another state, and glibc's own work per call\n"
+        "changes with it. `Instrumented<System>`'s `realloc_moved` at the default rate adds\n"
+        "about 90 instructions per call over rate 0, of which about 53 are glibc's\n"
+        "`_int_malloc` taking a slower path; the growth chain at 64 KiB adds about 770 over\n"
+        "rate 0, of which about 610 are glibc's (`_int_free`, `_int_malloc`, `unlink_chunk`)\n"
+        "and about 30 allocmeter's sampling (`stack::walker::walk`, `local::push_event`). The\n"
+        "same operations on `MiMalloc` and `Jemalloc` add 5 to 10 times less at those rates.\n")
     # Which realloc kind really happened: the binary's own pointer check, and
     # allocmeter's counters for the instrumented runs.
     notes = []
@@ -415,11 +443,17 @@ def update_report(path, line):
     """Replaces only this section of the report at `path` (and puts `line`, the
     command with its exit status and time, into its list of commands if it has
     no line for this script yet), leaving the timing sections as they are."""
-    text = splice(path.read_text(), "\n".join(section(load())))
-    if " ".join(COMMAND) not in text.split("## Targets")[0]:
-        text = re.sub(r"(## Commands\n.*?```sh\n(?:.*\n)*?)```", lambda m: m.group(1) + line + "\n```",
-                      text, count=1, flags=re.S)
-    path.write_text(text)
+    lines = splice(path.read_text(), "\n".join(section(load()))).split("\n")
+    start = lines.index("## Commands") if "## Commands" in lines else None
+    if start is not None:
+        fence = [i for i in range(start, len(lines)) if lines[i].startswith("```")][:2]
+        block = lines[fence[0] + 1:fence[1]] if len(fence) == 2 else []
+        mine = [i for i, ln in enumerate(block) if ln.startswith(" ".join(COMMAND))]
+        if mine:
+            lines[fence[0] + 1 + mine[0]] = line
+        elif len(fence) == 2:
+            lines.insert(fence[1], line)
+    path.write_text("\n".join(lines))
 
 
 def json_path(quick):
