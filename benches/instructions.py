@@ -337,7 +337,7 @@ def section(data, quick=False):
         doc.append("### What instruction counts do not capture\n")
         doc.append(
             "An instruction count weighs a cache miss or a mispredicted branch like any other\n"
-            "instruction, and misses no wait on memory, on an atomic or on another thread; and\n"
+            "instruction, and shows no wait on memory, on an atomic or on another thread; and\n"
             "valgrind runs the threads of a process one at a time, so contention between\n"
             "threads does not show. The 64 B pair again, with valgrind's cache and branch\n"
             "simulators (`--cache-sim=yes --branch-sim=yes`, callgrind, difference between\n"
