@@ -5,6 +5,7 @@
     python3 benches/run_all.py --quick           # smoke run: every benchmark once
     python3 benches/run_all.py --threads 1,2,4   # thread counts for pairs, peers, sampling
     python3 benches/run_all.py --report-only     # no runs: report existing results
+    python3 benches/run_all.py --instructions-only   # only the instruction counts (8 min)
 
 Full mode runs, from the workspace root:
 
@@ -14,9 +15,10 @@ Full mode runs, from the workspace root:
     cargo bench -p allocmeter-benches --bench floor -- --noplot
     python3 benches/wholeprogram.py --out target/wholeprogram.json
     cargo bench -p allocmeter-benches --bench allocs -- --noplot
+    python3 benches/instructions.py
 
 then writes BENCHMARKS.md (repository root) and benches/overhead.svg from
-target/criterion and target/wholeprogram.json. `--threads N,M` is passed to
+target/criterion, target/wholeprogram.json and target/instructions.json. `--threads N,M` is passed to
 the benches as ALLOCMETER_BENCH_THREADS (default 1,2): the thread counts of
 `pairs`, `peers` and `sampling`'s amortized mixed pairs.
 
@@ -25,6 +27,11 @@ measurement) and `wholeprogram.py --quick`, with CRITERION_HOME set to
 target/criterion-quick and the whole-program JSON written to
 target/wholeprogram.quick.json, so the full results are left alone; it writes
 target/BENCHMARKS.quick.md (never the committed report) and no SVG.
+
+--instructions-only runs only benches/instructions.py (valgrind's
+instruction counts, deterministic, so worth regenerating on a busy machine
+where the timings are not) and replaces only its section of BENCHMARKS.md,
+and its line in the Commands, leaving the timing sections as they are.
 
 --report-only skips every run and writes BENCHMARKS.md and the SVG from the
 results already there. A missing result shows as "n/a".
@@ -36,7 +43,8 @@ tables and number formats), bench_report.py (the report's sections),
 bench_targets.py (the Targets section), bench_details.py (report.py's
 tables), bench_svg.py (the chart), bench_allocs.py (the allocs bench's
 command and section) and bench_fragments.py (sections measured by other
-commands, kept in benches/sections/). Python 3 stdlib only.
+commands, kept in benches/sections/); instructions.py runs the instruction
+counts and writes their section. Python 3 stdlib only.
 """
 
 import argparse
@@ -53,6 +61,7 @@ from bench_load import load_all  # noqa: E402  (benches/bench_load.py)
 from bench_report import full_sections, header, quick_sections  # noqa: E402
 from bench_run import ROOT, commands, run_all  # noqa: E402
 from bench_svg import svg_chart  # noqa: E402
+import instructions  # noqa: E402  (benches/instructions.py)
 
 
 def main():
@@ -64,13 +73,23 @@ def main():
                     help="ALLOCMETER_BENCH_THREADS for the benches (default 1,2)")
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing; write the report from existing results")
+    ap.add_argument("--instructions-only", action="store_true",
+                    help="run only benches/instructions.py; replace only its section")
     args = ap.parse_args()
     if args.threads and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", args.threads):
         ap.error("--threads takes a comma-separated list of counts, e.g. 1,2,4")
-    if args.quick and args.report_only:
-        ap.error("--quick and --report-only exclusive")
+    if sum((args.quick, args.report_only, args.instructions_only)) > 1:
+        ap.error("--quick, --report-only and --instructions-only exclusive")
+    if args.instructions_only:
+        ran = run_all(instructions.commands(False))
+        (line, code, secs), = ran
+        if code == 0:
+            instructions.update_report(ROOT / "BENCHMARKS.md", f"{line}   # exit 0, {secs:.0f} s")
+            print(f"wrote the instructions section of {ROOT / 'BENCHMARKS.md'}", file=sys.stderr)
+        sys.exit(code)
 
-    cmds = commands(args.quick, args.threads) + allocs_commands(args.quick)
+    cmds = (commands(args.quick, args.threads) + allocs_commands(args.quick)
+            + instructions.commands(args.quick))
     ran = None if args.report_only else run_all(cmds)
 
     crit = ROOT / "target" / ("criterion-quick" if args.quick else "criterion")
@@ -81,10 +100,12 @@ def main():
     doc = header(args.quick, args.report_only, args.threads, crit, cmds, ran)
     if args.quick:
         doc += quick_sections(crit, wp_json)
+        doc += instructions.section(instructions.load(quick=True), quick=True)
         out = ROOT / "target" / "BENCHMARKS.quick.md"
     else:
         doc += full_sections(results, inter, pinter, finter, wp_json)
         doc = with_section(doc, results)  # allocs/op and B/op (bench_allocs.py)
+        doc = instructions.with_section(doc)  # valgrind's counts (instructions.py)
         doc = with_fragments(doc)  # sections measured elsewhere (benches/sections/)
         out = ROOT / "BENCHMARKS.md"
         svg_chart(results, HERE / "overhead.svg", pinter)

@@ -3,6 +3,8 @@
 //! - [`loops`]: the measured loops (what one op of a [`Workload`] is) and
 //!   the tables of sizes they draw from;
 //! - [`threads`]: how many threads, and running a loop on them at once;
+//! - [`instr_ops`](mod@instr_ops): the body of the `instr_ops_*` binaries (instructions
+//!   per allocator operation, counted by valgrind);
 //! - [`interleaved`]: the rounds, figures and report of the interleaved
 //!   measurements (every variant in short slices, rotated each round);
 //! - [`extras`]: the counts a benchmark records next to criterion's times;
@@ -16,6 +18,7 @@
 use std::thread;
 
 pub mod extras;
+pub mod instr_ops;
 pub mod interleaved;
 pub mod loops;
 pub mod threads;
