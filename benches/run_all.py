@@ -5,7 +5,7 @@
     python3 benches/run_all.py --quick           # smoke run: every benchmark once
     python3 benches/run_all.py --threads 1,2,4   # thread counts for pairs, peers, sampling
     python3 benches/run_all.py --report-only     # no runs: report existing results
-    python3 benches/run_all.py --instructions-only   # only the instruction counts (8 min)
+    python3 benches/run_all.py --instructions-only   # only the instruction counts (about 3 min)
 
 Full mode runs, from the workspace root:
 
