@@ -274,29 +274,33 @@ pub fn class_label(class: usize) -> String {
     }
 }
 
-/// Runs `promtool check metrics` on `text` (skipped, and said so, if
-/// promtool is not installed); returns its output.
-pub fn promtool_check(what: &str, text: &str) -> Option<String> {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
+/// Runs `program` with `args`, `text` on its standard input, and waits for
+/// its output; an error only if it could not be started or fed.
+fn piped(program: &str, args: &[&str], text: &str) -> std::io::Result<std::process::Output> {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin was piped")
+        .write_all(text.as_bytes())?;
+    child.wait_with_output()
+}
+
+/// Runs `promtool check metrics` on `text` (skipped, and said so, if
+/// promtool is not installed); returns its output.
+pub fn promtool_check(what: &str, text: &str) -> Option<String> {
+    let out = match piped("promtool", &["check", "metrics"], text) {
+        Ok(out) => out,
         Err(e) => {
             eprintln!("promtool not run on {what} ({e}): install Debian's prometheus package");
             return None;
         }
     };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool ran");
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -326,26 +330,13 @@ except ImportError as e:
     sys.exit(2)
 print(len(list(text_string_to_metric_families(sys.stdin.read()))))
 ";
-    let child = Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
+    let out = match piped("/usr/bin/python3", &["-c", SCRIPT], text) {
+        Ok(out) => out,
         Err(e) => {
             eprintln!("OpenMetrics parser not run ({e}): /usr/bin/python3 missing");
             return None;
         }
     };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to python3");
-    let out = child.wait_with_output().expect("python3 ran");
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.code() == Some(2) {
         eprintln!(
