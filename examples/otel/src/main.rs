@@ -259,13 +259,40 @@ impl PushMetricExporter for Captured {
     }
 }
 
-/// A meter provider whose only reader exports to `captured`, collecting
-/// when flushed (its own period, an hour, never comes in this program).
+/// A meter provider with allocmeter's instruments registered, whose only
+/// reader exports to `captured`, collecting when flushed (its own period,
+/// an hour, never comes in this program).
 fn provider(captured: &Captured) -> SdkMeterProvider {
     let reader = PeriodicReader::builder(captured.clone())
         .with_interval(Duration::from_secs(3600))
         .build();
-    SdkMeterProvider::builder().with_reader(reader).build()
+    let provider = SdkMeterProvider::builder().with_reader(reader).build();
+    register(&provider.meter("allocmeter"));
+    provider
+}
+
+/// A thread running [`churn`] until [`Churn::stop`].
+struct Churn {
+    stop: Arc<AtomicBool>,
+    worker: thread::JoinHandle<()>,
+}
+
+impl Churn {
+    fn start() -> Churn {
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || churn(&stop))
+        };
+        Churn { stop, worker }
+    }
+
+    /// Tells the thread to stop and waits for it.
+    fn stop(self) {
+        // Relaxed: see `churn`; the join waits for the thread.
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.worker.join();
+    }
 }
 
 /// Some allocation while the collection runs: vectors of sizes across the
@@ -339,20 +366,12 @@ fn self_check() -> Vec<String> {
     }
     let captured = Captured::default();
     let provider = provider(&captured);
-    register(&provider.meter("allocmeter"));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || churn(&stop))
-    };
+    let churn = Churn::start();
     thread::sleep(Duration::from_millis(50));
     let before = allocmeter::stats();
     let flushed = provider.force_flush();
     let after = allocmeter::stats();
-    // Relaxed: see `churn`; the join waits for the thread.
-    stop.store(true, Ordering::Relaxed);
-    let _ = worker.join();
+    churn.stop();
     if let Err(e) = flushed {
         problems.push(format!("the collection failed: {e}"));
     }
@@ -428,12 +447,7 @@ fn self_check() -> Vec<String> {
 fn show() {
     let captured = Captured::default();
     let provider = provider(&captured);
-    register(&provider.meter("allocmeter"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || churn(&stop))
-    };
+    let churn = Churn::start();
     for round in 1..=3 {
         thread::sleep(Duration::from_secs(1));
         if let Err(e) = provider.force_flush() {
@@ -461,9 +475,7 @@ fn show() {
             );
         }
     }
-    // Relaxed: see `churn`.
-    stop.store(true, Ordering::Relaxed);
-    let _ = worker.join();
+    churn.stop();
     let _ = provider.shutdown();
 }
 
