@@ -90,22 +90,68 @@ impl Counters {
 
 /// The atomic counters of one slot.
 ///
-/// The allocation side (bytes, then counts by size-class cell) and the free
-/// side each sit in their own run of words: a free writing next to the word
-/// an allocation had just stored was measurably slower (see
-/// ARCHITECTURE.md, "Measurements behind the hot path's shape").
+/// The allocation side (bytes, then counts by size-class cell, then the
+/// reallocs by [`ReallocWay`]) and the free side each sit in their own run of
+/// words: a free writing next to the word an allocation had just stored was
+/// measurably slower (see ARCHITECTURE.md, "Measurements behind the hot
+/// path's shape").
+///
+/// A realloc's kind and byte delta take two words, both indexed by its
+/// [`ReallocWay`] (so no branch picks them): its count, and the sum of
+/// `new - old` over the reallocs of that way. The way says the delta's sign,
+/// so each delta word only ever moves one way: up for the growing ways, down
+/// (wrapping: it holds the negated sum) for the others; each is one word,
+/// read in one load, so every figure derived from them grows monotonically.
 #[repr(C)]
 pub(crate) struct CounterCells {
     alloc_bytes: AtomicU64,
     allocs_by_cell: [AtomicU64; CELLS],
+    reallocs_by_way: [AtomicU64; WAYS],
+    realloc_delta_by_way: [AtomicU64; WAYS],
     free_bytes: AtomicU64,
     frees_by_cell: [AtomicU64; CELLS],
-    grown_in_place: AtomicU64,
-    shrunk_in_place: AtomicU64,
-    moved: AtomicU64,
-    grown_bytes: AtomicU64,
-    shrunk_bytes: AtomicU64,
     failures: AtomicU64,
+}
+
+/// The number of [`ReallocWay`]s.
+const WAYS: usize = 4;
+
+/// How a successful `realloc` was served, as the counters index it: whether
+/// the block moved (bit 1) and whether it did not grow (bit 0). Its
+/// [`ReallocKind`] follows ([`ReallocWay::kind`]), and the sign of its byte
+/// delta: ways 0 and 2 grew, 1 and 3 did not.
+///
+/// | way | moved | new size | kind |
+/// |---|---|---|---|
+/// | 0 | no | larger | grown in place |
+/// | 1 | no | same or smaller | shrunk in place |
+/// | 2 | yes | larger | moved |
+/// | 3 | yes | same or smaller | moved |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReallocWay(u8);
+
+impl ReallocWay {
+    /// The way of a realloc from `old` to `new` bytes that `moved` the block
+    /// or not: two compares and an add, no branch.
+    #[inline(always)]
+    pub fn of(moved: bool, old: usize, new: usize) -> Self {
+        ReallocWay(((moved as u8) << 1) | (new <= old) as u8)
+    }
+
+    /// The kind the public counters report.
+    #[inline]
+    pub fn kind(self) -> ReallocKind {
+        match self.0 {
+            0 => ReallocKind::GrownInPlace,
+            1 => ReallocKind::ShrunkInPlace,
+            _ => ReallocKind::Moved,
+        }
+    }
+
+    #[inline(always)]
+    fn index(self) -> usize {
+        usize::from(self.0) & (WAYS - 1)
+    }
 }
 
 /// How a successful `realloc` was served.
@@ -124,14 +170,11 @@ impl CounterCells {
     pub const fn new() -> Self {
         CounterCells {
             alloc_bytes: AtomicU64::new(0),
-            free_bytes: AtomicU64::new(0),
             allocs_by_cell: [const { AtomicU64::new(0) }; CELLS],
+            reallocs_by_way: [const { AtomicU64::new(0) }; WAYS],
+            realloc_delta_by_way: [const { AtomicU64::new(0) }; WAYS],
+            free_bytes: AtomicU64::new(0),
             frees_by_cell: [const { AtomicU64::new(0) }; CELLS],
-            grown_in_place: AtomicU64::new(0),
-            shrunk_in_place: AtomicU64::new(0),
-            moved: AtomicU64::new(0),
-            grown_bytes: AtomicU64::new(0),
-            shrunk_bytes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
     }
@@ -163,25 +206,17 @@ impl CounterCells {
         }
     }
 
-    /// One successful realloc from `old` to `new` bytes. It counts as the
-    /// allocation of the new block and the free of the old one (as growing a
-    /// slice does in Go), plus its kind and byte delta. The allocation side is
-    /// written first, so a reader that sees the free also sees the allocation.
+    /// One successful realloc from `old` to `new` bytes, served `way`. It
+    /// counts as the allocation of the new block and the free of the old one
+    /// (as growing a slice does in Go), plus its way and byte delta. The
+    /// allocation side is written first, so a reader that sees the free also
+    /// sees the allocation.
     #[inline(always)]
-    pub fn realloc<B: Bump>(&self, old: usize, new: usize, kind: ReallocKind) {
+    pub fn realloc<B: Bump>(&self, old: usize, new: usize, way: ReallocWay) {
         self.alloc::<B>(new);
-        let kind_cell = match kind {
-            ReallocKind::GrownInPlace => &self.grown_in_place,
-            ReallocKind::ShrunkInPlace => &self.shrunk_in_place,
-            ReallocKind::Moved => &self.moved,
-        };
-        let delta_cell = if new >= old {
-            &self.grown_bytes
-        } else {
-            &self.shrunk_bytes
-        };
-        B::add(kind_cell, 1);
-        B::add(delta_cell, new.abs_diff(old) as u64);
+        let w = way.index();
+        B::add(&self.reallocs_by_way[w], 1);
+        B::add(&self.realloc_delta_by_way[w], (new as u64).wrapping_sub(old as u64));
         self.free::<B>(old);
     }
 
@@ -209,11 +244,19 @@ impl CounterCells {
             let o = &mut out.alloc_by_class[class_of_cell(cell)];
             *o = o.wrapping_add(ld(c));
         }
-        out.grown_in_place = out.grown_in_place.wrapping_add(ld(&self.grown_in_place));
-        out.shrunk_in_place = out.shrunk_in_place.wrapping_add(ld(&self.shrunk_in_place));
-        out.moved = out.moved.wrapping_add(ld(&self.moved));
-        out.grown_bytes = out.grown_bytes.wrapping_add(ld(&self.grown_bytes));
-        out.shrunk_bytes = out.shrunk_bytes.wrapping_add(ld(&self.shrunk_bytes));
+        let [grown, shrunk, moved_up, moved_down] = self.reallocs_by_way.each_ref().map(ld);
+        let [up, down, moved_up_delta, moved_down_delta] =
+            self.realloc_delta_by_way.each_ref().map(ld);
+        let add = |o: &mut u64, v: u64| *o = o.wrapping_add(v);
+        add(&mut out.grown_in_place, grown);
+        add(&mut out.shrunk_in_place, shrunk);
+        add(&mut out.moved, moved_up.wrapping_add(moved_down));
+        add(&mut out.grown_bytes, up.wrapping_add(moved_up_delta));
+        // The non-growing ways' words hold their negated sums.
+        add(
+            &mut out.shrunk_bytes,
+            0u64.wrapping_sub(down).wrapping_sub(moved_down_delta),
+        );
         out.failures = out.failures.wrapping_add(ld(&self.failures));
     }
 
@@ -275,11 +318,20 @@ impl CounterCells {
             st(a, class.map_or(0, |i| value.alloc_by_class[i]));
             st(f, class.map_or(0, |i| value.free_by_class[i]));
         }
-        st(&self.grown_in_place, value.grown_in_place);
-        st(&self.shrunk_in_place, value.shrunk_in_place);
-        st(&self.moved, value.moved);
-        st(&self.grown_bytes, value.grown_bytes);
-        st(&self.shrunk_bytes, value.shrunk_bytes);
+        // Each figure goes into one way's words; the others get zero.
+        let ways = [
+            (value.grown_in_place, value.grown_bytes),
+            (value.shrunk_in_place, 0u64.wrapping_sub(value.shrunk_bytes)),
+            (value.moved, 0),
+            (0, 0),
+        ];
+        for ((count, delta), (c, d)) in ways
+            .into_iter()
+            .zip(self.reallocs_by_way.iter().zip(&self.realloc_delta_by_way))
+        {
+            st(c, count);
+            st(d, delta);
+        }
         st(&self.failures, value.failures);
     }
 }
@@ -321,19 +373,19 @@ impl Op for Free {
 pub(crate) struct Realloc {
     pub old: usize,
     pub new: usize,
-    pub kind: ReallocKind,
+    pub way: ReallocWay,
 }
 impl Op for Realloc {
     #[inline(always)]
     fn apply<B: Bump>(self, cells: &CounterCells) {
-        cells.realloc::<B>(self.old, self.new, self.kind);
+        cells.realloc::<B>(self.old, self.new, self.way);
     }
 
     #[inline(always)]
     fn origin(self) -> crate::record::Origin {
         crate::record::Origin::Realloc {
             old_size: self.old as u64,
-            kind: self.kind,
+            kind: self.way.kind(),
         }
     }
 }
@@ -362,8 +414,10 @@ mod tests {
             a.free::<Owned>(size);
             b.free::<Shared>(size);
         }
-        a.realloc::<Owned>(10, 20, ReallocKind::GrownInPlace);
-        b.realloc::<Shared>(10, 20, ReallocKind::GrownInPlace);
+        for (moved, old, new) in [(false, 10, 20), (true, 20, 10), (false, 7, 7), (true, 1, 9)] {
+            a.realloc::<Owned>(old, new, ReallocWay::of(moved, old, new));
+            b.realloc::<Shared>(old, new, ReallocWay::of(moved, old, new));
+        }
         a.failure::<Owned>();
         b.failure::<Shared>();
         assert_eq!(a.read(), b.read());
@@ -372,9 +426,9 @@ mod tests {
     #[test]
     fn realloc_is_a_free_of_the_old_and_an_alloc_of_the_new_block() {
         let c = CounterCells::new();
-        c.realloc::<Owned>(100, 40, ReallocKind::Moved);
-        c.realloc::<Owned>(40, 50, ReallocKind::GrownInPlace);
-        c.realloc::<Owned>(50, 50, ReallocKind::ShrunkInPlace);
+        c.realloc::<Owned>(100, 40, ReallocWay::of(true, 100, 40));
+        c.realloc::<Owned>(40, 50, ReallocWay::of(false, 40, 50));
+        c.realloc::<Owned>(50, 50, ReallocWay::of(false, 50, 50));
         let r = c.read();
         assert_eq!(r.alloc_bytes, 40 + 50 + 50);
         assert_eq!(r.free_bytes, 100 + 40 + 50);
@@ -389,11 +443,70 @@ mod tests {
     }
 
     #[test]
+    fn each_way_counts_its_kind_and_the_sign_of_its_delta() {
+        let cases = [
+            // (moved, old, new, kind, grown bytes, shrunk bytes)
+            (false, 40, 50, ReallocKind::GrownInPlace, 10, 0),
+            (false, 50, 50, ReallocKind::ShrunkInPlace, 0, 0),
+            (false, 1000, 960, ReallocKind::ShrunkInPlace, 0, 40),
+            (true, 64, 4096, ReallocKind::Moved, 4032, 0),
+            (true, 4096, 64, ReallocKind::Moved, 0, 4032),
+            (true, 64, 64, ReallocKind::Moved, 0, 0),
+            (true, 1, usize::MAX >> 1, ReallocKind::Moved, (u64::MAX >> 1) - 1, 0),
+        ];
+        let all = CounterCells::new();
+        let mut want = Counters::default();
+        for (moved, old, new, kind, grown, shrunk) in cases {
+            let way = ReallocWay::of(moved, old, new);
+            assert_eq!(way.kind(), kind, "{moved} {old} -> {new}");
+            let one = CounterCells::new();
+            one.realloc::<Owned>(old, new, way);
+            all.realloc::<Owned>(old, new, way);
+            let r = one.read();
+            let kinds = (r.grown_in_place, r.shrunk_in_place, r.moved);
+            let expected = match kind {
+                ReallocKind::GrownInPlace => (1, 0, 0),
+                ReallocKind::ShrunkInPlace => (0, 1, 0),
+                ReallocKind::Moved => (0, 0, 1),
+            };
+            assert_eq!(kinds, expected, "{moved} {old} -> {new}");
+            assert_eq!((r.grown_bytes, r.shrunk_bytes), (grown, shrunk), "{old} -> {new}");
+            assert_eq!((r.alloc_bytes, r.free_bytes), (new as u64, old as u64));
+            assert_eq!((r.allocs(), r.frees()), (1, 1));
+            want.grown_in_place += expected.0;
+            want.shrunk_in_place += expected.1;
+            want.moved += expected.2;
+            want.grown_bytes += grown;
+            want.shrunk_bytes += shrunk;
+        }
+        let r = all.read();
+        assert_eq!(
+            (r.grown_in_place, r.shrunk_in_place, r.moved, r.grown_bytes, r.shrunk_bytes),
+            (
+                want.grown_in_place,
+                want.shrunk_in_place,
+                want.moved,
+                want.grown_bytes,
+                want.shrunk_bytes
+            )
+        );
+        // A baseline stored from what was read reads back the same.
+        let copy = CounterCells::new();
+        copy.store(&r);
+        assert_eq!(copy.read(), r);
+    }
+
+    #[test]
     fn store_then_read_round_trips_and_sub_subtracts() {
         let c = CounterCells::new();
         let mut v = Counters {
             alloc_bytes: 7,
             failures: 3,
+            grown_in_place: 5,
+            shrunk_in_place: 6,
+            moved: 7,
+            grown_bytes: 1 << 40,
+            shrunk_bytes: u64::MAX - 1,
             ..Counters::default()
         };
         v.alloc_by_class[4] = 9;

@@ -7,7 +7,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use crate::counters::{Alloc, Failure, Free, Realloc, ReallocKind};
+use crate::counters::{Alloc, Failure, Free, Realloc, ReallocWay};
 use crate::local;
 use crate::lockfree::sampled;
 
@@ -76,16 +76,6 @@ fn after_alloc(ptr: *mut u8, size: usize) {
 /// allocator, which could hand the address to another thread at once.
 #[inline(always)]
 fn take_if_sampled(ptr: *mut u8) -> Option<u64> {
-    if sampled::maybe_sampled(ptr) {
-        take_sampled(ptr)
-    } else {
-        None
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn take_sampled(ptr: *mut u8) -> Option<u64> {
     if local::busy() {
         // A free from inside the sampler (or a signal handler interrupting
         // it): looking the table up could wait on a lock this thread holds.
@@ -104,6 +94,11 @@ fn take_sampled(ptr: *mut u8) -> Option<u64> {
 // and whether plain `inline` inlines it depends on the body's size (a build
 // in which it did not inline cost a cycle per pair: see ARCHITECTURE.md,
 // "Measurements behind the hot path's shape").
+//
+// `dealloc` and `realloc` hand everything but their common case (a block the
+// sampled-pointer filter rules out, on a thread with its own slot) to a cold
+// function in tail position, which does the whole call: so the common case
+// keeps nothing across a call of its own and needs no registers saved.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -126,10 +121,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Recorded before the block is handed back, so that no other thread
         // can be given the same address and record it before this free.
-        if let Some(id) = take_if_sampled(ptr) {
-            local::report_sampled_free(id, layout.size());
+        if sampled::maybe_sampled(ptr) || !local::record_owned(Free(layout.size())) {
+            // SAFETY: the caller's guarantees, passed on unchanged.
+            return unsafe { dealloc_cold(&self.inner, ptr, layout) };
         }
-        local::record(Free(layout.size()));
         // SAFETY: the caller guarantees `ptr` was allocated by this allocator
         // (hence by the inner one, which served it) with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -137,38 +132,25 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
 
     #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // A sampled block leaves the table before the inner realloc can free
-        // its address, and goes back in at the address that comes back.
-        // That block is also a new allocation for sampling.
-        let sampled_id = take_if_sampled(ptr);
+        if sampled::maybe_sampled(ptr) {
+            // SAFETY: the caller's guarantees, passed on unchanged.
+            return unsafe { realloc_cold(&self.inner, ptr, layout, new_size) };
+        }
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract: `ptr`
         // came from this allocator (so from the inner one) with `layout`, and
         // `new_size` is valid for `layout.align()`.
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if new_ptr.is_null() {
-            // The old block is untouched and still the caller's: put it back.
-            if let Some(id) = sampled_id {
-                restore_sampled(ptr, id);
-            }
+            // The old block is untouched and still the caller's.
             local::record(Failure);
         } else {
             let old = layout.size();
-            let kind = if new_ptr != ptr {
-                ReallocKind::Moved
-            } else if new_size > old {
-                ReallocKind::GrownInPlace
-            } else {
-                ReallocKind::ShrunkInPlace
-            };
-            if let Some(id) = sampled_id {
-                // The block stays tracked at its new address and size.
-                local::report_sampled_resize(id, new_ptr, new_size, kind);
-            }
+            let way = ReallocWay::of(new_ptr != ptr, old, new_size);
             local::record_alloc(
                 Realloc {
                     old,
                     new: new_size,
-                    kind,
+                    way,
                 },
                 new_ptr,
                 new_size,
@@ -176,6 +158,69 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
         }
         new_ptr
     }
+}
+
+/// `dealloc` of a block the filter could not rule out as sampled, or on a
+/// thread without a slot of its own: the whole call, out of line.
+///
+/// # Safety
+/// As `GlobalAlloc::dealloc` of `inner`.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_cold<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout) {
+    if sampled::maybe_sampled(ptr)
+        && let Some(id) = take_if_sampled(ptr)
+    {
+        local::report_sampled_free(id, layout.size());
+    }
+    local::record(Free(layout.size()));
+    // SAFETY: as the caller promises.
+    unsafe { inner.dealloc(ptr, layout) }
+}
+
+/// `realloc` of a block the filter could not rule out as sampled: the whole
+/// call, out of line.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc` of `inner`.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_cold<A: GlobalAlloc>(
+    inner: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    // A sampled block leaves the table before the inner realloc can free
+    // its address, and goes back in at the address that comes back.
+    // That block is also a new allocation for sampling.
+    let sampled_id = take_if_sampled(ptr);
+    // SAFETY: as the caller promises.
+    let new_ptr = unsafe { inner.realloc(ptr, layout, new_size) };
+    if new_ptr.is_null() {
+        // The old block is untouched and still the caller's: put it back.
+        if let Some(id) = sampled_id {
+            restore_sampled(ptr, id);
+        }
+        local::record(Failure);
+    } else {
+        let old = layout.size();
+        let way = ReallocWay::of(new_ptr != ptr, old, new_size);
+        if let Some(id) = sampled_id {
+            // The block stays tracked at its new address and size.
+            local::report_sampled_resize(id, new_ptr, new_size, way.kind());
+        }
+        local::record_alloc(
+            Realloc {
+                old,
+                new: new_size,
+                way,
+            },
+            new_ptr,
+            new_size,
+        );
+    }
+    new_ptr
 }
 
 /// Puts a sampled block back after a failed realloc. If the table cannot take

@@ -141,6 +141,17 @@ thread_local! {
 /// blocks or panics.
 #[inline(always)]
 pub(crate) fn record<O: Op>(op: O) {
+    if !record_owned(op) {
+        record_slow(op);
+    }
+}
+
+/// Applies `op` to the calling thread's own slot and returns `true`, or
+/// returns `false` and records nothing if the thread has none (then the
+/// caller must [`record`] it, off its hot path). For a caller whose
+/// fallback is a tail call, so that its hot path needs no stack frame.
+#[inline(always)]
+pub(crate) fn record_owned<O: Op>(op: O) -> bool {
     let slot = LOCAL
         .try_with(|local| local.slot.get())
         .unwrap_or(ptr::null());
@@ -149,8 +160,9 @@ pub(crate) fn record<O: Op>(op: O) {
     match unsafe { slot.as_ref() } {
         Some(slot) => {
             op.apply::<Owned>(&slot.counters);
+            true
         }
-        None => record_slow(op),
+        None => false,
     }
 }
 
