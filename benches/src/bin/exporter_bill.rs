@@ -147,12 +147,14 @@ struct Reading {
     client_ns: f64,
     wall_ns: f64,
     allocs: u64,
+    program_allocs: u64,
     bytes: usize,
 }
 
 /// Requests `path` and reads what it cost.
 fn measure(addr: SocketAddr, path: &str) -> Reading {
-    let allocs_before = allocmeter::stats_split().internal.allocs;
+    let split_before = allocmeter::stats_split();
+    let allocs_before = split_before.internal.allocs;
     let (process0, thread0) = (
         cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID),
         cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID),
@@ -173,6 +175,7 @@ fn measure(addr: SocketAddr, path: &str) -> Reading {
         client_ns: (thread1 - thread0) as f64,
         wall_ns,
         allocs: allocmeter::stats_split().internal.allocs - allocs_before,
+        program_allocs: allocmeter::stats_split().program.allocs - split_before.program.allocs,
         bytes,
     }
 }
@@ -201,19 +204,30 @@ fn measure_path(addr: SocketAddr, path: &str, n: usize) -> Value {
         "service_cpu_ms": of(&|r| (r.process_ns - r.client_ns) * ms),
         "wall_ms": of(&|r| r.wall_ns * ms),
         "allocs": of(&|r| r.allocs as f64),
+        "program_allocs": of(&|r| r.program_allocs as f64),
         "allocs_min": readings.iter().map(|r| r.allocs).min(),
         "response_bytes": readings.last().map(|r| r.bytes),
     })
 }
 
-/// The site table's size and overflow, from `/metrics`.
-fn table(addr: SocketAddr) -> (u64, u64) {
+/// Whether `/metrics` has the process collector's families.
+fn has_process_families(addr: SocketAddr) -> bool {
+    metrics_samples(addr).contains_key("process_cpu_seconds_total")
+}
+
+/// The samples of `/metrics`.
+fn metrics_samples(addr: SocketAddr) -> std::collections::BTreeMap<String, f64> {
     let mut stream = TcpStream::connect(addr).expect("connect");
     write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("read");
     let body = raw.split_once("\r\n\r\n").expect("a head").1;
-    let samples = parse_samples(body);
+    parse_samples(body)
+}
+
+/// The site table's size and overflow, from `/metrics`.
+fn table(addr: SocketAddr) -> (u64, u64) {
+    let samples = metrics_samples(addr);
     let get = |name: &str| samples.get(name).copied().unwrap_or(0.0) as u64;
     (
         get("allocmeter_profile_sites"),
@@ -371,6 +385,7 @@ fn child_scrapes() -> Value {
             "paths": paths,
         }));
     }
+    let process_families = has_process_families(addr);
     allocmeter::set_sample_rate(allocmeter::DEFAULT_SAMPLE_RATE);
     let idle = (site_metrics == 0).then(|| {
         window(Duration::from_secs(arg(
@@ -382,6 +397,7 @@ fn child_scrapes() -> Value {
     drop(exporter);
     json!({
         "site_metrics": site_metrics,
+        "process_families": process_families,
         "sizes": out,
         "idle_with_table": idle,
     })
