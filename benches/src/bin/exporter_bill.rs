@@ -44,6 +44,10 @@
 //! I/O thread is the one of those whose current system call is `poll`
 //! (`/proc/self/task/TID/syscall`).
 //!
+//! The one-minute load average before and after goes with the figures: on
+//! a small machine shared with other work, the CPU times per request move
+//! with it (cache and core sharing), by half and more.
+//!
 //! `--quick` (a smoke run): 200 and 1,000 sites, 5 requests each, 1 s
 //! windows; its figures show that the path runs, not what it costs.
 
@@ -464,6 +468,14 @@ fn child_threads() -> Value {
     })
 }
 
+/// The system's one-minute load average (`/proc/loadavg`), 0 if unread.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Runs this program again as `--child` with `args`, and returns the JSON
 /// it printed.
 fn child(args: &[&str]) -> Value {
@@ -494,6 +506,7 @@ fn main() {
         Some("threads") => println!("{}", child_threads()),
         Some(other) => panic!("unknown part {other}"),
         None => {
+            let load_before = load_average();
             let out = json!({
                 "quick": quick(),
                 "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -505,6 +518,8 @@ fn main() {
                     &SITE_METRICS.to_string(),
                 ]),
                 "threads": child(&["--child", "threads"]),
+                // The machine's load (other processes' too), before and after.
+                "load_average": [load_before, load_average()],
             });
             println!("{out}");
         }
