@@ -71,6 +71,81 @@ pub fn many_call_sites() -> Vec<Vec<u8>> {
     keep
 }
 
+/// How many distinct call sites [`distinct_call_sites`] allocates from:
+/// site numbers `0..DISTINCT_SITES`.
+pub const DISTINCT_SITES: u32 = 10_000;
+
+/// The levels of [`distinct_call_sites`]' stacks: one decimal digit of the
+/// site number each.
+const SITE_DIGITS: u32 = 4;
+
+/// One level of [`distinct_call_sites`]: calls the [`site_hop`] of the site
+/// number's digit at this level, from a call of its own (ten calls, ten
+/// return addresses), or allocates at the bottom.
+#[inline(never)]
+fn site_branch(n: u32, level: u32, keep: &mut Vec<Vec<u8>>) {
+    if level == 0 {
+        site_leaf(n, keep);
+        return;
+    }
+    let next = level - 1;
+    match (n / 10u32.pow(next)) % 10 {
+        0 => site_hop::<0>(n, next, keep),
+        1 => site_hop::<1>(n, next, keep),
+        2 => site_hop::<2>(n, next, keep),
+        3 => site_hop::<3>(n, next, keep),
+        4 => site_hop::<4>(n, next, keep),
+        5 => site_hop::<5>(n, next, keep),
+        6 => site_hop::<6>(n, next, keep),
+        7 => site_hop::<7>(n, next, keep),
+        8 => site_hop::<8>(n, next, keep),
+        _ => site_hop::<9>(n, next, keep),
+    }
+    // Used after the call, so the call is not a tail call.
+    black_box(&keep);
+}
+
+/// The frame of digit `D` between two levels of [`site_branch`]. Each `D`
+/// is a function of its own whose code differs (the constant it hands
+/// `black_box`), so that a release build neither merges the ten into one
+/// function nor the ten calls of them into one call.
+#[inline(never)]
+fn site_hop<const D: u32>(n: u32, level: u32, keep: &mut Vec<Vec<u8>>) {
+    black_box(D);
+    site_branch(n, level, keep);
+    black_box(&keep);
+}
+
+/// The allocation of site `n`: one block of 64 to 127 bytes, pushed onto
+/// `keep`.
+#[inline(never)]
+fn site_leaf(n: u32, keep: &mut Vec<Vec<u8>>) {
+    keep.push(black_box(vec![n as u8; 64 + (n % 64) as usize]));
+}
+
+/// Allocates one block from each site numbered in `sites` (within
+/// `0..`[`DISTINCT_SITES`]) and pushes it onto `keep`. Site `n`'s stack
+/// goes down four levels, one per decimal digit of `n`, each through a call
+/// of its own, so the stacks stay `sites.len()` distinct call sites by
+/// address in a release build too (unlike [`many_call_sites`], whose
+/// stacks a release build folds into a few dozen), and by function once
+/// symbolized (the digits' frames are `site_hop::<D>`). Reserve room in
+/// `keep` first: a push that grows it allocates from the stack of the site
+/// that pushed, one more site.
+///
+/// # Panics
+///
+/// If `sites` reaches past [`DISTINCT_SITES`].
+pub fn distinct_call_sites(sites: std::ops::Range<u32>, keep: &mut Vec<Vec<u8>>) {
+    assert!(
+        sites.end <= DISTINCT_SITES,
+        "sites {sites:?} past the {DISTINCT_SITES} there are"
+    );
+    for n in sites {
+        site_branch(n, SITE_DIGITS, keep);
+    }
+}
+
 /// The block size of [`deep_burst`]: 48 KiB, sampled with probability
 /// 1 - exp(-48/512) = 0.0895 at the default 512 KiB rate.
 pub const BURST_BLOCK: usize = 48 * 1024;

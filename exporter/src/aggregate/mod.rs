@@ -3,7 +3,8 @@
 //! counters.
 //!
 //! A thread ([`run`]) drains the rings into the site table every
-//! [`drain_every`] and, once per interval, reads every slot's counters
+//! [`drain_every`] (once the rings have been quiet for an interval, at the
+//! snapshots only) and, once per interval, reads every slot's counters
 //! ([`allocmeter::stats_split`]: the program's share, without allocmeter's
 //! own) into a [`Snapshot`] for the bounded history and the spike detector
 //! ([`Aggregator::tick`]).
@@ -51,9 +52,10 @@ use spikes::{SpikeLog, SpikeRecord, SpikeStatus};
 
 /// How often the rings are drained at most: [`allocmeter::profile::drain_interval`],
 /// which shortens down to 1 ms while the rings fill fast and lengthens to
-/// 50 ms when they are quiet. A thread whose ring is half full anyway (a
-/// burst) unparks the aggregator at once (see
-/// [`allocmeter::profile::register_drainer`]).
+/// 50 ms when they are quiet (and once they have been empty for an
+/// interval, [`run`] waits for its next snapshot instead: [`next_wait`]). A
+/// thread whose ring is half full anyway (a burst) unparks the aggregator
+/// at once (see [`allocmeter::profile::register_drainer`]).
 fn drain_every() -> Duration {
     allocmeter::profile::drain_interval()
 }
@@ -370,9 +372,31 @@ impl Aggregator {
     }
 }
 
+/// How long the aggregator sleeps before its next drain: [`drain_every`],
+/// but not past the next snapshot (`to_snapshot` away); once the drains have
+/// found nothing for a whole `interval` (`quiet`: for how long they have),
+/// until the next snapshot. An idle service then costs one wake-up per
+/// interval, not one per drain interval (20 a second at its longest, 50
+/// ms). Samples that come meanwhile wait in their rings until that drain,
+/// or until a render drains, or wake the aggregator at once by filling a
+/// ring halfway; the first drain that finds events returns to
+/// [`drain_every`].
+fn next_wait(
+    quiet: Option<Duration>,
+    interval: Duration,
+    drain_every: Duration,
+    to_snapshot: Duration,
+) -> Duration {
+    match quiet {
+        Some(quiet) if quiet >= interval => to_snapshot,
+        _ => drain_every.min(to_snapshot),
+    }
+}
+
 /// Drains every [`drain_every`] (sooner when a thread's ring fills up and
-/// unparks this thread) and snapshots every `interval`, until `stop` is set
-/// (and the thread unparked). `after_tick` runs after each snapshot (the
+/// unparks this thread; at the snapshots only once the drains have found
+/// nothing for an interval, see [`next_wait`]) and snapshots every
+/// `interval`, until `stop` is set (and the thread unparked). `after_tick` runs after each snapshot (the
 /// builder's housekeeping of later stages, which this module does not know).
 ///
 /// A panic in a drain or a snapshot (a bug of the exporter's) is caught: the
@@ -384,10 +408,13 @@ pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>, after_tick
     let interval = aggregator.interval();
     crate::marked::mark_this_thread();
     let mut next_snapshot = Instant::now() + interval;
+    // When the drains began to find nothing; `None` while they find events.
+    let mut quiet_since: Option<Instant> = None;
     loop {
+        let mut found = 0;
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crate::fault::point("aggregator.drain");
-            aggregator.drain();
+            found = aggregator.drain();
             if Instant::now() >= next_snapshot {
                 // Moved on first, so that a snapshot that panics every time
                 // is retried at the interval, not in a loop.
@@ -400,7 +427,18 @@ pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>, after_tick
                 after_tick();
             }
         }));
-        let mut wait = drain_every().min(next_snapshot.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        quiet_since = if found > 0 {
+            None
+        } else {
+            Some(quiet_since.unwrap_or(now))
+        };
+        let mut wait = next_wait(
+            quiet_since.map(|since| now - since),
+            interval,
+            drain_every(),
+            next_snapshot.saturating_duration_since(now),
+        );
         if step.is_err() {
             aggregator.panics.fetch_add(1, Ordering::Relaxed);
             // Not faster than this if every drain panics.
@@ -419,6 +457,82 @@ pub(crate) fn run(aggregator: Arc<Aggregator>, stop: Arc<AtomicBool>, after_tick
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_stretches_to_the_snapshot_after_a_quiet_interval() {
+        let ms = Duration::from_millis;
+        let interval = ms(1000);
+        // Events found, or quiet for less than an interval: the drain
+        // interval, but not past the snapshot.
+        assert_eq!(next_wait(None, interval, ms(50), ms(700)), ms(50));
+        assert_eq!(next_wait(Some(ms(0)), interval, ms(50), ms(700)), ms(50));
+        assert_eq!(next_wait(Some(ms(999)), interval, ms(50), ms(700)), ms(50));
+        assert_eq!(next_wait(None, interval, ms(50), ms(20)), ms(20));
+        // Quiet for an interval: until the snapshot.
+        assert_eq!(
+            next_wait(Some(ms(1000)), interval, ms(50), ms(700)),
+            ms(700)
+        );
+        assert_eq!(next_wait(Some(ms(5000)), interval, ms(1), ms(0)), ms(0));
+    }
+
+    /// The voluntary context switches of thread `tid` of this process: one
+    /// each time it sleeps, so one per wake-up.
+    fn sleeps_of(tid: i32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+            .expect("the thread's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("voluntary_ctxt_switches")
+    }
+
+    /// Nothing is sampled in this process (allocmeter is not its global
+    /// allocator), so every drain finds nothing: once a whole interval has
+    /// passed so, the aggregator wakes for its ticks only, not at the
+    /// allocator's drain interval (50 ms when the rings are quiet).
+    #[test]
+    fn an_idle_aggregator_wakes_once_per_interval() {
+        let interval = Duration::from_millis(200);
+        let aggregator = Arc::new(Aggregator::new(
+            100,
+            10,
+            interval,
+            SpikeConfig::default(),
+            Duration::from_secs(120),
+            Duration::from_secs(3600),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                run(aggregator, stop, || {});
+            })
+        };
+        let tid = tid_rx.recv().unwrap();
+        // A whole interval of empty drains first.
+        std::thread::sleep(3 * interval);
+        let before = sleeps_of(tid);
+        let window = 10 * interval;
+        std::thread::sleep(window);
+        let wakeups = sleeps_of(tid) - before;
+        // Release: the flag is seen by the thread's Acquire load once it
+        // wakes.
+        stop.store(true, Ordering::Release);
+        thread.thread().unpark();
+        thread.join().unwrap();
+        // 10 ticks in the window (one more if the window's ends straddle
+        // two); polling every 50 ms would be 40. Late wake-ups on a busy
+        // machine only make fewer.
+        assert!(
+            wakeups <= 10 + 2,
+            "{wakeups} wake-ups in {window:?} with a tick every {interval:?}"
+        );
+    }
 
     #[test]
     fn the_spike_log_counts_in_the_exporter_s_own_bytes() {

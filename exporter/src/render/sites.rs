@@ -92,13 +92,35 @@ impl SortBy {
 /// then equal, and returns the sites. Distinct code addresses stay distinct
 /// sites here, as pprof expects of its locations; [`merge_same_frames`]
 /// merges what reads the same.
+///
+/// Each trimmed stack is built once and moved into the map that merges
+/// them, then into its site: one block per site (see
+/// `exporter/tests/alloc_budgets.rs`).
 pub(crate) fn merge_sites(raw: &[RawSite], symbolizer: &mut Symbolizer) -> Vec<Site> {
-    let trimmed = raw.iter().map(|r| Site {
-        stack: trim(&r.stack, symbolizer),
-        values: r.values,
-        samples: r.samples,
-    });
-    merge_by(trimmed, |site| site.stack.clone())
+    let mut index: HashMap<Vec<u64>, usize> = HashMap::with_capacity(raw.len());
+    let mut out: Vec<Site> = Vec::with_capacity(raw.len());
+    for r in raw {
+        match index.entry(trim(&r.stack, symbolizer)) {
+            Entry::Occupied(i) => {
+                let merged = &mut out[*i.get()];
+                merged.values.add(&r.values);
+                merged.samples += r.samples;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(out.len());
+                // The stack stays the map's key until the merge is done.
+                out.push(Site {
+                    stack: Vec::new(),
+                    values: r.values,
+                    samples: r.samples,
+                });
+            }
+        }
+    }
+    for (stack, i) in index {
+        out[i].stack = stack;
+    }
+    out
 }
 
 /// Merges the sites whose stacks symbolize to the same frames (function,
@@ -153,16 +175,17 @@ fn merge_by<K: Eq + Hash>(
 /// The stack as code addresses, with leading allocation machinery dropped.
 /// (If everything is machinery, the stack is kept whole.)
 pub(crate) fn trim(raw: &[usize], symbolizer: &mut Symbolizer) -> Vec<u64> {
-    let addresses: Vec<u64> = raw.iter().map(|&r| (r as u64).saturating_sub(1)).collect();
-    let first_program_frame = addresses.iter().position(|&a| {
+    // A return address, less one: an address inside its call instruction.
+    let address = |r: &usize| (*r as u64).saturating_sub(1);
+    let first_program_frame = raw.iter().position(|r| {
         // An address with any program frame (possibly with machinery inlined
         // into it) starts the program's part of the stack.
-        is_program_address(&symbolizer.resolve(a).frames)
+        is_program_address(&symbolizer.resolve(address(r)).frames)
     });
-    match first_program_frame {
-        Some(i) => addresses[i..].to_vec(),
-        None => addresses,
-    }
+    raw[first_program_frame.unwrap_or(0)..]
+        .iter()
+        .map(address)
+        .collect()
 }
 
 /// The `n` sites with the largest `by`, largest first.
