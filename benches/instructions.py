@@ -2,10 +2,12 @@
 """Instructions executed, counted by valgrind: what allocmeter adds per
 allocator operation and per whole program, a figure a busy host cannot blur.
 
-    python3 benches/instructions.py                 # full: about 8 min on 2 cores
+    python3 benches/instructions.py                 # full: about 4 min on 2 cores
     python3 benches/instructions.py --quick         # tiny sizes: checks the path runs
     python3 benches/instructions.py --section       # print the section from saved JSON
     python3 benches/instructions.py --write-report  # put it into BENCHMARKS.md, alone
+    python3 benches/instructions.py --floor-only    # the floor's rows alone: about 2 min
+    python3 benches/instructions.py --floor-only --write-report  # only its subsection
 
 It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
 
@@ -17,6 +19,12 @@ It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
   difference in calls, which cancels the first calls' one-off work. The
   allocators: `System` (glibc), `MiMalloc`, `Jemalloc`, bare and as
   `Instrumented<_>` at sample rate 0 (off), 512 KiB (default) and 64 KiB.
+- the floor: the same per-operation counts (alloc, free, the three realloc
+  kinds, the 64 B pair, the growth chain) of the `instr_ops_floor_<rung>`
+  binaries, `System` recording what each rung of benches/src/floor_rungs.rs
+  records in bare thread-locals, rate `bare`; the report compares them with
+  `System` and `Instrumented<System>` (the subsection "The floor: what
+  recording the same costs at least").
 - the 64 B pair again with `--cache-sim=yes --branch-sim=yes` (`System` and
   `Instrumented<System>`): cache misses and mispredicted branches per pair,
   which instruction counts do not show.
@@ -24,8 +32,11 @@ It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
   `valgrind --tool=cachegrind --cache-sim=no`, json_map at scale 0.2 and
   producer_consumer at scale 0.1: instructions of the whole process.
 
-It writes target/instructions.json (--quick: target/instructions.quick.json)
-and prints the section; `run_all.py` puts the section into BENCHMARKS.md
+It writes target/instructions.json (--quick: target/instructions.quick.json,
+with one floor rung; --floor-only: target/instructions.floor.json, with only
+the floor, `System` and `Instrumented<System>` at rates 0 and 512 KiB on the
+floor's operations) and prints the section (--floor-only: the floor's
+subsection); `run_all.py` puts the section into BENCHMARKS.md
 (`run_all.py --instructions-only` runs this and replaces only this section
 of the committed report). Python 3 stdlib only; needs valgrind.
 """
@@ -63,6 +74,43 @@ CONFIGS = [
     ("Instrumented<Jemalloc>, 64 KiB", "instr_ops_instrumented_jemalloc", "64k", "Jemalloc"),
 ]
 
+# The floor (benches/src/floor_rungs.rs): `System` recording what one rung
+# records in bare thread-locals, one `instr_ops_floor_<rung>` binary each, in
+# the ladder's order: (label, binary, what it records).
+FLOOR = [
+    ("floor: counts", "instr_ops_floor_counts", "one count per allocation and per free"),
+    ("floor: counts, bytes", "instr_ops_floor_bytes", "and the bytes of each"),
+    ("floor: classes, bytes, clock", "instr_ops_floor_classes_clock",
+     "counts by size class (allocmeter's `ceil(log2(size))` cell) instead, bytes, and the "
+     "sampling clock (a thread-local countdown from 512 KiB that takes no sample)"),
+    ("floor: classes, bytes, clock, free check", "instr_ops_floor_classes_clock_check",
+     "and the check a free (and a realloc, before its call) makes before it can know whether "
+     "the block was sampled: allocmeter's filter hash and one load from a 16 KiB bit filter; "
+     "on allocs and frees, what allocmeter records but for the null check that counts "
+     "refused requests"),
+    ("floor: exact sizes, clock, free check", "instr_ops_floor_exact_clock_check",
+     "one counter per exact size up to 1 KiB (count and bytes at once), classes and bytes "
+     "above, the clock and the check"),
+    ("floor: classes, bytes, clock, free check, realloc kinds",
+     "instr_ops_floor_realloc_kinds",
+     "the check rung, and on a realloc also its kind (grown in place, shrunk in place, moved) "
+     "and its grown or shrunk bytes, after a null check: on reallocs too, what allocmeter "
+     "records"),
+]
+FLOOR_TITLE = "### The floor: what recording the same costs at least"
+# The operations the floor is counted on: a realloc records the new block as
+# an allocation and the old one as a free in every rung.
+FLOOR_OPS = ["alloc", "free", "realloc_grown_in_place", "realloc_shrunk_in_place",
+             "realloc_moved", "pair_64", "growth_chain"]
+# The allocmeter rows the floor is compared with, from the per-operation runs.
+FLOOR_AGAINST = ["Instrumented<System>, off", "Instrumented<System>"]
+# The rung that records what allocmeter records (on allocs and frees the
+# check rung records the same; on reallocs only this one does).
+FLOOR_SAME = "floor: classes, bytes, clock, free check, realloc kinds"
+# The project's targets for what allocmeter adds over `System`, instructions
+# per call: the 64 B pair, and each realloc.
+TARGETS = {"pair_64": 22, "realloc": 25}
+
 # (op, what it is, how it is measured), in benches/src/instr_ops.rs's order.
 OPS = [
     ("none", "an empty call of a `measured_*` function (in every figure below)"),
@@ -94,12 +142,16 @@ WP = [
 WP_SCALES = {"json_map": 0.2, "producer_consumer": 0.1}
 
 FULL = {"calls": (2000, 4000), "cache_calls": (20000, 40000), "wp_scales": WP_SCALES,
-        "configs": None, "wp": None}
-# One bare and one instrumented allocator, tiny sizes: it runs, no claims.
+        "configs": None, "wp": None, "floor": None}
+# One bare and one instrumented allocator, one floor rung, tiny sizes: it
+# runs, no claims.
 QUICK = {"calls": (20, 40), "cache_calls": (20, 40),
          "wp_scales": {"json_map": 0.002, "producer_consumer": 0.002},
          "configs": {"System", "Instrumented<System>"},
-         "wp": {"wp_system", "wp_instrumented_system"}}
+         "wp": {"wp_system", "wp_instrumented_system"},
+         "floor": {"floor: classes, bytes, clock, free check, realloc kinds"}}
+# `--floor-only`: the floor and the rows it is compared with, on its operations.
+FLOOR_ONLY = dict(FULL, configs={"System", *FLOOR_AGAINST})
 
 
 def log(*args):
@@ -167,17 +219,33 @@ def per_op(binary, rate, op, calls, extra=()):
     return {e: (counts[1][e] - counts[0][e]) / (n2 - n1) for e in counts[0]}, reports
 
 
-def measure_ops(bindir, mode):
+def measure_ops(bindir, mode, ops=None):
+    """{label: {op: {"ir": per call, "runs": reports}}} of CONFIGS (those of
+    `mode`), on `ops` (all of OPS if None)."""
     results = {}
     for label, binary, rate, _ in CONFIGS:
         if mode["configs"] is not None and label not in mode["configs"]:
             continue
-        results[label] = {}
-        for op, _ in OPS:
-            t = time.monotonic()
-            per, reports = per_op(bindir / binary, rate, op, mode["calls"])
-            results[label][op] = {"ir": per["Ir"], "runs": reports}
-            log(f"{label:34} {op:24} {per['Ir']:10.2f} instr/op  ({time.monotonic() - t:.1f} s)")
+        results[label] = measure_one(bindir, label, binary, rate, mode,
+                                     ops or [op for op, _ in OPS])
+    return results
+
+
+def measure_floor(bindir, mode):
+    """measure_ops' figures for the floor's rungs (those of `mode`), on FLOOR_OPS."""
+    return {label: measure_one(bindir, label, binary, "bare", mode, FLOOR_OPS)
+            for label, binary, _ in FLOOR
+            if mode["floor"] is None or label in mode["floor"]}
+
+
+def measure_one(bindir, label, binary, rate, mode, ops):
+    """{op: {"ir": per call, "runs": reports}} of one allocator (`binary` at `rate`)."""
+    results = {}
+    for op in ops:
+        t = time.monotonic()
+        per, reports = per_op(bindir / binary, rate, op, mode["calls"])
+        results[op] = {"ir": per["Ir"], "runs": reports}
+        log(f"{label:34} {op:24} {per['Ir']:10.2f} instr/op  ({time.monotonic() - t:.1f} s)")
     return results
 
 
@@ -304,27 +372,14 @@ def section(data, quick=False):
         "same operations on `MiMalloc` and `Jemalloc` add 5 to 10 times less at those rates.\n")
     # Which realloc kind really happened: the binary's own pointer check, and
     # allocmeter's counters for the instrumented runs.
-    notes = []
-    for label in labels:
-        for op, kind in REALLOC_KIND.items():
-            r = ops[label].get(op)
-            if not r:
-                continue
-            run2 = r["runs"][-1]
-            moved, calls = run2["moved"], n2
-            want_moved = kind == "moved"
-            if moved != (calls if want_moved else 0):
-                notes.append(f"- {label}: `{op}`: {moved:,} of {calls:,} calls moved the block, "
-                             f"so this allocator did not do the kind asked for every call.")
-            am = run2["allocmeter_reallocs"]
-            if base_of[label] is not None and am[kind] < calls:
-                notes.append(f"- {label}: `{op}`: allocmeter counted {am} for {calls:,} calls.")
+    notes = realloc_notes(ops, labels, n2, {c[0]: c[3] is not None for c in CONFIGS})
     doc.append(
         "Each realloc's kind is checked on every call (the binary compares the addresses, and\n"
         "for the instrumented allocators allocmeter's own counters by kind, "
         "`allocmeter::stats().reallocs`, must agree): "
         + ("every allocator did every kind on every call.\n" if not notes
            else "where they did not:\n\n" + "\n".join(notes) + "\n"))
+    doc += floor_section(data)
     cache = data.get("cache")
     if cache:
         ev = lambda c, *names: sum(c.get(n, 0) for n in names)
@@ -376,6 +431,102 @@ def section(data, quick=False):
                             else f"{ir / base:.3f}× ({(ir / base - 1) * 100:+.1f} %)"))
             rows.append(row)
         doc.append(md_table(header, rows, ["---"] + ["---:"] * (len(header) - 1)))
+    return doc
+
+
+def realloc_notes(ops, labels, calls, instrumented):
+    """Lines saying where an allocator did not do the realloc kind asked for
+    on every one of `calls` calls (by its addresses, and for the
+    `instrumented` labels by allocmeter's own counters); none if all did."""
+    notes = []
+    for label in labels:
+        for op, kind in REALLOC_KIND.items():
+            r = ops[label].get(op)
+            if not r:
+                continue
+            run2 = r["runs"][-1]
+            moved = run2["moved"]
+            want_moved = kind == "moved"
+            if moved != (calls if want_moved else 0):
+                notes.append(f"- {label}: `{op}`: {moved:,} of {calls:,} calls moved the block, "
+                             f"so this allocator did not do the kind asked for every call.")
+            am = run2["allocmeter_reallocs"]
+            if instrumented.get(label) and am[kind] < calls:
+                notes.append(f"- {label}: `{op}`: allocmeter counted {am} for {calls:,} calls.")
+    return notes
+
+
+def span(values):
+    """`a to b` of the smallest and largest of `values`, rounded, or `a` if they round alike."""
+    lo, hi = f"{min(values):,.0f}", f"{max(values):,.0f}"
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def floor_section(data):
+    """The floor's subsection: what each rung records, its instructions per
+    call and added over `System`, and allocmeter's over the rung that
+    records what it records (none if the data has no floor)."""
+    floor, ops = data.get("floor"), data["ops"]
+    if not floor:
+        return []
+    ir = lambda label, op: (floor.get(label) or ops.get(label) or {}).get(op, {}).get("ir")
+    rungs = [f for f in FLOOR if f[0] in floor]
+    against = [a for a in FLOOR_AGAINST if a in ops]
+    n1, n2 = data["calls"]
+    doc = [FLOOR_TITLE + "\n"]
+    doc.append(
+        "What a wrapper around `System` that records what allocmeter records, and no more,\n"
+        "needs: `benches/src/floor_rungs.rs`'s rungs (the ladder the `floor` benchmark times,\n"
+        "and one that records reallocs as allocmeter does), each the global allocator of its\n"
+        "own `instr_ops_floor_<rung>` binary, counted as above (the same operations and calls,\n"
+        f"{n2:,} and {n1:,}). They keep their records in plain thread-local cells: no slot, no\n"
+        "registry, no reader, nothing kept when a thread exits, no null check on an alloc;\n"
+        "lower bounds, not usable allocators. In every rung a realloc forwards to\n"
+        "`System.realloc` and counts as the allocation of the new block and the free of the\n"
+        "old one, as allocmeter counts it. Each rung records (adding to the one before it,\n"
+        "but for the exact sizes):\n")
+    doc.append("| rung | records |\n|---|---|\n" + "\n".join(
+        f"| {label} | {what} |" for label, _, what in rungs) + "\n")
+    header = ["allocator"] + [f"`{op}`" for op in FLOOR_OPS]
+    align = ["---"] + ["---:"] * len(FLOOR_OPS)
+    labels = ["System"] + against + [f[0] for f in rungs]
+    doc.append("Instructions per call:\n")
+    doc.append(md_table(header, [[label] + [fmt(ir(label, op)) for op in FLOOR_OPS]
+                                 for label in labels], align))
+    added = lambda label, op: (None if None in (ir(label, op), ir("System", op))
+                               else ir(label, op) - ir("System", op))
+    sign = lambda v: "n/a" if v is None else f"{v:+,.1f}"
+    doc.append("Added over `System` (instructions per call):\n")
+    doc.append(md_table(header, [[label] + [sign(added(label, op)) for op in FLOOR_OPS]
+                                 for label in labels[1:]], align))
+    if FLOOR_SAME in floor and against:
+        gap = lambda label, op: (None if None in (ir(label, op), ir(FLOOR_SAME, op))
+                                 else ir(label, op) - ir(FLOOR_SAME, op))
+        doc.append(f"allocmeter over the rung that records what it records ({FLOOR_SAME}):\n")
+        doc.append(md_table(header, [[label] + [sign(gap(label, op)) for op in FLOOR_OPS]
+                                     for label in against], align))
+        reallocs = [added(FLOOR_SAME, op) for op in REALLOC_KIND]
+        pair, chain = added(FLOOR_SAME, "pair_64"), added(FLOOR_SAME, "growth_chain")
+        if None not in (pair, chain, *reallocs):
+            doc.append(
+                f"So a bare wrapper that records what allocmeter records needs {pair:,.0f}\n"
+                f"instructions more than `System` per 64 B pair and {span(reallocs)} per realloc\n"
+                f"(about {(chain - pair) / 4:,.0f} per realloc in the growth chain), against the\n"
+                f"targets of at most {TARGETS['pair_64']} added per pair and "
+                f"{TARGETS['realloc']} per realloc:\n"
+                "a target below the floor is not met by recording the same in the plainest form\n"
+                "there is, so meeting it means recording less. The last table is what how\n"
+                "allocmeter records costs over what it records (where its per-thread state lives\n"
+                "and how a call reaches it, the null checks). The rungs show what each record\n"
+                "costs; of `floor: counts`' alloc, most\n"
+                "is the shape of the call, not the count: a record made after `malloc` returns\n"
+                "turns the shim's tail jump into a call with a stack frame, where a free records\n"
+                "before its tail jump to `free` (and a realloc keeps its arguments in saved\n"
+                "registers across the call).\n")
+    notes = realloc_notes(floor, [f[0] for f in rungs], n2, {})
+    if notes:
+        doc.append("Where a rung did not do the realloc kind asked for:\n\n"
+                   + "\n".join(notes) + "\n")
     return doc
 
 
@@ -456,50 +607,97 @@ def update_report(path, line):
     path.write_text("\n".join(lines))
 
 
-def json_path(quick):
-    return ROOT / "target" / ("instructions.quick.json" if quick else "instructions.json")
+def json_path(kind):
+    """Where a run saves its figures: `kind` "full" (or False), "quick" (or
+    True) or "floor"."""
+    kind = {True: "quick", False: "full"}.get(kind, kind)
+    name = {"full": "instructions.json", "quick": "instructions.quick.json",
+            "floor": "instructions.floor.json"}[kind]
+    return ROOT / "target" / name
 
 
-def load(quick=False):
-    p = json_path(quick)
+def load(quick=False, kind=None):
+    """The saved figures of the full or `quick` run, or of a run of `kind`
+    (see json_path), or None."""
+    p = json_path(kind or quick)
     return json.loads(p.read_text()) if p.exists() else None
+
+
+def splice_floor(report, block):
+    """`report` with the floor's subsection of its instructions section
+    replaced by `block`, or put before the subsection on what instruction
+    counts do not capture (or at the section's end) if it has none."""
+    lines = report.split("\n")
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(TITLE)), None)
+    if start is None:
+        sys.exit(f"no {TITLE!r} in the report: run the whole of benches/instructions.py")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+               len(lines))
+    title = FLOOR_TITLE
+    at = next((i for i in range(start, end) if lines[i].startswith(title)), None)
+    if at is None:
+        at = next((i for i in range(start, end)
+                   if lines[i].startswith("### What instruction counts")), end)
+        stop = at
+    else:
+        stop = next((i for i in range(at + 1, end) if lines[i].startswith("#")), end)
+    return "\n".join(lines[:at] + block.rstrip("\n").split("\n") + [""] + lines[stop:])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, two allocators: it runs")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes, two allocators and one floor rung: it runs")
+    ap.add_argument("--floor-only", action="store_true",
+                    help="only the floor's rungs, System and Instrumented<System> on the "
+                         "floor's operations; with --write-report, replace only the floor's "
+                         "subsection")
     ap.add_argument("--section", action="store_true", help="run nothing; print the saved section")
     ap.add_argument("--write-report", action="store_true",
                     help="run nothing; replace this section of BENCHMARKS.md with the saved one")
     ap.add_argument("--no-build", action="store_true", help="use the binaries as built")
     args = ap.parse_args()
+    if args.quick and args.floor_only:
+        ap.error("--quick and --floor-only exclusive")
+    kind = "quick" if args.quick else "floor" if args.floor_only else "full"
     if args.section:
-        print("\n".join(section(load(args.quick), args.quick)))
+        data = load(kind=kind)
+        print("\n".join(floor_section(data) if args.floor_only and data
+                        else section(data, args.quick)))
         return
     if args.write_report:
-        data = load()
+        data = load(kind="floor" if args.floor_only else "full")
         if data is None:
-            sys.exit(f"no {json_path(False)}: run `python3 benches/instructions.py` first")
-        update_report(ROOT / "BENCHMARKS.md",
-                      f"{' '.join(COMMAND)}   # exit 0, {data['seconds']:.0f} s")
-        log(f"wrote the instructions section of {ROOT / 'BENCHMARKS.md'}")
+            sys.exit(f"no {json_path(kind)}: run `python3 benches/instructions.py"
+                     + (" --floor-only" if args.floor_only else "") + "` first")
+        report = ROOT / "BENCHMARKS.md"
+        if args.floor_only:
+            report.write_text(splice_floor(report.read_text(), "\n".join(floor_section(data))))
+            log(f"wrote the floor's subsection of the instructions section of {report}")
+            return
+        update_report(report, f"{' '.join(COMMAND)}   # exit 0, {data['seconds']:.0f} s")
+        log(f"wrote the instructions section of {report}")
         return
-    mode = QUICK if args.quick else FULL
+    mode = QUICK if args.quick else FLOOR_ONLY if args.floor_only else FULL
     t0 = time.monotonic()
     bindir = target_dir()
+    floor_bins = [f[1] for f in FLOOR if mode["floor"] is None or f[0] in mode["floor"]]
     if not args.no_build:
-        build([c[1] for c in CONFIGS] + [w[0] for w in WP])
+        build(floor_bins + ([c[1] for c in CONFIGS if c[0] in mode["configs"]]
+                            if args.floor_only else [c[1] for c in CONFIGS] + [w[0] for w in WP]))
     valgrind = run(["valgrind", "--version"])[0].strip()
     data = {"calls": mode["calls"], "cache_calls": mode["cache_calls"], "valgrind": valgrind}
-    data["ops"] = measure_ops(bindir, mode)
-    data["cache"] = measure_cache(bindir, mode)
-    data["wp"] = measure_wp(bindir, mode)
+    data["ops"] = measure_ops(bindir, mode, FLOOR_OPS if args.floor_only else None)
+    data["floor"] = measure_floor(bindir, mode)
+    if not args.floor_only:
+        data["cache"] = measure_cache(bindir, mode)
+        data["wp"] = measure_wp(bindir, mode)
     data["seconds"] = time.monotonic() - t0
-    out = json_path(args.quick)
+    out = json_path(kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1))
     log(f"wrote {out} ({data['seconds']:.0f} s)")
-    print("\n".join(section(data, args.quick)))
+    print("\n".join(floor_section(data) if args.floor_only else section(data, args.quick)))
 
 
 if __name__ == "__main__":
