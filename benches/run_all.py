@@ -3,9 +3,9 @@
 
     python3 benches/run_all.py                   # full: about 10 min + whole program (6 min)
     python3 benches/run_all.py --quick           # smoke run: every benchmark once
-    python3 benches/run_all.py --threads 1,2,4   # thread counts for pairs, peers, sampling
+    python3 benches/run_all.py --threads 1,2,4,8,16   # thread counts for pairs, peers, floor, sampling
     python3 benches/run_all.py --report-only     # no runs: report existing results
-    python3 benches/run_all.py --instructions-only   # only the instruction counts (about 3 min)
+    python3 benches/run_all.py --instructions-only   # only the instruction counts (about 4 min)
 
 Full mode runs, from the workspace root:
 
@@ -20,7 +20,9 @@ Full mode runs, from the workspace root:
 then writes BENCHMARKS.md (repository root) and benches/overhead.svg from
 target/criterion, target/wholeprogram.json and target/instructions.json. `--threads N,M` is passed to
 the benches as ALLOCMETER_BENCH_THREADS (default 1,2): the thread counts of
-`pairs`, `peers` and `sampling`'s amortized mixed pairs.
+`pairs`, `peers`, `floor` and `sampling`'s amortized mixed pairs (counts above
+the machine's cores run, oversubscribed, and take longer: see BENCHMARKS.md's
+Commands).
 
 --quick runs each bench with criterion's `-- --test` (every benchmark once, no
 measurement) and `wholeprogram.py --quick`, with CRITERION_HOME set to
