@@ -46,7 +46,7 @@ bench_targets.py (the Targets section), bench_details.py (report.py's
 tables), bench_svg.py (the chart), bench_allocs.py (the allocs bench's
 command and section) and bench_fragments.py (sections measured by other
 commands, kept in benches/sections/); instructions.py runs the instruction
-counts and writes their section. Python 3 stdlib only.
+counts and writes their section (instructions_floor.py: the floor's rows). Python 3 stdlib only.
 """
 
 import argparse
