@@ -12,6 +12,7 @@ subsection. Python 3 stdlib only.
 """
 
 import sys
+import textwrap
 
 from bench_tables import md_table
 
@@ -113,21 +114,20 @@ def floor_section(data, realloc_notes):
         reallocs = [added(FLOOR_SAME, op) for op in REALLOC_OPS]
         pair, chain = added(FLOOR_SAME, "pair_64"), added(FLOOR_SAME, "growth_chain")
         if None not in (pair, chain, *reallocs):
-            doc.append(
-                f"So a bare wrapper that records what allocmeter records needs {pair:,.0f}\n"
-                f"instructions more than `System` per 64 B pair and {span(reallocs)} per realloc\n"
-                f"(about {(chain - pair) / 4:,.0f} per realloc in the growth chain), against the\n"
-                f"targets of at most {TARGETS['pair_64']} added per pair and "
-                f"{TARGETS['realloc']} per realloc:\n"
-                "a target below the floor is not met by recording the same in the plainest form\n"
-                "there is, so meeting it means recording less. The last table is what how\n"
-                "allocmeter records costs over what it records (where its per-thread state lives\n"
-                "and how a call reaches it, the null checks). The rungs show what each record\n"
-                "costs; of `floor: counts`' alloc, most\n"
-                "is the shape of the call, not the count: a record made after `malloc` returns\n"
-                "turns the shim's tail jump into a call with a stack frame, where a free records\n"
-                "before its tail jump to `free` (and a realloc keeps its arguments in saved\n"
-                "registers across the call).\n")
+            doc.append(textwrap.fill(
+                f"So a bare wrapper that records what allocmeter records needs {pair:,.0f} "
+                f"instructions more than `System` per 64 B pair and {span(reallocs)} per "
+                f"realloc (about {(chain - pair) / 4:,.0f} per realloc in the growth chain), "
+                f"against the targets of at most {TARGETS['pair_64']} added per pair and "
+                f"{TARGETS['realloc']} per realloc: a target below the floor is not met by "
+                "recording the same in the plainest form tried here, so meeting it means "
+                "recording less. The last table is what how allocmeter records costs over "
+                "what it records (where its per-thread state lives and how a call reaches it, "
+                "the null checks). The rungs show what each record costs; of `floor: counts`' "
+                "alloc, most is the shape of the call, not the count: a record made after "
+                "`malloc` returns turns the shim's tail jump into a call with a stack frame, "
+                "where a free records before its tail jump to `free` (and a realloc keeps its "
+                "arguments in saved registers across the call).", 88) + "\n")
     notes = realloc_notes(floor, [f[0] for f in rungs], n2, {})
     if notes:
         doc.append("Where a rung did not do the realloc kind asked for:\n\n"
