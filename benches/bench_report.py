@@ -331,9 +331,19 @@ def header(quick, report_only, threads, crit, cmds, ran):
                                          for line, code, secs in ran) + "\n```\n")
     else:
         doc.append("```sh\n" + "\n".join(shell_line(a, e) for a, e in cmds) + "\n```\n")
-    doc.append("or all of it, and this file: `python3 benches/run_all.py` (`--threads N,M` sets\n"
-               "`ALLOCMETER_BENCH_THREADS`, default `1,2`: the thread counts of `pairs`, `peers` and\n"
-               "`sampling`'s amortized mixed pairs).\n")
+    doc.append("or all of it, and this file: `python3 benches/run_all.py`. `--threads N,M` sets\n"
+               "`ALLOCMETER_BENCH_THREADS` (default `1,2`): the thread counts of `pairs` (its criterion\n"
+               "groups and the interleaved 64 B timing), `peers` (its criterion groups and interleaved\n"
+               "tables), `floor` and `sampling`'s amortized mixed pairs, each count with its own\n"
+               "columns or group. On a machine with more cores,\n"
+               "`python3 benches/run_all.py --threads 1,2,4,8,16` measures up to 16 threads. On 2\n"
+               "cores that takes much longer, as threads above the cores take turns: these four\n"
+               "benches at 16 threads alone took about 12 minutes (`pairs` 161 s, `peers` 315 s,\n"
+               "`sampling` 127 s, `floor` 97 s; at 1 and 2 threads, about 11), so the five counts\n"
+               "should add roughly half an hour to the run there (not timed whole). With more\n"
+               "threads than cores the interleaved measurements' threads wait at a sleeping barrier\n"
+               "instead of spinning, and their figures show threads taking turns, not contention at\n"
+               "that count.\n")
     return doc
 
 

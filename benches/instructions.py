@@ -2,10 +2,12 @@
 """Instructions executed, counted by valgrind: what allocmeter adds per
 allocator operation and per whole program, a figure a busy host cannot blur.
 
-    python3 benches/instructions.py                 # full: about 8 min on 2 cores
+    python3 benches/instructions.py                 # full: about 4 min on 2 cores
     python3 benches/instructions.py --quick         # tiny sizes: checks the path runs
     python3 benches/instructions.py --section       # print the section from saved JSON
     python3 benches/instructions.py --write-report  # put it into BENCHMARKS.md, alone
+    python3 benches/instructions.py --floor-only    # the floor's rows alone: about 2 min
+    python3 benches/instructions.py --floor-only --write-report  # only its subsection
 
 It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
 
@@ -17,6 +19,12 @@ It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
   difference in calls, which cancels the first calls' one-off work. The
   allocators: `System` (glibc), `MiMalloc`, `Jemalloc`, bare and as
   `Instrumented<_>` at sample rate 0 (off), 512 KiB (default) and 64 KiB.
+- the floor: the same per-operation counts (alloc, free, the three realloc
+  kinds, the 64 B pair, the growth chain) of the `instr_ops_floor_<rung>`
+  binaries, `System` recording what each rung of benches/src/floor_rungs.rs
+  records in bare thread-locals, rate `bare`; the report compares them with
+  `System` and `Instrumented<System>` (the subsection "The floor: what
+  recording the same costs at least").
 - the 64 B pair again with `--cache-sim=yes --branch-sim=yes` (`System` and
   `Instrumented<System>`): cache misses and mispredicted branches per pair,
   which instruction counts do not show.
@@ -24,10 +32,14 @@ It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
   `valgrind --tool=cachegrind --cache-sim=no`, json_map at scale 0.2 and
   producer_consumer at scale 0.1: instructions of the whole process.
 
-It writes target/instructions.json (--quick: target/instructions.quick.json)
-and prints the section; `run_all.py` puts the section into BENCHMARKS.md
+It writes target/instructions.json (--quick: target/instructions.quick.json,
+with one floor rung; --floor-only: target/instructions.floor.json, with only
+the floor, `System` and `Instrumented<System>` at rates 0 and 512 KiB on the
+floor's operations) and prints the section (--floor-only: the floor's
+subsection); `run_all.py` puts the section into BENCHMARKS.md
 (`run_all.py --instructions-only` runs this and replaces only this section
-of the committed report). Python 3 stdlib only; needs valgrind.
+of the committed report). The floor's rungs, operations and subsection are
+instructions_floor.py's. Python 3 stdlib only; needs valgrind.
 """
 
 import argparse
@@ -44,6 +56,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench_tables import md_table  # noqa: E402
+from instructions_floor import (FLOOR, FLOOR_AGAINST, FLOOR_OPS, floor_section,  # noqa: E402
+                                splice_floor)
 
 TITLE = "## Instructions: what allocmeter adds, counted by valgrind"
 
@@ -94,12 +108,16 @@ WP = [
 WP_SCALES = {"json_map": 0.2, "producer_consumer": 0.1}
 
 FULL = {"calls": (2000, 4000), "cache_calls": (20000, 40000), "wp_scales": WP_SCALES,
-        "configs": None, "wp": None}
-# One bare and one instrumented allocator, tiny sizes: it runs, no claims.
+        "configs": None, "wp": None, "floor": None}
+# One bare and one instrumented allocator, one floor rung, tiny sizes: it
+# runs, no claims.
 QUICK = {"calls": (20, 40), "cache_calls": (20, 40),
          "wp_scales": {"json_map": 0.002, "producer_consumer": 0.002},
          "configs": {"System", "Instrumented<System>"},
-         "wp": {"wp_system", "wp_instrumented_system"}}
+         "wp": {"wp_system", "wp_instrumented_system"},
+         "floor": {"floor: classes, bytes, clock, free check, realloc kinds"}}
+# `--floor-only`: the floor and the rows it is compared with, on its operations.
+FLOOR_ONLY = dict(FULL, configs={"System", *FLOOR_AGAINST})
 
 
 def log(*args):
@@ -167,17 +185,33 @@ def per_op(binary, rate, op, calls, extra=()):
     return {e: (counts[1][e] - counts[0][e]) / (n2 - n1) for e in counts[0]}, reports
 
 
-def measure_ops(bindir, mode):
+def measure_ops(bindir, mode, ops=None):
+    """{label: {op: {"ir": per call, "runs": reports}}} of CONFIGS (those of
+    `mode`), on `ops` (all of OPS if None)."""
     results = {}
     for label, binary, rate, _ in CONFIGS:
         if mode["configs"] is not None and label not in mode["configs"]:
             continue
-        results[label] = {}
-        for op, _ in OPS:
-            t = time.monotonic()
-            per, reports = per_op(bindir / binary, rate, op, mode["calls"])
-            results[label][op] = {"ir": per["Ir"], "runs": reports}
-            log(f"{label:34} {op:24} {per['Ir']:10.2f} instr/op  ({time.monotonic() - t:.1f} s)")
+        results[label] = measure_one(bindir, label, binary, rate, mode,
+                                     ops or [op for op, _ in OPS])
+    return results
+
+
+def measure_floor(bindir, mode):
+    """measure_ops' figures for the floor's rungs (those of `mode`), on FLOOR_OPS."""
+    return {label: measure_one(bindir, label, binary, "bare", mode, FLOOR_OPS)
+            for label, binary, _ in FLOOR
+            if mode["floor"] is None or label in mode["floor"]}
+
+
+def measure_one(bindir, label, binary, rate, mode, ops):
+    """{op: {"ir": per call, "runs": reports}} of one allocator (`binary` at `rate`)."""
+    results = {}
+    for op in ops:
+        t = time.monotonic()
+        per, reports = per_op(bindir / binary, rate, op, mode["calls"])
+        results[op] = {"ir": per["Ir"], "runs": reports}
+        log(f"{label:34} {op:24} {per['Ir']:10.2f} instr/op  ({time.monotonic() - t:.1f} s)")
     return results
 
 
@@ -304,27 +338,14 @@ def section(data, quick=False):
         "same operations on `MiMalloc` and `Jemalloc` add 5 to 10 times less at those rates.\n")
     # Which realloc kind really happened: the binary's own pointer check, and
     # allocmeter's counters for the instrumented runs.
-    notes = []
-    for label in labels:
-        for op, kind in REALLOC_KIND.items():
-            r = ops[label].get(op)
-            if not r:
-                continue
-            run2 = r["runs"][-1]
-            moved, calls = run2["moved"], n2
-            want_moved = kind == "moved"
-            if moved != (calls if want_moved else 0):
-                notes.append(f"- {label}: `{op}`: {moved:,} of {calls:,} calls moved the block, "
-                             f"so this allocator did not do the kind asked for every call.")
-            am = run2["allocmeter_reallocs"]
-            if base_of[label] is not None and am[kind] < calls:
-                notes.append(f"- {label}: `{op}`: allocmeter counted {am} for {calls:,} calls.")
+    notes = realloc_notes(ops, labels, n2, {c[0]: c[3] is not None for c in CONFIGS})
     doc.append(
         "Each realloc's kind is checked on every call (the binary compares the addresses, and\n"
         "for the instrumented allocators allocmeter's own counters by kind, "
         "`allocmeter::stats().reallocs`, must agree): "
         + ("every allocator did every kind on every call.\n" if not notes
            else "where they did not:\n\n" + "\n".join(notes) + "\n"))
+    doc += floor_section(data, realloc_notes)
     cache = data.get("cache")
     if cache:
         ev = lambda c, *names: sum(c.get(n, 0) for n in names)
@@ -377,6 +398,28 @@ def section(data, quick=False):
             rows.append(row)
         doc.append(md_table(header, rows, ["---"] + ["---:"] * (len(header) - 1)))
     return doc
+
+
+def realloc_notes(ops, labels, calls, instrumented):
+    """Lines saying where an allocator did not do the realloc kind asked for
+    on every one of `calls` calls (by its addresses, and for the
+    `instrumented` labels by allocmeter's own counters); none if all did."""
+    notes = []
+    for label in labels:
+        for op, kind in REALLOC_KIND.items():
+            r = ops[label].get(op)
+            if not r:
+                continue
+            run2 = r["runs"][-1]
+            moved = run2["moved"]
+            want_moved = kind == "moved"
+            if moved != (calls if want_moved else 0):
+                notes.append(f"- {label}: `{op}`: {moved:,} of {calls:,} calls moved the block, "
+                             f"so this allocator did not do the kind asked for every call.")
+            am = run2["allocmeter_reallocs"]
+            if instrumented.get(label) and am[kind] < calls:
+                notes.append(f"- {label}: `{op}`: allocmeter counted {am} for {calls:,} calls.")
+    return notes
 
 
 def summary(data):
@@ -456,50 +499,78 @@ def update_report(path, line):
     path.write_text("\n".join(lines))
 
 
-def json_path(quick):
-    return ROOT / "target" / ("instructions.quick.json" if quick else "instructions.json")
+def json_path(kind):
+    """Where a run saves its figures: `kind` "full" (or False), "quick" (or
+    True) or "floor"."""
+    kind = {True: "quick", False: "full"}.get(kind, kind)
+    name = {"full": "instructions.json", "quick": "instructions.quick.json",
+            "floor": "instructions.floor.json"}[kind]
+    return ROOT / "target" / name
 
 
-def load(quick=False):
-    p = json_path(quick)
+def load(quick=False, kind=None):
+    """The saved figures of the full or `quick` run, or of a run of `kind`
+    (see json_path), or None."""
+    p = json_path(kind or quick)
     return json.loads(p.read_text()) if p.exists() else None
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, two allocators: it runs")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes, two allocators and one floor rung: it runs")
+    ap.add_argument("--floor-only", action="store_true",
+                    help="only the floor's rungs, System and Instrumented<System> on the "
+                         "floor's operations; with --write-report, replace only the floor's "
+                         "subsection")
     ap.add_argument("--section", action="store_true", help="run nothing; print the saved section")
     ap.add_argument("--write-report", action="store_true",
                     help="run nothing; replace this section of BENCHMARKS.md with the saved one")
     ap.add_argument("--no-build", action="store_true", help="use the binaries as built")
     args = ap.parse_args()
+    if args.quick and args.floor_only:
+        ap.error("--quick and --floor-only exclusive")
+    kind = "quick" if args.quick else "floor" if args.floor_only else "full"
     if args.section:
-        print("\n".join(section(load(args.quick), args.quick)))
+        data = load(kind=kind)
+        print("\n".join(floor_section(data, realloc_notes) if args.floor_only and data
+                        else section(data, args.quick)))
         return
     if args.write_report:
-        data = load()
+        data = load(kind="floor" if args.floor_only else "full")
         if data is None:
-            sys.exit(f"no {json_path(False)}: run `python3 benches/instructions.py` first")
-        update_report(ROOT / "BENCHMARKS.md",
-                      f"{' '.join(COMMAND)}   # exit 0, {data['seconds']:.0f} s")
-        log(f"wrote the instructions section of {ROOT / 'BENCHMARKS.md'}")
+            sys.exit(f"no {json_path(kind)}: run `python3 benches/instructions.py"
+                     + (" --floor-only" if args.floor_only else "") + "` first")
+        report = ROOT / "BENCHMARKS.md"
+        if args.floor_only:
+            block = "\n".join(floor_section(data, realloc_notes))
+            report.write_text(splice_floor(report.read_text(), block, TITLE))
+            log(f"wrote the floor's subsection of the instructions section of {report}")
+            return
+        update_report(report, f"{' '.join(COMMAND)}   # exit 0, {data['seconds']:.0f} s")
+        log(f"wrote the instructions section of {report}")
         return
-    mode = QUICK if args.quick else FULL
+    mode = QUICK if args.quick else FLOOR_ONLY if args.floor_only else FULL
     t0 = time.monotonic()
     bindir = target_dir()
+    floor_bins = [f[1] for f in FLOOR if mode["floor"] is None or f[0] in mode["floor"]]
     if not args.no_build:
-        build([c[1] for c in CONFIGS] + [w[0] for w in WP])
+        build(floor_bins + ([c[1] for c in CONFIGS if c[0] in mode["configs"]]
+                            if args.floor_only else [c[1] for c in CONFIGS] + [w[0] for w in WP]))
     valgrind = run(["valgrind", "--version"])[0].strip()
     data = {"calls": mode["calls"], "cache_calls": mode["cache_calls"], "valgrind": valgrind}
-    data["ops"] = measure_ops(bindir, mode)
-    data["cache"] = measure_cache(bindir, mode)
-    data["wp"] = measure_wp(bindir, mode)
+    data["ops"] = measure_ops(bindir, mode, FLOOR_OPS if args.floor_only else None)
+    data["floor"] = measure_floor(bindir, mode)
+    if not args.floor_only:
+        data["cache"] = measure_cache(bindir, mode)
+        data["wp"] = measure_wp(bindir, mode)
     data["seconds"] = time.monotonic() - t0
-    out = json_path(args.quick)
+    out = json_path(kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1))
     log(f"wrote {out} ({data['seconds']:.0f} s)")
-    print("\n".join(section(data, args.quick)))
+    print("\n".join(floor_section(data, realloc_notes) if args.floor_only
+                    else section(data, args.quick)))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 
     python3 benches/run_all.py                   # full: about 10 min + whole program (6 min)
     python3 benches/run_all.py --quick           # smoke run: every benchmark once
-    python3 benches/run_all.py --threads 1,2,4   # thread counts for pairs, peers, sampling
+    python3 benches/run_all.py --threads 1,2,4,8,16   # thread counts for pairs, peers, floor, sampling
     python3 benches/run_all.py --report-only     # no runs: report existing results
-    python3 benches/run_all.py --instructions-only   # only the instruction counts (about 3 min)
+    python3 benches/run_all.py --instructions-only   # only the instruction counts (about 4 min)
 
 Full mode runs, from the workspace root:
 
@@ -20,7 +20,9 @@ Full mode runs, from the workspace root:
 then writes BENCHMARKS.md (repository root) and benches/overhead.svg from
 target/criterion, target/wholeprogram.json and target/instructions.json. `--threads N,M` is passed to
 the benches as ALLOCMETER_BENCH_THREADS (default 1,2): the thread counts of
-`pairs`, `peers` and `sampling`'s amortized mixed pairs.
+`pairs`, `peers`, `floor` and `sampling`'s amortized mixed pairs (counts above
+the machine's cores run, oversubscribed, and take longer: see BENCHMARKS.md's
+Commands).
 
 --quick runs each bench with criterion's `-- --test` (every benchmark once, no
 measurement) and `wholeprogram.py --quick`, with CRITERION_HOME set to
@@ -44,7 +46,7 @@ bench_targets.py (the Targets section), bench_details.py (report.py's
 tables), bench_svg.py (the chart), bench_allocs.py (the allocs bench's
 command and section) and bench_fragments.py (sections measured by other
 commands, kept in benches/sections/); instructions.py runs the instruction
-counts and writes their section. Python 3 stdlib only.
+counts and writes their section (instructions_floor.py: the floor's rows). Python 3 stdlib only.
 """
 
 import argparse

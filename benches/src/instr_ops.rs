@@ -1,7 +1,8 @@
 //! Instructions per allocator operation, counted by valgrind: the body of
 //! the `instr_ops_*` binaries, one per global allocator (bare `System`,
-//! `MiMalloc` and `Jemalloc`, and each as `Instrumented<_>`), which
-//! `benches/instructions.py` runs under callgrind:
+//! `MiMalloc` and `Jemalloc`, each as `Instrumented<_>`, and the floor's
+//! rungs of [`crate::floor_rungs`]), which `benches/instructions.py` runs
+//! under callgrind:
 //!
 //! ```sh
 //! cargo build --release -p allocmeter-benches --bin instr_ops_instrumented_system

@@ -5,6 +5,9 @@
 //! - [`threads`]: how many threads, and running a loop on them at once;
 //! - [`instr_ops`](mod@instr_ops): the body of the `instr_ops_*` binaries (instructions
 //!   per allocator operation, counted by valgrind);
+//! - [`floor_rungs`]: the floor's wrappers around `System`, recording in
+//!   bare thread-locals (timed by the `floor` bench, counted by the
+//!   `instr_ops_floor_*` binaries);
 //! - [`interleaved`]: the rounds, figures and report of the interleaved
 //!   measurements (every variant in short slices, rotated each round);
 //! - [`extras`]: the counts a benchmark records next to criterion's times;
@@ -18,6 +21,7 @@
 use std::thread;
 
 pub mod extras;
+pub mod floor_rungs;
 pub mod instr_ops;
 pub mod interleaved;
 pub mod loops;
