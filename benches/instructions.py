@@ -8,6 +8,7 @@ allocator operation and per whole program, a figure a busy host cannot blur.
     python3 benches/instructions.py --write-report  # put it into BENCHMARKS.md, alone
     python3 benches/instructions.py --floor-only    # the floor's rows alone: about 2 min
     python3 benches/instructions.py --floor-only --write-report  # only its subsection
+    python3 benches/instructions.py --before REV    # and REV's summary, measured beside
 
 It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
 
@@ -30,7 +31,12 @@ It builds the `instr_ops_*` and `wp_*` binaries (release) and runs:
   which instruction counts do not show.
 - whole programs: every `wp_*` binary (benches/wholeprogram.py's) under
   `valgrind --tool=cachegrind --cache-sim=no`, json_map at scale 0.2 and
-  producer_consumer at scale 0.1: instructions of the whole process.
+  producer_consumer at scale 0.1: instructions of the whole process (the
+  median of 3 runs for `System` and `Instrumented<System>`, the summary's:
+  how the threads interleave moves a run by up to a few percent).
+- with `--before REV`, the summary's binaries built at revision REV, counted
+  the same way (instr_before.py): the "Before and after" table. A later run
+  without it keeps the saved REV figures.
 
 It writes target/instructions.json (--quick: target/instructions.quick.json,
 with one floor rung; --floor-only: target/instructions.floor.json, with only
@@ -56,6 +62,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench_tables import md_table  # noqa: E402
+import instr_before  # noqa: E402  (benches/instr_before.py)
 from instructions_floor import (FLOOR, FLOOR_AGAINST, FLOOR_OPS, floor_section,  # noqa: E402
                                 splice_floor)
 
@@ -100,6 +107,7 @@ WP = [
     ("wp_instrumented_system_off", "Instrumented<System>, off", "wp_system"),
     ("wp_instrumented_system", "Instrumented<System>", "wp_system"),
     ("wp_instrumented_system_64k", "Instrumented<System>, 64 KiB", "wp_system"),
+    ("wp_floor", "floor: classes, bytes, clock, free check, realloc kinds", "wp_system"),
     ("wp_mimalloc", "MiMalloc", None),
     ("wp_instrumented_mimalloc", "Instrumented<MiMalloc>", "wp_mimalloc"),
     ("wp_jemalloc", "Jemalloc", None),
@@ -236,16 +244,33 @@ def cachegrind_ir(binary, args):
     return int(m.group(1).replace(",", ""))
 
 
+# The whole programs counted 3 times (the median goes into the report): the
+# summary's pair. A run's count moves with how its threads interleave (the
+# aggregator's drains and ticks under valgrind's one-thread-at-a-time), by
+# 0.2 % as a rule and up to 3 % once in 8 runs on the project's machine.
+WP_MEDIAN_OF = {"wp_system": 3, "wp_instrumented_system": 3}
+
+
+def wp_ir(binary, workload, scale, runs=1):
+    """Instructions of `binary` running `workload` at `scale`: the median of
+    `runs` runs, and every run's count."""
+    counts = sorted(cachegrind_ir(binary, ["--workload", workload, "--scale", repr(scale)])
+                    for _ in range(runs))
+    return counts[len(counts) // 2], counts
+
+
 def measure_wp(bindir, mode):
     out = {}
     for workload, scale in mode["wp_scales"].items():
-        out[workload] = {"scale": scale, "ir": {}}
+        out[workload] = {"scale": scale, "ir": {}, "runs": {}}
         for binary, label, _ in WP:
             if mode["wp"] is not None and binary not in mode["wp"]:
                 continue
             t = time.monotonic()
-            ir = cachegrind_ir(bindir / binary, ["--workload", workload, "--scale", repr(scale)])
+            runs = 1 if mode is QUICK else WP_MEDIAN_OF.get(binary, 1)
+            ir, counts = wp_ir(bindir / binary, workload, scale, runs)
             out[workload]["ir"][binary] = ir
+            out[workload]["runs"][binary] = counts
             log(f"{workload:18} {label:34} {ir:>15,} instr  ({time.monotonic() - t:.0f} s)")
     return out
 
@@ -274,6 +299,7 @@ def section(data, quick=False):
     labels = [c[0] for c in CONFIGS if c[0] in ops]
     n1, n2 = data["calls"]
     doc += summary(data)
+    doc += instr_before.table(data, md_table)
     doc.append("### Per operation\n")
     doc.append(
         "Each operation runs through the process's `#[global_allocator]`, as in a program\n"
@@ -449,8 +475,8 @@ def summary(data):
     return ["### Summary: the current hot path\n",
             "`System` (glibc) against `Instrumented<System>` at the default sample rate\n"
             "(512 KiB), instructions per operation and per whole program (the tables below give\n"
-            "every allocator and rate). These are the figures a leaner hot path is measured\n"
-            "against.\n",
+            "every allocator and rate; \"Before and after\" below gives an earlier revision's\n"
+            "beside them).\n",
             md_table(["what", "System", "Instrumented<System>", "added"], rows,
                      ["---", "---:", "---:", "---:"])]
 
@@ -527,9 +553,14 @@ def main():
     ap.add_argument("--write-report", action="store_true",
                     help="run nothing; replace this section of BENCHMARKS.md with the saved one")
     ap.add_argument("--no-build", action="store_true", help="use the binaries as built")
+    ap.add_argument("--before", metavar="REV",
+                    help="also build and count the summary's binaries at git revision REV "
+                         "(the 'Before and after' table)")
     args = ap.parse_args()
     if args.quick and args.floor_only:
         ap.error("--quick and --floor-only exclusive")
+    if args.before and (args.section or args.write_report or args.floor_only):
+        ap.error("--before goes with a full or --quick run")
     kind = "quick" if args.quick else "floor" if args.floor_only else "full"
     if args.section:
         data = load(kind=kind)
@@ -559,6 +590,15 @@ def main():
                             if args.floor_only else [c[1] for c in CONFIGS] + [w[0] for w in WP]))
     valgrind = run(["valgrind", "--version"])[0].strip()
     data = {"calls": mode["calls"], "cache_calls": mode["cache_calls"], "valgrind": valgrind}
+    if args.before:
+        # Built first: the current binaries are built (re-linked) after it.
+        data["before"] = instr_before.measure(
+            args.before, bindir, mode, per_op,
+            lambda b, w, sc: wp_ir(b, w, sc, 1 if mode is QUICK else 3)[0], log)
+        if not args.no_build:
+            build(floor_bins + [c[1] for c in CONFIGS] + [w[0] for w in WP])
+    elif (previous := load(kind=kind)) and previous.get("before"):
+        data["before"] = previous["before"]
     data["ops"] = measure_ops(bindir, mode, FLOOR_OPS if args.floor_only else None)
     data["floor"] = measure_floor(bindir, mode)
     if not args.floor_only:

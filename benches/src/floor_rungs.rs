@@ -27,9 +27,15 @@
 //!   check: the cheapest layout found for the 64 B pair, at the price of a
 //!   size-dependent branch;
 //! - [`REALLOC_KINDS`]: [`CLASSES_CLOCK_CHECK`], and on a realloc also its
-//!   kind (grown in place, shrunk in place, moved: one of three counters)
-//!   and its byte delta (grown or shrunk bytes), after a null check (a
-//!   refused realloc is no move): on reallocs too, what allocmeter records.
+//!   kind and its byte delta, after a null check (a refused realloc is no
+//!   move), kept as allocmeter keeps them: a count and a signed delta sum
+//!   picked by the realloc's way (moved, not grown), with no branch. On
+//!   reallocs too, what allocmeter records.
+//!
+//! Every rung is written as allocmeter's hot path is, where that is
+//! cheaper: the filter check takes its word and bit straight from the
+//! folded address, and a free or realloc the filter does not rule out goes
+//! to a cold function in tail position that does the whole call.
 //!
 //! A realloc forwards to `System.realloc` in every rung (so that a block
 //! grows in place where glibc can) and counts as the allocation of the new
@@ -88,11 +94,12 @@ struct Cells {
     exact_allocs: [Cell<u64>; EXACT_MAX + 1],
     exact_frees: [Cell<u64>; EXACT_MAX + 1],
     bytes_to_sample: Cell<i64>,
-    grown_in_place: Cell<u64>,
-    shrunk_in_place: Cell<u64>,
-    moved: Cell<u64>,
-    grown_bytes: Cell<u64>,
-    shrunk_bytes: Cell<u64>,
+    /// Reallocs by way, as allocmeter's `ReallocWay`: moved (bit 1), not
+    /// grown (bit 0).
+    reallocs_by_way: [Cell<u64>; 4],
+    /// The sum of `new - old` by way (wrapping: the ways that do not grow
+    /// hold their negated sums).
+    delta_by_way: [Cell<u64>; 4],
 }
 
 thread_local! {
@@ -107,11 +114,8 @@ thread_local! {
             exact_allocs: [const { Cell::new(0) }; EXACT_MAX + 1],
             exact_frees: [const { Cell::new(0) }; EXACT_MAX + 1],
             bytes_to_sample: Cell::new(SAMPLE_BYTES),
-            grown_in_place: Cell::new(0),
-            shrunk_in_place: Cell::new(0),
-            moved: Cell::new(0),
-            grown_bytes: Cell::new(0),
-            shrunk_bytes: Cell::new(0),
+            reallocs_by_way: [const { Cell::new(0) }; 4],
+            delta_by_way: [const { Cell::new(0) }; 4],
         }
     };
 }
@@ -119,14 +123,16 @@ thread_local! {
 /// A 16 KiB bit filter, as allocmeter's sampled-block filter; never set here.
 static FILTER: [AtomicU64; 2048] = [const { AtomicU64::new(0) }; 2048];
 
-/// allocmeter's filter check: the address hashed to a bit, one load, one test.
+/// allocmeter's filter check: the address folded, its word and bit taken
+/// from it, one load, one test.
 #[inline(always)]
 fn maybe_sampled(ptr: *mut u8) -> bool {
     let a = ptr as usize;
-    let bit = ((a ^ (a >> 13)) >> 4) & ((1 << 17) - 1);
+    let folded = a ^ (a >> 13);
     // Relaxed, as allocmeter's filter check: a hint that only says whether
     // to look further; nothing is read through it (and it is never set).
-    FILTER[bit / 64].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0
+    let bits = FILTER[(folded >> 10) & 2047].load(Ordering::Relaxed);
+    bits & (1 << ((folded >> 4) % 64)) != 0
 }
 
 /// allocmeter's counter cell of a size: `ceil(log2(size))`.
@@ -265,14 +271,71 @@ impl<const R: u8> Floor<R> {
         }
     }
 
-    /// The filter check a free makes before it frees `ptr`, in the rungs
-    /// that make it.
+    /// The filter check a free or a realloc makes before it hands `ptr` back,
+    /// in the rungs that make it: `true` if the filter does not rule the
+    /// block out (then, as in allocmeter, the whole call goes to a cold
+    /// function in tail position).
     #[inline(always)]
-    fn check(ptr: *mut u8) {
-        if Self::CHECKS && maybe_sampled(ptr) {
-            filter_hit(ptr);
-        }
+    fn hit(ptr: *mut u8) -> bool {
+        Self::CHECKS && maybe_sampled(ptr)
     }
+
+    /// A realloc once the check is passed: `System`'s, then the new block,
+    /// the way and delta, the old block, in allocmeter's order.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::realloc`.
+    #[inline(always)]
+    unsafe fn realloc_unchecked(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees `ptr` came from this allocator, so
+        // from `System`, with `layout`, and that `new_size` is valid for
+        // `layout.align()`.
+        let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
+        let old = layout.size();
+        CELLS.with(|c| {
+            if Self::RUNG == Rung::ReallocKinds && new_ptr.is_null() {
+                refused();
+                return;
+            }
+            Self::record_alloc(c, new_size);
+            if Self::RUNG == Rung::ReallocKinds {
+                // allocmeter's `ReallocWay`: moved (bit 1), not grown (bit 0).
+                let way = (usize::from(new_ptr != ptr) << 1) | usize::from(new_size <= old);
+                bump(&c.reallocs_by_way[way], 1);
+                bump(
+                    &c.delta_by_way[way],
+                    (new_size as u64).wrapping_sub(old as u64),
+                );
+            }
+            Self::record_free(c, old);
+        });
+        new_ptr
+    }
+}
+
+/// A free the filter did not rule out: the whole call, out of line.
+///
+/// # Safety
+/// As `GlobalAlloc::dealloc`.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_hit<const R: u8>(ptr: *mut u8, layout: Layout) {
+    filter_hit(ptr);
+    CELLS.with(|c| Floor::<R>::record_free(c, layout.size()));
+    // SAFETY: as the caller promises.
+    unsafe { System.dealloc(ptr, layout) }
+}
+
+/// A realloc the filter did not rule out: the whole call, out of line.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc`.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_hit<const R: u8>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    filter_hit(ptr);
+    // SAFETY: as the caller promises.
+    unsafe { Floor::<R>::realloc_unchecked(ptr, layout, new_size) }
 }
 
 impl<const R: u8> Default for Floor<R> {
@@ -302,7 +365,10 @@ unsafe impl<const R: u8> GlobalAlloc for Floor<R> {
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        Self::check(ptr);
+        if Self::hit(ptr) {
+            // SAFETY: the caller's guarantees, passed on.
+            return unsafe { dealloc_hit::<R>(ptr, layout) };
+        }
         CELLS.with(|c| Self::record_free(c, layout.size()));
         // SAFETY: the caller guarantees `ptr` came from this allocator, so
         // from `System`, with `layout`.
@@ -311,41 +377,14 @@ unsafe impl<const R: u8> GlobalAlloc for Floor<R> {
 
     #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // Before the call, as allocmeter's: once `System` has the block, its
-        // address may be another thread's.
-        Self::check(ptr);
-        // SAFETY: the caller guarantees `ptr` came from this allocator, so
-        // from `System`, with `layout`, and that `new_size` is valid for
-        // `layout.align()`.
-        let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
-        let old = layout.size();
-        CELLS.with(|c| {
-            if Self::RUNG == Rung::ReallocKinds && new_ptr.is_null() {
-                refused();
-                return;
-            }
-            // In allocmeter's order: the new block, the kind and delta, the
-            // old block.
-            Self::record_alloc(c, new_size);
-            if Self::RUNG == Rung::ReallocKinds {
-                let kind = if new_ptr != ptr {
-                    &c.moved
-                } else if new_size > old {
-                    &c.grown_in_place
-                } else {
-                    &c.shrunk_in_place
-                };
-                bump(kind, 1);
-                let delta = if new_size >= old {
-                    &c.grown_bytes
-                } else {
-                    &c.shrunk_bytes
-                };
-                bump(delta, new_size.abs_diff(old) as u64);
-            }
-            Self::record_free(c, old);
-        });
-        new_ptr
+        // Checked before the call, as allocmeter's: once `System` has the
+        // block, its address may be another thread's.
+        if Self::hit(ptr) {
+            // SAFETY: the caller's guarantees, passed on.
+            return unsafe { realloc_hit::<R>(ptr, layout, new_size) };
+        }
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { Self::realloc_unchecked(ptr, layout, new_size) }
     }
 }
 
@@ -377,13 +416,18 @@ mod tests {
             alloc_cell: c.alloc_cells[cell_of(new)].get(),
             free_cell: c.free_cells[cell_of(old)].get(),
             clock: c.bytes_to_sample.get(),
-            kinds: [
-                c.grown_in_place.get(),
-                c.shrunk_in_place.get(),
-                c.moved.get(),
-            ],
-            grown_bytes: c.grown_bytes.get(),
-            shrunk_bytes: c.shrunk_bytes.get(),
+            kinds: {
+                let w = c.reallocs_by_way.each_ref().map(Cell::get);
+                [w[0], w[1], w[2] + w[3]]
+            },
+            grown_bytes: {
+                let d = c.delta_by_way.each_ref().map(Cell::get);
+                d[0].wrapping_add(d[2])
+            },
+            shrunk_bytes: {
+                let d = c.delta_by_way.each_ref().map(Cell::get);
+                0u64.wrapping_sub(d[1]).wrapping_sub(d[3])
+            },
         })
     }
 
