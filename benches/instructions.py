@@ -108,6 +108,8 @@ WP = [
     ("wp_instrumented_system", "Instrumented<System>", "wp_system"),
     ("wp_instrumented_system_64k", "Instrumented<System>, 64 KiB", "wp_system"),
     ("wp_floor", "floor: classes, bytes, clock, free check, realloc kinds", "wp_system"),
+    ("wp_floor_aligned_gate", "floor: realloc kinds, check gated by a 256 B alignment",
+     "wp_system"),
     ("wp_mimalloc", "MiMalloc", None),
     ("wp_instrumented_mimalloc", "Instrumented<MiMalloc>", "wp_mimalloc"),
     ("wp_jemalloc", "Jemalloc", None),
@@ -448,6 +450,67 @@ def realloc_notes(ops, labels, calls, instrumented):
     return notes
 
 
+# The project's targets for what allocmeter adds over `System` with the default
+# rate: instructions per 64 B pair and per realloc, and the whole programs'
+# instructions over `System`'s, in percent.
+TARGET_PAIR, TARGET_REALLOC, TARGET_WP_PERCENT = 22, 25, 3.5
+# The floor rung that records what allocmeter records, and its whole program.
+FLOOR_SAME_LABEL = "floor: classes, bytes, clock, free check, realloc kinds"
+
+
+def target_lines(data):
+    """The targets, met or not, each with the floor's figure (what recording
+    the same in bare thread-locals costs): a list of Markdown blocks."""
+    ops, floor, wp = data["ops"], data.get("floor") or {}, data.get("wp") or {}
+
+    def added(table, label, op):
+        a = ops.get("System", {}).get(op, {}).get("ir")
+        b = table.get(label, {}).get(op, {}).get("ir")
+        return None if None in (a, b) else b - a
+
+    def verdict(value, target):
+        return "met" if value <= target else "**NOT met**"
+
+    lines = []
+    pair, pair_floor = (added(ops, "Instrumented<System>", "pair_64"),
+                        added(floor, FLOOR_SAME_LABEL, "pair_64"))
+    if pair is not None:
+        lines.append(f"- {verdict(pair, TARGET_PAIR)}: the 64 B pair adds {pair:+,.0f} "
+                     f"(target ≤ {TARGET_PAIR}; the floor, {pair_floor:+,.0f})"
+                     if pair_floor is not None else
+                     f"- {verdict(pair, TARGET_PAIR)}: the 64 B pair adds {pair:+,.0f} "
+                     f"(target ≤ {TARGET_PAIR})")
+    kinds = ["realloc_grown_in_place", "realloc_shrunk_in_place", "realloc_moved"]
+    off = [added(ops, "Instrumented<System>, off", k) for k in kinds]
+    fl = [added(floor, FLOOR_SAME_LABEL, k) for k in kinds]
+    if None not in off:
+        worst = max(off)
+        lo, hi = f"{min(off):+,.0f}", f"{worst:+,.0f}"
+        text = (f"- {verdict(worst, TARGET_REALLOC)}: a realloc adds {lo}"
+                + ("" if lo == hi else f" to {hi}")
+                + f" by kind, sampling off (target ≤ {TARGET_REALLOC}")
+        if None not in fl:
+            lo, hi = f"{min(fl):+,.0f}", f"{max(fl):+,.0f}"
+            text += f"; the floor, {lo}" + ("" if lo == hi else f" to {hi}")
+        lines.append(text + "; with sampling the moved kind adds glibc's own work, see below)")
+    for w, d in wp.items():
+        a, b = d["ir"].get("wp_system"), d["ir"].get("wp_instrumented_system")
+        f = d["ir"].get("wp_floor")
+        if None in (a, b):
+            continue
+        pct = (b / a - 1) * 100
+        text = (f"- {verdict(pct, TARGET_WP_PERCENT)}: whole program {w} "
+                f"{pct:+.1f} % (target ≤ {TARGET_WP_PERCENT} %")
+        if f is not None:
+            text += f"; the floor, `wp_floor`, {(f / a - 1) * 100:+.1f} %"
+        lines.append(text + ")")
+    if not lines:
+        return []
+    return ["Targets (instructions added over `System`, default rate; the floor is the "
+            "wrapper below that records the same in bare thread-locals):\n",
+            "\n".join(lines) + "\n"]
+
+
 def summary(data):
     """The headline table: `System` against `Instrumented<System>` at the
     default rate, per operation and per whole program."""
@@ -473,6 +536,7 @@ def summary(data):
                      "n/a" if b is None else f"{b / 1e9:.3f} G",
                      "n/a" if None in (a, b) else f"{(b / a - 1) * 100:+.1f} %"])
     return ["### Summary: the current hot path\n",
+            *target_lines(data),
             "`System` (glibc) against `Instrumented<System>` at the default sample rate\n"
             "(512 KiB), instructions per operation and per whole program (the tables below give\n"
             "every allocator and rate; \"Before and after\" below gives an earlier revision's\n"
@@ -585,9 +649,13 @@ def main():
     t0 = time.monotonic()
     bindir = target_dir()
     floor_bins = [f[1] for f in FLOOR if mode["floor"] is None or f[0] in mode["floor"]]
+    # Only what this mode runs (CI's smoke run links a few binaries, not all).
+    bins = floor_bins + [c[1] for c in CONFIGS
+                         if mode["configs"] is None or c[0] in mode["configs"]]
+    if not args.floor_only:
+        bins += [w[0] for w in WP if mode["wp"] is None or w[0] in mode["wp"]]
     if not args.no_build:
-        build(floor_bins + ([c[1] for c in CONFIGS if c[0] in mode["configs"]]
-                            if args.floor_only else [c[1] for c in CONFIGS] + [w[0] for w in WP]))
+        build(bins)
     valgrind = run(["valgrind", "--version"])[0].strip()
     data = {"calls": mode["calls"], "cache_calls": mode["cache_calls"], "valgrind": valgrind}
     if args.before:
@@ -596,7 +664,7 @@ def main():
             args.before, bindir, mode, per_op,
             lambda b, w, sc: wp_ir(b, w, sc, 1 if mode is QUICK else 3)[0], log)
         if not args.no_build:
-            build(floor_bins + [c[1] for c in CONFIGS] + [w[0] for w in WP])
+            build(bins)
     elif (previous := load(kind=kind)) and previous.get("before"):
         data["before"] = previous["before"]
     data["ops"] = measure_ops(bindir, mode, FLOOR_OPS if args.floor_only else None)

@@ -32,6 +32,12 @@
 //!   picked by the realloc's way (moved, not grown), with no branch. On
 //!   reallocs too, what allocmeter records.
 //!
+//! - [`ALIGNED_GATE`]: [`REALLOC_KINDS`], with the filter check made only
+//!   for a block at a multiple of [`GATE_ALIGN`] (256 B): what the check
+//!   would cost if every sampled block were served at that alignment (the
+//!   gate is sound only then; allocmeter does not do it). Not a floor of
+//!   what allocmeter does: a measure of what that idea would save.
+//!
 //! Every rung is written as allocmeter's hot path is, where that is
 //! cheaper: the filter check takes its word and bit straight from the
 //! folded address, and a free or realloc the filter does not rule out goes
@@ -65,6 +71,13 @@ pub const CLASSES_CLOCK_CHECK: u8 = 3;
 pub const EXACT_CLOCK_CHECK: u8 = 4;
 /// Rung: [`CLASSES_CLOCK_CHECK`], and each realloc's kind and byte delta.
 pub const REALLOC_KINDS: u8 = 5;
+/// Rung: [`REALLOC_KINDS`] with the filter check gated by the address's
+/// alignment ([`GATE_ALIGN`]).
+pub const ALIGNED_GATE: u8 = 6;
+
+/// The alignment [`ALIGNED_GATE`] gates the filter check with: only a
+/// block at a multiple of it is looked up.
+pub const GATE_ALIGN: usize = 256;
 
 /// The largest size with its own counter in [`EXACT_CLOCK_CHECK`].
 pub const EXACT_MAX: usize = 1024;
@@ -81,6 +94,7 @@ enum Rung {
     ClassesClockCheck,
     ExactClockCheck,
     ReallocKinds,
+    AlignedGate,
 }
 
 /// One thread's cells, for every rung (each uses its own part).
@@ -186,7 +200,7 @@ fn count_sized(exact: &[Cell<u64>], cells: &[Cell<u64>], bytes: &Cell<u64>, size
 
 /// `System`, recording what rung `R` records (one of [`COUNTS`],
 /// [`BYTES`], [`CLASSES_CLOCK`], [`CLASSES_CLOCK_CHECK`],
-/// [`EXACT_CLOCK_CHECK`], [`REALLOC_KINDS`]).
+/// [`EXACT_CLOCK_CHECK`], [`REALLOC_KINDS`], [`ALIGNED_GATE`]).
 pub struct Floor<const R: u8>;
 
 impl<const R: u8> Floor<R> {
@@ -197,6 +211,7 @@ impl<const R: u8> Floor<R> {
         CLASSES_CLOCK_CHECK => Rung::ClassesClockCheck,
         EXACT_CLOCK_CHECK => Rung::ExactClockCheck,
         REALLOC_KINDS => Rung::ReallocKinds,
+        ALIGNED_GATE => Rung::AlignedGate,
         _ => panic!("no such rung"),
     };
 
@@ -208,6 +223,7 @@ impl<const R: u8> Floor<R> {
         CLASSES_CLOCK_CHECK => "floor: classes, bytes, clock, free check",
         EXACT_CLOCK_CHECK => "floor: exact sizes, clock, free check",
         REALLOC_KINDS => "floor: classes, bytes, clock, free check, realloc kinds",
+        ALIGNED_GATE => "floor: realloc kinds, check gated by a 256 B alignment",
         _ => panic!("no such rung"),
     };
 
@@ -221,8 +237,11 @@ impl<const R: u8> Floor<R> {
     /// Whether this rung checks the filter before a free (or a realloc).
     const CHECKS: bool = matches!(
         Self::RUNG,
-        Rung::ClassesClockCheck | Rung::ExactClockCheck | Rung::ReallocKinds
+        Rung::ClassesClockCheck | Rung::ExactClockCheck | Rung::ReallocKinds | Rung::AlignedGate
     );
+
+    /// Whether a realloc records its kind and delta.
+    const KINDS: bool = matches!(Self::RUNG, Rung::ReallocKinds | Rung::AlignedGate);
 
     /// Records an allocation of `size` bytes.
     #[inline(always)]
@@ -236,7 +255,8 @@ impl<const R: u8> Floor<R> {
             Rung::ClassesClock
             | Rung::ClassesClockCheck
             | Rung::ExactClockCheck
-            | Rung::ReallocKinds => {
+            | Rung::ReallocKinds
+            | Rung::AlignedGate => {
                 if Self::RUNG == Rung::ExactClockCheck {
                     count_sized(&c.exact_allocs, &c.alloc_cells, &c.alloc_bytes, size);
                 } else {
@@ -264,7 +284,10 @@ impl<const R: u8> Floor<R> {
             Rung::ExactClockCheck => {
                 count_sized(&c.exact_frees, &c.free_cells, &c.free_bytes, size);
             }
-            Rung::ClassesClock | Rung::ClassesClockCheck | Rung::ReallocKinds => {
+            Rung::ClassesClock
+            | Rung::ClassesClockCheck
+            | Rung::ReallocKinds
+            | Rung::AlignedGate => {
                 bump(&c.free_cells[cell_of(size) & 63], 1);
                 bump(&c.free_bytes, size as u64);
             }
@@ -277,6 +300,12 @@ impl<const R: u8> Floor<R> {
     /// function in tail position).
     #[inline(always)]
     fn hit(ptr: *mut u8) -> bool {
+        if Self::RUNG == Rung::AlignedGate {
+            // Sound only if every sampled block sat at a multiple of
+            // `GATE_ALIGN`: a measure of what the gate would save, not a
+            // design (see the module docs).
+            return (ptr as usize) & (GATE_ALIGN - 1) == 0 && maybe_sampled(ptr);
+        }
         Self::CHECKS && maybe_sampled(ptr)
     }
 
@@ -293,12 +322,12 @@ impl<const R: u8> Floor<R> {
         let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
         let old = layout.size();
         CELLS.with(|c| {
-            if Self::RUNG == Rung::ReallocKinds && new_ptr.is_null() {
+            if Self::KINDS && new_ptr.is_null() {
                 refused();
                 return;
             }
             Self::record_alloc(c, new_size);
-            if Self::RUNG == Rung::ReallocKinds {
+            if Self::KINDS {
                 // allocmeter's `ReallocWay`: moved (bit 1), not grown (bit 0).
                 let way = (usize::from(new_ptr != ptr) << 1) | usize::from(new_size <= old);
                 bump(&c.reallocs_by_way[way], 1);
