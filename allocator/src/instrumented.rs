@@ -145,19 +145,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Instrumented<A> {
             local::record(Failure);
         } else {
             let old = layout.size();
-            let way = ReallocWay::of(new_ptr != ptr, old, new_size);
-            local::record_alloc(
-                Realloc {
-                    old,
-                    new: new_size,
-                    way,
-                },
-                new_ptr,
-                new_size,
-            );
+            record_realloc(new_ptr, old, new_size, ReallocWay::of(new_ptr != ptr, old, new_size));
         }
         new_ptr
     }
+}
+
+/// Records a successful realloc of a block of `old` bytes to `new_ptr`,
+/// `new_size` bytes, served `way`.
+#[inline(always)]
+fn record_realloc(new_ptr: *mut u8, old: usize, new_size: usize, way: ReallocWay) {
+    let op = Realloc {
+        old,
+        new: new_size,
+        way,
+    };
+    local::record_alloc(op, new_ptr, new_size);
 }
 
 /// `dealloc` of a block the filter could not rule out as sampled, or on a
@@ -210,15 +213,7 @@ unsafe fn realloc_cold<A: GlobalAlloc>(
             // The block stays tracked at its new address and size.
             local::report_sampled_resize(id, new_ptr, new_size, way.kind());
         }
-        local::record_alloc(
-            Realloc {
-                old,
-                new: new_size,
-                way,
-            },
-            new_ptr,
-            new_size,
-        );
+        record_realloc(new_ptr, old, new_size, way);
     }
     new_ptr
 }
