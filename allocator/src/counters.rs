@@ -90,11 +90,12 @@ impl Counters {
 
 /// The atomic counters of one slot.
 ///
-/// The allocation side (bytes, then counts by size-class cell, then the
-/// reallocs by [`ReallocWay`]) and the free side each sit in their own run of
-/// words: a free writing next to the word an allocation had just stored was
-/// measurably slower (see ARCHITECTURE.md, "Measurements behind the hot
-/// path's shape").
+/// The allocation side (bytes, then counts by size-class cell) and the free
+/// side each sit in their own run of words: a free writing next to the word
+/// an allocation had just stored was measurably slower (see ARCHITECTURE.md,
+/// "Measurements behind the hot path's shape"). The reallocs by
+/// [`ReallocWay`] come after both (read with the allocation side), so the
+/// two runs keep the offsets they had before those words existed.
 ///
 /// A realloc's kind and byte delta take two words, both indexed by its
 /// [`ReallocWay`] (so no branch picks them): its count, and the sum of
@@ -106,10 +107,10 @@ impl Counters {
 pub(crate) struct CounterCells {
     alloc_bytes: AtomicU64,
     allocs_by_cell: [AtomicU64; CELLS],
-    reallocs_by_way: [AtomicU64; WAYS],
-    realloc_delta_by_way: [AtomicU64; WAYS],
     free_bytes: AtomicU64,
     frees_by_cell: [AtomicU64; CELLS],
+    reallocs_by_way: [AtomicU64; WAYS],
+    realloc_delta_by_way: [AtomicU64; WAYS],
     failures: AtomicU64,
 }
 

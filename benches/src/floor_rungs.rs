@@ -39,9 +39,8 @@
 //!   what allocmeter does: a measure of what that idea would save.
 //!
 //! Every rung is written as allocmeter's hot path is, where that is
-//! cheaper: the filter check takes its word and bit straight from the
-//! folded address, and a free or realloc the filter does not rule out goes
-//! to a cold function in tail position that does the whole call.
+//! cheaper: a free or realloc the filter does not rule out goes to a cold
+//! function in tail position that does the whole call.
 //!
 //! A realloc forwards to `System.realloc` in every rung (so that a block
 //! grows in place where glibc can) and counts as the allocation of the new
@@ -137,16 +136,14 @@ thread_local! {
 /// A 16 KiB bit filter, as allocmeter's sampled-block filter; never set here.
 static FILTER: [AtomicU64; 2048] = [const { AtomicU64::new(0) }; 2048];
 
-/// allocmeter's filter check: the address folded, its word and bit taken
-/// from it, one load, one test.
+/// allocmeter's filter check: the address hashed to a bit, one load, one test.
 #[inline(always)]
 fn maybe_sampled(ptr: *mut u8) -> bool {
     let a = ptr as usize;
-    let folded = a ^ (a >> 13);
+    let bit = ((a ^ (a >> 13)) >> 4) & ((1 << 17) - 1);
     // Relaxed, as allocmeter's filter check: a hint that only says whether
     // to look further; nothing is read through it (and it is never set).
-    let bits = FILTER[(folded >> 10) & 2047].load(Ordering::Relaxed);
-    bits & (1 << ((folded >> 4) % 64)) != 0
+    FILTER[bit / 64].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0
 }
 
 /// allocmeter's counter cell of a size: `ceil(log2(size))`.

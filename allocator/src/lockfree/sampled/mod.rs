@@ -262,14 +262,7 @@ static TOUCHED: Padded<AtomicBool> = Padded(AtomicBool::new(false));
 /// line.
 #[inline(always)]
 fn filter_bit(ptr: usize) -> usize {
-    (fold(ptr) >> 4) & ((1 << FILTER_BITS_LOG2) - 1)
-}
-
-/// The address with bits 17 and up folded onto bits 4 and up (see
-/// [`filter_bit`]).
-#[inline(always)]
-fn fold(ptr: usize) -> usize {
-    ptr ^ (ptr >> 13)
+    ((ptr ^ (ptr >> 13)) >> 4) & ((1 << FILTER_BITS_LOG2) - 1)
 }
 
 fn shard_of(bit: usize) -> usize {
@@ -284,16 +277,13 @@ fn home_of(bit: usize, buckets: usize) -> usize {
 /// Whether `ptr` may be a live sampled block. `false` is certain.
 #[inline(always)]
 pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
-    // `filter_bit`, split into its word and its bit in the word straight
-    // from the folded address: one shift fewer than from the bit's index.
-    let folded = fold(ptr as usize);
-    let word = (folded >> 10) & (FILTER_WORDS - 1);
+    let bit = filter_bit(ptr as usize);
     // Relaxed suffices: a block is inserted (and its bit set) before the
     // allocation returns it, and whoever frees it got the pointer through
     // the program's own synchronisation, which orders the bit's store
     // before this load.
-    let bits = FILTER[word].load(Ordering::Relaxed);
-    bits & (1 << ((folded >> 4) % 64)) != 0
+    let word = FILTER[bit / 64].load(Ordering::Relaxed);
+    word & (1 << (bit % 64)) != 0
 }
 
 /// Runs `f` with the shard locked; `None` if the lock could not be had in a
