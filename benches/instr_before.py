@@ -13,6 +13,7 @@ current ones. The result goes into the JSON under "before" and into the report
 as the "Before and after" table. Python 3 stdlib only.
 """
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,7 +52,7 @@ def build_before(rev, bindir, log):
         for b in sorted(set(bins)):
             cmd += ["--bin", b]
         log(f"$ (in {src}, at {sha[:12]})", " ".join(cmd))
-        env = dict(__import__("os").environ, CARGO_TARGET_DIR=str(bindir.parent))
+        env = dict(os.environ, CARGO_TARGET_DIR=str(bindir.parent))
         subprocess.run(cmd, cwd=src, env=env, check=True)
         out.mkdir(parents=True, exist_ok=True)
         for b in sorted(set(bins)):

@@ -63,8 +63,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench_tables import md_table  # noqa: E402
 import instr_before  # noqa: E402  (benches/instr_before.py)
-from instructions_floor import (FLOOR, FLOOR_AGAINST, FLOOR_OPS, floor_section,  # noqa: E402
-                                splice_floor)
+from instructions_floor import (FLOOR, FLOOR_AGAINST, FLOOR_OPS, FLOOR_SAME,  # noqa: E402
+                                REALLOC_OPS, TARGETS, floor_section, splice_floor)
 
 TITLE = "## Instructions: what allocmeter adds, counted by valgrind"
 
@@ -450,14 +450,6 @@ def realloc_notes(ops, labels, calls, instrumented):
     return notes
 
 
-# The project's targets for what allocmeter adds over `System` with the default
-# rate: instructions per 64 B pair and per realloc, and the whole programs'
-# instructions over `System`'s, in percent.
-TARGET_PAIR, TARGET_REALLOC, TARGET_WP_PERCENT = 22, 25, 3.5
-# The floor rung that records what allocmeter records, and its whole program.
-FLOOR_SAME_LABEL = "floor: classes, bytes, clock, free check, realloc kinds"
-
-
 def target_lines(data):
     """The targets, met or not, each with the floor's figure (what recording
     the same in bare thread-locals costs): a list of Markdown blocks."""
@@ -473,22 +465,20 @@ def target_lines(data):
 
     lines = []
     pair, pair_floor = (added(ops, "Instrumented<System>", "pair_64"),
-                        added(floor, FLOOR_SAME_LABEL, "pair_64"))
+                        added(floor, FLOOR_SAME, "pair_64"))
     if pair is not None:
-        lines.append(f"- {verdict(pair, TARGET_PAIR)}: the 64 B pair adds {pair:+,.0f} "
-                     f"(target ≤ {TARGET_PAIR}; the floor, {pair_floor:+,.0f})"
-                     if pair_floor is not None else
-                     f"- {verdict(pair, TARGET_PAIR)}: the 64 B pair adds {pair:+,.0f} "
-                     f"(target ≤ {TARGET_PAIR})")
-    kinds = ["realloc_grown_in_place", "realloc_shrunk_in_place", "realloc_moved"]
+        floor_note = "" if pair_floor is None else f"; the floor, {pair_floor:+,.0f}"
+        lines.append(f"- {verdict(pair, TARGETS['pair_64'])}: the 64 B pair adds {pair:+,.0f} "
+                     f"(target ≤ {TARGETS['pair_64']}{floor_note})")
+    kinds = REALLOC_OPS
     off = [added(ops, "Instrumented<System>, off", k) for k in kinds]
-    fl = [added(floor, FLOOR_SAME_LABEL, k) for k in kinds]
+    fl = [added(floor, FLOOR_SAME, k) for k in kinds]
     if None not in off:
         worst = max(off)
         lo, hi = f"{min(off):+,.0f}", f"{worst:+,.0f}"
-        text = (f"- {verdict(worst, TARGET_REALLOC)}: a realloc adds {lo}"
+        text = (f"- {verdict(worst, TARGETS['realloc'])}: a realloc adds {lo}"
                 + ("" if lo == hi else f" to {hi}")
-                + f" by kind, sampling off (target ≤ {TARGET_REALLOC}")
+                + f" by kind, sampling off (target ≤ {TARGETS['realloc']}")
         if None not in fl:
             lo, hi = f"{min(fl):+,.0f}", f"{max(fl):+,.0f}"
             text += f"; the floor, {lo}" + ("" if lo == hi else f" to {hi}")
@@ -499,8 +489,8 @@ def target_lines(data):
         if None in (a, b):
             continue
         pct = (b / a - 1) * 100
-        text = (f"- {verdict(pct, TARGET_WP_PERCENT)}: whole program {w} "
-                f"{pct:+.1f} % (target ≤ {TARGET_WP_PERCENT} %")
+        text = (f"- {verdict(pct, TARGETS['wp_percent'])}: whole program {w} "
+                f"{pct:+.1f} % (target ≤ {TARGETS['wp_percent']} %")
         if f is not None:
             text += f"; the floor, `wp_floor`, {(f / a - 1) * 100:+.1f} %"
         lines.append(text + ")")

@@ -97,26 +97,16 @@ impl SortBy {
 /// them, then into its site: one block per site (see
 /// `exporter/tests/alloc_budgets.rs`).
 pub(crate) fn merge_sites(raw: &[RawSite], symbolizer: &mut Symbolizer) -> Vec<Site> {
-    let mut index: HashMap<Vec<u64>, usize> = HashMap::with_capacity(raw.len());
-    let mut out: Vec<Site> = Vec::with_capacity(raw.len());
-    for r in raw {
-        match index.entry(trim(&r.stack, symbolizer)) {
-            Entry::Occupied(i) => {
-                let merged = &mut out[*i.get()];
-                merged.values.add(&r.values);
-                merged.samples += r.samples;
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(out.len());
-                // The stack stays the map's key until the merge is done.
-                out.push(Site {
-                    stack: Vec::new(),
-                    values: r.values,
-                    samples: r.samples,
-                });
-            }
-        }
-    }
+    // The stack stays the map's key until the merge is done.
+    let keyed = raw.iter().map(|r| {
+        let site = Site {
+            stack: Vec::new(),
+            values: r.values,
+            samples: r.samples,
+        };
+        (trim(&r.stack, symbolizer), site)
+    });
+    let (mut out, index) = merge_keyed(keyed, raw.len());
     for (stack, i) in index {
         out[i].stack = stack;
     }
@@ -154,10 +144,21 @@ fn merge_by<K: Eq + Hash>(
     sites: impl IntoIterator<Item = Site>,
     mut key: impl FnMut(&Site) -> K,
 ) -> Vec<Site> {
-    let mut index: HashMap<K, usize> = HashMap::new();
-    let mut out: Vec<Site> = Vec::new();
-    for site in sites {
-        match index.entry(key(&site)) {
+    let keyed = sites.into_iter().map(|site| (key(&site), site));
+    merge_keyed(keyed, 0).0
+}
+
+/// Adds up the sites whose keys are equal, in the order first seen; returns
+/// them and each key's index among them. `capacity`: room to allocate for
+/// at first (the number of sites, where the caller knows it).
+fn merge_keyed<K: Eq + Hash>(
+    keyed: impl IntoIterator<Item = (K, Site)>,
+    capacity: usize,
+) -> (Vec<Site>, HashMap<K, usize>) {
+    let mut index: HashMap<K, usize> = HashMap::with_capacity(capacity);
+    let mut out: Vec<Site> = Vec::with_capacity(capacity);
+    for (key, site) in keyed {
+        match index.entry(key) {
             Entry::Occupied(i) => {
                 let merged = &mut out[*i.get()];
                 merged.values.add(&site.values);
@@ -169,7 +170,7 @@ fn merge_by<K: Eq + Hash>(
             }
         }
     }
-    out
+    (out, index)
 }
 
 /// The stack as code addresses, with leading allocation machinery dropped.
