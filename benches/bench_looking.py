@@ -41,7 +41,8 @@ def looking_commands(quick):
     scrapes = ["cargo", "run", "-q", "-p", "allocmeter-benches", "--bin", "looking_scrapes"] + (
         ["--", "--seconds", "3"] if quick else [])
     demo = ["cargo", "build", "--release", "-q", "--example", "demo"]
-    symbols = ["python3", ".ci/measure-symbols.py", "--bin", "target/release/examples/demo",
+    # Without --bin: the demo that `demo` built, under $CARGO_TARGET_DIR if set.
+    symbols = ["python3", ".ci/measure-symbols.py",
                "--json", SYMBOLS.replace(".json", q + ".json")] + (["--idle", "2"] if quick else [])
     bill = ["cargo", "run", "--release", "-q", "-p", "allocmeter-benches", "--bin",
             "exporter_bill"] + (["--", "--quick"] if quick else [])
