@@ -24,7 +24,7 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:9464";
 /// How often the aggregator reads the counters unless told otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How many snapshots the history keeps unless told otherwise (five minutes at
+/// How many points the history keeps unless told otherwise (five minutes at
 /// the default interval).
 pub const DEFAULT_HISTORY: usize = 300;
 
@@ -121,9 +121,10 @@ impl Builder {
         self
     }
 
-    /// How many snapshots the history keeps (default [`DEFAULT_HISTORY`]).
-    pub fn history(mut self, snapshots: usize) -> Self {
-        self.history = snapshots.max(1);
+    /// How many points the history keeps (default [`DEFAULT_HISTORY`]):
+    /// `/api/history`'s points, 104 bytes each, reserved at start.
+    pub fn history(mut self, points: usize) -> Self {
+        self.history = points.max(1);
         self
     }
 

@@ -158,11 +158,6 @@ impl Exporter {
         self.renderer.aggregator().latest()
     }
 
-    /// The snapshots in the history, oldest first.
-    pub fn history(&self) -> Vec<Snapshot> {
-        self.renderer.aggregator().snapshots()
-    }
-
     /// The history as `/api/history` serves it: the points taken strictly
     /// after `since_unix_ms` (all of them with `None`), oldest first, each
     /// with its rates over the interval that ended there.

@@ -39,7 +39,7 @@
 //! aggregator that drains the sampled allocations into a table of call sites
 //! ([`Exporter::top_sites`]) and reads every thread's counters once per
 //! interval into a bounded history ([`Exporter::snapshot`],
-//! [`Exporter::history`]), and, unless [`Builder::serve_http`] turns it off,
+//! [`Exporter::history_points`]), and, unless [`Builder::serve_http`] turns it off,
 //! an HTTP server of four: one I/O thread that accepts, reads and writes
 //! every connection non-blocking, under fixed [`limits`] (connections open,
 //! head size and time, write time, response bytes held), and three workers

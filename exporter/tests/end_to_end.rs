@@ -169,7 +169,7 @@ fn an_unparsable_address_is_an_error_naming_it() {
 fn shutdown_stops_serving_and_frees_the_port() {
     let (exporter, addr) = start_default_exporter();
     assert_eq!(fetch(addr, "GET", "/metrics").status, 200);
-    let history = exporter.history();
+    let history = exporter.history_points(None);
     assert!(!history.is_empty());
     assert!(exporter.snapshot().stats.alloc_bytes > 0);
     exporter.shutdown();
@@ -194,16 +194,16 @@ fn the_aggregator_keeps_a_bounded_history() {
         .start()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let history = exporter.history();
+    let history = exporter.history_points(None);
     assert_eq!(history.len(), 5, "history is full and no longer");
     assert!(
-        history.windows(2).all(|w| w[0].uptime < w[1].uptime),
+        history.windows(2).all(|w| w[0].uptime_ms < w[1].uptime_ms),
         "oldest first"
     );
     assert!(
         history
             .windows(2)
-            .all(|w| w[0].stats.alloc_bytes <= w[1].stats.alloc_bytes)
+            .all(|w| w[0].alloc_bytes <= w[1].alloc_bytes)
     );
 }
 

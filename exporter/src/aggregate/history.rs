@@ -56,52 +56,53 @@ pub struct HistoryPoint {
     pub spike: bool,
 }
 
-/// A snapshot with what the history adds to it.
-#[derive(Clone, Copy, Debug)]
-struct HistoryEntry {
-    snapshot: Snapshot,
-    /// alloc bytes, allocs, free bytes, frees: per second since the
-    /// previous snapshot.
-    rates: [f64; 4],
-    spike: bool,
-}
-
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The most recent snapshots, oldest first, at most `capacity` of them.
+/// The most recent points, oldest first, at most `capacity` of them, and
+/// the newest snapshot whole.
+///
+/// A point keeps the counters and gauges `/api/history` serves (about 100
+/// bytes), not the whole statistics (about 1.2 KiB with the size classes):
+/// the buffer is reserved for `capacity` points at the start and counts in
+/// allocmeter's own memory from then on.
 #[derive(Debug)]
 pub(crate) struct History {
-    entries: VecDeque<HistoryEntry>,
+    points: VecDeque<HistoryPoint>,
+    /// The newest snapshot: what `latest` returns, and what the next
+    /// point's rates are taken against (to the nanosecond).
+    latest: Option<Snapshot>,
     capacity: usize,
 }
 
 impl History {
-    /// An empty history that keeps at most `capacity` (at least 1) snapshots.
+    /// An empty history that keeps at most `capacity` (at least 1) points.
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         History {
-            entries: VecDeque::with_capacity(capacity),
+            points: VecDeque::with_capacity(capacity),
+            latest: None,
             capacity,
         }
     }
 
-    /// How many snapshots it keeps at most.
+    /// How many points it keeps at most.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Appends `snapshot`, with its rates over the interval since the
-    /// previous one and whether that interval was part of a spike, dropping
-    /// the oldest one when full. Never grows the buffer past `capacity`, so
-    /// it never allocates after the first fill.
+    /// Appends the point of `snapshot`, with its rates over the interval
+    /// since the previous snapshot and whether that interval was part of a
+    /// spike, dropping the oldest point when full; `snapshot` becomes the
+    /// latest. Never grows the buffer past `capacity`, so it never
+    /// allocates after the start.
     pub fn push(&mut self, snapshot: Snapshot, spike: bool) {
-        let rates = match self.entries.back() {
-            Some(previous) if snapshot.uptime > previous.snapshot.uptime => {
-                let secs = (snapshot.uptime - previous.snapshot.uptime).as_secs_f64();
-                let (a, b) = (&previous.snapshot.stats, &snapshot.stats);
+        let rates = match &self.latest {
+            Some(previous) if snapshot.uptime > previous.uptime => {
+                let secs = (snapshot.uptime - previous.uptime).as_secs_f64();
+                let (a, b) = (&previous.stats, &snapshot.stats);
                 let per_sec = |then: u64, now: u64| now.saturating_sub(then) as f64 / secs;
                 [
                     per_sec(a.alloc_bytes, b.alloc_bytes),
@@ -112,61 +113,51 @@ impl History {
             }
             _ => [0.0; 4],
         };
-        if self.entries.len() == self.capacity {
-            self.entries.pop_front();
+        if self.points.len() == self.capacity {
+            self.points.pop_front();
         }
-        self.entries.push_back(HistoryEntry {
-            snapshot,
-            rates,
+        let s = &snapshot.stats;
+        self.points.push_back(HistoryPoint {
+            unix_ms: unix_ms(snapshot.taken_at),
+            uptime_ms: snapshot.uptime.as_millis() as u64,
+            alloc_bytes: s.alloc_bytes,
+            allocs: s.allocs,
+            free_bytes: s.free_bytes,
+            frees: s.frees,
+            live_bytes: s.live_bytes,
+            live_objects: s.live_objects,
+            alloc_bytes_per_sec: rates[0],
+            allocs_per_sec: rates[1],
+            free_bytes_per_sec: rates[2],
+            frees_per_sec: rates[3],
             spike,
         });
+        self.latest = Some(snapshot);
     }
 
     /// The most [`History::bytes`] can be: every place taken.
     pub fn max_bytes(&self) -> usize {
-        self.capacity * core::mem::size_of::<HistoryEntry>()
+        self.capacity * core::mem::size_of::<HistoryPoint>()
     }
 
-    /// Bytes the snapshots kept so far occupy (the buffer is reserved for
+    /// Bytes the points kept so far occupy (the buffer is reserved for
     /// `capacity` at the start, but its pages are only touched as it fills).
     pub fn bytes(&self) -> usize {
-        self.entries.len() * core::mem::size_of::<HistoryEntry>()
+        self.points.len() * core::mem::size_of::<HistoryPoint>()
     }
 
     /// The newest snapshot.
     pub fn latest(&self) -> Option<&Snapshot> {
-        self.entries.back().map(|e| &e.snapshot)
-    }
-
-    /// All snapshots, oldest first.
-    pub fn to_vec(&self) -> Vec<Snapshot> {
-        self.entries.iter().map(|e| e.snapshot).collect()
+        self.latest.as_ref()
     }
 
     /// The points taken strictly after `since_unix_ms` (all of them without
     /// it), oldest first.
     pub fn points(&self, since_unix_ms: Option<u64>) -> Vec<HistoryPoint> {
-        self.entries
+        self.points
             .iter()
-            .map(|e| {
-                let s = &e.snapshot.stats;
-                HistoryPoint {
-                    unix_ms: unix_ms(e.snapshot.taken_at),
-                    uptime_ms: e.snapshot.uptime.as_millis() as u64,
-                    alloc_bytes: s.alloc_bytes,
-                    allocs: s.allocs,
-                    free_bytes: s.free_bytes,
-                    frees: s.frees,
-                    live_bytes: s.live_bytes,
-                    live_objects: s.live_objects,
-                    alloc_bytes_per_sec: e.rates[0],
-                    allocs_per_sec: e.rates[1],
-                    free_bytes_per_sec: e.rates[2],
-                    frees_per_sec: e.rates[3],
-                    spike: e.spike,
-                }
-            })
             .filter(|p| since_unix_ms.is_none_or(|since| p.unix_ms > since))
+            .copied()
             .collect()
     }
 }
@@ -188,13 +179,29 @@ mod tests {
                 false,
             );
         }
-        let all = h.to_vec();
+        let all = h.points(None);
         assert_eq!(all.len(), 3);
         assert_eq!(
-            all.iter().map(|s| s.uptime.as_secs()).collect::<Vec<_>>(),
+            all.iter().map(|p| p.uptime_ms / 1000).collect::<Vec<_>>(),
             [7, 8, 9]
         );
         assert_eq!(h.latest().unwrap().uptime.as_secs(), 9);
+    }
+
+    /// The history is reserved whole when the exporter starts, and counts
+    /// in allocmeter's own memory from then on: a point per tick must stay
+    /// small, not a copy of the statistics with their 31 size classes.
+    #[test]
+    fn a_full_default_history_takes_under_64_kib() {
+        // `Builder::history`'s docs give this size.
+        assert_eq!(core::mem::size_of::<HistoryPoint>(), 104);
+        let h = History::new(crate::DEFAULT_HISTORY);
+        assert!(
+            h.max_bytes() < 64 << 10,
+            "{} bytes for {} points",
+            h.max_bytes(),
+            h.capacity()
+        );
     }
 }
 

@@ -307,17 +307,12 @@ impl Aggregator {
             .expect("the history holds the snapshot taken at start")
     }
 
-    /// The snapshots in the history, oldest first.
-    pub fn snapshots(&self) -> Vec<Snapshot> {
-        self.history.lock().to_vec()
-    }
-
     /// The history points taken after `since_unix_ms` (all without it).
     pub fn history_points(&self, since_unix_ms: Option<u64>) -> Vec<HistoryPoint> {
         self.history.lock().points(since_unix_ms)
     }
 
-    /// How many snapshots the history keeps.
+    /// How many points the history keeps.
     pub fn history_capacity(&self) -> usize {
         self.history.lock().capacity()
     }
