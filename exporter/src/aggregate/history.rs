@@ -56,7 +56,8 @@ pub struct HistoryPoint {
     pub spike: bool,
 }
 
-fn unix_ms(at: SystemTime) -> u64 {
+/// `at` in milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }

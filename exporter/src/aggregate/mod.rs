@@ -40,7 +40,7 @@ pub(crate) mod spikes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -249,10 +249,7 @@ impl Aggregator {
         };
         let point = Point {
             at: snapshot.uptime,
-            unix_ms: snapshot
-                .taken_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            unix_ms: history::unix_ms(snapshot.taken_at),
             alloc_bytes: split.program.alloc_bytes,
             allocs: split.program.allocs,
         };

@@ -3,11 +3,12 @@
 //! Owns: the bodies' shapes. Reads the renderer; knows nothing of requests
 //! (the HTTP routes parse queries and wrap bodies in responses).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::Renderer;
 use super::prometheus::inner_figures;
 use super::sites::SortBy;
+use crate::aggregate::history::unix_ms;
 
 /// The JSON API's version, in every response's `version` field.
 pub const API_VERSION: u32 = 1;
@@ -93,12 +94,6 @@ pub(crate) fn error_body(message: &'static str) -> serde_json::Value {
     serde_json::json!({ "version": API_VERSION, "error": message })
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// `/api/snapshot` (and its alias `/api/stats`): the service's share of
 /// `allocmeter::stats_split()` (`stats`; its `telemetry_bytes` is
 /// allocmeter's whole, as `allocmeter_telemetry_bytes`), allocmeter's own
@@ -108,7 +103,7 @@ fn unix_ms_now() -> u64 {
 /// (`profiles_exposed`).
 pub(crate) fn stats_body(renderer: &Renderer, profiles_exposed: bool) -> serde_json::Value {
     let aggregator = renderer.aggregator();
-    let unix_ms = unix_ms_now();
+    let unix_ms = unix_ms(SystemTime::now());
     let uptime_ms = aggregator.uptime().as_millis() as u64;
     let split = allocmeter::stats_split();
     let (s, own) = (split.program, split.internal);
